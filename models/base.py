@@ -1,0 +1,60 @@
+"""The declarative base, its naming convention and the portable column types every table uses."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, Dialect, MetaData, Uuid
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_microseconds(moment: datetime) -> int:
+    """Return the whole microseconds between the Unix epoch and the aware datetime `moment`."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment.isoformat()} cannot be stored; give it a time zone")
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def from_microseconds(value: int) -> datetime:
+    """Return the aware UTC datetime `value` microseconds after the Unix epoch."""
+    return EPOCH + timedelta(microseconds=value)
+
+
+class UtcMicroseconds(TypeDecorator[datetime]):
+    """An aware UTC datetime stored as a 64-bit count of microseconds since the Unix epoch.
+
+    Integers keep microsecond precision and ordering on every engine, need no time-zone handling by
+    the driver (SQLite has none) and bind without per-row conversion on the bulk paths, which may pass
+    integers directly.
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        if value is None or isinstance(value, int):
+            return value
+        return to_microseconds(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else from_microseconds(int(value))
+
+
+class Base(DeclarativeBase):
+    """Base class of every ORM model."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcMicroseconds(), uuid.UUID: Uuid()}

@@ -1,0 +1,139 @@
+"""Engines and sessions: the extension-loading SQLite driver with sqlite-vec, or any SQLAlchemy URL.
+
+The embedded default is one SQLite file opened through ``sqlean`` (the stdlib ``sqlite3`` here cannot
+load extensions), with sqlite-vec loaded, WAL, a busy timeout, foreign keys and 16 KiB pages on every
+connection. Any other URL (``postgresql+psycopg://...``) is passed to SQLAlchemy unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+from neuraltrade.errors import StorageError
+
+DATABASE_ENVIRONMENT_VARIABLE = "NEURALTRADE_DB"
+DEFAULT_DATABASE_URL = "sqlite:///data/neuraltrade.db"
+BUSY_TIMEOUT_MILLISECONDS = 30_000
+PAGE_SIZE_BYTES = 16_384
+#: Page-cache ceiling in KiB (negative: KiB, per SQLite). sqlite-vec writes 2 MiB chunk blobs; with the
+#: default 2 MiB cache, inserts spread over several partitions thrash it (measured: 8,157 vs 44,448
+#: inserts/s of 512-d vectors over 10 symbols, see docs/benchmarks.md).
+CACHE_SIZE_KIB = 262_144
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def resolve_database_url(database_url: str | None = None) -> str:
+    """Return `database_url`, else ``$NEURALTRADE_DB``, else the default file under ``./data/``."""
+    url = database_url or os.environ.get(DATABASE_ENVIRONMENT_VARIABLE) or DEFAULT_DATABASE_URL
+    try:
+        make_url(url)
+    except ArgumentError as error:
+        raise StorageError(f"database URL {url!r} is not a SQLAlchemy URL: {error}") from error
+    return url
+
+
+def is_sqlite(database_url: str) -> bool:
+    """Return whether `database_url` names a SQLite database."""
+    return make_url(database_url).get_backend_name() == "sqlite"
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    import sqlite_vec
+
+    dbapi_connection.enable_load_extension(True)
+    sqlite_vec.load(dbapi_connection)
+    dbapi_connection.enable_load_extension(False)
+    cursor = dbapi_connection.cursor()
+    # page_size only takes effect on a new, empty file, before WAL is switched on.
+    cursor.execute(f"PRAGMA page_size = {PAGE_SIZE_BYTES}")
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MILLISECONDS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute(f"PRAGMA cache_size = -{CACHE_SIZE_KIB}")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+    # Let SQLAlchemy, not the driver, decide when transactions begin (enables SAVEPOINT and
+    # makes BEGIN explicit).
+    dbapi_connection.isolation_level = None
+
+
+def _begin_sqlite_transaction(connection: Any) -> None:
+    # A writer takes the write lock when it begins, so two writers queue on the busy timeout instead
+    # of failing when a read transaction cannot be upgraded.
+    immediate = connection.get_execution_options().get("immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_database_engine(database_url: str) -> Engine:
+    """Return a new engine for `database_url`; SQLite files get sqlean, sqlite-vec and pragmas.
+
+    Raises
+    ------
+    StorageError
+        If the URL is malformed or the folder of a SQLite file cannot be created.
+    """
+    url = make_url(resolve_database_url(database_url))
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    import sqlean
+
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        try:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"cannot create the folder of database {database!r}: {error}") from error
+    engine = create_engine(url, module=sqlean, connect_args={"timeout": BUSY_TIMEOUT_MILLISECONDS / 1000})
+    event.listen(engine, "connect", _configure_sqlite_connection)
+    event.listen(engine, "begin", _begin_sqlite_transaction)
+    return engine
+
+
+def get_engine(database_url: str | None = None) -> Engine:
+    """Return this process's shared engine for `database_url` (created on first use)."""
+    url = resolve_database_url(database_url)
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = create_database_engine(url)
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every shared engine (tests and forked workers call this)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@contextmanager
+def session_scope(database_url: str | None = None, *, write: bool = False) -> Iterator[Session]:
+    """Yield a session that commits when the block succeeds and rolls back when it raises.
+
+    A `write` session on SQLite begins with the write lock held (``BEGIN IMMEDIATE``).
+    """
+    engine = get_engine(database_url)
+    bind = engine.execution_options(immediate=True) if write else engine
+    factory = sessionmaker(bind=bind, expire_on_commit=False)
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,222 @@
+"""Repositories: every read and write of the ORM tables, each taking the caller's session.
+
+Writes are idempotent upserts keyed on natural keys, so a flow re-run after a crash writes nothing twice.
+Upserts use the dialect's ``ON CONFLICT`` (SQLite and PostgreSQL share SQLAlchemy's API for it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import BigInteger, Table, func, select, type_coerce
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from models.base import from_microseconds, to_microseconds
+from models.tables import (
+    BarRecord,
+    CollectionRecord,
+    EmbeddingRecord,
+    ObservationRecord,
+    QuarantinedRow,
+    RunSummary,
+)
+from neuraltrade.bars import BAR_COLUMNS, TIMESTAMP_DTYPE
+from neuraltrade.errors import StorageError
+
+#: Rows per executemany batch: bounds memory on million-row files.
+BATCH_ROWS = 50_000
+_BAR_VALUES = ("open", "high", "low", "close", "volume", "spread")
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """A row to quarantine: its line in the source, the checks it failed and its raw fields."""
+
+    line: int
+    failed_checks: tuple[str, ...]
+    raw_values: tuple[str, ...]
+
+
+def _insert(session: Session, table: Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    raise StorageError(f"database dialect {dialect!r} has no upsert support here; use SQLite or PostgreSQL")
+
+
+def _batches(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    for start in range(0, len(rows), BATCH_ROWS):
+        yield rows[start : start + BATCH_ROWS]
+
+
+def _timestamps_us(values: pd.Series) -> np.ndarray:
+    return values.astype(TIMESTAMP_DTYPE).to_numpy().astype("datetime64[us]").astype(np.int64)
+
+
+def upsert_bars(session: Session, frame: pd.DataFrame, *, source: str, now: datetime) -> int:
+    """Insert the bars of bar frame `frame`, updating stored bars whose values differ; return rows changed.
+
+    A bar identical to the stored one is left untouched, so re-ingesting a file changes nothing.
+    """
+    if frame.empty:
+        return 0
+    table = BarRecord.__table__
+    statement = _insert(session, table)  # type: ignore[arg-type]
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=["symbol", "timestamp"],
+        set_={name: excluded[name] for name in (*_BAR_VALUES, "source", "ingested_at")},
+        where=_any_distinct(table, excluded),
+    )
+    columns = {
+        "symbol": frame["symbol"].astype(str).tolist(),
+        "timestamp": _timestamps_us(frame["timestamp"]).tolist(),
+        **{name: frame[name].astype(float).tolist() for name in _BAR_VALUES},
+    }
+    spreads = columns["spread"]
+    columns["spread"] = [None if value != value else value for value in spreads]  # NaN is SQL NULL
+    ingested = to_microseconds(now)
+    keys = list(columns)
+    rows = [
+        {**dict(zip(keys, values, strict=True)), "source": source, "ingested_at": ingested}
+        for values in zip(*columns.values(), strict=True)
+    ]
+    changed = 0
+    for batch in _batches(rows):
+        result = session.execute(statement, batch)
+        changed += max(result.rowcount, 0)  # type: ignore[attr-defined]
+    return changed
+
+
+def _any_distinct(table: Table, excluded: Any) -> Any:
+    condition = table.c.open.is_distinct_from(excluded.open)
+    for name in _BAR_VALUES[1:]:
+        condition = condition | table.c[name].is_distinct_from(excluded[name])
+    return condition
+
+
+def quarantine_rows(
+    session: Session, *, source: str, source_digest: str, entries: Sequence[QuarantineEntry], now: datetime
+) -> int:
+    """Store rows that failed; a row already quarantined from the same file content is updated, not doubled."""
+    if not entries:
+        return 0
+    table = QuarantinedRow.__table__
+    statement = _insert(session, table)  # type: ignore[arg-type]
+    statement = statement.on_conflict_do_update(
+        index_elements=["source_digest", "line"],
+        set_={"failed_checks": statement.excluded.failed_checks, "source": statement.excluded.source},
+    )
+    at = to_microseconds(now)
+    rows = [
+        {
+            "source": source,
+            "source_digest": source_digest,
+            "line": entry.line,
+            "failed_checks": list(entry.failed_checks),
+            "raw_values": list(entry.raw_values),
+            "quarantined_at": at,
+        }
+        for entry in entries
+    ]
+    for batch in _batches(rows):
+        session.execute(statement, batch)
+    return len(rows)
+
+
+def start_run(session: Session, *, kind: str, config_digest: str, now: datetime, run_id: uuid.UUID) -> uuid.UUID:
+    """Record that a run of `kind` started; return its id."""
+    session.merge(
+        RunSummary(id=run_id, kind=kind, status="running", config_digest=config_digest, started_at=now, details={})
+    )
+    session.flush()
+    return run_id
+
+
+def finish_run(
+    session: Session, run_id: uuid.UUID, *, status: str, details: dict[str, Any], now: datetime
+) -> None:
+    """Record how run `run_id` ended and what it did."""
+    run = session.get(RunSummary, run_id)
+    if run is None:
+        raise StorageError(f"run {run_id} was never started")
+    run.status = status
+    run.details = details
+    run.finished_at = now
+
+
+def last_runs(session: Session, limit: int = 10) -> list[RunSummary]:
+    """Return the `limit` most recent runs, newest first."""
+    return list(session.scalars(select(RunSummary).order_by(RunSummary.started_at.desc()).limit(limit)))
+
+
+def table_counts(session: Session) -> dict[str, int]:
+    """Return the number of rows of every table, by table name."""
+    counts = {}
+    for model in (BarRecord, ObservationRecord, CollectionRecord, EmbeddingRecord, QuarantinedRow, RunSummary):
+        counts[model.__tablename__] = int(session.scalar(select(func.count()).select_from(model)) or 0)
+    return counts
+
+
+def symbols(session: Session) -> list[str]:
+    """Return every symbol that has bars, sorted."""
+    return list(session.scalars(select(BarRecord.symbol).distinct().order_by(BarRecord.symbol)))
+
+
+def bar_timestamps(session: Session, symbol: str) -> np.ndarray:
+    """Return the epoch-microsecond timestamps of `symbol`'s bars, ascending."""
+    column = type_coerce(BarRecord.timestamp, BigInteger)
+    values = session.scalars(select(column).where(BarRecord.symbol == symbol).order_by(column)).all()
+    return np.asarray(values, dtype=np.int64)
+
+
+def embedded_timestamps(session: Session, collection_id: int, symbol: str) -> np.ndarray:
+    """Return the epoch-microsecond timestamps of `symbol` already embedded in a collection."""
+    column = type_coerce(EmbeddingRecord.timestamp, BigInteger)
+    values = session.scalars(
+        select(column).where(EmbeddingRecord.collection_id == collection_id, EmbeddingRecord.symbol == symbol)
+    ).all()
+    return np.asarray(values, dtype=np.int64)
+
+
+def load_bars(session: Session, symbol: str, *, since: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Return `symbol`'s bars from epoch microsecond `since` on as a bar frame, and their ids."""
+    column = type_coerce(BarRecord.timestamp, BigInteger)
+    query = select(
+        BarRecord.id, BarRecord.symbol, column, *(getattr(BarRecord, name) for name in _BAR_VALUES)
+    ).where(BarRecord.symbol == symbol)
+    if since is not None:
+        query = query.where(column >= since)
+    rows = session.execute(query.order_by(column)).all()
+    frame = pd.DataFrame(rows, columns=["id", *BAR_COLUMNS])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"].astype(np.int64), unit="us", utc=True).astype(
+        TIMESTAMP_DTYPE
+    )
+    for name in _BAR_VALUES:
+        frame[name] = frame[name].astype("float64")
+    return frame.loc[:, list(BAR_COLUMNS)], frame["id"].to_numpy(np.int64)
+
+
+def upsert_observations(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert observation rows (keys as `ObservationRecord` columns, ``metadata`` for the JSON); keep existing."""
+    if not rows:
+        return 0
+    statement = _insert(session, ObservationRecord.__table__)  # type: ignore[arg-type]
+    statement = statement.on_conflict_do_nothing(index_elements=["id"])
+    for batch in _batches(list(rows)):
+        session.execute(statement, batch)
+    return len(rows)
+
+
+def timestamp_of(value: int) -> datetime:
+    """Return the aware datetime of epoch microsecond `value` (for messages and reports)."""
+    return from_microseconds(value)

@@ -1,0 +1,117 @@
+"""ORM models: bars, observations, vector collections and embeddings, quarantined rows, run summaries.
+
+The vectors themselves live in one sqlite-vec ``vec0`` virtual table per collection (see
+`models.vector_store`); `Embedding` rows are their system of record and share their rowid.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base
+
+#: Prefix of every sqlite-vec virtual table and of its shadow tables; Alembic's autogenerate skips it.
+VECTOR_TABLE_PREFIX = "vec_"
+
+
+class BarRecord(Base):
+    """One OHLCV bar; (symbol, timestamp) is its natural key."""
+
+    __tablename__ = "bars"
+    __table_args__ = (UniqueConstraint("symbol", "timestamp"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    timestamp: Mapped[datetime]
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float] = mapped_column(Float)
+    spread: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(Text)
+    ingested_at: Mapped[datetime]
+
+
+class ObservationRecord(Base):
+    """The market state the memory stores for one bar; `id` is the stable `Observation.id_for`."""
+
+    __tablename__ = "observations"
+    __table_args__ = (UniqueConstraint("symbol", "timestamp"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    bar_id: Mapped[int] = mapped_column(ForeignKey("bars.id", ondelete="CASCADE"), unique=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    timestamp: Mapped[datetime]
+    price: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float] = mapped_column(Float)
+    spread: Mapped[float] = mapped_column(Float)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime]
+
+
+class CollectionRecord(Base):
+    """A named vector collection: one dimension, one metric, one embedder fingerprint."""
+
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    dimension: Mapped[int] = mapped_column(Integer)
+    metric: Mapped[str] = mapped_column(String(16))
+    fingerprint: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fingerprint_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class EmbeddingRecord(Base):
+    """One stored vector: its collection, the observation it embeds and the vector table rowid (= id)."""
+
+    __tablename__ = "embeddings"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "observation_id"),
+        Index(None, "collection_id", "symbol", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    observation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("observations.id", ondelete="CASCADE"))
+    symbol: Mapped[str] = mapped_column(String(32))
+    timestamp: Mapped[datetime]
+    fingerprint_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class QuarantinedRow(Base):
+    """An input row that failed parsing or a quality check, kept with everything needed to fix it."""
+
+    __tablename__ = "quarantined_rows"
+    __table_args__ = (UniqueConstraint("source_digest", "line"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(Text)
+    source_digest: Mapped[str] = mapped_column(String(64))
+    line: Mapped[int] = mapped_column(Integer)
+    failed_checks: Mapped[list[str]] = mapped_column(JSON)
+    raw_values: Mapped[list[str]] = mapped_column(JSON)
+    quarantined_at: Mapped[datetime]
+
+
+class RunSummary(Base):
+    """What one flow or command run did: its kind, config digest, status and figures."""
+
+    __tablename__ = "run_summaries"
+    __table_args__ = (Index(None, "kind", "started_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    config_digest: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,65 @@
+"""Every error neuraltrade raises: one base class, one subclass per condition.
+
+Each message names the offending value and where it came from, so a CLI can print it on one line.
+"""
+
+from __future__ import annotations
+
+
+class NeuralTradeError(Exception):
+    """Base class of every error the platform raises on purpose."""
+
+
+class ConfigError(NeuralTradeError):
+    """A configuration value is out of its allowed range or of the wrong kind."""
+
+
+class ValidationError(NeuralTradeError):
+    """A domain value (a signal, an order, an observation) breaks one of its invariants."""
+
+
+class SerializationError(NeuralTradeError):
+    """A record cannot be written to or read from its canonical JSON form."""
+
+
+class FileRejected(NeuralTradeError):
+    """A whole input file cannot be read: unknown layout, missing columns, unreadable bytes."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class DimensionMismatch(NeuralTradeError):
+    """Vectors given to a collection have another dimension than the collection holds."""
+
+    def __init__(self, collection: str, expected: int, was: int) -> None:
+        super().__init__(f"collection {collection!r} holds {expected}-d vectors, was given {was}-d")
+        self.collection = collection
+        self.expected = expected
+        self.was = was
+
+
+class FingerprintMismatch(NeuralTradeError):
+    """Vectors come from another embedder than the one a collection was created with."""
+
+    def __init__(self, collection: str, expected: str, was: str) -> None:
+        super().__init__(
+            f"collection {collection!r} holds vectors of embedder {expected}, was given vectors of {was}"
+        )
+        self.collection = collection
+        self.expected = expected
+        self.was = was
+
+
+class InvalidVector(NeuralTradeError):
+    """A vector holds NaN or infinity, or is not a flat array of numbers."""
+
+
+class NotEnoughHistory(NeuralTradeError):
+    """An embedding window needs more bars than a symbol has."""
+
+
+class StorageError(NeuralTradeError):
+    """The database cannot be opened, migrated or written as asked."""

@@ -1,0 +1,245 @@
+"""Reading bar files: layout detection and row-by-row parsing into a bar frame, losing nothing.
+
+Three layouts are recognised from the header (names are matched case-insensitively, spaces as ``_``):
+
+- *daily*: ``Date, Open, High, Low, Close, Adj Close, Volume`` (Yahoo); the symbol comes from the file
+  name (``NVDA.csv`` is NVDA; ``INDEX_2006-01-02_1min.csv`` is INDEX) unless one is given;
+- *intraday*: ``Date, Time, Open, High, Low, Close, Volume[, ...]``; also the common broken form whose
+  header omits ``Time`` although every row carries it, recognised when rows have one field more than
+  the header and their second field is a clock time;
+- *long*: ``timestamp, symbol, open, high, low, close, volume[, spread]`` in any order.
+
+Every non-blank line after the header is one row read. A row either becomes a row of the bar frame
+(whose quality is checked later) or a `RejectedRow` naming why, so rows read = frame rows + rejected
+rows always holds. Times without a zone are read in the file's `timezone` (UTC by default).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neuraltrade.bars import BAR_COLUMNS, PRICE_COLUMNS, TIMESTAMP_DTYPE
+from neuraltrade.errors import FileRejected
+
+LONG_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
+DATED_COLUMNS = ("date", "open", "high", "low", "close", "volume")
+_CLOCK_TIME = re.compile(r"^\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$")
+_SYMBOL = re.compile(r"^[A-Za-z0-9.^=\-]{1,32}$")
+#: How many leading rows decide whether a header lacks its time column.
+_SNIFF_ROWS = 50
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A row that could not become a bar: its line, the reason and its raw fields."""
+
+    line: int
+    reason: str
+    raw_values: tuple[str, ...]
+
+
+@dataclass
+class ParsedFile:
+    """A file read into a bar frame (plus a ``line`` column) and the rows that could not be read."""
+
+    source: str
+    source_digest: str
+    layout: str
+    frame: pd.DataFrame
+    rejected: list[RejectedRow] = field(default_factory=list)
+    _raw_lines: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def rows_read(self) -> int:
+        """Rows read from the file: those in the frame plus those rejected."""
+        return len(self.frame) + len(self.rejected)
+
+    def raw_values(self, line: int) -> tuple[str, ...]:
+        """Return the raw fields of 1-based `line` as they stand in the file."""
+        text = self._raw_lines[line - 1] if 0 < line <= len(self._raw_lines) else ""
+        return tuple(next(csv.reader([text]), []))
+
+
+def symbol_from_path(path: Path) -> str:
+    """Return the symbol a file name implies: its stem up to the first underscore, upper-cased."""
+    return path.stem.split("_", 1)[0].upper()
+
+
+def read_bars(path: str | Path, *, symbol: str | None = None, timezone: str = "UTC") -> ParsedFile:
+    """Read the CSV or Parquet bar file at `path`.
+
+    Parameters
+    ----------
+    path
+        A ``.csv`` (UTF-8 text) or ``.parquet`` file.
+    symbol
+        The symbol of every row of a daily or intraday file; default: from the file name.
+    timezone
+        The IANA zone of times written without an offset.
+
+    Raises
+    ------
+    FileRejected
+        If the file is missing, empty, of unknown type, or its header matches no layout.
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise FileRejected(source, f"cannot be read: {error.strerror or error}") from error
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        header, rows, lines = _parquet_rows(source, path)
+    elif suffix in (".csv", ".txt"):
+        header, rows, lines = _csv_rows(source, content)
+    else:
+        raise FileRejected(source, f"file type {suffix or '(none)'!r} is not .csv or .parquet")
+    if symbol is not None and not _SYMBOL.match(symbol):
+        raise FileRejected(source, f"symbol {symbol!r} must be 1-32 letters, digits or . ^ = -")
+    layout, columns = _detect_layout(source, header, rows)
+    default_symbol = symbol or symbol_from_path(path)
+    if layout != "long" and not _SYMBOL.match(default_symbol):
+        raise FileRejected(source, f"symbol {default_symbol!r} taken from the file name is invalid; pass one")
+
+    rejected: list[RejectedRow] = []
+    kept_lines: list[int] = []
+    kept_rows: list[list[str]] = []
+    width = len(columns)
+    for line, row in rows:
+        if len(row) != width:
+            rejected.append(RejectedRow(line, f"field_count:expected_{width}_was_{len(row)}", tuple(row)))
+        else:
+            kept_lines.append(line)
+            kept_rows.append(row)
+    frame = _build_frame(columns, kept_rows, layout, default_symbol, timezone, source)
+    frame["line"] = np.asarray(kept_lines, dtype=np.int64)
+    return ParsedFile(
+        source=source,
+        source_digest=hashlib.sha256(content).hexdigest(),
+        layout=layout,
+        frame=frame,
+        rejected=rejected,
+        _raw_lines=lines,
+    )
+
+
+def _normalise(name: str) -> str:
+    return "_".join(name.strip().strip("\ufeff").lower().split())
+
+
+def _csv_rows(source: str, content: bytes) -> tuple[list[str], list[tuple[int, list[str]]], list[str]]:
+    # Undecodable bytes stay visible as escapes in the row that holds them rather than failing the file.
+    text = content.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+    lines = text.splitlines()
+    numbered = [(index + 1, line) for index, line in enumerate(lines) if line.strip()]
+    if not numbered:
+        raise FileRejected(source, "is empty: no header and no rows")
+    parsed: list[tuple[int, list[str]]] = []
+    for number, line in numbered:
+        try:
+            fields = next(csv.reader([line]))
+        except csv.Error:
+            fields = [line]
+        parsed.append((number, [value.strip() for value in fields]))
+    (_, header), rows = parsed[0], parsed[1:]
+    return [_normalise(name) for name in header], rows, lines
+
+
+def _parquet_rows(source: str, path: Path) -> tuple[list[str], list[tuple[int, list[str]]], list[str]]:
+    import pyarrow.parquet as parquet
+
+    try:
+        table = parquet.read_table(path)
+    except Exception as error:  # pyarrow raises several unrelated types for a corrupt file
+        raise FileRejected(source, f"is not a readable Parquet file: {error}") from error
+    frame = table.to_pandas()
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            frame[column] = frame[column].dt.strftime("%Y-%m-%dT%H:%M:%S.%f%z")
+    values = frame.astype(str).where(frame.notna(), "").to_numpy().tolist()
+    header = [_normalise(str(name)) for name in frame.columns]
+    rows = [(index + 1, row) for index, row in enumerate(values)]
+    lines = [",".join(row) for row in values]
+    return header, rows, lines
+
+
+def _detect_layout(
+    source: str, header: list[str], rows: list[tuple[int, list[str]]]
+) -> tuple[str, list[str]]:
+    names = set(header)
+    if set(LONG_COLUMNS) <= names:
+        return "long", header
+    if set(DATED_COLUMNS) <= names:
+        if "time" in names:
+            return "intraday", header
+        sample = [row for _, row in rows[:_SNIFF_ROWS]]
+        shifted = [row for row in sample if len(row) == len(header) + 1 and _CLOCK_TIME.match(row[1])]
+        if sample and len(shifted) * 2 > len(sample):
+            date_at = header.index("date")
+            return "intraday", [*header[: date_at + 1], "time", *header[date_at + 1 :]]
+        return "daily", header
+    raise FileRejected(
+        source,
+        f"header {', '.join(header)!s} matches no known layout; expected Date, Open, High, Low, Close, "
+        "Volume (daily), with Time (intraday), or timestamp, symbol, open, high, low, close, volume (long)",
+    )
+
+
+def _build_frame(
+    columns: list[str], rows: list[list[str]], layout: str, symbol: str, timezone: str, source: str
+) -> pd.DataFrame:
+    position = {name: index for index, name in enumerate(columns)}
+    fields = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+
+    def column(name: str) -> np.ndarray:
+        return np.asarray(fields[position[name]], dtype=object)
+
+    if layout == "long":
+        stamps = column("timestamp")
+        symbols = column("symbol")
+    else:
+        stamps = column("date")
+        if layout == "intraday":
+            stamps = np.char.add(np.char.add(stamps.astype(str), " "), column("time").astype(str))
+        symbols = np.full(len(rows), symbol, dtype=object)
+    frame = pd.DataFrame({"symbol": pd.Series(symbols, dtype=object).astype(str)})
+    frame["timestamp"] = _parse_timestamps(stamps, timezone, source)
+    for name in (*PRICE_COLUMNS, "volume"):
+        frame[name] = _parse_numbers(column(name))
+    frame["spread"] = _parse_numbers(column("spread")) if "spread" in position else np.nan
+    return frame.loc[:, list(BAR_COLUMNS)]
+
+
+def _parse_numbers(values: np.ndarray) -> np.ndarray:
+    numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(np.float64, copy=True)
+    # Infinity is no price: treat it as missing so the not-null check quarantines the row.
+    numbers[~np.isfinite(numbers)] = np.nan
+    return numbers
+
+
+def _parse_timestamps(values: np.ndarray, timezone: str, source: str) -> pd.Series:
+    strings = pd.Series(values, dtype=object).astype(str)
+    try:
+        parsed = pd.to_datetime(strings, format="ISO8601", errors="coerce")
+    except (ValueError, TypeError):
+        # Offsets that differ from row to row: normalise each to UTC.
+        parsed = pd.to_datetime(strings, format="ISO8601", errors="coerce", utc=True)
+    if parsed.dtype == object:
+        parsed = pd.to_datetime(strings, format="ISO8601", errors="coerce", utc=True)
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_convert("UTC")
+    else:
+        try:
+            parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+        except Exception as error:  # an unknown zone name is the user's error, not the file's
+            raise FileRejected(source, f"time zone {timezone!r} is unknown: {error}") from error
+        parsed = parsed.dt.tz_convert("UTC")
+    return parsed.astype(TIMESTAMP_DTYPE)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from alembic import context
-
 import models.tables  # noqa: F401  (registers every table on the metadata)
+from alembic import context
 from models.base import Base
 from models.engine import get_engine, resolve_database_url
 from models.tables import VECTOR_TABLE_PREFIX

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import MAX_WORKERS
+from flows import task_runner
 from neuraltrade.canonical import digest
 from neuraltrade.embedding import WindowEmbedderConfig
 from tasks.database import prepare_database
@@ -15,7 +14,7 @@ from tasks.embed import MARKET_STATE_COLLECTION, embed_symbol, list_symbols
 from tasks.runs import current_run_id, finish_run, start_run
 
 
-@flow(name="embed_observations", task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS))
+@flow(name="embed_observations", task_runner=task_runner())
 def embed_observations(
     database_url: str | None = None,
     symbols: list[str] | None = None,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import MAX_WORKERS
+from flows import task_runner
 from neuraltrade.canonical import digest
 from neuraltrade.errors import FileRejected
 from neuraltrade.sample_data import sample_paths
@@ -16,7 +15,7 @@ from tasks.ingest import ingest_file
 from tasks.runs import current_run_id, finish_run, start_run
 
 
-@flow(name="ingest_bars", task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS))
+@flow(name="ingest_bars", task_runner=task_runner())
 def ingest_bars(
     paths: list[str] | None = None,
     database_url: str | None = None,
@@ -33,7 +32,8 @@ def ingest_bars(
     config = {"paths": files, "symbol": symbol, "timezone": timezone}
     run_id = start_run(url, "ingest_bars", digest(config), str(current_run_id()))
     futures = ingest_file.map(unmapped(url), files, symbol=unmapped(symbol), timezone=unmapped(timezone))
-    reports, rejected = [], {}
+    reports: list[dict[str, Any]] = []
+    rejected: dict[str, str] = {}
     for path, future in zip(files, futures, strict=True):
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, BaseException):

@@ -27,7 +27,7 @@ from models.tables import (
     QuarantinedRow,
     RunSummary,
 )
-from neuraltrade.bars import BAR_COLUMNS, TIMESTAMP_DTYPE
+from neuraltrade.bars import BAR_COLUMNS, TIMESTAMP_DTYPE, timestamps_to_microseconds
 from neuraltrade.errors import StorageError
 
 #: Rows per executemany batch: bounds memory on million-row files.
@@ -58,10 +58,6 @@ def _batches(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
         yield rows[start : start + BATCH_ROWS]
 
 
-def _timestamps_us(values: pd.Series) -> np.ndarray:
-    return values.astype(TIMESTAMP_DTYPE).to_numpy().astype("datetime64[us]").astype(np.int64)
-
-
 def upsert_bars(session: Session, frame: pd.DataFrame, *, source: str, now: datetime) -> int:
     """Insert the bars of bar frame `frame`, updating stored bars whose values differ; return rows changed.
 
@@ -79,7 +75,7 @@ def upsert_bars(session: Session, frame: pd.DataFrame, *, source: str, now: date
     )
     columns = {
         "symbol": frame["symbol"].astype(str).tolist(),
-        "timestamp": _timestamps_us(frame["timestamp"]).tolist(),
+        "timestamp": timestamps_to_microseconds(frame["timestamp"]).tolist(),
         **{name: frame[name].astype(float).tolist() for name in _BAR_VALUES},
     }
     spreads = columns["spread"]
@@ -97,7 +93,7 @@ def upsert_bars(session: Session, frame: pd.DataFrame, *, source: str, now: date
     return changed
 
 
-def _any_distinct(table: Table, excluded: Any) -> Any:
+def _any_distinct(table: Any, excluded: Any) -> Any:
     condition = table.c.open.is_distinct_from(excluded.open)
     for name in _BAR_VALUES[1:]:
         condition = condition | table.c[name].is_distinct_from(excluded[name])
@@ -142,9 +138,7 @@ def start_run(session: Session, *, kind: str, config_digest: str, now: datetime,
     return run_id
 
 
-def finish_run(
-    session: Session, run_id: uuid.UUID, *, status: str, details: dict[str, Any], now: datetime
-) -> None:
+def finish_run(session: Session, run_id: uuid.UUID, *, status: str, details: dict[str, Any], now: datetime) -> None:
     """Record how run `run_id` ended and what it did."""
     run = session.get(RunSummary, run_id)
     if run is None:
@@ -191,9 +185,9 @@ def embedded_timestamps(session: Session, collection_id: int, symbol: str) -> np
 def load_bars(session: Session, symbol: str, *, since: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Return `symbol`'s bars from epoch microsecond `since` on as a bar frame, and their ids."""
     column = type_coerce(BarRecord.timestamp, BigInteger)
-    query = select(
-        BarRecord.id, BarRecord.symbol, column, *(getattr(BarRecord, name) for name in _BAR_VALUES)
-    ).where(BarRecord.symbol == symbol)
+    query = select(BarRecord.id, BarRecord.symbol, column, *(getattr(BarRecord, name) for name in _BAR_VALUES)).where(
+        BarRecord.symbol == symbol
+    )
     if since is not None:
         query = query.where(column >= since)
     rows = session.execute(query.order_by(column)).all()

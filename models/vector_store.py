@@ -148,11 +148,15 @@ def insert_vectors(
     created = to_microseconds(now)
     connection = session.connection()
     table = vector_table(collection.name)
-    existing = session.scalars(
-        select(EmbeddingRecord.id).where(
-            EmbeddingRecord.collection_id == collection.id, EmbeddingRecord.id.in_(ids)
-        )
-    ).all() if len(ids) <= 30_000 else _existing_ids(session, collection.id, ids)
+    existing = (
+        session.scalars(
+            select(EmbeddingRecord.id).where(
+                EmbeddingRecord.collection_id == collection.id, EmbeddingRecord.id.in_(ids)
+            )
+        ).all()
+        if len(ids) <= 30_000
+        else _existing_ids(session, collection.id, ids)
+    )
     if existing:
         connection.exec_driver_sql(f"DELETE FROM {table} WHERE embedding_id = ?", [(i,) for i in existing])
         session.execute(delete(EmbeddingRecord).where(EmbeddingRecord.id.in_(existing)))
@@ -194,9 +198,7 @@ def count_vectors(session: Session, name: str) -> int:
 def count_embeddings(session: Session, name: str) -> int:
     """Return how many embedding rows collection `name` has in the system of record."""
     collection = get_collection(session, name)
-    return int(
-        session.scalar(select(func.count()).where(EmbeddingRecord.collection_id == collection.id)) or 0
-    )
+    return int(session.scalar(select(func.count()).where(EmbeddingRecord.collection_id == collection.id)) or 0)
 
 
 def search(

@@ -20,6 +20,11 @@ PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 TIMESTAMP_DTYPE = "datetime64[us, UTC]"
 
 
+def timestamps_to_microseconds(timestamps: pd.Series) -> np.ndarray:
+    """Return a bar frame's ``timestamp`` column as int64 microseconds since the Unix epoch."""
+    return timestamps.astype(TIMESTAMP_DTYPE).astype("int64").to_numpy()
+
+
 def empty_bar_frame() -> pd.DataFrame:
     """Return a bar frame with no rows and the right dtypes."""
     return conform_bar_frame(pd.DataFrame({column: [] for column in BAR_COLUMNS}))

@@ -45,9 +45,7 @@ class FingerprintMismatch(NeuralTradeError):
     """Vectors come from another embedder than the one a collection was created with."""
 
     def __init__(self, collection: str, expected: str, was: str) -> None:
-        super().__init__(
-            f"collection {collection!r} holds vectors of embedder {expected}, was given vectors of {was}"
-        )
+        super().__init__(f"collection {collection!r} holds vectors of embedder {expected}, was given vectors of {was}")
         self.collection = collection
         self.expected = expected
         self.was = was

@@ -171,9 +171,7 @@ def _parquet_rows(source: str, path: Path) -> tuple[list[str], list[tuple[int, l
     return header, rows, lines
 
 
-def _detect_layout(
-    source: str, header: list[str], rows: list[tuple[int, list[str]]]
-) -> tuple[str, list[str]]:
+def _detect_layout(source: str, header: list[str], rows: list[tuple[int, list[str]]]) -> tuple[str, list[str]]:
     names = set(header)
     if set(LONG_COLUMNS) <= names:
         return "long", header

@@ -41,9 +41,7 @@ class CollectionSpec:
         return self.fingerprint.dimension
 
 
-def check_vectors(
-    spec: CollectionSpec, fingerprint: EmbedderFingerprint, vectors: np.ndarray
-) -> np.ndarray:
+def check_vectors(spec: CollectionSpec, fingerprint: EmbedderFingerprint, vectors: np.ndarray) -> np.ndarray:
     """Return `vectors` as a contiguous float32 matrix if `spec` may store them.
 
     Raises

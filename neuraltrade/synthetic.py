@@ -86,9 +86,7 @@ class MarketConfig:
     interval: timedelta = timedelta(days=1)
     seed: int = 0
     regime_names: tuple[str, ...] = ("calm", "volatile", "trending")
-    transition_matrix: tuple[tuple[float, ...], ...] = (
-        (0.97, 0.01, 0.02), (0.06, 0.90, 0.04), (0.04, 0.02, 0.94)
-    )
+    transition_matrix: tuple[tuple[float, ...], ...] = ((0.97, 0.01, 0.02), (0.06, 0.90, 0.04), (0.04, 0.02, 0.94))
     drift: tuple[float, ...] = (0.0003, -0.0010, 0.0010)
     volatility: tuple[float, ...] = (0.008, 0.028, 0.012)
     volume_multiplier: tuple[float, ...] = (1.0, 2.2, 1.4)

@@ -9,10 +9,12 @@ from prefect import task
 
 from models import repositories, vector_store
 from models.engine import session_scope
+from neuraltrade.bars import timestamps_to_microseconds
 from neuraltrade.clock import Clock, SystemClock
 from neuraltrade.embedding import WindowEmbedder, WindowEmbedderConfig, relative_spreads
 from neuraltrade.memory import CollectionSpec
 from neuraltrade.types import Observation
+from tasks import progress
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
 
 clock: Clock = SystemClock()
@@ -50,12 +52,13 @@ def embed_symbol(
         missing = eligible[~np.isin(eligible, repositories.embedded_timestamps(session, record.id, symbol))]
         skipped = min(len(timestamps), embedder.window - 1)
         if len(missing) == 0:
+            progress.report("embed", symbol, 0)
             return {"symbol": symbol, "embedded": 0, "skipped_history": skipped}
         first = int(np.searchsorted(timestamps, missing[0]))
         frame, bar_ids = repositories.load_bars(session, symbol, since=int(timestamps[first - embedder.window + 1]))
         vectors = embedder.embed(frame)
         # Row i of `vectors` embeds the window ending at bar i + window - 1 of `frame`.
-        ends = frame["timestamp"].to_numpy().astype("datetime64[us]").astype(np.int64)[embedder.window - 1 :]
+        ends = timestamps_to_microseconds(frame["timestamp"])[embedder.window - 1 :]
         wanted = np.isin(ends, missing)
         positions = np.flatnonzero(wanted) + embedder.window - 1
         spreads = relative_spreads(frame)
@@ -91,4 +94,5 @@ def embed_symbol(
             vectors=vectors[wanted],
             now=now,
         )
-    return {"symbol": symbol, "embedded": int(len(positions)), "skipped_history": skipped}
+    progress.report("embed", symbol, len(positions))
+    return {"symbol": symbol, "embedded": len(positions), "skipped_history": skipped}

@@ -14,6 +14,7 @@ from models.repositories import QuarantineEntry
 from neuraltrade.bars import BAR_COLUMNS
 from neuraltrade.clock import Clock, SystemClock
 from neuraltrade.ingest import ParsedFile, read_bars
+from tasks import progress
 from tasks.quality import check_bars
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
 
@@ -51,14 +52,14 @@ def split_by_quality(parsed: ParsedFile) -> tuple[Any, list[QuarantineEntry]]:
         )
         for position, checks in sorted(failures.items())
     )
-    passing = frame.drop(index=list(failures)).loc[:, list(BAR_COLUMNS)] if failures else frame.loc[:, list(BAR_COLUMNS)]
+    passing = (
+        frame.drop(index=list(failures)).loc[:, list(BAR_COLUMNS)] if failures else frame.loc[:, list(BAR_COLUMNS)]
+    )
     return passing.reset_index(drop=True), sorted(entries, key=lambda entry: entry.line)
 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
-def ingest_file(
-    database_url: str, path: str, symbol: str | None = None, timezone: str = "UTC"
-) -> dict[str, Any]:
+def ingest_file(database_url: str, path: str, symbol: str | None = None, timezone: str = "UTC") -> dict[str, Any]:
     """Ingest one bar file in one transaction; return its `FileReport` as a dict.
 
     A file that cannot be read at all raises `FileRejected` before anything is written.
@@ -86,4 +87,5 @@ def ingest_file(
         rows_quarantined=len(entries),
         failed_checks=dict(sorted(failed.items())),
     )
+    progress.report("ingest", Path(path).name, report.rows_read)
     return asdict(report)

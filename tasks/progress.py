@@ -1,4 +1,4 @@
-"""An in-process progress hook: tasks report work done, a front end (the CLI) may listen.
+"""An in-process progress hook: tasks report finished work, a front end (the CLI) may listen.
 
 Tasks run in threads of the flow's process by default, so a listener installed by the CLI sees every
 report; under a distributed runner nobody listens and reports cost nothing.
@@ -10,19 +10,19 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-Listener = Callable[[str, int, int, str], None]
-"""Called as ``listener(stage, done, total, item)``."""
+Listener = Callable[[str, str, int], None]
+"""Called as ``listener(stage, item, units)`` when `item` of `stage` is finished after `units` of work."""
 
 _listeners: list[Listener] = []
 _lock = threading.Lock()
 
 
-def report(stage: str, done: int, total: int, item: str = "") -> None:
-    """Tell every listener that `done` of `total` units of `stage` are finished."""
+def report(stage: str, item: str, units: int) -> None:
+    """Tell every listener that `item` of `stage` is finished, after `units` rows or vectors."""
     with _lock:
         listeners = list(_listeners)
     for listener in listeners:
-        listener(stage, done, total, item)
+        listener(stage, item, units)
 
 
 @contextmanager

@@ -172,7 +172,7 @@ def _validation_frame(frame: pd.DataFrame) -> pd.DataFrame:
     symbol = frame["symbol"].astype("category").set_axis(index)
     # An empty symbol is how the readers spell "missing"; GX's not-null only knows NaN/None.
     if "" in symbol.cat.categories:
-        pass
+        symbol = symbol.cat.remove_categories([""])
     timestamp = pd.Series(_epoch_microseconds(frame["timestamp"]), index=index)
     # Last parsed timestamp of the same symbol in file order; unparsed rows and rows without a
     # symbol take no part, so they neither fail nor hide an out-of-order neighbour.

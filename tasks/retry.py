@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 _TRANSIENT_MESSAGES = ("database is locked", "database is busy", "could not connect", "connection reset")
 
 #: Delays between the attempts of a task that failed transiently, in seconds.
-RETRY_DELAYS_SECONDS = [1, 5, 30]
+RETRY_DELAYS_SECONDS: list[float] = [1.0, 5.0, 30.0]
 
 
 def is_transient_error(error: BaseException) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ def minutes(offset: float) -> pd.Timestamp:
     return START + pd.Timedelta(minutes=offset)
 
 
-def bar_frame(rows: list[tuple[object, object, float, float, float, float, float]]) -> pd.DataFrame:
+def bar_frame(rows: Sequence[tuple[object, object, float, float, float, float, float]]) -> pd.DataFrame:
     """Build a bar frame with the dtypes the readers produce, from (symbol, timestamp, o, h, l, c, v)."""
     frame = pd.DataFrame(rows, columns=["symbol", "timestamp", "open", "high", "low", "close", "volume"])
     frame["symbol"] = frame["symbol"].astype("str")
@@ -182,6 +182,24 @@ def test_an_unparsed_timestamp_does_not_hide_a_step_back_in_time(check: Check) -
         ]
     )
     assert check(frame) == {2: ["not_null:timestamp"], 3: ["timestamp_increasing"]}
+
+
+def test_rows_missing_part_of_the_key_are_not_duplicates_of_each_other(check: Check) -> None:
+    frame = bar_frame(
+        [
+            ("AAA", minutes(0), 10, 11, 9, 10, 1),
+            ("AAA", pd.NaT, 10, 11, 9, 10, 1),
+            ("AAA", pd.NaT, 10, 11, 9, 10, 1),
+            ("", minutes(1), 10, 11, 9, 10, 1),
+            ("", minutes(1), 10, 11, 9, 10, 1),
+        ]
+    )
+    assert check(frame) == {
+        1: ["not_null:timestamp"],
+        2: ["not_null:timestamp"],
+        3: ["not_null:symbol"],
+        4: ["not_null:symbol"],
+    }
 
 
 def test_every_failing_row_is_reported_not_a_sample(check: Check) -> None:

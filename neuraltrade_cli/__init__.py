@@ -1,0 +1,5 @@
+"""The `neuraltrade` command line (it imports flows, so it lives outside the pure `neuraltrade` package)."""
+
+from neuraltrade_cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,3 @@
+from neuraltrade_cli.app import main
+
+main()

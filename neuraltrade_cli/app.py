@@ -1,0 +1,237 @@
+"""The `neuraltrade` command: thin commands that call the flows and turn errors into one-line messages."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    name="neuraltrade",
+    help="Research and paper trading with a learning memory.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+ResultT = TypeVar("ResultT")
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (default: $NEURALTRADE_DB or sqlite:///data/neuraltrade.db)."),
+]
+
+
+@app.callback()
+def configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's run logs.")] = False,
+) -> None:
+    """Research and paper trading with a learning memory."""
+    # Prefect reads its settings when first imported, which happens only inside the commands below.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _fail(message: str) -> None:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
+def _run(action: Callable[[], ResultT]) -> ResultT:
+    """Run `action`, turning every expected error into one line on stderr and exit status 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from neuraltrade.errors import NeuralTradeError
+
+    try:
+        return action()
+    except NeuralTradeError as error:
+        _fail(str(error))
+    except SQLAlchemyError as error:
+        _fail(f"database: {str(getattr(error, 'orig', None) or error).splitlines()[0]}")
+    except OSError as error:
+        _fail(f"{error.filename or 'file'}: {error.strerror or error}")
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _progress(stage_labels: dict[str, str], totals: dict[str, int | None]) -> Iterator[None]:
+    from tasks.progress import listening
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}" if all(totals.values()) else "{task.completed}"),
+        TextColumn("{task.fields[units]:,} rows"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        bars = {
+            stage: progress.add_task(label, total=totals.get(stage), units=0) for stage, label in stage_labels.items()
+        }
+
+        def listener(stage: str, item: str, units: int) -> None:
+            if stage in bars:
+                task = progress.tasks[bars[stage]]
+                progress.update(
+                    bars[stage],
+                    advance=1,
+                    units=task.fields["units"] + units,
+                    description=f"{stage_labels[stage]} {item}",
+                )
+
+        with listening(listener):
+            yield
+
+
+def _file_table(reports: list[dict[str, Any]]) -> Table:
+    table = Table(title="Ingestion", show_lines=False)
+    for column in ("file", "layout", "read", "stored", "written", "quarantined", "failed checks"):
+        table.add_column(column, justify="left" if column in ("file", "layout", "failed checks") else "right")
+    for report in reports:
+        checks = ", ".join(f"{name} x{count}" for name, count in report["failed_checks"].items())
+        table.add_row(
+            Path(report["source"]).name,
+            report["layout"],
+            f"{report['rows_read']:,}",
+            f"{report['rows_stored']:,}",
+            f"{report['rows_changed']:,}",
+            f"{report['rows_quarantined']:,}",
+            checks or "-",
+        )
+    return table
+
+
+@app.command()
+def init(db: DatabaseOption = None) -> None:
+    """Create the database, or migrate it to the newest schema."""
+    from models.engine import resolve_database_url
+    from models.migrations import current_revision, upgrade_database
+
+    url = _run(lambda: resolve_database_url(db))
+    _run(lambda: upgrade_database(url))
+    console.print(f"database {url} is at schema revision {current_revision(url)}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="CSV or Parquet bar files.")],
+    db: DatabaseOption = None,
+    symbol: Annotated[str | None, typer.Option(help="Symbol of every row (default: from the file name).")] = None,
+    timezone: Annotated[str, typer.Option(help="Zone of times written without an offset.")] = "UTC",
+) -> None:
+    """Ingest bar files: check every row, store what passes, quarantine what fails."""
+    from flows.ingest_bars import ingest_bars
+
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        _fail(f"no such file: {', '.join(missing)}")
+    with _progress({"ingest": "ingesting"}, {"ingest": len(paths)}):
+        summary = _run(
+            lambda: ingest_bars(paths=[str(path) for path in paths], database_url=db, symbol=symbol, timezone=timezone)
+        )
+    console.print(_file_table(summary["files"]))
+
+
+@app.command()
+def embed(
+    db: DatabaseOption = None,
+    symbol: Annotated[list[str] | None, typer.Option("--symbol", help="Only these symbols (repeatable).")] = None,
+) -> None:
+    """Embed every bar that has no vector yet into the market-state memory."""
+    from flows.embed_observations import embed_observations
+
+    with _progress({"embed": "embedding"}, {"embed": len(symbol) if symbol else None}):
+        summary = _run(lambda: embed_observations(database_url=db, symbols=symbol or None))
+    console.print(f"stored {summary['embedded']:,} new vectors in collection {summary['collection']!r}")
+
+
+@app.command()
+def nightly(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Bar files (default: the shipped sample data).")] = None,
+    db: DatabaseOption = None,
+) -> None:
+    """Run the nightly pipeline: ingest, check, embed."""
+    from flows.nightly import nightly as nightly_flow
+    from neuraltrade.sample_data import sample_paths
+
+    files = [str(path) for path in (paths or sample_paths())]
+    with _progress({"ingest": "ingesting", "embed": "embedding"}, {"ingest": len(files), "embed": None}):
+        summary = _run(lambda: nightly_flow(database_url=db, paths=files))
+    console.print(_file_table(summary["ingestion"]["files"]))
+    console.print(f"stored {summary['embedding']['embedded']:,} new vectors")
+    status(db)
+
+
+@app.command()
+def serve(
+    limit: Annotated[int | None, typer.Option(help="Most flow runs at once.")] = None,
+) -> None:
+    """Serve every deployment (the nightly one on its schedule) to a Prefect server."""
+    from deployments import serve_deployments
+
+    _run(lambda: serve_deployments(limit=limit))
+
+
+@app.command()
+def status(db: DatabaseOption = None) -> None:
+    """Show the rows of every table and the last runs."""
+    from models import repositories
+    from models.engine import session_scope
+    from models.migrations import current_revision
+
+    def read() -> tuple[dict[str, int], list[Any], str | None]:
+        revision = current_revision(db)
+        if revision is None:
+            raise _NotInitialised()
+        with session_scope(db) as session:
+            return repositories.table_counts(session), repositories.last_runs(session), revision
+
+    try:
+        counts, runs, revision = _run(read)
+    except _NotInitialised:
+        _fail("the database has no schema yet; run `neuraltrade init` or `neuraltrade nightly` first")
+        return
+    table = Table(title=f"Tables (schema {revision})")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in counts.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    history = Table(title="Last runs")
+    for column in ("started", "kind", "status", "seconds", "summary"):
+        history.add_column(column)
+    for run in runs:
+        seconds = f"{(run.finished_at - run.started_at).total_seconds():.1f}" if run.finished_at else "-"
+        details = run.details or {}
+        summary = ", ".join(
+            f"{key} {details[key]:,}"
+            for key in ("rows_read", "rows_stored", "rows_quarantined", "embedded")
+            if key in details
+        )
+        history.add_row(run.started_at.strftime("%Y-%m-%d %H:%M:%S"), run.kind, run.status, seconds, summary)
+    console.print(history)
+
+
+class _NotInitialised(Exception):
+    pass
+
+
+def main() -> None:
+    """Entry point of the `neuraltrade` command."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        sys.exit(130)

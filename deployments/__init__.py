@@ -30,7 +30,6 @@ __all__ = [
     "RUNS_PER_DEPLOYMENT",
     "SCHEDULE_TIMEZONE",
     "SERVED_RUN_LIMIT",
-    "TASK_THREADS_PER_RUN",
     "DeploymentSpec",
     "build_deployments",
     "load_flow",
@@ -50,11 +49,6 @@ RUNS_PER_DEPLOYMENT = 1
 #: takes one writer at a time; two runs writing it at once spend their time in busy waits or fail
 #: with "database is locked".
 SERVED_RUN_LIMIT = 1
-
-#: Default thread-pool size of the task runner inside each served run, for the same reason.
-TASK_THREADS_PER_RUN = 4
-
-_THREAD_POOL_SETTING = "PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS"
 
 
 class DeploymentSpec(NamedTuple):
@@ -195,6 +189,4 @@ def serve_deployments(limit: int | None = None) -> None:
         raise ConfigError(f"serve limit {limit} is below 1")
     deployments = build_deployments()
     _put_flow_packages_on_child_path(deployments)
-    # The child runs read this when they build their task runner; an operator's own value wins.
-    os.environ.setdefault(_THREAD_POOL_SETTING, str(TASK_THREADS_PER_RUN))
     serve(*deployments, limit=SERVED_RUN_LIMIT if limit is None else limit)

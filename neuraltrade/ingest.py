@@ -21,6 +21,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,8 @@ LONG_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
 DATED_COLUMNS = ("date", "open", "high", "low", "close", "volume")
 _CLOCK_TIME = re.compile(r"^\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9.^=\-]{1,32}$")
+#: Characters Python's splitlines treats as line breaks although CSV parsers do not.
+_UNUSUAL_TEXT = re.compile("[\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 #: How many leading rows decide whether a header lacks its time column.
 _SNIFF_ROWS = 50
 
@@ -99,7 +102,8 @@ def read_bars(path: str | Path, *, symbol: str | None = None, timezone: str = "U
     if suffix == ".parquet":
         header, rows, lines = _parquet_rows(source, path)
     elif suffix in (".csv", ".txt"):
-        header, rows, lines = _csv_rows(source, content)
+        fast = _arrow_rows(content)
+        header, rows, lines = fast if fast is not None else _csv_rows(source, content)  # type: ignore[assignment]
     else:
         raise FileRejected(source, f"file type {suffix or '(none)'!r} is not .csv or .parquet")
     if symbol is not None and not _SYMBOL.match(symbol):
@@ -110,17 +114,28 @@ def read_bars(path: str | Path, *, symbol: str | None = None, timezone: str = "U
         raise FileRejected(source, f"symbol {default_symbol!r} taken from the file name is invalid; pass one")
 
     rejected: list[RejectedRow] = []
-    kept_lines: list[int] = []
-    kept_rows: list[list[str]] = []
     width = len(columns)
-    for line, row in rows:
-        if len(row) != width:
-            rejected.append(RejectedRow(line, f"field_count:expected_{width}_was_{len(row)}", tuple(row)))
-        else:
-            kept_lines.append(line)
-            kept_rows.append(row)
-    frame = _build_frame(columns, kept_rows, layout, default_symbol, timezone, source)
-    frame["line"] = np.asarray(kept_lines, dtype=np.int64)
+    table: list[Any]
+    if isinstance(rows, _ArrowRows) and len(rows.columns) == width:
+        table = rows.columns
+        kept_lines = np.arange(2, len(rows) + 2, dtype=np.int64)
+    else:
+        numbered = _numbered(rows) if isinstance(rows, _ArrowRows) else rows
+        kept_rows: list[list[str]] = []
+        kept: list[int] = []
+        for line, row in numbered:
+            if len(row) != width:
+                rejected.append(RejectedRow(line, f"field_count:expected_{width}_was_{len(row)}", tuple(row)))
+            else:
+                kept.append(line)
+                kept_rows.append(row)
+        matrix = np.empty((len(kept_rows), width), dtype=object)
+        if kept_rows:
+            matrix[:] = kept_rows
+        table = [matrix[:, index] for index in range(width)]
+        kept_lines = np.asarray(kept, dtype=np.int64)
+    frame = _build_frame(columns, table, layout, default_symbol, timezone, source)
+    frame["line"] = kept_lines
     return ParsedFile(
         source=source,
         source_digest=hashlib.sha256(content).hexdigest(),
@@ -139,18 +154,84 @@ def _csv_rows(source: str, content: bytes) -> tuple[list[str], list[tuple[int, l
     # Undecodable bytes stay visible as escapes in the row that holds them rather than failing the file.
     text = content.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
     lines = text.splitlines()
-    numbered = [(index + 1, line) for index, line in enumerate(lines) if line.strip()]
-    if not numbered:
+    try:
+        fields_by_line = list(csv.reader(lines, skipinitialspace=True))
+    except csv.Error:
+        fields_by_line = [_fields_of(line) for line in lines]
+    widths = np.fromiter(map(len, fields_by_line), dtype=np.int64, count=len(fields_by_line))
+    # A line is blank when it has no field, or one field of white space only.
+    blank = widths == 0
+    for index in np.flatnonzero(widths == 1):
+        blank[index] = not fields_by_line[index][0].strip()
+    present = np.flatnonzero(~blank)
+    if len(present) == 0:
         raise FileRejected(source, "is empty: no header and no rows")
-    parsed: list[tuple[int, list[str]]] = []
-    for number, line in numbered:
-        try:
-            fields = next(csv.reader([line]))
-        except csv.Error:
-            fields = [line]
-        parsed.append((number, [value.strip() for value in fields]))
-    (_, header), rows = parsed[0], parsed[1:]
+    header = fields_by_line[present[0]]
+    numbers = (present[1:] + 1).tolist()
+    rows = list(zip(numbers, (fields_by_line[index] for index in present[1:].tolist()), strict=True))
     return [_normalise(name) for name in header], rows, lines
+
+
+def _arrow_rows(content: bytes) -> tuple[list[str], _ArrowRows, list[str]] | None:
+    """Parse a well-formed CSV with pyarrow (several times faster), or return None to use `_csv_rows`.
+
+    The fast path is taken only when it is provably line-exact: UTF-8 text without NUL, blank lines or
+    line breaks other than LF and CRLF, every row as wide as the header, and one row per line. Anything
+    else goes to the exact, slower parser, which accounts for every line of any input.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as arrow_csv
+
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if _UNUSUAL_TEXT.search(text) or "\r" in text.replace("\r\n", ""):
+        return None
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        return None
+    invalid: list[object] = []
+
+    def note_invalid(row: object) -> str:
+        invalid.append(row)
+        return "skip"
+
+    header = next(csv.reader([lines[0]]))
+    try:
+        table = arrow_csv.read_csv(
+            pa.py_buffer(content),
+            read_options=arrow_csv.ReadOptions(column_names=[f"c{i}" for i in range(len(header))], skip_rows=1),
+            parse_options=arrow_csv.ParseOptions(invalid_row_handler=note_invalid, ignore_empty_lines=False),
+            convert_options=arrow_csv.ConvertOptions(
+                column_types={f"c{i}": pa.string() for i in range(len(header))},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, ValueError):
+        return None
+    if invalid or table.num_rows != len(lines) - 1:
+        return None
+    columns = [table.column(i).combine_chunks() for i in range(table.num_columns)]
+    return [_normalise(name) for name in header], _ArrowRows(columns), lines
+
+
+class _ArrowRows:
+    """Rows parsed column-wise by pyarrow, all of the header's width, lines 2, 3, ... in order."""
+
+    def __init__(self, columns: list[Any]) -> None:
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+
+def _fields_of(line: str) -> list[str]:
+    try:
+        return next(csv.reader([line], skipinitialspace=True), [])
+    except csv.Error:
+        return [line]
 
 
 def _parquet_rows(source: str, path: Path) -> tuple[list[str], list[tuple[int, list[str]]], list[str]]:
@@ -171,14 +252,19 @@ def _parquet_rows(source: str, path: Path) -> tuple[list[str], list[tuple[int, l
     return header, rows, lines
 
 
-def _detect_layout(source: str, header: list[str], rows: list[tuple[int, list[str]]]) -> tuple[str, list[str]]:
+def _detect_layout(
+    source: str, header: list[str], rows: list[tuple[int, list[str]]] | _ArrowRows
+) -> tuple[str, list[str]]:
     names = set(header)
     if set(LONG_COLUMNS) <= names:
         return "long", header
     if set(DATED_COLUMNS) <= names:
         if "time" in names:
             return "intraday", header
-        sample = [row for _, row in rows[:_SNIFF_ROWS]]
+        if isinstance(rows, _ArrowRows):
+            sample = [list(values) for values in zip(*(column[:_SNIFF_ROWS] for column in rows.columns), strict=True)]
+        else:
+            sample = [row for _, row in rows[:_SNIFF_ROWS]]
         shifted = [row for row in sample if len(row) == len(header) + 1 and _CLOCK_TIME.match(row[1])]
         if sample and len(shifted) * 2 > len(sample):
             date_at = header.index("date")
@@ -191,24 +277,30 @@ def _detect_layout(source: str, header: list[str], rows: list[tuple[int, list[st
     )
 
 
-def _build_frame(
-    columns: list[str], rows: list[list[str]], layout: str, symbol: str, timezone: str, source: str
-) -> pd.DataFrame:
-    position = {name: index for index, name in enumerate(columns)}
-    fields = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+def _numbered(rows: _ArrowRows) -> list[tuple[int, list[str]]]:
+    columns = [column.to_pylist() for column in rows.columns]
+    return [(index + 2, list(values)) for index, values in enumerate(zip(*columns, strict=True))]
 
-    def column(name: str) -> np.ndarray:
-        return np.asarray(fields[position[name]], dtype=object)
+
+def _build_frame(
+    columns: list[str], table: list[Any], layout: str, symbol: str, timezone: str, source: str
+) -> pd.DataFrame:
+    """Build the bar frame from `table`, one column (object array or Arrow string array) per header name."""
+    position = {name: index for index, name in enumerate(columns)}
+    count = len(table[0]) if table else 0
+
+    def column(name: str) -> Any:
+        return table[position[name]]
 
     if layout == "long":
         stamps = column("timestamp")
         symbols = column("symbol")
     else:
-        stamps = column("date")
+        stamps = pd.Series(column("date"), dtype=object).astype(str)
         if layout == "intraday":
-            stamps = np.char.add(np.char.add(stamps.astype(str), " "), column("time").astype(str))
-        symbols = np.full(len(rows), symbol, dtype=object)
-    frame = pd.DataFrame({"symbol": pd.Series(symbols, dtype=object).astype(str)})
+            stamps = stamps + " " + pd.Series(column("time"), dtype=object).astype(str)
+        symbols = np.full(count, symbol, dtype=object)
+    frame = pd.DataFrame({"symbol": pd.Series(symbols, dtype=object).astype(str).str.strip()})
     frame["timestamp"] = _parse_timestamps(stamps, timezone, source)
     for name in (*PRICE_COLUMNS, "volume"):
         frame[name] = _parse_numbers(column(name))
@@ -216,15 +308,29 @@ def _build_frame(
     return frame.loc[:, list(BAR_COLUMNS)]
 
 
-def _parse_numbers(values: np.ndarray) -> np.ndarray:
-    numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(np.float64, copy=True)
+def _parse_numbers(values: Any) -> np.ndarray:
+    if not isinstance(values, np.ndarray):  # an Arrow string column from the fast path
+        import pyarrow as pa
+
+        try:
+            numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False).copy()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values = np.asarray(values.to_pylist(), dtype=object)
+        else:
+            numbers[~np.isfinite(numbers)] = np.nan
+            return numbers
+    try:
+        # Fast path: every field is a number (numpy parses like float(), spaces allowed).
+        numbers = np.array(values, dtype=np.float64)
+    except (ValueError, TypeError):
+        numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(np.float64, copy=True)
     # Infinity is no price: treat it as missing so the not-null check quarantines the row.
     numbers[~np.isfinite(numbers)] = np.nan
     return numbers
 
 
-def _parse_timestamps(values: np.ndarray, timezone: str, source: str) -> pd.Series:
-    strings = pd.Series(values, dtype=object).astype(str)
+def _parse_timestamps(values: Any, timezone: str, source: str) -> pd.Series:
+    strings = pd.Series(values, dtype=object).astype(str).str.strip()
     try:
         parsed = pd.to_datetime(strings, format="ISO8601", errors="coerce")
     except (ValueError, TypeError):

@@ -283,11 +283,15 @@ def generate_market(config: MarketConfig) -> pd.DataFrame:
     return pd.DataFrame(columns, columns=list(BAR_COLUMNS), copy=False)
 
 
-def write_market_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+def write_market_csv(
+    frame: pd.DataFrame, path: str | os.PathLike[str], *, price_decimals: int | None = None
+) -> None:
     """Write a bar frame as CSV: ``timestamp,symbol,open,high,low,close,volume,spread``.
 
     Timestamps are ISO 8601 UTC with microseconds and a ``Z``; floats are written in their shortest
-    round-tripping form, so ``pandas.read_csv`` gives back the very same values.
+    round-tripping form, so ``pandas.read_csv`` gives back the very same values, unless
+    `price_decimals` is given: then prices are rounded to that many decimals (rounding is monotone, so
+    OHLC order holds), volumes to whole units and spreads to two decimals more, as real files are.
 
     Raises
     ------
@@ -298,6 +302,11 @@ def write_market_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     if missing:
         raise ValidationError(f"frame lacks bar-frame columns {missing}, has {list(frame.columns)}")
     out = frame.loc[:, list(_CSV_COLUMNS)].copy()
+    if price_decimals is not None:
+        for column in ("open", "high", "low", "close"):
+            out[column] = out[column].round(price_decimals)
+        out["volume"] = out["volume"].round(0)
+        out["spread"] = out["spread"].round(price_decimals + 2)
     instants = pd.DatetimeIndex(out["timestamp"]).tz_convert(UTC).tz_localize(None).as_unit("us")
     out["timestamp"] = np.strings.add(np.datetime_as_string(instants.to_numpy(), unit="us"), "Z")
     out.to_csv(path, index=False, lineterminator="\n")

@@ -220,8 +220,7 @@ def check_bars(frame: pd.DataFrame) -> dict[int, list[str]]:
         batch = gx_state.batch_definition.get_batch(batch_parameters={"dataframe": data})
         suite_result = batch.validate(gx_state.suite, result_format=_RESULT_FORMAT)
 
-    failed = np.zeros((len(CHECK_NAMES), len(data)), dtype=bool)
-    position = {name: i for i, name in enumerate(CHECK_NAMES)}
+    failing_rows: dict[str, list[int]] = {}
     for result in suite_result.results:
         if result.expectation_config is None or result.expectation_config.meta is None:
             raise RuntimeError("GX returned a result without its expectation configuration")
@@ -230,14 +229,11 @@ def check_bars(frame: pd.DataFrame) -> dict[int, list[str]]:
         if error is not None:
             raise RuntimeError(f"GX could not evaluate check {name!r}: {error}")
         if not result.success:
-            rows = np.asarray(result.result["unexpected_index_list"], dtype=np.int64)
-            failed[position[name], rows] = True
+            failing_rows[name] = [int(row) for row in result.result["unexpected_index_list"]]
 
-    # Row lists come out sorted because names are visited in sorted order.
-    order = sorted(range(len(CHECK_NAMES)), key=CHECK_NAMES.__getitem__)
-    failed = failed[order]
-    names = [CHECK_NAMES[i] for i in order]
-    report: dict[int, list[str]] = {}
-    for row in np.flatnonzero(failed.any(axis=0)).tolist():
-        report[row] = [names[i] for i in np.flatnonzero(failed[:, row]).tolist()]
+    report: dict[int, list[str]] = {row: [] for row in sorted(set().union(*failing_rows.values()))}
+    # Visiting names in sorted order leaves every row's list sorted.
+    for name in sorted(failing_rows):
+        for row in failing_rows[name]:
+            report[row].append(name)
     return report

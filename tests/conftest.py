@@ -1,0 +1,61 @@
+"""Session-wide test set-up: a private Prefect home, no network, and an opt-in Prefect test server.
+
+Prefect reads its settings once, when ``prefect`` is first imported, so the environment below is set
+at the top of this module, which pytest imports before any test module or lower conftest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+#: Seconds the session's Prefect test server may take to answer; the default 30 is too tight on
+#: a loaded two-core machine.
+HARNESS_STARTUP_TIMEOUT_SECONDS = 90
+
+_PREFECT_HOME = Path(tempfile.mkdtemp(prefix="neuraltrade-prefect-home-"))
+
+
+def _isolate_prefect() -> None:
+    # Drop whatever the developer's shell says about Prefect (an API URL or key would send test
+    # runs to their server or to Prefect Cloud), then pin a home that no one else uses.
+    for name in [name for name in os.environ if name.startswith("PREFECT_")]:
+        del os.environ[name]
+    os.environ.update(
+        {
+            "PREFECT_HOME": str(_PREFECT_HOME),
+            "PREFECT_PROFILES_PATH": str(_PREFECT_HOME / "profiles.toml"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            # A flow or task called outside `prefect_harness` then fails at once with "No Prefect
+            # API URL provided", instead of quietly starting a private server for ~12 s.
+            "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": str(HARNESS_STARTUP_TIMEOUT_SECONDS),
+            "PREFECT_CLI_COLORS": "false",
+        }
+    )
+
+
+_isolate_prefect()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A Prefect API server on a temporary SQLite database, shared by every test that asks for it.
+
+    Ask for it in tests that call flows or tasks directly (``my_flow(...)``, not ``my_flow.fn(...)``);
+    it starts once per session, on first use, and costs about ten seconds.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=HARNESS_STARTUP_TIMEOUT_SECONDS):
+        yield

@@ -1,0 +1,113 @@
+"""Specification of the schema migrations (`models.migrations`, `alembic/`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+import models.tables  # noqa: F401  (registers every table on the metadata)
+from models import vector_store
+from models.base import Base
+from models.engine import dispose_engines, get_engine, session_scope
+from models.migrations import alembic_config, current_revision, downgrade_database, upgrade_database
+from models.tables import VECTOR_TABLE_PREFIX
+from neuraltrade.embedding import EmbedderFingerprint
+from neuraltrade.memory import CollectionSpec
+
+NOW = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+ALEMBIC_TABLE = "alembic_version"
+
+
+def schema_tables(url: str) -> set[str]:
+    with get_engine(url).connect() as connection:
+        names = connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'").scalars()
+        return {name for name in names if not name.startswith("sqlite_")}
+
+
+def create_collection(url: str, name: str, dimension: int = 8) -> None:
+    fingerprint = EmbedderFingerprint(name="test", version="1", dimension=dimension)
+    with session_scope(url, write=True) as session:
+        vector_store.ensure_collection(session, CollectionSpec(name=name, fingerprint=fingerprint), NOW)
+
+
+@pytest.fixture
+def empty_url(tmp_path: Path) -> Iterator[str]:
+    yield f"sqlite:///{tmp_path}/empty.db"
+    dispose_engines()
+
+
+def test_upgrading_an_empty_file_creates_every_table_of_the_metadata(empty_url: str) -> None:
+    assert current_revision(empty_url) is None
+
+    upgrade_database(empty_url)
+
+    assert schema_tables(empty_url) == {*Base.metadata.tables, ALEMBIC_TABLE}
+    assert current_revision(empty_url) == "0001"
+
+
+def test_upgrading_twice_is_harmless(database_url: str) -> None:
+    upgrade_database(database_url)
+
+    assert schema_tables(database_url) == {*Base.metadata.tables, ALEMBIC_TABLE}
+
+
+def test_downgrading_to_base_removes_every_table_and_the_vector_tables_of_collections(
+    database_url: str,
+) -> None:
+    create_collection(database_url, "first")
+    create_collection(database_url, "second", dimension=16)
+    vector_tables = {name for name in schema_tables(database_url) if name.startswith(VECTOR_TABLE_PREFIX)}
+    # sqlite-vec backs each vec0 table with shadow tables of the same prefix.
+    assert {"vec_first", "vec_second"} < vector_tables
+
+    downgrade_database(database_url, "base")
+
+    assert schema_tables(database_url) <= {ALEMBIC_TABLE}
+    assert current_revision(database_url) is None
+
+
+def test_a_downgraded_database_can_be_upgraded_again(database_url: str) -> None:
+    create_collection(database_url, "market_state")
+    downgrade_database(database_url, "base")
+
+    upgrade_database(database_url)
+    create_collection(database_url, "market_state")
+
+    assert {*Base.metadata.tables, "vec_market_state"} <= schema_tables(database_url)
+
+
+def test_the_migrated_schema_matches_the_models_with_vector_tables_present(database_url: str) -> None:
+    create_collection(database_url, "market_state")
+    with get_engine(database_url).connect() as connection:
+        naive = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    # Without the environment's include_name filter, sqlite-vec's tables would read as drift...
+    assert naive, "expected vector tables to show up in an unfiltered comparison"
+    assert all(
+        operation[1].name.startswith(VECTOR_TABLE_PREFIX)
+        for operation in naive
+        if operation[0] == "remove_table"
+    )
+
+    # ...while `alembic check`, through alembic/env.py, reports none (it raises if it finds any).
+    command.check(alembic_config(database_url))
+
+
+def test_the_alembic_configuration_aims_at_the_given_database(database_url: str) -> None:
+    config = alembic_config(database_url)
+
+    assert config.get_main_option("sqlalchemy.url") == database_url
+    assert Path(config.get_main_option("script_location") or "").joinpath("env.py").is_file()
+
+
+def test_every_model_column_exists_after_upgrade(database_url: str) -> None:
+    inspector = inspect(get_engine(database_url))
+    for table in Base.metadata.sorted_tables:
+        stored = {column["name"] for column in inspector.get_columns(table.name)}
+        assert stored == set(table.columns.keys()), table.name

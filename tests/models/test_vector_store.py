@@ -1,0 +1,391 @@
+"""Specification of the sqlite-vec vector store (`models.vector_store`)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select, text
+
+from models import repositories, vector_store
+from models.engine import dispose_engines, session_scope
+from models.migrations import upgrade_database
+from models.tables import CollectionRecord, EmbeddingRecord
+from neuraltrade.bars import conform_bar_frame, timestamps_to_microseconds
+from neuraltrade.embedding import EmbedderFingerprint
+from neuraltrade.errors import DimensionMismatch, FingerprintMismatch, InvalidVector
+from neuraltrade.memory import CollectionSpec
+from neuraltrade.types import Observation
+
+NOW = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+START = datetime(2024, 1, 2, tzinfo=UTC)
+DIMENSION = 32
+FINGERPRINT = EmbedderFingerprint(name="test", version="1", dimension=DIMENSION, parameters={"seed": 1})
+OTHER_FINGERPRINT = EmbedderFingerprint(name="test", version="1", dimension=DIMENSION, parameters={"seed": 2})
+SPEC = CollectionSpec(name="memory", fingerprint=FINGERPRINT)
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Observations stored in a database, in insertion order, ready to receive vectors."""
+
+    ids: list[uuid.UUID]
+    symbols: list[str]
+    timestamps: list[int]
+
+
+def store_observations(url: str, symbols: list[str], per_symbol: int) -> Observations:
+    """Store `per_symbol` bars and their observations for each of `symbols` (embeddings need both)."""
+    ids: list[uuid.UUID] = []
+    names: list[str] = []
+    stamps: list[int] = []
+    with session_scope(url, write=True) as session:
+        for symbol in symbols:
+            frame = conform_bar_frame(
+                pd.DataFrame(
+                    {
+                        "symbol": symbol,
+                        "timestamp": [START + timedelta(minutes=i) for i in range(per_symbol)],
+                        "open": 10.0,
+                        "high": 11.0,
+                        "low": 9.0,
+                        "close": 10.5,
+                        "volume": 100.0,
+                    }
+                )
+            )
+            repositories.upsert_bars(session, frame, source="test", now=NOW)
+            _, bar_ids = repositories.load_bars(session, symbol)
+            moments = timestamps_to_microseconds(frame["timestamp"]).tolist()
+            observation_ids = Observation.ids_for(symbol, moments)
+            repositories.upsert_observations(
+                session,
+                [
+                    {
+                        "id": observation_ids[i],
+                        "bar_id": int(bar_ids[i]),
+                        "symbol": symbol,
+                        "timestamp": moments[i],
+                        "price": 10.5,
+                        "volume": 100.0,
+                        "spread": 0.01,
+                        "metadata": {},
+                        "created_at": NOW,
+                    }
+                    for i in range(per_symbol)
+                ],
+            )
+            ids += observation_ids
+            names += [symbol] * per_symbol
+            stamps += moments
+    return Observations(ids, names, stamps)
+
+
+def insert(
+    url: str,
+    observations: Observations,
+    vectors: np.ndarray,
+    *,
+    fingerprint: EmbedderFingerprint = FINGERPRINT,
+    spec: CollectionSpec = SPEC,
+) -> list[int]:
+    with session_scope(url, write=True) as session:
+        collection = vector_store.ensure_collection(session, spec, NOW)
+        return vector_store.insert_vectors(
+            session,
+            collection,
+            fingerprint,
+            observation_ids=observations.ids,
+            symbols=observations.symbols,
+            timestamps=observations.timestamps,
+            vectors=vectors,
+            now=NOW,
+        )
+
+
+def counts(url: str, name: str = SPEC.name) -> tuple[int, int]:
+    with session_scope(url) as session:
+        return vector_store.count_vectors(session, name), vector_store.count_embeddings(session, name)
+
+
+def stored_vector(url: str, embedding_id: int, name: str = SPEC.name) -> np.ndarray:
+    with session_scope(url) as session:
+        blob = session.execute(
+            text(f"SELECT embedding FROM vec_{name} WHERE embedding_id = :id"), {"id": embedding_id}
+        ).scalar_one()
+    return np.frombuffer(blob, dtype=np.float32)
+
+
+def random_vectors(count: int, seed: int = 0, dimension: int = DIMENSION) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, dimension)).astype(np.float32)
+
+
+# -- collections ------------------------------------------------------------------------------------
+
+
+def test_ensuring_a_collection_creates_it_and_then_returns_the_same_record(database_url: str) -> None:
+    with session_scope(database_url, write=True) as session:
+        created = vector_store.ensure_collection(session, SPEC, NOW)
+    with session_scope(database_url, write=True) as session:
+        again = vector_store.ensure_collection(session, SPEC, NOW + timedelta(days=1))
+        tables = session.execute(text("SELECT name FROM sqlite_master WHERE name = 'vec_memory'")).scalars().all()
+        records = session.scalars(select(CollectionRecord)).all()
+
+    assert again.id == created.id
+    assert (again.name, again.dimension, again.metric) == ("memory", DIMENSION, "cosine")
+    assert again.fingerprint_digest == FINGERPRINT.digest
+    assert again.created_at == NOW
+    assert tables == ["vec_memory"]
+    assert len(records) == 1
+    assert vector_store.spec_of(again) == SPEC
+
+
+def test_a_collection_of_another_embedder_is_a_fingerprint_mismatch_naming_both(database_url: str) -> None:
+    with session_scope(database_url, write=True) as session:
+        vector_store.ensure_collection(session, SPEC, NOW)
+
+    other = CollectionSpec(name=SPEC.name, fingerprint=OTHER_FINGERPRINT)
+    with pytest.raises(FingerprintMismatch) as raised, session_scope(database_url, write=True) as session:
+        vector_store.ensure_collection(session, other, NOW)
+
+    message = str(raised.value)
+    assert FINGERPRINT.describe() in message
+    assert OTHER_FINGERPRINT.describe() in message
+    assert "'memory'" in message
+
+
+def test_an_unknown_collection_is_not_found_by_name(database_url: str) -> None:
+    with pytest.raises(vector_store.CollectionNotFound, match="'nowhere'"), session_scope(database_url) as session:
+        vector_store.count_vectors(session, "nowhere")
+
+
+# -- inserting --------------------------------------------------------------------------------------
+
+
+def test_inserted_vectors_are_counted_in_both_stores_and_keep_their_values(database_url: str) -> None:
+    observations = store_observations(database_url, ["AAA", "BBB"], 30)
+    vectors = random_vectors(60)
+
+    ids = insert(database_url, observations, vectors)
+
+    assert counts(database_url) == (60, 60)
+    assert len(set(ids)) == 60
+    np.testing.assert_array_equal(stored_vector(database_url, ids[17]), vectors[17])
+
+
+def test_embedding_ids_are_derived_from_collection_and_observation_and_stable(database_url: str) -> None:
+    observations = store_observations(database_url, ["AAA"], 10)
+
+    ids = insert(database_url, observations, random_vectors(10))
+    again = insert(database_url, observations, random_vectors(10, seed=1))
+
+    with session_scope(database_url) as session:
+        collection = vector_store.get_collection(session, SPEC.name)
+        records = session.scalars(select(EmbeddingRecord)).all()
+    expected = [vector_store.embedding_id(collection.id, observation) for observation in observations.ids]
+    assert ids == again == expected
+    assert {(record.id, record.observation_id) for record in records} == set(zip(ids, observations.ids, strict=True))
+    assert all(0 <= value < 2**63 for value in ids)
+    assert vector_store.embedding_id(1, observations.ids[0]) != vector_store.embedding_id(2, observations.ids[0])
+
+
+def test_reinserting_the_same_observations_replaces_their_vectors(database_url: str) -> None:
+    observations = store_observations(database_url, ["AAA", "BBB"], 25)
+    insert(database_url, observations, random_vectors(50, seed=1))
+    replacement = random_vectors(50, seed=2)
+
+    ids = insert(database_url, observations, replacement)
+
+    assert counts(database_url) == (50, 50)
+    np.testing.assert_array_equal(stored_vector(database_url, ids[30]), replacement[30])
+    with session_scope(database_url) as session:
+        [nearest] = vector_store.search(session, SPEC.name, FINGERPRINT, replacement[30], k=1)
+    assert nearest.embedding_id == ids[30]
+    assert nearest.observation_id == observations.ids[30]
+    assert nearest.distance == pytest.approx(0.0, abs=1e-5)
+
+
+def test_reinserting_part_of_a_collection_keeps_the_rest(database_url: str) -> None:
+    observations = store_observations(database_url, ["AAA"], 20)
+    first = random_vectors(20, seed=1)
+    ids = insert(database_url, observations, first)
+    part = Observations(observations.ids[5:8], observations.symbols[5:8], observations.timestamps[5:8])
+
+    insert(database_url, part, random_vectors(3, seed=2))
+
+    assert counts(database_url) == (20, 20)
+    np.testing.assert_array_equal(stored_vector(database_url, ids[0]), first[0])
+
+
+def bad_batches() -> list[tuple[str, np.ndarray, EmbedderFingerprint, type[Exception]]]:
+    with_nan = random_vectors(10, seed=3)
+    with_nan[4, 2] = np.nan
+    with_infinity = random_vectors(10, seed=3)
+    with_infinity[9, 0] = np.inf
+    return [
+        ("wrong-dimension", random_vectors(10, seed=3, dimension=DIMENSION + 1), FINGERPRINT, DimensionMismatch),
+        ("nan", with_nan, FINGERPRINT, InvalidVector),
+        ("infinity", with_infinity, FINGERPRINT, InvalidVector),
+        ("other-fingerprint", random_vectors(10, seed=3), OTHER_FINGERPRINT, FingerprintMismatch),
+        ("not-numbers", np.full((10, DIMENSION), "x"), FINGERPRINT, InvalidVector),
+        ("three-dimensional", np.zeros((10, 2, DIMENSION)), FINGERPRINT, InvalidVector),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("vectors", "fingerprint", "error"),
+    [batch[1:] for batch in bad_batches()],
+    ids=[batch[0] for batch in bad_batches()],
+)
+def test_a_refused_batch_writes_nothing(
+    database_url: str, vectors: np.ndarray, fingerprint: EmbedderFingerprint, error: type[Exception]
+) -> None:
+    observations = store_observations(database_url, ["AAA"], 20)
+    first = random_vectors(20, seed=1)
+    ids = insert(database_url, observations, first)
+    # The refused batch re-embeds stored observations, so a partial write would replace their vectors.
+    part = Observations(observations.ids[:10], observations.symbols[:10], observations.timestamps[:10])
+
+    with pytest.raises(error):
+        insert(database_url, part, vectors, fingerprint=fingerprint)
+
+    assert counts(database_url) == (20, 20)
+    for position in (0, 4, 9):
+        np.testing.assert_array_equal(stored_vector(database_url, ids[position]), first[position])
+
+
+def test_a_batch_whose_parts_do_not_pair_up_is_refused_and_writes_nothing(database_url: str) -> None:
+    observations = store_observations(database_url, ["AAA"], 10)
+    first = random_vectors(10, seed=1)
+    ids = insert(database_url, observations, first)
+    short = Observations(observations.ids, observations.symbols, observations.timestamps[:-1])
+
+    with pytest.raises(ValueError, match="do not pair up"):
+        insert(database_url, short, random_vectors(10, seed=2))
+
+    assert counts(database_url) == (10, 10)
+    np.testing.assert_array_equal(stored_vector(database_url, ids[0]), first[0])
+
+
+def test_an_empty_batch_writes_nothing(database_url: str) -> None:
+    assert insert(database_url, Observations([], [], []), np.empty((0, DIMENSION), dtype=np.float32)) == []
+    assert counts(database_url) == (0, 0)
+
+
+# -- searching --------------------------------------------------------------------------------------
+
+SEARCH_SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
+SEARCH_PER_SYMBOL = 500
+K = 10
+
+
+@dataclass(frozen=True)
+class SearchStore:
+    url: str
+    observations: Observations
+    vectors: np.ndarray
+    ids: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def search_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchStore]:
+    """2,000 random vectors over four symbols, shared by the search properties (they only read)."""
+    folder: Path = tmp_path_factory.mktemp("search")
+    url = f"sqlite:///{folder}/search.db"
+    upgrade_database(url)
+    observations = store_observations(url, SEARCH_SYMBOLS, SEARCH_PER_SYMBOL)
+    vectors = random_vectors(len(observations.ids), seed=20_240_506)
+    ids = insert(url, observations, vectors)
+    yield SearchStore(url, observations, vectors, np.asarray(ids, dtype=np.int64))
+    dispose_engines()
+
+
+def brute_force_cosine(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    matrix = vectors.astype(np.float64)
+    target = query.astype(np.float64)
+    return 1.0 - matrix @ target / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(target))
+
+
+def queries() -> st.SearchStrategy[tuple[int, float, int]]:
+    # (seed, how far from a stored vector, which stored vector); scale 0 asks for a stored vector itself.
+    return st.tuples(
+        st.integers(0, 2**32 - 1),
+        st.sampled_from([0.0, 0.05, 0.5, 1e6]),
+        st.integers(0, len(SEARCH_SYMBOLS) * SEARCH_PER_SYMBOL - 1),
+    )
+
+
+def make_query(store: SearchStore, seed: int, scale: float, anchor: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).standard_normal(DIMENSION)
+    return (store.vectors[anchor] + scale * noise).astype(np.float32)
+
+
+def assert_exact(store: SearchStore, query: np.ndarray, rows: np.ndarray, symbol: str | None) -> None:
+    distances = brute_force_cosine(store.vectors[rows], query)
+    order = np.argsort(distances, kind="stable")
+    # float32 (sqlite-vec) and float64 (here) may only disagree on a near tie at the cut.
+    assume(distances[order[K]] - distances[order[K - 1]] > 1e-5)
+    with session_scope(store.url) as session:
+        found = vector_store.search(session, SPEC.name, FINGERPRINT, query, k=K, symbol=symbol)
+
+    assert [neighbour.embedding_id for neighbour in found] == store.ids[rows][order[:K]].tolist()
+    np.testing.assert_allclose([n.distance for n in found], distances[order[:K]], atol=1e-5)
+    for neighbour in found:
+        position = int(np.flatnonzero(store.ids == neighbour.embedding_id)[0])
+        assert neighbour.observation_id == store.observations.ids[position]
+        assert neighbour.symbol == store.observations.symbols[position]
+        assert neighbour.timestamp == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
+            microseconds=store.observations.timestamps[position]
+        )
+
+
+@settings(max_examples=25, deadline=None)
+@given(query=queries())
+def test_search_returns_the_exact_nearest_neighbours(search_store: SearchStore, query: tuple[int, float, int]) -> None:
+    vector = make_query(search_store, *query)
+
+    assert_exact(search_store, vector, np.arange(len(search_store.vectors)), symbol=None)
+
+
+@settings(max_examples=15, deadline=None)
+@given(query=queries(), symbol=st.sampled_from(SEARCH_SYMBOLS))
+def test_search_within_a_symbol_returns_its_exact_nearest_neighbours_only(
+    search_store: SearchStore, query: tuple[int, float, int], symbol: str
+) -> None:
+    vector = make_query(search_store, *query)
+    rows = np.flatnonzero(np.asarray(search_store.observations.symbols) == symbol)
+
+    assert_exact(search_store, vector, rows, symbol=symbol)
+
+
+def test_a_stored_vector_is_its_own_nearest_neighbour(search_store: SearchStore) -> None:
+    with session_scope(search_store.url) as session:
+        [nearest] = vector_store.search(session, SPEC.name, FINGERPRINT, search_store.vectors[1234], k=1)
+
+    assert nearest.embedding_id == search_store.ids[1234]
+    assert nearest.distance == pytest.approx(0.0, abs=1e-6)
+
+
+def test_search_in_a_symbol_without_vectors_finds_nothing(search_store: SearchStore) -> None:
+    with session_scope(search_store.url) as session:
+        assert vector_store.search(session, SPEC.name, FINGERPRINT, search_store.vectors[0], symbol="ZZZ") == []
+
+
+def test_search_refuses_a_query_of_another_embedder_or_a_bad_k(search_store: SearchStore) -> None:
+    query = search_store.vectors[0]
+    with session_scope(search_store.url) as session:
+        with pytest.raises(FingerprintMismatch):
+            vector_store.search(session, SPEC.name, OTHER_FINGERPRINT, query)
+        with pytest.raises(DimensionMismatch):
+            vector_store.search(session, SPEC.name, FINGERPRINT, query[:-1])
+        for bad_k in (0, -1, 2.5):
+            with pytest.raises(ValueError, match="k must be a positive integer"):
+                vector_store.search(session, SPEC.name, FINGERPRINT, query, k=bad_k)  # type: ignore[arg-type]

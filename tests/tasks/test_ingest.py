@@ -1,0 +1,316 @@
+"""Specification of file ingestion (`tasks.ingest.ingest_file`), run through ``.fn`` on real SQLite files."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from models import repositories
+from models.engine import dispose_engines, session_scope
+from models.migrations import upgrade_database
+from models.tables import BarRecord, QuarantinedRow
+from neuraltrade.errors import FileRejected
+from tasks.ingest import ingest_file
+
+SHARED_DATA = Path("/work/shared/data")
+DAILY_HEADER = "Date,Open,High,Low,Close,Adj Close,Volume"
+
+
+def shared_files() -> list[Path]:
+    return sorted(SHARED_DATA.rglob("*.csv"))
+
+
+def bars_table(url: str) -> list[tuple[Any, ...]]:
+    with session_scope(url) as session:
+        return [tuple(row) for row in session.execute(select(BarRecord.__table__).order_by(BarRecord.id))]
+
+
+def quarantine_table(url: str) -> list[tuple[Any, ...]]:
+    with session_scope(url) as session:
+        table = QuarantinedRow.__table__
+        return [tuple(row) for row in session.execute(select(table).order_by(table.c.id))]
+
+
+def counts(url: str) -> dict[str, int]:
+    with session_scope(url) as session:
+        return repositories.table_counts(session)
+
+
+def write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# -- the shared sample files ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SharedIngest:
+    """Every shared file ingested into one database, then all of them once more."""
+
+    url: str
+    first: dict[str, dict[str, Any]]
+    second: dict[str, dict[str, Any]]
+    bars_after_first: list[tuple[Any, ...]]
+    bars_after_second: list[tuple[Any, ...]]
+    quarantine_after_first: list[tuple[Any, ...]]
+    quarantine_after_second: list[tuple[Any, ...]]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedIngest]:
+    files = shared_files()
+    assert files, f"no sample files under {SHARED_DATA}"
+    url = f"sqlite:///{tmp_path_factory.mktemp('shared')}/shared.db"
+    upgrade_database(url)
+    first = {path.name: ingest_file.fn(url, str(path)) for path in files}
+    bars, quarantine = bars_table(url), quarantine_table(url)
+    second = {path.name: ingest_file.fn(url, str(path)) for path in files}
+    yield SharedIngest(url, first, second, bars, bars_table(url), quarantine, quarantine_table(url))
+    dispose_engines()
+
+
+def test_the_shared_data_holds_daily_files_and_the_intraday_file_without_time_in_its_header() -> None:
+    names = {path.relative_to(SHARED_DATA).as_posix() for path in shared_files()}
+    assert {"daily/NVDA.csv", "daily/ORCL.csv", "daily/YHOO.csv", "intraday/INDEX_2006-01-02_1min.csv"} <= names
+    header = (SHARED_DATA / "intraday/INDEX_2006-01-02_1min.csv").read_text().splitlines()[0].lower().split(",")
+    assert "time" not in header
+
+
+@pytest.mark.parametrize("name", [path.name for path in shared_files()])
+def test_every_row_read_from_a_shared_file_is_stored_or_quarantined(shared: SharedIngest, name: str) -> None:
+    report = shared.first[name]
+    data_lines = [line for line in (SHARED_DATA.rglob(name).__next__()).read_text().splitlines()[1:] if line.strip()]
+
+    assert report["rows_read"] == len(data_lines)
+    assert report["rows_read"] == report["rows_stored"] + report["rows_quarantined"]
+    assert report["rows_changed"] == report["rows_stored"]  # a fresh symbol: every stored row is new
+    assert sum(report["failed_checks"].values()) >= report["rows_quarantined"]
+
+
+def test_the_database_holds_what_the_reports_say(shared: SharedIngest) -> None:
+    reports = shared.first.values()
+    # Each file holds its own symbol, so no two files share a (symbol, timestamp) key.
+    symbols = [symbol for report in reports for symbol in report["symbols"]]
+    assert len(symbols) == len(set(symbols))
+
+    assert counts(shared.url)["bars"] == len(shared.bars_after_first) == sum(r["rows_stored"] for r in reports)
+    assert len(shared.quarantine_after_first) == sum(r["rows_quarantined"] for r in reports)
+    with session_scope(shared.url) as session:
+        assert repositories.symbols(session) == sorted(symbols)
+
+
+def test_the_intraday_file_is_read_with_its_time_column(shared: SharedIngest) -> None:
+    report = shared.first["INDEX_2006-01-02_1min.csv"]
+    assert (report["layout"], report["symbols"]) == ("intraday", ["INDEX"])
+
+    with session_scope(shared.url) as session:
+        frame, _ = repositories.load_bars(session, "INDEX")
+    assert frame["timestamp"].iloc[0] == datetime(2006, 1, 2, 9, 1, tzinfo=UTC)
+    assert frame["timestamp"].is_unique
+    assert frame.iloc[0][["open", "high", "low", "close", "volume"]].tolist() == [3602.0, 3603.0, 3597.0, 3599.0, 5699.0]
+
+
+def test_daily_files_take_their_symbol_from_the_file_name(shared: SharedIngest) -> None:
+    for name in ("NVDA.csv", "ORCL.csv", "YHOO.csv"):
+        assert (shared.first[name]["layout"], shared.first[name]["symbols"]) == ("daily", [name.removesuffix(".csv")])
+
+
+def test_reingesting_the_shared_files_changes_nothing(shared: SharedIngest) -> None:
+    assert shared.bars_after_second == shared.bars_after_first
+    assert shared.quarantine_after_second == shared.quarantine_after_first
+    for name, report in shared.second.items():
+        assert report["rows_changed"] == 0, name
+        assert {**report, "rows_changed": shared.first[name]["rows_changed"]} == shared.first[name]
+
+
+# -- files with bad rows ----------------------------------------------------------------------------
+
+BAD_ROWS_FILE = [
+    DAILY_HEADER,
+    "2024-01-02,10.0,11.0,9.0,10.5,10.5,1000",  # line 2, good
+    "2024-01-03,-10.0,11.0,9.0,10.5,10.5,1000",  # line 3, negative price
+    "2024-01-04,10.0,9.0,11.0,10.0,10.0,1000",  # line 4, high < low
+    "2024-01-05,10.0,11.0,9.0,10.5,10.5,",  # line 5, missing volume
+    "2024-13-45,10.0,11.0,9.0,10.5,10.5,1000",  # line 6, unparsable date
+    "2024-01-08,10.0,11.0,9.0",  # line 7, wrong field count
+    "",  # line 8, blank: not a row
+    "2024-01-09,10.0,11.0,9.0,10.5,10.5,1000",  # line 9, first of a duplicate timestamp
+    "2024-01-09,10.1,11.0,9.0,10.5,10.5,1000",  # line 10, the duplicate
+    "2024-01-10,10.0,11.0,9.0,10.5,10.5,1000",  # line 11, good
+]
+# Line -> a check it must fail. A duplicated key is ambiguous, so both of its rows are quarantined
+# (tasks.quality flags every row of a duplicated (symbol, timestamp)).
+EXPECTED_FAILURES = {
+    3: "positive:open",
+    4: "open_le_high",
+    5: "not_null:volume",
+    6: "not_null:timestamp",
+    7: "field_count:expected_7_was_4",
+    9: "unique_symbol_timestamp",
+    10: "unique_symbol_timestamp",
+}
+
+
+def test_a_file_with_bad_rows_stores_the_good_ones_and_quarantines_each_bad_one(
+    database_url: str, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "ACME.csv", BAD_ROWS_FILE)
+
+    report = ingest_file.fn(database_url, str(path))
+
+    assert (report["rows_read"], report["rows_stored"], report["rows_quarantined"]) == (9, 2, 7)
+    with session_scope(database_url) as session:
+        frame, _ = repositories.load_bars(session, "ACME")
+        quarantined = session.scalars(select(QuarantinedRow).order_by(QuarantinedRow.line)).all()
+    assert frame["timestamp"].tolist() == [datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 10, tzinfo=UTC)]
+    assert [row.line for row in quarantined] == sorted(EXPECTED_FAILURES)
+    for row in quarantined:
+        assert EXPECTED_FAILURES[row.line] in row.failed_checks, row.line
+        assert row.raw_values == next(csv.reader([BAD_ROWS_FILE[row.line - 1]])), row.line
+        assert row.source == str(path.resolve())
+    assert quarantined[0].failed_checks == ["low_le_open", "positive:open"]
+    assert quarantined[5].failed_checks == ["unique_symbol_timestamp"]
+    assert report["failed_checks"]["unique_symbol_timestamp"] == 2
+
+
+def test_reingesting_a_file_with_bad_rows_changes_nothing(database_url: str, tmp_path: Path) -> None:
+    path = write(tmp_path / "ACME.csv", BAD_ROWS_FILE)
+    first = ingest_file.fn(database_url, str(path))
+    bars, quarantine = bars_table(database_url), quarantine_table(database_url)
+
+    second = ingest_file.fn(database_url, str(path))
+
+    assert second == {**first, "rows_changed": 0}
+    assert bars_table(database_url) == bars
+    assert quarantine_table(database_url) == quarantine
+
+
+def test_a_header_only_file_reads_no_rows(database_url: str, tmp_path: Path) -> None:
+    report = ingest_file.fn(database_url, str(write(tmp_path / "ACME.csv", [DAILY_HEADER])))
+
+    assert (report["rows_read"], report["rows_stored"], report["rows_quarantined"]) == (0, 0, 0)
+    assert set(counts(database_url).values()) == {0}
+
+
+@pytest.mark.parametrize(
+    ("name", "lines"),
+    [
+        ("ACME.csv", ["When,Price,Size", "2024-01-02,10.0,5"]),
+        ("ACME.csv", []),
+        ("ACME.json", [DAILY_HEADER, "2024-01-02,10.0,11.0,9.0,10.5,10.5,1000"]),
+        ("bad symbol!.csv", [DAILY_HEADER, "2024-01-02,10.0,11.0,9.0,10.5,10.5,1000"]),
+    ],
+    ids=["unknown-header", "empty", "unknown-type", "invalid-symbol-from-name"],
+)
+def test_a_file_that_cannot_be_read_is_rejected_and_writes_nothing(
+    database_url: str, tmp_path: Path, name: str, lines: list[str]
+) -> None:
+    path = tmp_path / name
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+    with pytest.raises(FileRejected) as raised:
+        ingest_file.fn(database_url, str(path))
+
+    assert str(path) in str(raised.value)
+    assert set(counts(database_url).values()) == {0}
+
+
+def test_a_missing_file_is_rejected(database_url: str, tmp_path: Path) -> None:
+    with pytest.raises(FileRejected, match="cannot be read"):
+        ingest_file.fn(database_url, str(tmp_path / "NOPE.csv"))
+
+
+def test_a_rejected_file_leaves_stored_data_untouched(database_url: str, tmp_path: Path) -> None:
+    ingest_file.fn(database_url, str(write(tmp_path / "ACME.csv", BAD_ROWS_FILE)))
+    bars, quarantine = bars_table(database_url), quarantine_table(database_url)
+    unknown = write(tmp_path / "ACME_2.csv", ["When,Price,Size", "2024-01-02,10.0,5"])
+
+    with pytest.raises(FileRejected, match="matches no known layout"):
+        ingest_file.fn(database_url, str(unknown))
+
+    assert bars_table(database_url) == bars
+    assert quarantine_table(database_url) == quarantine
+
+
+def test_a_corrected_file_updates_the_bars_it_changes(database_url: str, tmp_path: Path) -> None:
+    original = BAD_ROWS_FILE[:3]
+    ingest_file.fn(database_url, str(write(tmp_path / "ACME.csv", original)))
+    corrected = [*original[:2], "2024-01-03,10.0,11.0,9.0,10.5,10.5,1000", "2024-01-04,10.0,11.0,9.0,10.25,10.25,7"]
+
+    report = ingest_file.fn(database_url, str(write(tmp_path / "ACME.csv", corrected)))
+
+    assert (report["rows_stored"], report["rows_changed"], report["rows_quarantined"]) == (3, 2, 0)
+    assert counts(database_url)["bars"] == 3
+
+
+# -- a property over malformed files ----------------------------------------------------------------
+
+numbers = st.one_of(
+    st.floats(min_value=0.01, max_value=1e6, allow_nan=False).map(repr),
+    st.sampled_from(["-1", "0", "", "nan", "inf", "-inf", "1e400", "abc", " 12 ", "1,5", '"7"', "0x10"]),
+)
+dates = st.one_of(
+    st.dates(min_value=datetime(1990, 1, 1).date(), max_value=datetime(1990, 3, 1).date()).map(str),
+    st.sampled_from(["", "2024-13-45", "yesterday", "2024-02-30", "20240102", "2024-01-02T10:00:00+05:00"]),
+)
+good_row = st.tuples(dates, numbers, numbers, numbers, numbers, numbers, numbers).map(",".join)
+odd_text = st.text(alphabet=st.sampled_from(list('ab1-.:," \t;\\\'é€')), max_size=40)
+row_line = st.one_of(
+    good_row,
+    good_row,
+    st.lists(numbers, min_size=0, max_size=10).map(",".join),
+    odd_text,
+    st.just(""),
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    # Each example makes its own database file below, so the function-scoped folder is not shared state.
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(rows=st.lists(row_line, max_size=30), line_ending=st.sampled_from(["\n", "\r\n"]))
+def test_ingesting_any_file_loses_no_row(tmp_path: Path, rows: list[str], line_ending: str) -> None:
+    folder = tmp_path / f"example-{next(EXAMPLE_NUMBERS)}"
+    folder.mkdir()
+    url = f"sqlite:///{folder}/t.db"
+    upgrade_database(url)
+    path = folder / "ACME.csv"
+    lines = [DAILY_HEADER, *rows]
+    path.write_bytes(line_ending.join(lines).encode("utf-8"))
+    data_lines = {number for number, line in enumerate(lines, start=1) if number > 1 and line.strip()}
+    try:
+        try:
+            report = ingest_file.fn(url, str(path))
+        except FileRejected:
+            assert set(counts(url).values()) == {0}
+            return
+
+        assert report["rows_read"] == len(data_lines)
+        assert report["rows_read"] == report["rows_stored"] + report["rows_quarantined"]
+        with session_scope(url) as session:
+            quarantined = session.scalars(select(QuarantinedRow)).all()
+            stored = repositories.table_counts(session)["bars"]
+        assert stored == report["rows_stored"]
+        lines_quarantined = [row.line for row in quarantined]
+        assert len(lines_quarantined) == len(set(lines_quarantined)) == report["rows_quarantined"]
+        assert set(lines_quarantined) <= data_lines
+        for row in quarantined:
+            assert row.failed_checks, row.line
+    finally:
+        dispose_engines()
+
+
+EXAMPLE_NUMBERS = itertools.count()

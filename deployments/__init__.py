@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import site
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,6 +21,7 @@ from prefect import Flow, serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
+from prefect.settings import get_current_settings
 from prefect.types.entrypoint import EntrypointType
 
 from neuraltrade.errors import ConfigError
@@ -31,6 +33,7 @@ __all__ = [
     "SCHEDULE_TIMEZONE",
     "SERVED_RUN_LIMIT",
     "DeploymentSpec",
+    "build_deployment",
     "build_deployments",
     "load_flow",
     "serve_deployments",
@@ -118,10 +121,17 @@ def build_deployment(spec: DeploymentSpec) -> RunnerDeployment:
     -------
     RunnerDeployment
         The deployment, not yet registered with any Prefect server.
+
+    Raises
+    ------
+    ConfigError
+        If `spec` names something that is not a flow.
+    TypeError
+        If called while an event loop runs in this thread.
     """
     flow = load_flow(spec.flow)
     schedules = [Cron(spec.cron, timezone=SCHEDULE_TIMEZONE)] if spec.cron is not None else None
-    return flow.to_deployment(
+    deployment = flow.to_deployment(
         name=spec.name,
         schedules=schedules,
         # ENQUEUE, not CANCEL_NEW: a manual run started during the nightly one should wait, not vanish.
@@ -133,6 +143,10 @@ def build_deployment(spec: DeploymentSpec) -> RunnerDeployment:
         tags=[DEPLOYMENT_TAG, "scheduled" if spec.cron is not None else "on-demand"],
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
+    if not isinstance(deployment, RunnerDeployment):
+        # `to_deployment` hands back a coroutine when an event loop is running in this thread.
+        raise TypeError("build_deployment was called from async code; build deployments outside the event loop")
+    return deployment
 
 
 def build_deployments() -> list[RunnerDeployment]:
@@ -147,14 +161,19 @@ def build_deployments() -> list[RunnerDeployment]:
     ------
     ConfigError
         If a line names something that is not a flow.
+    TypeError
+        If called while an event loop runs in this thread.
     """
     return [build_deployment(spec) for spec in DEPLOYMENT_SPECS]
 
 
 def _put_flow_packages_on_child_path(deployments: list[RunnerDeployment]) -> None:
     # Served runs start as `python -m prefect.engine` child processes that re-import each flow by
-    # its module path; they inherit this environment but not this process's sys.path, so a
-    # project that is not installed would only import when served from its own root folder.
+    # its module path. They inherit this environment but not this process's sys.path, so flows
+    # found through the working directory or a script's folder (an uninstalled checkout) would
+    # not import there. Installed packages need no help, and putting site-packages on PYTHONPATH
+    # would move it ahead of the standard library.
+    installed = {str(Path(folder).resolve()) for folder in [*site.getsitepackages(), site.getusersitepackages()]}
     roots: list[str] = []
     for deployment in deployments:
         module_name = (deployment.entrypoint or "").rpartition(".")[0]
@@ -162,7 +181,7 @@ def _put_flow_packages_on_child_path(deployments: list[RunnerDeployment]) -> Non
         if module_file is None:
             continue
         root = str(Path(module_file).resolve().parents[module_name.count(".")])
-        if root not in roots:
+        if root not in installed and root not in roots:
             roots.append(root)
     current = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
     os.environ["PYTHONPATH"] = os.pathsep.join(roots + [entry for entry in current if entry not in roots])
@@ -172,7 +191,8 @@ def serve_deployments(limit: int | None = None) -> None:
     """Register every deployment with the Prefect API and execute their runs here until stopped.
 
     Blocks until the process receives SIGINT or SIGTERM; on the way out the schedules are paused,
-    so runs do not pile up while nothing serves them. The API is the one ``PREFECT_API_URL`` names.
+    so runs do not pile up while nothing serves them. The API is the one ``PREFECT_API_URL`` names,
+    typically a ``prefect server start`` at ``http://127.0.0.1:4200/api``.
 
     Parameters
     ----------
@@ -183,10 +203,17 @@ def serve_deployments(limit: int | None = None) -> None:
     Raises
     ------
     ConfigError
-        If `limit` is below one.
+        If `limit` is below one, or ``PREFECT_API_URL`` is not set.
     """
     if limit is not None and limit < 1:
         raise ConfigError(f"serve limit {limit} is below 1")
+    # Without an API URL Prefect would serve against a temporary server of its own: one that runs
+    # no scheduler (the nightly cron would never fire) and that no other process can find.
+    if not get_current_settings().api.url:
+        raise ConfigError(
+            "PREFECT_API_URL is not set: start a server with `prefect server start` and export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api before serving"
+        )
     deployments = build_deployments()
     _put_flow_packages_on_child_path(deployments)
     serve(*deployments, limit=SERVED_RUN_LIMIT if limit is None else limit)

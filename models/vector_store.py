@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from models.base import to_microseconds
+from models.bulk import execute_many
 from models.tables import VECTOR_TABLE_PREFIX, CollectionRecord, EmbeddingRecord
 from neuraltrade.embedding import EmbedderFingerprint
 from neuraltrade.errors import DimensionMismatch, FingerprintMismatch, NeuralTradeError
@@ -161,20 +162,21 @@ def insert_vectors(
         connection.exec_driver_sql(f"DELETE FROM {table} WHERE embedding_id = ?", [(i,) for i in existing])
         session.execute(delete(EmbeddingRecord).where(EmbeddingRecord.id.in_(existing)))
     digest = fingerprint.digest
-    connection.execute(
-        insert(EmbeddingRecord),
-        [
-            {
-                "id": ids[i],
-                "collection_id": collection.id,
-                "observation_id": observation_ids[i],
-                "symbol": symbols[i],
-                "timestamp": timestamps[i],
-                "fingerprint_digest": digest,
-                "created_at": created,
-            }
-            for i in order
-        ],
+    table_record = EmbeddingRecord.__table__
+    count = len(order)
+    execute_many(
+        session,
+        insert(table_record),
+        table_record,  # type: ignore[arg-type]
+        {
+            "id": [ids[i] for i in order],
+            "collection_id": [collection.id] * count,
+            "observation_id": [observation_ids[i] for i in order],
+            "symbol": [symbols[i] for i in order],
+            "timestamp": [timestamps[i] for i in order],
+            "fingerprint_digest": [digest] * count,
+            "created_at": [created] * count,
+        },
     )
     connection.exec_driver_sql(
         f"INSERT INTO {table} (embedding_id, symbol, embedding) VALUES (?, ?, ?)",

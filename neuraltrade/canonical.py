@@ -27,7 +27,9 @@ def format_timestamp(moment: datetime) -> str:
     """Return `moment` as ISO 8601 UTC with microseconds, e.g. ``2024-01-02T03:04:05.000006Z``."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise SerializationError(f"naive datetime {moment.isoformat()} has no time zone")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    # strftime's %Y drops leading zeros of years before 1000 on some platforms; ISO 8601 wants four digits.
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -73,9 +75,13 @@ def to_plain(value: Any) -> Any:
 
 def canonical_json(value: Any) -> bytes:
     """Return the canonical UTF-8 JSON bytes of `value`."""
-    return json.dumps(
-        to_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    text = json.dumps(to_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise SerializationError(
+            f"text {error.object[error.start : error.end]!r} cannot be encoded as UTF-8"
+        ) from error
 
 
 def digest(value: Any) -> str:

@@ -75,6 +75,8 @@ class WindowEmbedderConfig:
             raise ConfigError(f"embedder window must be an integer >= 8 bars, was {self.window!r}")
         if not isinstance(self.dimension, int) or not 8 <= self.dimension <= 8192:
             raise ConfigError(f"embedder dimension must be an integer in [8, 8192], was {self.dimension!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"embedder seed must be a non-negative integer, was {self.seed!r}")
         if not self.clip > 0:
             raise ConfigError(f"embedder clip must be positive, was {self.clip!r}")
 
@@ -131,13 +133,17 @@ class WindowEmbedder:
             stop = min(count, start + BLOCK_ROWS + self.window - 1)
             features = self._features({name: values[start:stop] for name, values in series.items()})
             projected = features @ self._projection
-            norms = np.linalg.norm(projected, axis=1, keepdims=True)
-            outputs.append(projected / np.maximum(norms, _TINY))
+            norms = np.sqrt(np.einsum("ij,ij->i", projected, projected))
+            projected /= np.maximum(norms, _TINY)[:, None]
+            outputs.append(projected)
         return np.ascontiguousarray(np.concatenate(outputs), dtype=np.float32)
 
     def _features(self, series: dict[str, np.ndarray]) -> np.ndarray:
         window, clip = self.config.window, self.config.clip
-        returns = sliding_window_view(series["returns"], window)
+        # A vector depends on the bars of its window only: its first return is that bar's open-to-close
+        # return, not one that reaches back to the bar before the window.
+        returns = sliding_window_view(series["returns"], window).copy()
+        returns[:, 0] = series["intrabar_returns"][: len(returns)]
         ranges = sliding_window_view(series["ranges"], window)
         volumes = sliding_window_view(series["log_volumes"], window)
         spreads = sliding_window_view(series["spreads"], window)
@@ -177,11 +183,13 @@ def _bar_series(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     closes = frame["close"].to_numpy(np.float64)
     volumes = frame["volume"].to_numpy(np.float64)
     spreads = relative_spreads(frame)
+    intrabar_returns = np.log(closes / opens)
     returns = np.empty_like(closes)
-    returns[0] = np.log(closes[0] / opens[0])
+    returns[0] = intrabar_returns[0]
     returns[1:] = np.diff(np.log(closes))
     return {
         "returns": returns,
+        "intrabar_returns": intrabar_returns,
         "ranges": np.log(highs / lows),
         "log_volumes": np.log1p(volumes),
         "spreads": spreads,

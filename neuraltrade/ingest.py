@@ -31,10 +31,11 @@ from neuraltrade.errors import FileRejected
 
 LONG_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
 DATED_COLUMNS = ("date", "open", "high", "low", "close", "volume")
-_CLOCK_TIME = re.compile(r"^\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$")
-_SYMBOL = re.compile(r"^[A-Za-z0-9.^=\-]{1,32}$")
-#: Characters Python's splitlines treats as line breaks although CSV parsers do not.
-_UNUSUAL_TEXT = re.compile("[\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_CLOCK_TIME = re.compile(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?")
+_SYMBOL = re.compile(r"[A-Za-z0-9.^=\-]{1,32}")
+_LINE_BREAK = re.compile("\r\n|\r|\n")
+#: A zone offset, which only counts after a clock time (a date's "-01" is no offset).
+_OFFSET = r"\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 #: How many leading rows decide whether a header lacks its time column.
 _SNIFF_ROWS = 50
 
@@ -106,11 +107,11 @@ def read_bars(path: str | Path, *, symbol: str | None = None, timezone: str = "U
         header, rows, lines = fast if fast is not None else _csv_rows(source, content)  # type: ignore[assignment]
     else:
         raise FileRejected(source, f"file type {suffix or '(none)'!r} is not .csv or .parquet")
-    if symbol is not None and not _SYMBOL.match(symbol):
+    if symbol is not None and not _SYMBOL.fullmatch(symbol):
         raise FileRejected(source, f"symbol {symbol!r} must be 1-32 letters, digits or . ^ = -")
     layout, columns = _detect_layout(source, header, rows)
     default_symbol = symbol or symbol_from_path(path)
-    if layout != "long" and not _SYMBOL.match(default_symbol):
+    if layout != "long" and not _SYMBOL.fullmatch(default_symbol):
         raise FileRejected(source, f"symbol {default_symbol!r} taken from the file name is invalid; pass one")
 
     rejected: list[RejectedRow] = []
@@ -150,19 +151,31 @@ def _normalise(name: str) -> str:
     return "_".join(name.strip().strip("\ufeff").lower().split())
 
 
+def split_lines(text: str) -> list[str]:
+    """Split `text` at CSV line ends only (LF, CRLF, CR), unlike `str.splitlines`, which also splits at
+    form feeds and Unicode separators that CSV treats as ordinary characters."""
+    lines = text.split("\n") if "\r" not in text else _LINE_BREAK.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def _csv_rows(source: str, content: bytes) -> tuple[list[str], list[tuple[int, list[str]]], list[str]]:
     # Undecodable bytes stay visible as escapes in the row that holds them rather than failing the file.
     text = content.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
-    lines = text.splitlines()
+    lines = split_lines(text)
     try:
         fields_by_line = list(csv.reader(lines, skipinitialspace=True))
     except csv.Error:
+        fields_by_line = []
+    if len(fields_by_line) != len(lines):
+        # An unclosed quote made the reader join lines; every line is one row here, so parse each alone.
         fields_by_line = [_fields_of(line) for line in lines]
     widths = np.fromiter(map(len, fields_by_line), dtype=np.int64, count=len(fields_by_line))
-    # A line is blank when it has no field, or one field of white space only.
+    # A line is blank when its text is white space only (a line holding "" is a row of one empty field).
     blank = widths == 0
     for index in np.flatnonzero(widths == 1):
-        blank[index] = not fields_by_line[index][0].strip()
+        blank[index] = not lines[index].strip()
     present = np.flatnonzero(~blank)
     if len(present) == 0:
         raise FileRejected(source, "is empty: no header and no rows")
@@ -186,10 +199,10 @@ def _arrow_rows(content: bytes) -> tuple[list[str], _ArrowRows, list[str]] | Non
         text = content.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if _UNUSUAL_TEXT.search(text) or "\r" in text.replace("\r\n", ""):
+    if "\x00" in text or "\r" in text.replace("\r\n", ""):
         return None
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
+    lines = split_lines(text)
+    if not lines or not lines[0].strip() or "" in lines:
         return None
     invalid: list[object] = []
 
@@ -265,7 +278,7 @@ def _detect_layout(
             sample = [list(values) for values in zip(*(column[:_SNIFF_ROWS] for column in rows.columns), strict=True)]
         else:
             sample = [row for _, row in rows[:_SNIFF_ROWS]]
-        shifted = [row for row in sample if len(row) == len(header) + 1 and _CLOCK_TIME.match(row[1])]
+        shifted = [row for row in sample if len(row) == len(header) + 1 and _CLOCK_TIME.fullmatch(row[1])]
         if sample and len(shifted) * 2 > len(sample):
             date_at = header.index("date")
             return "intraday", [*header[: date_at + 1], "time", *header[date_at + 1 :]]
@@ -331,19 +344,16 @@ def _parse_numbers(values: Any) -> np.ndarray:
 
 def _parse_timestamps(values: Any, timezone: str, source: str) -> pd.Series:
     strings = pd.Series(values, dtype=object).astype(str).str.strip()
-    try:
-        parsed = pd.to_datetime(strings, format="ISO8601", errors="coerce")
-    except (ValueError, TypeError):
-        # Offsets that differ from row to row: normalise each to UTC.
-        parsed = pd.to_datetime(strings, format="ISO8601", errors="coerce", utc=True)
-    if parsed.dtype == object:
-        parsed = pd.to_datetime(strings, format="ISO8601", errors="coerce", utc=True)
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        parsed = parsed.dt.tz_convert("UTC")
-    else:
+    with_offset = strings.str.contains(_OFFSET, regex=True)
+    parsed = pd.Series(pd.NaT, index=strings.index, dtype=TIMESTAMP_DTYPE)
+    if with_offset.any():
+        aware = pd.to_datetime(strings[with_offset], format="ISO8601", errors="coerce", utc=True)
+        parsed[with_offset] = aware.astype(TIMESTAMP_DTYPE)
+    if not with_offset.all():
+        naive = pd.to_datetime(strings[~with_offset], format="ISO8601", errors="coerce")
         try:
-            parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+            local = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
         except Exception as error:  # an unknown zone name is the user's error, not the file's
             raise FileRejected(source, f"time zone {timezone!r} is unknown: {error}") from error
-        parsed = parsed.dt.tz_convert("UTC")
-    return parsed.astype(TIMESTAMP_DTYPE)
+        parsed[~with_offset] = local.dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE)
+    return parsed

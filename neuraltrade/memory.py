@@ -15,7 +15,7 @@ from neuraltrade.embedding import EmbedderFingerprint
 from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, InvalidVector
 
 METRICS = ("cosine", "l2", "inner_product")
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,7 +27,7 @@ class CollectionSpec:
     metric: str = "cosine"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ConfigError(
                 f"collection name {self.name!r} must be 1-48 lower-case letters, digits or underscores, "
                 "starting with a letter"

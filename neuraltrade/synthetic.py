@@ -283,9 +283,7 @@ def generate_market(config: MarketConfig) -> pd.DataFrame:
     return pd.DataFrame(columns, columns=list(BAR_COLUMNS), copy=False)
 
 
-def write_market_csv(
-    frame: pd.DataFrame, path: str | os.PathLike[str], *, price_decimals: int | None = None
-) -> None:
+def write_market_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *, price_decimals: int | None = None) -> None:
     """Write a bar frame as CSV: ``timestamp,symbol,open,high,low,close,volume,spread``.
 
     Timestamps are ISO 8601 UTC with microseconds and a ``Z``; floats are written in their shortest

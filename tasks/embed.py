@@ -21,6 +21,7 @@ clock: Clock = SystemClock()
 
 #: The collection the nightly pipeline fills with market-state vectors.
 MARKET_STATE_COLLECTION = "market_state"
+_SPREAD_SOURCES = {True: {"spread_source": "quoted"}, False: {"spread_source": "high_low_range"}}
 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
@@ -37,62 +38,64 @@ def embed_symbol(
     embedder_config: WindowEmbedderConfig,
     collection: str = MARKET_STATE_COLLECTION,
 ) -> dict[str, Any]:
-    """Embed every bar of `symbol` that has a full window and no vector yet, in one transaction.
+    """Embed every bar of `symbol` that has a full window and no vector yet.
+
+    Reads, computes, then writes in one short write transaction, so that several symbols embed in
+    parallel while SQLite's single writer is busy with another. A re-run writes the same ids: what
+    another run stored in between is replaced by identical rows, never doubled.
 
     Returns ``{"symbol", "embedded", "skipped_history"}``: vectors stored now, and bars too early in
     the history to have a full window.
     """
     embedder = WindowEmbedder(embedder_config)
     spec = CollectionSpec(name=collection, fingerprint=embedder.fingerprint)
-    now = clock.now()
+    window = embedder.window
     with session_scope(database_url, write=True) as session:
-        record = vector_store.ensure_collection(session, spec, now)
+        collection_id = vector_store.ensure_collection(session, spec, clock.now()).id
+    with session_scope(database_url) as session:
         timestamps = repositories.bar_timestamps(session, symbol)
-        eligible = timestamps[embedder.window - 1 :]
-        missing = eligible[~np.isin(eligible, repositories.embedded_timestamps(session, record.id, symbol))]
-        skipped = min(len(timestamps), embedder.window - 1)
+        eligible = timestamps[window - 1 :]
+        missing = eligible[~np.isin(eligible, repositories.embedded_timestamps(session, collection_id, symbol))]
+        skipped = min(len(timestamps), window - 1)
         if len(missing) == 0:
             progress.report("embed", symbol, 0)
             return {"symbol": symbol, "embedded": 0, "skipped_history": skipped}
         first = int(np.searchsorted(timestamps, missing[0]))
-        frame, bar_ids = repositories.load_bars(session, symbol, since=int(timestamps[first - embedder.window + 1]))
-        vectors = embedder.embed(frame)
-        # Row i of `vectors` embeds the window ending at bar i + window - 1 of `frame`.
-        ends = timestamps_to_microseconds(frame["timestamp"])[embedder.window - 1 :]
-        wanted = np.isin(ends, missing)
-        positions = np.flatnonzero(wanted) + embedder.window - 1
-        spreads = relative_spreads(frame)
-        quoted = ~np.isnan(frame["spread"].to_numpy())
-        moments = ends[positions - embedder.window + 1].tolist()
-        observation_ids = Observation.ids_for(symbol, moments)
-        closes = frame["close"].to_numpy()
-        volumes = frame["volume"].to_numpy()
-        repositories.upsert_observations(
-            session,
-            [
-                {
-                    "id": observation_ids[n],
-                    "bar_id": int(bar_ids[i]),
-                    "symbol": symbol,
-                    "timestamp": moments[n],
-                    "price": float(closes[i]),
-                    "volume": float(volumes[i]),
-                    "spread": float(spreads[i]),
-                    "metadata": {"spread_source": "quoted" if quoted[i] else "high_low_range"},
-                    "created_at": now,
-                }
-                for n, i in enumerate(positions)
-            ],
-        )
+        frame, bar_ids = repositories.load_bars(session, symbol, since=int(timestamps[first - window + 1]))
+
+    vectors = embedder.embed(frame)
+    # Row r of `vectors` embeds the window that ends at bar r + window - 1 of `frame`.
+    ends = timestamps_to_microseconds(frame["timestamp"])[window - 1 :]
+    wanted = np.isin(ends, missing)
+    positions = np.flatnonzero(wanted) + window - 1
+    moments = ends[wanted].tolist()
+    observation_ids = Observation.ids_for(symbol, moments)
+    quoted = ~np.isnan(frame["spread"].to_numpy()[positions])
+    now = clock.now()
+    count = len(positions)
+    observations: dict[str, list[Any]] = {
+        "id": observation_ids,
+        "bar_id": bar_ids[positions].tolist(),
+        "symbol": [symbol] * count,
+        "timestamp": moments,
+        "price": frame["close"].to_numpy()[positions].tolist(),
+        "volume": frame["volume"].to_numpy()[positions].tolist(),
+        "spread": relative_spreads(frame)[positions].tolist(),
+        "metadata": [_SPREAD_SOURCES[bool(flag)] for flag in quoted],
+        "created_at": [now] * count,
+    }
+    with session_scope(database_url, write=True) as session:
+        record = vector_store.get_collection(session, collection)
+        repositories.upsert_observations(session, observations)
         vector_store.insert_vectors(
             session,
             record,
             embedder.fingerprint,
             observation_ids=observation_ids,
-            symbols=[symbol] * len(positions),
+            symbols=[symbol] * count,
             timestamps=moments,
             vectors=vectors[wanted],
             now=now,
         )
-    progress.report("embed", symbol, len(positions))
-    return {"symbol": symbol, "embedded": len(positions), "skipped_history": skipped}
+    progress.report("embed", symbol, count)
+    return {"symbol": symbol, "embedded": count, "skipped_history": skipped}

@@ -117,13 +117,14 @@ def test_the_default_fingerprint_names_the_embedder_and_its_parameters() -> None
         ({"dimension": 8193}, "was 8193"),
         ({"clip": 0.0}, "was 0.0"),
         ({"clip": float("nan")}, "was nan"),
+        ({"seed": -1}, "was -1"),
     ],
 )
 def test_an_invalid_embedder_configuration_is_refused_naming_the_value(
     fields: dict[str, object], named: str
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(named)):
-        WindowEmbedderConfig(**fields)  # type: ignore[arg-type]
+        WindowEmbedder(WindowEmbedderConfig(**fields))  # type: ignore[arg-type]
 
 
 # --- vectors ------------------------------------------------------------------------------------------------
@@ -223,7 +224,7 @@ def test_a_slightly_perturbed_window_embeds_nearer_than_an_unrelated_window(
     factor=st.floats(min_value=0.5, max_value=2.0).filter(lambda f: abs(f - 1.0) > 1e-3),
     column=st.sampled_from(["close", "volume"]),
 )
-def test_changing_a_bar_never_changes_the_vector_of_a_window_that_ends_before_it(
+def test_changing_a_bar_changes_only_the_vectors_of_the_windows_that_hold_it(
     changed_bar: int, factor: float, column: str
 ) -> None:
     window = 8
@@ -237,7 +238,8 @@ def test_changing_a_bar_never_changes_the_vector_of_a_window_that_ends_before_it
     after = embedder.embed(changed)
     # Row r of the vectors embeds the window ending at bar r + window - 1.
     untouched = max(0, changed_bar - window + 1)
-    np.testing.assert_array_equal(after[:untouched], before[:untouched])
+    np.testing.assert_array_equal(after[:untouched], before[:untouched])  # no look-ahead
+    np.testing.assert_array_equal(after[changed_bar + 1 :], before[changed_bar + 1 :])  # no look-back
     if changed_bar >= window - 1:
         assert not np.array_equal(after[changed_bar - window + 1], before[changed_bar - window + 1])
 
@@ -248,6 +250,16 @@ def test_appending_bars_leaves_every_earlier_vector_as_it_was() -> None:
     shorter = embedder.embed(frame.iloc[:400])
     longer = embedder.embed(frame)
     np.testing.assert_allclose(longer[: len(shorter)], shorter, atol=1e-6)
+
+
+@pytest.mark.parametrize("start", [1, 100, 1_000])
+def test_a_window_embeds_the_same_whether_or_not_the_frame_starts_with_it(start: int) -> None:
+    frame = real_bars("NVDA")
+    embedder = WindowEmbedder(WindowEmbedderConfig(window=16, dimension=64))
+    whole = embedder.embed(frame)
+    # An incremental run embeds from the first bar of the first window it lacks.
+    suffix = embedder.embed(frame.iloc[start:].reset_index(drop=True))
+    np.testing.assert_allclose(suffix, whole[start:], atol=1e-6)
 
 
 @pytest.mark.parametrize("block_rows", [1, 5, 64, 999])
@@ -405,6 +417,7 @@ def test_a_collection_name_of_lower_case_letters_digits_and_underscores_is_accep
         "",
         "x" * 49,
         "é",
+        "market_state\n",
         None,
     ],
     ids=repr,

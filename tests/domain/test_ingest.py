@@ -1,8 +1,6 @@
 """Behaviour of the bar file reader (`neuraltrade.ingest.read_bars`): layouts, time zones, and losing no line.
 
-Generated lines never hold the characters other than ``\\n`` that `str.splitlines` treats as line breaks
-(``\\r``, ``\\x0b``, ``\\x0c``, ``\\x1c``-``\\x1e``, ``\\x85``, ``\\u2028``, ``\\u2029``): the reader splits on
-them, which miscounts rows (reported, not specified here).
+A line is what ends in LF (or CRLF); a blank line holds nothing but white space.
 """
 
 from __future__ import annotations
@@ -11,13 +9,13 @@ import hashlib
 import re
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from neuraltrade.bars import BAR_COLUMNS, TIMESTAMP_DTYPE
@@ -130,7 +128,7 @@ def test_a_file_name_that_gives_no_valid_symbol_is_refused_unless_a_symbol_is_gi
     assert read_bars(path, symbol="MINE").frame["symbol"].tolist() == ["MINE"]
 
 
-@pytest.mark.parametrize("symbol", ["", "A B", "x;drop", "A" * 33])
+@pytest.mark.parametrize("symbol", ["", "A B", "x;drop", "A" * 33, "NVDA\n"])
 def test_an_invalid_given_symbol_is_refused_naming_it(symbol: str) -> None:
     with pytest.raises(FileRejected) as raised:
         read_bars(NVDA, symbol=symbol)
@@ -224,7 +222,7 @@ def test_an_intraday_file_with_a_time_column_in_its_header_combines_date_and_tim
 
 
 def test_a_header_only_file_reads_as_an_empty_bar_frame(tmp_path: Path) -> None:
-    parsed = read_bars(write(tmp_path / "NONE.csv", f"{YAHOO_HEADER}\n\n"))
+    parsed = read_bars(write(tmp_path / "NONE.csv", f"{YAHOO_HEADER}\n"))
     assert parsed.rows_read == 0 and parsed.rejected == []
     assert list(parsed.frame.columns) == [*BAR_COLUMNS, "line"]
     assert str(parsed.frame["timestamp"].dtype) == TIMESTAMP_DTYPE
@@ -274,6 +272,61 @@ def test_a_row_of_the_right_width_with_unreadable_values_stays_in_the_frame_as_m
     assert parsed.frame["timestamp"].isna().tolist() == [True, False]
     assert parsed.frame.iloc[0][["open", "high", "low", "close", "volume"]].isna().all()
     assert np.isnan(parsed.frame["open"].iloc[1])
+
+
+ROW = "2020-01-02,1,2,0.5,1.5,1.5,100"
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [YAHOO_HEADER, ROW, "", ROW],
+        [YAHOO_HEADER, ROW, "", "", ROW],
+        [YAHOO_HEADER, ROW, ROW, ""],
+        [YAHOO_HEADER, ""],
+    ],
+    ids=["between_rows", "two_between_rows", "at_the_end", "after_the_header"],
+)
+def test_an_empty_line_is_not_a_row(tmp_path: Path, lines: list[str]) -> None:
+    path = write(tmp_path / "ABC.csv", "\n".join(lines) + "\n")
+    parsed = read_bars(path)
+    assert accounted_lines(parsed) == [n for n, line in enumerate(lines, 1) if n > 1 and line]
+    assert parsed.frame["open"].notna().all()
+
+
+@pytest.mark.parametrize("line", ['""', '" "', "''"])
+def test_a_line_holding_one_empty_quoted_field_is_a_rejected_row_not_a_blank_line(
+    tmp_path: Path, line: str
+) -> None:
+    path = write(tmp_path / "ABC.csv", "\n".join([YAHOO_HEADER, ROW, line, ROW]) + "\n")
+    parsed = read_bars(path)
+    assert accounted_lines(parsed) == [2, 3, 4]
+    assert [row.line for row in parsed.rejected] == [3]
+
+
+def test_an_unbalanced_quote_spoils_its_own_line_only(tmp_path: Path) -> None:
+    path = write(tmp_path / "ABC.csv", "\n".join([YAHOO_HEADER, ROW, '2020-01-03,"1,2,0.5', ROW, ROW]) + "\n")
+    parsed = read_bars(path)
+    assert accounted_lines(parsed) == [2, 3, 4, 5]
+    assert parsed.frame["line"].tolist() == [2, 4, 5]
+
+
+@pytest.mark.parametrize("separator", ["\x0c", "\x85", "\u2028"], ids=repr)
+def test_a_character_that_is_no_line_end_in_csv_does_not_split_its_line(tmp_path: Path, separator: str) -> None:
+    damaged = f"2020-01-03,1{separator}2,2,0.5,1.5,1.5,100"
+    path = write(tmp_path / "ABC.csv", "\n".join([YAHOO_HEADER, ROW, damaged, ROW]))
+    parsed = read_bars(path)
+    assert parsed.rows_read == 3
+    assert accounted_lines(parsed) == [2, 3, 4]
+
+
+def test_naive_times_beside_times_with_offsets_are_still_read_in_the_given_zone(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "bars.csv",
+        f"{LONG_HEADER}\n2024-01-02 09:30:00,AAA,1,2,0.5,1.5,100\n2024-01-02T09:30:00-05:00,BBB,1,2,0.5,1.5,100\n",
+    )
+    stamps = read_bars(path, timezone="America/New_York").frame["timestamp"].tolist()
+    assert stamps == [utc(2024, 1, 2, 14, 30), utc(2024, 1, 2, 14, 30)]
 
 
 # --- Parquet ------------------------------------------------------------------------------------------------
@@ -351,11 +404,8 @@ def test_a_directory_is_refused_naming_its_path(tmp_path: Path) -> None:
 
 # --- any mix of good and bad rows ---------------------------------------------------------------------------
 
-# Printable text without line breaks and without ":", so no garbage looks like a clock time to the sniffer.
-LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-garbage_text = st.text(
-    alphabet=st.characters(exclude_categories=("Cs",), exclude_characters=LINE_BREAKS + ":"), max_size=30
-)
+# Any text but CR and LF, which end lines, and ":", so that no garbage looks like a clock time to the sniffer.
+garbage_text = st.text(alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\n\r:"), max_size=30)
 GARBAGE_NUMBERS = ["abc", "1e999", "-inf", "nan", "0x1F", "--1", "1_000", "1.2.3", "١٢٣", "$5", "1e", "+", "."]
 BAD_DATES = ["2020-02-30", "2020-13-01", "yesterday", "0000-00-00", "2020/01/02", "99999-01-01", "20-1-2", "T"]
 INVALID_UTF8 = [b"\xff", b"\xfe\xfe", b"\xc0\xaf", b"\xed\xa0\x80", b"\x80", b"\xf5\x80\x80\x80"]
@@ -449,11 +499,12 @@ def malformed_lines(draw: st.DrawFn, layout: Layout) -> bytes:
 
 
 @st.composite
-def files(draw: st.DrawFn, layout: Layout) -> tuple[bytes, dict[int, dict[str, object]]]:
-    """A file of `layout`: header, then valid, malformed and blank lines; and the bars of the valid lines."""
+def files(draw: st.DrawFn) -> tuple[Layout, bytes, dict[int, dict[str, object]]]:
+    """A file: a valid header, then valid, malformed and blank lines; and the bars the valid lines must become."""
+    layout = draw(st.sampled_from(LAYOUTS))
     lines = [layout.header.encode()]
     valid: dict[int, dict[str, object]] = {}
-    for _ in range(draw(st.integers(min_value=0, max_value=25))):
+    for _ in range(draw(st.integers(min_value=0, max_value=20))):
         kind = draw(st.sampled_from(["valid", "malformed", "blank"]))
         if kind == "valid":
             fields, bar = draw(valid_rows(layout))
@@ -464,16 +515,27 @@ def files(draw: st.DrawFn, layout: Layout) -> tuple[bytes, dict[int, dict[str, o
         else:
             lines.append(draw(st.sampled_from(BLANK_LINES)))
     ending = draw(st.sampled_from([b"\n", b"\r\n"]))
-    return ending.join(lines) + draw(st.sampled_from([ending, b""])), valid
+    return layout, ending.join(lines) + draw(st.sampled_from([ending, b""])), valid
 
 
-@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.name)
-@settings(max_examples=30, deadline=None)
-@given(data=st.data())
+HEADER_BYTES = YAHOO_HEADER.encode()
+DAILY_ROW = b"2020-01-02,1.0,2.0,0.5,1.5,1.4,100"
+DAILY_BAR: dict[str, object] = {
+    "symbol": "TEST", "timestamp": utc(2020, 1, 2), "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5,
+    "volume": 100.0,
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=files())
+@example(case=(LAYOUTS[0], b"\n".join([HEADER_BYTES, DAILY_ROW, b"", DAILY_ROW]), {2: DAILY_BAR, 4: DAILY_BAR}))
+@example(case=(LAYOUTS[0], b"\n".join([HEADER_BYTES, b'2020-01-02,"1.0,2', DAILY_ROW]), {3: DAILY_BAR}))
+@example(case=(LAYOUTS[0], b"\n".join([HEADER_BYTES, b'""', DAILY_ROW]), {3: DAILY_BAR}))
+@example(case=(LAYOUTS[0], b"\n".join([HEADER_BYTES, "1\x0c\u2028".encode(), DAILY_ROW]), {3: DAILY_BAR}))
 def test_any_mix_of_good_and_bad_lines_is_read_without_losing_or_repeating_a_line(
-    layout: Layout, data: st.DataObject
+    case: tuple[Layout, bytes, dict[int, dict[str, object]]],
 ) -> None:
-    content, valid = data.draw(files(layout), label="file")
+    layout, content, valid = case
     with tempfile.TemporaryDirectory() as folder:
         path = write(Path(folder) / "TEST.csv", content)
         expected_lines = non_blank_line_numbers(path)
@@ -524,7 +586,3 @@ def test_reading_is_deterministic_and_the_digest_names_the_bytes(tmp_path: Path)
     write(copy, NVDA.read_bytes() + b"2015-01-02,1,2,0.5,1.5,1.5,100\n")
     assert read_bars(copy).source_digest != second.source_digest
 
-
-def test_midnight_and_clock_helpers_agree_with_the_strategies() -> None:
-    assert pd.Timestamp(date(2020, 1, 2), tz="UTC") == utc(2020, 1, 2)
-    assert datetime.combine(date(2020, 1, 2), time(9, 1), tzinfo=UTC) == utc(2020, 1, 2, 9, 1)

@@ -1,7 +1,6 @@
 """Behaviour of the domain records (`neuraltrade.types`) and their canonical form (`neuraltrade.canonical`).
 
-Timestamps are drawn between the years 1000 and 9999: `format_timestamp` writes years below 1000 without
-their leading zeros, which its own parser refuses (reported, not specified here).
+Properties draw timestamps between the years 1000 and 9999; years below 1000 have their own tests.
 """
 
 from __future__ import annotations
@@ -229,7 +228,8 @@ def test_every_order_type_time_in_force_and_status_survives_json(
 @given(moment=aware_datetimes)
 def test_records_normalise_any_zone_to_the_same_utc_instant(moment: datetime) -> None:
     bar = a_bar(timestamp=moment)
-    assert bar.timestamp == moment
+    # Against the UTC instant: Python never calls a time in a DST fold or gap equal to one in another zone.
+    assert bar.timestamp == moment.astimezone(UTC)
     assert bar.timestamp.tzinfo is UTC
     assert bar.to_json() == a_bar(timestamp=moment.astimezone(UTC)).to_json()
     assert json.loads(bar.to_json())["timestamp"] == moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -245,7 +245,7 @@ def test_a_timestamp_is_written_as_utc_with_six_fractional_digits_and_a_z() -> N
 @given(moment=aware_datetimes)
 def test_parsing_a_formatted_timestamp_gives_back_the_instant(moment: datetime) -> None:
     parsed = parse_timestamp(format_timestamp(moment))
-    assert parsed == moment and _is_utc(parsed)
+    assert parsed == moment.astimezone(UTC) and _is_utc(parsed)
 
 
 # --- signal confidence and causal links ---------------------------------------------------------------------
@@ -577,3 +577,24 @@ def test_to_plain_turns_a_record_into_its_fields() -> None:
     plain = to_plain(a_bar())
     assert plain["timestamp"] == "2024-03-01T14:30:00.123456Z"
     assert plain["spread"] is None and plain["open"] == 10.0
+
+
+# --- the first millennium and text UTF-8 cannot encode ------------------------------------------------------
+
+
+def test_a_timestamp_before_the_year_1000_is_written_with_four_year_digits_and_round_trips() -> None:
+    moment = datetime(999, 5, 1, 1, 2, 3, 4, tzinfo=UTC)
+    assert format_timestamp(moment) == "0999-05-01T01:02:03.000004Z"
+    assert Bar.from_json(a_bar(timestamp=moment).to_json()) == a_bar(timestamp=moment)
+
+
+def test_bulk_and_single_observation_ids_agree_before_the_year_1000() -> None:
+    moment = datetime(999, 5, 1, tzinfo=UTC)
+    assert Observation.ids_for("NVDA", [(moment - EPOCH) // timedelta(microseconds=1)]) == [
+        Observation.id_for("NVDA", moment)
+    ]
+
+
+def test_text_that_utf8_cannot_encode_is_refused_with_a_serialization_error() -> None:
+    with pytest.raises(SerializationError):
+        canonical_json({"note": "\ud800"})

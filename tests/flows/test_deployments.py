@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -21,9 +20,11 @@ from typing import IO, Any
 import httpx
 import pytest
 from prefect import Flow
-from prefect.client.schemas.objects import ConcurrencyLimitStrategy
+from prefect.client.schemas.objects import ConcurrencyLimitStrategy, FlowRun
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.deployments import run_deployment
 from prefect.flows import load_flow_from_entrypoint
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import flows
 from deployments import (
@@ -36,10 +37,13 @@ from deployments import (
     serve_deployments,
 )
 from neuraltrade.errors import ConfigError
+from neuraltrade.sample_data import sample_paths
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_CSV = PROJECT_ROOT / "data" / "sample" / "NVDA.csv"
+SAMPLE_CSV = next(path for path in sample_paths() if path.name == "NVDA.csv")
 NIGHTLY = "nightly/nightly-default"
+#: Rows of the sample file the end-to-end run ingests: enough to store, few enough to be quick.
+END_TO_END_ROWS = 60
 
 #: Wall-clock budget of the end-to-end test from server start to the run's end; teardown adds at
 #: most `STOP_GRACE_SECONDS` per process.
@@ -122,8 +126,14 @@ def test_load_flow_refuses_what_is_not_a_flow(reference: str) -> None:
 
 
 def test_serve_refuses_a_limit_below_one() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="limit"):
         serve_deployments(limit=0)
+
+
+def test_serve_refuses_to_run_without_a_prefect_server() -> None:
+    # A temporary server has no scheduler: serving against one would silently never run the cron.
+    with temporary_settings(restore_defaults={PREFECT_API_URL}), pytest.raises(ConfigError, match="PREFECT_API_URL"):
+        serve_deployments()
 
 
 # --- end to end ------------------------------------------------------------------------------------
@@ -191,7 +201,7 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, deadline: f
 
 
 @pytest.fixture
-def isolated_environment(tmp_path: Path) -> Iterator[dict[str, str]]:
+def isolated_environment(tmp_path: Path) -> dict[str, str]:
     """The environment of the test's subprocesses: no Prefect setting from outside, a private home."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
     python_path = [str(PROJECT_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
@@ -208,7 +218,7 @@ def isolated_environment(tmp_path: Path) -> Iterator[dict[str, str]]:
             "NEURALTRADE_DB": f"sqlite:///{tmp_path / 'fallback.db'}",
         }
     )
-    yield env
+    return env
 
 
 @pytest.mark.slow
@@ -216,14 +226,11 @@ def isolated_environment(tmp_path: Path) -> Iterator[dict[str, str]]:
 def test_nightly_deployment_runs_on_a_real_server_through_the_served_process(
     tmp_path: Path, isolated_environment: dict[str, str]
 ) -> None:
-    from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     deadline = time.monotonic() + END_TO_END_BUDGET_SECONDS
     port = _free_loopback_port()
     api_url = f"http://127.0.0.1:{port}/api"
     csv = tmp_path / SAMPLE_CSV.name  # the symbol comes from the file name
-    csv.write_text("".join(SAMPLE_CSV.read_text().splitlines(keepends=True)[:61]))
+    csv.write_text("".join(SAMPLE_CSV.read_text().splitlines(keepends=True)[: 1 + END_TO_END_ROWS]))
     database = tmp_path / "t.db"
     timings: dict[str, float] = {}
 
@@ -258,12 +265,13 @@ def test_nightly_deployment_runs_on_a_real_server_through_the_served_process(
         timings["run finished"] = time.monotonic() - started
         print("end-to-end timings (s):", {name: round(value, 1) for name, value in timings.items()})
 
+        assert isinstance(flow_run, FlowRun)
         state = flow_run.state
         assert state is not None and state.is_completed(), (
             f"nightly ended as {state!r}\n--- serve.log ---\n{_tail(tmp_path / 'serve.log', 80)}"
         )
 
-    with sqlite3.connect(database) as connection:
+    with contextlib.closing(sqlite3.connect(database)) as connection:
         (stored,) = connection.execute("SELECT COUNT(*) FROM bars").fetchone()
-    assert stored > 0
+    assert stored == END_TO_END_ROWS
     assert not (tmp_path / "fallback.db").exists(), "the run ignored its database_url parameter"

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 import models.tables  # noqa: F401  (registers every table on the metadata)
+from alembic import command
 from models import vector_store
 from models.base import Base
 from models.engine import dispose_engines, get_engine, session_scope
@@ -90,9 +90,7 @@ def test_the_migrated_schema_matches_the_models_with_vector_tables_present(datab
     # Without the environment's include_name filter, sqlite-vec's tables would read as drift...
     assert naive, "expected vector tables to show up in an unfiltered comparison"
     assert all(
-        operation[1].name.startswith(VECTOR_TABLE_PREFIX)
-        for operation in naive
-        if operation[0] == "remove_table"
+        operation[1].name.startswith(VECTOR_TABLE_PREFIX) for operation in naive if operation[0] == "remove_table"
     )
 
     # ...while `alembic check`, through alembic/env.py, reports none (it raises if it finds any).

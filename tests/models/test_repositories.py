@@ -132,7 +132,7 @@ def test_loaded_bars_have_aware_utc_timestamps_equal_to_the_microsecond(database
     pd.testing.assert_frame_equal(loaded, frame)
     assert ids.tolist() == [record.id for record in records]
     assert [record.timestamp for record in records] == [moment.to_pydatetime() for moment in frame["timestamp"]]
-    assert all(record.timestamp.tzinfo is not None and record.timestamp.utcoffset() == timedelta(0) for record in records)
+    assert all(record.timestamp.utcoffset() == timedelta(0) for record in records)
 
 
 def test_loading_since_a_moment_includes_that_moment(database_url: str) -> None:
@@ -153,14 +153,14 @@ def test_bar_timestamps_are_epoch_microseconds_ascending(database_url: str) -> N
     with session_scope(database_url) as session:
         stamps = repositories.bar_timestamps(session, "AAA")
 
-    expected = [(moment.to_pydatetime() - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-                for moment in frame["timestamp"]]
+    expected = [
+        (moment.to_pydatetime() - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        for moment in frame["timestamp"]
+    ]
     assert stamps.tolist() == expected
 
 
-moments = st.datetimes(
-    min_value=datetime(1900, 1, 1), max_value=datetime(2200, 12, 31), timezones=st.just(UTC)
-)
+moments = st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 12, 31), timezones=st.just(UTC))
 prices = st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False)
 
 

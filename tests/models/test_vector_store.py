@@ -14,6 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from models import repositories, vector_store
 from models.engine import dispose_engines, session_scope
@@ -68,20 +69,17 @@ def store_observations(url: str, symbols: list[str], per_symbol: int) -> Observa
             observation_ids = Observation.ids_for(symbol, moments)
             repositories.upsert_observations(
                 session,
-                [
-                    {
-                        "id": observation_ids[i],
-                        "bar_id": int(bar_ids[i]),
-                        "symbol": symbol,
-                        "timestamp": moments[i],
-                        "price": 10.5,
-                        "volume": 100.0,
-                        "spread": 0.01,
-                        "metadata": {},
-                        "created_at": NOW,
-                    }
-                    for i in range(per_symbol)
-                ],
+                {
+                    "id": observation_ids,
+                    "bar_id": bar_ids.tolist(),
+                    "symbol": [symbol] * per_symbol,
+                    "timestamp": moments,
+                    "price": [10.5] * per_symbol,
+                    "volume": [100.0] * per_symbol,
+                    "spread": [0.01] * per_symbol,
+                    "metadata": [{}] * per_symbol,
+                    "created_at": [NOW] * per_symbol,
+                },
             )
             ids += observation_ids
             names += [symbol] * per_symbol
@@ -273,6 +271,21 @@ def test_a_batch_whose_parts_do_not_pair_up_is_refused_and_writes_nothing(databa
 
     assert counts(database_url) == (10, 10)
     np.testing.assert_array_equal(stored_vector(database_url, ids[0]), first[0])
+
+
+def test_vectors_of_observations_never_stored_are_refused_and_write_nothing(database_url: str) -> None:
+    observations = store_observations(database_url, ["AAA"], 5)
+    insert(database_url, observations, random_vectors(5))
+    unknown = Observations(
+        [*observations.ids[:2], Observation.id_for("AAA", START - timedelta(days=1))],
+        ["AAA"] * 3,
+        [*observations.timestamps[:2], observations.timestamps[0] - 86_400_000_000],
+    )
+
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+        insert(database_url, unknown, random_vectors(3, seed=9))
+
+    assert counts(database_url) == (5, 5)
 
 
 def test_an_empty_batch_writes_nothing(database_url: str) -> None:

@@ -1,0 +1,39 @@
+"""Bulk writes: one SQLAlchemy statement executed for many rows, at driver speed.
+
+SQLAlchemy's executemany processes every parameter of every row in Python (measured: half of the
+time of a million-row upsert). Here each column's values are converted once, column by column, with
+the column type's own bind processor, and the compiled statement goes to the driver with plain tuples.
+The SQL is still SQLAlchemy's, so the same call works on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.orm import Session
+
+#: Rows per driver call: bounds the memory of the parameter list on million-row writes.
+BATCH_ROWS = 50_000
+
+
+def execute_many(session: Session, statement: Any, table: Table, columns: dict[str, list[Any]]) -> int:
+    """Execute `statement` once per row of `columns` (Python values, by column name); return rows changed."""
+    connection = session.connection()
+    dialect = connection.dialect
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    converted: dict[str, list[Any]] = {}
+    for name, values in columns.items():
+        column_type = table.c[name].type
+        processor = column_type.dialect_impl(dialect).bind_processor(dialect)
+        converted[name] = values if processor is None else [processor(value) for value in values]
+    if compiled.positional:
+        rows: list[Any] = list(zip(*(converted[name] for name in compiled.positiontup), strict=True))
+    else:
+        keys = list(converted)
+        rows = [dict(zip(keys, values, strict=True)) for values in zip(*converted.values(), strict=True)]
+    changed = 0
+    for start in range(0, len(rows), BATCH_ROWS):
+        result = connection.exec_driver_sql(str(compiled), rows[start : start + BATCH_ROWS])
+        changed += max(result.rowcount, 0)
+    return changed

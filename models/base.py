@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Dialect, MetaData, Uuid
+from sqlalchemy import BigInteger, Dialect, MetaData, Table, Uuid
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -58,3 +58,11 @@ class Base(DeclarativeBase):
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcMicroseconds(), uuid.UUID: Uuid()}
+
+
+def table_of(model: type[Base]) -> Table:
+    """Return the `Table` of an ORM model (typed as a Table, which ``__table__`` is not)."""
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table

@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, Table, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from models.base import from_microseconds, to_microseconds
+from models.base import from_microseconds, table_of, to_microseconds
 from models.bulk import execute_many
 from models.tables import (
     BarRecord,
@@ -59,8 +59,8 @@ def upsert_bars(session: Session, frame: pd.DataFrame, *, source: str, now: date
     """
     if frame.empty:
         return 0
-    table = BarRecord.__table__
-    statement = _insert(session, table)  # type: ignore[arg-type]
+    table = table_of(BarRecord)
+    statement = _insert(session, table)
     excluded = statement.excluded
     statement = statement.on_conflict_do_update(
         index_elements=["symbol", "timestamp"],
@@ -75,7 +75,7 @@ def upsert_bars(session: Session, frame: pd.DataFrame, *, source: str, now: date
     columns["spread"] = [None if value != value else value for value in columns["spread"]]  # NaN is NULL
     columns["source"] = [source] * len(frame)
     columns["ingested_at"] = [to_microseconds(now)] * len(frame)
-    return execute_many(session, statement, table, columns)  # type: ignore[arg-type]
+    return execute_many(session, statement, table, columns)
 
 
 def _any_distinct(table: Any, excluded: Any) -> Any:
@@ -91,8 +91,8 @@ def quarantine_rows(
     """Store rows that failed; a row already quarantined from the same file content is updated, not doubled."""
     if not entries:
         return 0
-    table = QuarantinedRow.__table__
-    statement = _insert(session, table)  # type: ignore[arg-type]
+    table = table_of(QuarantinedRow)
+    statement = _insert(session, table)
     statement = statement.on_conflict_do_update(
         index_elements=["source_digest", "line"],
         set_={"failed_checks": statement.excluded.failed_checks, "source": statement.excluded.source},
@@ -106,7 +106,7 @@ def quarantine_rows(
         "raw_values": [list(entry.raw_values) for entry in entries],
         "quarantined_at": [to_microseconds(now)] * count,
     }
-    execute_many(session, statement, table, columns)  # type: ignore[arg-type]
+    execute_many(session, statement, table, columns)
     return count
 
 
@@ -132,6 +132,19 @@ def finish_run(session: Session, run_id: uuid.UUID, *, status: str, details: dic
 def last_runs(session: Session, limit: int = 10) -> list[RunSummary]:
     """Return the `limit` most recent runs, newest first."""
     return list(session.scalars(select(RunSummary).order_by(RunSummary.started_at.desc()).limit(limit)))
+
+
+def latest_runs_by_kind(session: Session) -> list[RunSummary]:
+    """Return the most recent run of every kind."""
+    newest = (
+        select(RunSummary.kind, func.max(RunSummary.started_at).label("started_at"))
+        .group_by(RunSummary.kind)
+        .subquery()
+    )
+    query = select(RunSummary).join(
+        newest, (RunSummary.kind == newest.c.kind) & (RunSummary.started_at == newest.c.started_at)
+    )
+    return list(session.scalars(query.order_by(RunSummary.kind)))
 
 
 def table_counts(session: Session) -> dict[str, int]:
@@ -171,7 +184,7 @@ def load_bars(session: Session, symbol: str, *, since: int | None = None) -> tup
     )
     if since is not None:
         query = query.where(column >= since)
-    rows = session.execute(query.order_by(column)).tuples().all()
+    rows = session.execute(query.order_by(column)).all()
     frame = pd.DataFrame.from_records(rows, columns=["id", *BAR_COLUMNS])
     frame["timestamp"] = pd.to_datetime(frame["timestamp"].astype(np.int64), unit="us", utc=True).astype(
         TIMESTAMP_DTYPE
@@ -183,11 +196,11 @@ def load_bars(session: Session, symbol: str, *, since: int | None = None) -> tup
 
 def upsert_observations(session: Session, columns: dict[str, list[Any]]) -> int:
     """Insert observations given column-wise (names as `ObservationRecord` columns); keep existing ones."""
-    table = ObservationRecord.__table__
+    table = table_of(ObservationRecord)
     if not next(iter(columns.values()), []):
         return 0
-    statement = _insert(session, table).on_conflict_do_nothing(index_elements=["id"])  # type: ignore[arg-type]
-    return execute_many(session, statement, table, columns)  # type: ignore[arg-type]
+    statement = _insert(session, table).on_conflict_do_nothing(index_elements=["id"])
+    return execute_many(session, statement, table, columns)
 
 
 def timestamp_of(value: int) -> datetime:

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from models.base import to_microseconds
+from models.base import table_of, to_microseconds
 from models.bulk import execute_many
 from models.tables import VECTOR_TABLE_PREFIX, CollectionRecord, EmbeddingRecord
 from neuraltrade.embedding import EmbedderFingerprint
@@ -162,12 +162,12 @@ def insert_vectors(
         connection.exec_driver_sql(f"DELETE FROM {table} WHERE embedding_id = ?", [(i,) for i in existing])
         session.execute(delete(EmbeddingRecord).where(EmbeddingRecord.id.in_(existing)))
     digest = fingerprint.digest
-    table_record = EmbeddingRecord.__table__
+    table_record = table_of(EmbeddingRecord)
     count = len(order)
     execute_many(
         session,
         insert(table_record),
-        table_record,  # type: ignore[arg-type]
+        table_record,
         {
             "id": [ids[i] for i in order],
             "collection_id": [collection.id] * count,

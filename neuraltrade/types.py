@@ -27,7 +27,10 @@ def _require_aware(name: str, moment: datetime) -> datetime:
         raise ValidationError(f"{name} must be a datetime, was {moment!r}")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValidationError(f"{name} {moment.isoformat()} is naive; give it a time zone")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as error:
+        raise ValidationError(f"{name} {moment.isoformat()} lies outside the years 1-9999 in UTC") from error
 
 
 def _require_finite(name: str, value: float, *, minimum: float | None = None, strict: bool = False) -> None:

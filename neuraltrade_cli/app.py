@@ -39,6 +39,9 @@ def configure(
     # Prefect reads its settings when first imported, which happens only inside the commands below.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Without a server, Prefect starts a temporary one; its 20 s default start-up limit is too tight
+    # for a first run (database migrations) on a busy two-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
 def _fail(message: str) -> None:
@@ -210,18 +213,27 @@ def status(db: DatabaseOption = None) -> None:
         table.add_row(name, f"{count:,}")
     console.print(table)
     history = Table(title="Last runs")
-    for column in ("started", "kind", "status", "seconds", "summary"):
-        history.add_column(column)
+    history.add_column("started (UTC)", no_wrap=True)
+    history.add_column("kind", no_wrap=True)
+    history.add_column("status", no_wrap=True)
+    history.add_column("s", justify="right", no_wrap=True)
+    history.add_column("figures", overflow="fold")
     for run in runs:
         seconds = f"{(run.finished_at - run.started_at).total_seconds():.1f}" if run.finished_at else "-"
         details = run.details or {}
-        summary = ", ".join(
-            f"{key} {details[key]:,}"
-            for key in ("rows_read", "rows_stored", "rows_quarantined", "embedded")
-            if key in details
+        figures = ", ".join(
+            f"{details[key]:,} {label}" for key, label in _RUN_FIGURES if isinstance(details.get(key), int)
         )
-        history.add_row(run.started_at.strftime("%Y-%m-%d %H:%M:%S"), run.kind, run.status, seconds, summary)
+        history.add_row(run.started_at.strftime("%m-%d %H:%M:%S"), run.kind, run.status, seconds, figures)
     console.print(history)
+
+
+_RUN_FIGURES = (
+    ("rows_read", "read"),
+    ("rows_stored", "stored"),
+    ("rows_quarantined", "quarantined"),
+    ("embedded", "embedded"),
+)
 
 
 class _NotInitialised(Exception):

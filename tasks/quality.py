@@ -75,8 +75,7 @@ def _expectations() -> list[Expectation]:
         return expectation
 
     result: list[Expectation] = [
-        tagged(f"not_null:{column}", gxe.ExpectColumnValuesToNotBeNull(column=column))
-        for column in _NOT_NULL_COLUMNS
+        tagged(f"not_null:{column}", gxe.ExpectColumnValuesToNotBeNull(column=column)) for column in _NOT_NULL_COLUMNS
     ]
     # Between-expectations skip nulls, so a NaN price is reported only by its not_null check.
     result += [
@@ -86,9 +85,7 @@ def _expectations() -> list[Expectation]:
         )
         for column in PRICE_COLUMNS
     ]
-    result.append(
-        tagged("non_negative:volume", gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0))
-    )
+    result.append(tagged("non_negative:volume", gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0)))
     # Pair expectations compare NaN as "unexpected" unless the row is ignored.
     result += [
         tagged(

@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 from models import repositories
 from models.engine import session_scope
 from neuraltrade.clock import Clock, SystemClock
+from tasks.metrics import export_metrics, metrics_path
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
 
 clock: Clock = SystemClock()
@@ -34,6 +35,8 @@ def start_run(database_url: str, kind: str, config_digest: str, run_id: str) -> 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
 def finish_run(database_url: str, run_id: str, status: str, details: dict[str, Any]) -> None:
-    """Record how run `run_id` ended and its figures."""
+    """Record how run `run_id` ended and its figures, then export the metrics (`tasks.metrics`)."""
     with session_scope(database_url, write=True) as session:
         repositories.finish_run(session, uuid.UUID(run_id), status=status, details=details, now=clock.now())
+    with session_scope(database_url) as session:
+        export_metrics(session, metrics_path(database_url))

@@ -16,6 +16,9 @@ import pytest
 
 #: Seconds the session's Prefect test server may take to answer; the default 30 is too tight on
 #: a loaded two-core machine.
+#: The real market data beside the project (tests may read it; the product never does).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
 HARNESS_STARTUP_TIMEOUT_SECONDS = 90
 
 _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="neuraltrade-prefect-home-"))
@@ -59,3 +62,24 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=HARNESS_STARTUP_TIMEOUT_SECONDS):
         yield
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh SQLite file in the test's temporary folder, migrated to the newest schema."""
+    from models.engine import dispose_engines
+    from models.migrations import upgrade_database
+
+    url = f"sqlite:///{tmp_path}/t.db"
+    upgrade_database(url)
+    yield url
+    dispose_engines()
+
+
+@pytest.fixture
+def sample_csv(tmp_path: Path) -> Path:
+    """The first 120 bars of the real NVDA file, as a small daily file named NVDA.csv."""
+    source = SHARED_DATA / "daily" / "NVDA.csv"
+    target = tmp_path / "NVDA.csv"
+    target.write_text("".join(source.read_text().splitlines(keepends=True)[:121]))
+    return target

@@ -1,0 +1,74 @@
+"""Prometheus metrics of the platform, exported as a text file after every run.
+
+Flow runs are batch jobs, often in short-lived processes, so the metrics are rebuilt from the database
+after each run and written atomically to a file in Prometheus' text format, for node_exporter's
+textfile collector (or any scraper that reads files). Nothing is kept in process memory, so every
+process writes the same, complete picture.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from models import repositories
+from models.engine import is_sqlite
+
+METRICS_ENVIRONMENT_VARIABLE = "NEURALTRADE_METRICS_FILE"
+_FIGURES = ("rows_read", "rows_stored", "rows_quarantined", "embedded")
+
+
+def metrics_path(database_url: str) -> Path:
+    """Return where the metrics of `database_url` go: ``$NEURALTRADE_METRICS_FILE``, else beside a
+    SQLite file, else ``data/metrics.prom``."""
+    configured = os.environ.get(METRICS_ENVIRONMENT_VARIABLE)
+    if configured:
+        return Path(configured)
+    database = make_url(database_url).database if is_sqlite(database_url) else None
+    if database and database != ":memory:" and not database.startswith("file:"):
+        return Path(database).expanduser().resolve().parent / "metrics.prom"
+    return Path("data") / "metrics.prom"
+
+
+def collect_metrics(session: Session) -> CollectorRegistry:
+    """Return a registry holding the table sizes and the last run of every kind."""
+    registry = CollectorRegistry()
+    table_rows = Gauge("neuraltrade_table_rows", "Rows in each table.", ["table"], registry=registry)
+    for table, count in repositories.table_counts(session).items():
+        table_rows.labels(table=table).set(count)
+    finished = Gauge(
+        "neuraltrade_last_run_finished_timestamp_seconds",
+        "When the last run of each kind finished, by its status.",
+        ["kind", "status"],
+        registry=registry,
+    )
+    duration = Gauge(
+        "neuraltrade_last_run_duration_seconds", "How long the last run of each kind took.", ["kind"], registry=registry
+    )
+    figures = Gauge(
+        "neuraltrade_last_run_rows",
+        "Rows or vectors the last run of each kind handled.",
+        ["kind", "figure"],
+        registry=registry,
+    )
+    for run in repositories.latest_runs_by_kind(session):
+        if run.finished_at is None:
+            continue
+        finished.labels(kind=run.kind, status=run.status).set(run.finished_at.timestamp())
+        duration.labels(kind=run.kind).set((run.finished_at - run.started_at).total_seconds())
+        for figure in _FIGURES:
+            value = (run.details or {}).get(figure)
+            if isinstance(value, (int, float)):
+                figures.labels(kind=run.kind, figure=figure).set(value)
+    return registry
+
+
+def export_metrics(session: Session, path: Path) -> Path:
+    """Write the metrics to `path` atomically (a temporary file renamed over it); return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_to_textfile(str(path), collect_metrics(session))
+    return path

@@ -1,0 +1,83 @@
+"""The `neuraltrade` command: thin commands, one-line errors, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from neuraltrade_cli.app import app
+
+runner = CliRunner()
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def test_a_missing_file_is_one_line_naming_it(database_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.csv"
+
+    result = runner.invoke(app, ["ingest", str(missing), "--db", database_url])
+
+    assert result.exit_code == 1
+    assert _lines(result.output) == [f"error: no such file: {missing}"]
+    assert "Traceback" not in result.output
+
+
+def test_a_malformed_database_url_is_one_line_naming_it() -> None:
+    result = runner.invoke(app, ["status", "--db", "not a url"])
+
+    assert result.exit_code == 1
+    assert len(_lines(result.output)) == 1
+    assert "'not a url'" in result.output
+
+
+def test_status_of_an_empty_database_says_to_initialise_it(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["status", "--db", f"sqlite:///{tmp_path}/empty.db"])
+
+    assert result.exit_code == 1
+    assert "neuraltrade init" in result.output
+
+
+def test_init_creates_the_schema_that_status_then_reports(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/new.db"
+
+    created = runner.invoke(app, ["init", "--db", url])
+    shown = runner.invoke(app, ["status", "--db", url])
+
+    assert created.exit_code == 0, created.output
+    assert "schema revision 0001" in created.output
+    assert shown.exit_code == 0, shown.output
+    for table in ("bars", "observations", "embeddings", "quarantined_rows", "run_summaries"):
+        assert table in shown.output
+
+
+def test_ingesting_a_file_of_unknown_layout_is_one_line_naming_the_file(
+    prefect_harness: None, database_url: str, tmp_path: Path
+) -> None:
+    broken = tmp_path / "BROKEN.csv"
+    broken.write_text("when,price\n2024-01-02,10\n")
+
+    result = runner.invoke(app, ["ingest", str(broken), "--db", database_url])
+
+    assert result.exit_code == 1
+    errors = [line for line in _lines(result.output) if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "BROKEN.csv" in errors[0]
+    assert "matches no known layout" in errors[0]
+    assert "Traceback" not in result.output
+
+
+def test_nightly_reports_every_file_and_the_tables(
+    prefect_harness: None, database_url: str, sample_csv: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("NEURALTRADE_METRICS_FILE", str(tmp_path / "metrics.prom"))
+
+    result = runner.invoke(app, ["nightly", str(sample_csv), "--db", database_url])
+
+    assert result.exit_code == 0, result.output
+    assert "NVDA.csv" in result.output
+    assert "stored 89 new vectors" in result.output
+    assert "ingest_bars" in result.output and "embed_observations" in result.output

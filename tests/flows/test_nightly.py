@@ -1,0 +1,91 @@
+"""The nightly flow, run for real under the session's Prefect harness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from models import repositories
+from models.engine import session_scope
+from models.tables import RunSummary
+from neuraltrade.errors import FileRejected
+from tasks.metrics import METRICS_ENVIRONMENT_VARIABLE
+
+WINDOW = 32
+
+
+def _counts(database_url: str) -> dict[str, int]:
+    with session_scope(database_url) as session:
+        return repositories.table_counts(session)
+
+
+@pytest.fixture
+def metrics_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "metrics" / "neuraltrade.prom"
+    monkeypatch.setenv(METRICS_ENVIRONMENT_VARIABLE, str(path))
+    return path
+
+
+def test_the_night_ingests_embeds_records_its_runs_and_exports_metrics(
+    prefect_harness: None, database_url: str, sample_csv: Path, metrics_file: Path
+) -> None:
+    from flows.nightly import nightly
+
+    summary = nightly(database_url=database_url, paths=[str(sample_csv)])
+
+    assert summary["ingestion"]["rows_read"] == 120
+    assert summary["ingestion"]["rows_stored"] + summary["ingestion"]["rows_quarantined"] == 120
+    assert summary["embedding"]["embedded"] == 120 - WINDOW + 1
+    counts = _counts(database_url)
+    assert counts["bars"] == 120
+    assert counts["observations"] == counts["embeddings"] == 120 - WINDOW + 1
+    with session_scope(database_url) as session:
+        runs = session.scalars(select(RunSummary)).all()
+        assert sorted((run.kind, run.status) for run in runs) == [
+            ("embed_observations", "completed"),
+            ("ingest_bars", "completed"),
+        ]
+    exported = metrics_file.read_text()
+    assert 'neuraltrade_table_rows{table="bars"} 120.0' in exported
+    assert f'neuraltrade_last_run_rows{{figure="embedded",kind="embed_observations"}} {120 - WINDOW + 1}.0' in exported
+
+
+def test_running_the_night_again_changes_nothing(
+    prefect_harness: None, database_url: str, sample_csv: Path, metrics_file: Path
+) -> None:
+    from flows.nightly import nightly
+
+    nightly(database_url=database_url, paths=[str(sample_csv)])
+    before = _counts(database_url)
+
+    again = nightly(database_url=database_url, paths=[str(sample_csv)])
+
+    after = _counts(database_url)
+    assert again["embedding"]["embedded"] == 0
+    assert [report["rows_changed"] for report in again["ingestion"]["files"]] == [0]
+    assert {table: count for table, count in after.items() if table != "run_summaries"} == {
+        table: count for table, count in before.items() if table != "run_summaries"
+    }
+    assert after["run_summaries"] == before["run_summaries"] + 2
+
+
+def test_a_rejected_file_fails_the_night_after_the_good_files_are_stored_and_embedded(
+    prefect_harness: None, database_url: str, sample_csv: Path, tmp_path: Path, metrics_file: Path
+) -> None:
+    from flows.nightly import nightly
+
+    broken = tmp_path / "BROKEN.csv"
+    broken.write_text("when,price\n2024-01-02,10\n")
+
+    with pytest.raises(FileRejected, match=r"BROKEN\.csv"):
+        nightly(database_url=database_url, paths=[str(sample_csv), str(broken)])
+
+    counts = _counts(database_url)
+    assert counts["bars"] == 120
+    assert counts["embeddings"] == 120 - WINDOW + 1
+    with session_scope(database_url) as session:
+        ingest_run = session.scalars(select(RunSummary).where(RunSummary.kind == "ingest_bars")).one()
+    assert ingest_run.status == "failed"
+    assert list(ingest_run.details["rejected_files"]) == [str(broken)]

@@ -90,9 +90,7 @@ def test_the_fingerprint_digest_is_stable_and_changes_with_any_parameter(
     assert (fingerprint.digest == WindowEmbedder(other).fingerprint.digest) == (config == other)
 
 
-@pytest.mark.parametrize(
-    "change", [{"window": 33}, {"seed": 20_240_602}, {"dimension": 256}, {"clip": 3.5}], ids=repr
-)
+@pytest.mark.parametrize("change", [{"window": 33}, {"seed": 20_240_602}, {"dimension": 256}, {"clip": 3.5}], ids=repr)
 def test_changing_one_parameter_changes_the_fingerprint_digest(change: dict[str, object]) -> None:
     default = WindowEmbedder().fingerprint
     changed = WindowEmbedder(WindowEmbedderConfig(**change)).fingerprint  # type: ignore[arg-type]
@@ -120,9 +118,7 @@ def test_the_default_fingerprint_names_the_embedder_and_its_parameters() -> None
         ({"seed": -1}, "was -1"),
     ],
 )
-def test_an_invalid_embedder_configuration_is_refused_naming_the_value(
-    fields: dict[str, object], named: str
-) -> None:
+def test_an_invalid_embedder_configuration_is_refused_naming_the_value(fields: dict[str, object], named: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(named)):
         WindowEmbedder(WindowEmbedderConfig(**fields))  # type: ignore[arg-type]
 
@@ -296,9 +292,7 @@ def test_exactly_one_window_of_bars_gives_one_vector() -> None:
 
 
 def test_relative_spread_is_the_quote_where_known_and_the_high_low_range_over_close_elsewhere() -> None:
-    frame = pd.DataFrame(
-        {"high": [11.0, 11.0], "low": [9.0, 9.0], "close": [10.0, 10.0], "spread": [0.001, np.nan]}
-    )
+    frame = pd.DataFrame({"high": [11.0, 11.0], "low": [9.0, 9.0], "close": [10.0, 10.0], "spread": [0.001, np.nan]})
     np.testing.assert_allclose(relative_spreads(frame), [0.001, 0.2])
     assert np.isnan(frame["spread"].iloc[1])  # the caller's frame is left alone
 

@@ -78,7 +78,11 @@ def test_the_intraday_file_whose_header_lacks_time_is_read_as_intraday_with_date
     first, last = frame.iloc[0], frame.iloc[-1]
     assert first["timestamp"] == utc(2006, 1, 2, 9, 1)
     assert (first["open"], first["high"], first["low"], first["close"], first["volume"]) == (
-        3602.0, 3603.0, 3597.0, 3599.0, 5699.0,
+        3602.0,
+        3603.0,
+        3597.0,
+        3599.0,
+        5699.0,
     )
     assert first["line"] == 2
     assert last["timestamp"] == utc(2006, 2, 27, 22, 0)
@@ -195,7 +199,12 @@ def test_long_columns_may_come_in_any_order_and_carry_a_spread(tmp_path: Path) -
     row = read_bars(path).frame.iloc[0]
     assert (row["symbol"], row["timestamp"]) == ("AAA", utc(2024, 1, 2))
     assert [row[name] for name in ("open", "high", "low", "close", "volume", "spread")] == [
-        1.0, 2.0, 0.5, 1.5, 100.0, 0.002,
+        1.0,
+        2.0,
+        0.5,
+        1.5,
+        100.0,
+        0.002,
     ]
 
 
@@ -295,9 +304,7 @@ def test_an_empty_line_is_not_a_row(tmp_path: Path, lines: list[str]) -> None:
 
 
 @pytest.mark.parametrize("line", ['""', '" "', "''"])
-def test_a_line_holding_one_empty_quoted_field_is_a_rejected_row_not_a_blank_line(
-    tmp_path: Path, line: str
-) -> None:
+def test_a_line_holding_one_empty_quoted_field_is_a_rejected_row_not_a_blank_line(tmp_path: Path, line: str) -> None:
     path = write(tmp_path / "ABC.csv", "\n".join([YAHOO_HEADER, ROW, line, ROW]) + "\n")
     parsed = read_bars(path)
     assert accounted_lines(parsed) == [2, 3, 4]
@@ -469,9 +476,7 @@ def malformed_lines(draw: st.DrawFn, layout: Layout) -> bytes:
     fields: list[bytes] = [field.encode() for field in draw(valid_rows(layout))[0]]
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         damage = draw(
-            st.sampled_from(
-                ["drop", "add", "number", "empty", "date", "quote", "nul", "utf8", "long", "garbage_line"]
-            )
+            st.sampled_from(["drop", "add", "number", "empty", "date", "quote", "nul", "utf8", "long", "garbage_line"])
         )
         at = draw(st.integers(min_value=0, max_value=max(0, len(fields) - 1)))
         if damage == "drop" and len(fields) > 1:
@@ -521,7 +526,12 @@ def files(draw: st.DrawFn) -> tuple[Layout, bytes, dict[int, dict[str, object]]]
 HEADER_BYTES = YAHOO_HEADER.encode()
 DAILY_ROW = b"2020-01-02,1.0,2.0,0.5,1.5,1.4,100"
 DAILY_BAR: dict[str, object] = {
-    "symbol": "TEST", "timestamp": utc(2020, 1, 2), "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5,
+    "symbol": "TEST",
+    "timestamp": utc(2020, 1, 2),
+    "open": 1.0,
+    "high": 2.0,
+    "low": 0.5,
+    "close": 1.5,
     "volume": 100.0,
 }
 
@@ -585,4 +595,3 @@ def test_reading_is_deterministic_and_the_digest_names_the_bytes(tmp_path: Path)
     assert first.source_digest == second.source_digest
     write(copy, NVDA.read_bytes() + b"2015-01-02,1,2,0.5,1.5,1.5,100\n")
     assert read_bars(copy).source_digest != second.source_digest
-

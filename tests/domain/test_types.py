@@ -50,9 +50,7 @@ fixed_offsets = st.timedeltas(
     min_value=-timedelta(hours=23, minutes=59, seconds=59), max_value=timedelta(hours=23, minutes=59, seconds=59)
 ).map(timezone)
 zones = st.one_of(st.just(UTC), fixed_offsets, st.timezones())
-aware_datetimes = st.datetimes(
-    min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30), timezones=zones
-)
+aware_datetimes = st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30), timezones=zones)
 naive_datetimes = st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30))
 symbols = st.text(min_size=1, max_size=12)
 prices = st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False).filter(lambda x: x > 0)
@@ -128,7 +126,12 @@ def orders(draw: st.DrawFn) -> Order:
 
 def a_bar(**changes: Any) -> Bar:
     fields: dict[str, Any] = {
-        "symbol": "NVDA", "timestamp": MOMENT, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5,
+        "symbol": "NVDA",
+        "timestamp": MOMENT,
+        "open": 10.0,
+        "high": 11.0,
+        "low": 9.0,
+        "close": 10.5,
         "volume": 1_000.0,
     }
     return Bar(**{**fields, **changes})
@@ -136,7 +139,11 @@ def a_bar(**changes: Any) -> Bar:
 
 def an_observation(**changes: Any) -> Observation:
     fields: dict[str, Any] = {
-        "id": uuid.UUID(int=1), "timestamp": MOMENT, "symbol": "NVDA", "price": 10.0, "volume": 5.0,
+        "id": uuid.UUID(int=1),
+        "timestamp": MOMENT,
+        "symbol": "NVDA",
+        "price": 10.0,
+        "volume": 5.0,
         "spread": 0.001,
     }
     return Observation(**{**fields, **changes})
@@ -144,16 +151,24 @@ def an_observation(**changes: Any) -> Observation:
 
 def a_signal(**changes: Any) -> Signal:
     fields: dict[str, Any] = {
-        "id": uuid.UUID(int=2), "strategy_id": "momentum", "timestamp": MOMENT, "symbol": "NVDA",
-        "direction": Direction.LONG, "confidence": 0.5,
+        "id": uuid.UUID(int=2),
+        "strategy_id": "momentum",
+        "timestamp": MOMENT,
+        "symbol": "NVDA",
+        "direction": Direction.LONG,
+        "confidence": 0.5,
     }
     return Signal(**{**fields, **changes})
 
 
 def an_order(**changes: Any) -> Order:
     fields: dict[str, Any] = {
-        "id": uuid.UUID(int=3), "client_order_id": "client-42", "symbol": "NVDA", "side": OrderSide.BUY,
-        "type": OrderType.MARKET, "quantity": 10.0,
+        "id": uuid.UUID(int=3),
+        "client_order_id": "client-42",
+        "symbol": "NVDA",
+        "side": OrderSide.BUY,
+        "type": OrderType.MARKET,
+        "quantity": 10.0,
     }
     return Order(**{**fields, **changes})
 
@@ -286,9 +301,7 @@ def test_adding_causal_links_keeps_each_once_in_first_seen_order(links: list[uui
     assert signal.causal_links == list(dict.fromkeys(links))
 
 
-@pytest.mark.parametrize(
-    "cause", ["00000000-0000-0000-0000-000000000001", 1, None, uuid.UUID(int=1).bytes], ids=repr
-)
+@pytest.mark.parametrize("cause", ["00000000-0000-0000-0000-000000000001", 1, None, uuid.UUID(int=1).bytes], ids=repr)
 def test_a_causal_link_that_is_not_a_uuid_is_refused_and_nothing_is_added(cause: object) -> None:
     signal = a_signal()
     with pytest.raises(ValidationError) as raised:
@@ -372,9 +385,7 @@ def test_a_bar_whose_prices_break_low_open_close_high_is_refused_showing_them(pr
     ("field", "value"),
     [("open", 0.0), ("low", -1.0), ("close", math.nan), ("high", math.inf), ("volume", -1.0), ("spread", -0.1)],
 )
-def test_a_bar_with_a_non_positive_or_non_finite_number_is_refused_naming_the_field(
-    field: str, value: float
-) -> None:
+def test_a_bar_with_a_non_positive_or_non_finite_number_is_refused_naming_the_field(field: str, value: float) -> None:
     with pytest.raises(ValidationError) as raised:
         a_bar(**{field: value})
     assert f"bar {field}" in str(raised.value) and repr(value) in str(raised.value)
@@ -433,9 +444,7 @@ def test_an_order_missing_the_price_its_type_needs_is_refused_naming_the_client_
         (OrderType.STOP, {"stop_price": 100.0, "limit_price": 90.0}),
     ],
 )
-def test_an_order_given_a_price_its_type_does_not_take_is_refused(
-    kind: OrderType, prices: dict[str, float]
-) -> None:
+def test_an_order_given_a_price_its_type_does_not_take_is_refused(kind: OrderType, prices: dict[str, float]) -> None:
     with pytest.raises(ValidationError, match="client-42 takes no"):
         an_order(type=kind, **prices)
 
@@ -499,10 +508,13 @@ def test_canonical_json_has_sorted_keys_no_spaces_and_plain_forms_of_rich_values
         "é": "ü",
         "tuple": (np.int64(3), np.float32(0.5)),
     }
-    assert canonical_json(value) == (
-        '{"a":{"y":true,"z":null},"b":[1,2.5],"id":"5f0c7a4e-2b4b-4d5e-9a51-6e6575726174",'
-        '"side":"sell","tuple":[3,0.5],"when":"2024-01-02T03:04:05.000006Z","é":"ü"}'
-    ).encode()
+    assert (
+        canonical_json(value)
+        == (
+            '{"a":{"y":true,"z":null},"b":[1,2.5],"id":"5f0c7a4e-2b4b-4d5e-9a51-6e6575726174",'
+            '"side":"sell","tuple":[3,0.5],"when":"2024-01-02T03:04:05.000006Z","é":"ü"}'
+        ).encode()
+    )
 
 
 @pytest.mark.parametrize(

@@ -27,13 +27,17 @@ def execute_many(session: Session, statement: Any, table: Table, columns: dict[s
         column_type = table.c[name].type
         processor = column_type.dialect_impl(dialect).bind_processor(dialect)
         converted[name] = values if processor is None else [processor(value) for value in values]
-    if compiled.positional:
-        rows: list[Any] = list(zip(*(converted[name] for name in compiled.positiontup), strict=True))
-    else:
-        keys = list(converted)
-        rows = [dict(zip(keys, values, strict=True)) for values in zip(*converted.values(), strict=True)]
+    names = list(compiled.positiontup) if compiled.positional else list(converted)
+    ordered = [converted[name] for name in names]
+    count = len(ordered[0]) if ordered else 0
     changed = 0
-    for start in range(0, len(rows), BATCH_ROWS):
-        result = connection.exec_driver_sql(str(compiled), rows[start : start + BATCH_ROWS])
+    # Parameter tuples are built one batch at a time: a million rows of ten values as tuples cost
+    # more memory than the file they came from.
+    for start in range(0, count, BATCH_ROWS):
+        batch = zip(*(values[start : start + BATCH_ROWS] for values in ordered), strict=True)
+        rows: list[Any] = (
+            list(batch) if compiled.positional else [dict(zip(names, values, strict=True)) for values in batch]
+        )
+        result = connection.exec_driver_sql(str(compiled), rows)
         changed += max(result.rowcount, 0)
     return changed

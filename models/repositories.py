@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models.base import from_microseconds, table_of, to_microseconds
-from models.bulk import execute_many
+from models.bulk import BATCH_ROWS, execute_many
 from models.tables import (
     BarRecord,
     CollectionRecord,
@@ -67,15 +67,21 @@ def upsert_bars(session: Session, frame: pd.DataFrame, *, source: str, now: date
         set_={name: excluded[name] for name in (*_BAR_VALUES, "source", "ingested_at")},
         where=_any_distinct(table, excluded),
     )
-    columns: dict[str, list[Any]] = {
-        "symbol": frame["symbol"].astype(str).tolist(),
-        "timestamp": timestamps_to_microseconds(frame["timestamp"]).tolist(),
-        **{name: frame[name].astype(float).tolist() for name in _BAR_VALUES},
-    }
-    columns["spread"] = [None if value != value else value for value in columns["spread"]]  # NaN is NULL
-    columns["source"] = [source] * len(frame)
-    columns["ingested_at"] = [to_microseconds(now)] * len(frame)
-    return execute_many(session, statement, table, columns)
+    ingested = to_microseconds(now)
+    changed = 0
+    # Python values for a million rows cost several times the frame; convert one batch at a time.
+    for start in range(0, len(frame), BATCH_ROWS):
+        part = frame.iloc[start : start + BATCH_ROWS]
+        columns: dict[str, list[Any]] = {
+            "symbol": part["symbol"].astype(str).tolist(),
+            "timestamp": timestamps_to_microseconds(part["timestamp"]).tolist(),
+            **{name: part[name].astype(float).tolist() for name in _BAR_VALUES},
+        }
+        columns["spread"] = [None if value != value else value for value in columns["spread"]]  # NaN is NULL
+        columns["source"] = [source] * len(part)
+        columns["ingested_at"] = [ingested] * len(part)
+        changed += execute_many(session, statement, table, columns)
+    return changed
 
 
 def _any_distinct(table: Any, excluded: Any) -> Any:

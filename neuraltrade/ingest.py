@@ -58,7 +58,7 @@ class ParsedFile:
     layout: str
     frame: pd.DataFrame
     rejected: list[RejectedRow] = field(default_factory=list)
-    _raw_lines: list[str] = field(default_factory=list, repr=False)
+    _raw_lines: list[str] | bytes = field(default=b"", repr=False)
 
     @property
     def rows_read(self) -> int:
@@ -67,6 +67,9 @@ class ParsedFile:
 
     def raw_values(self, line: int) -> tuple[str, ...]:
         """Return the raw fields of 1-based `line` as they stand in the file."""
+        if isinstance(self._raw_lines, bytes):
+            # Split only when a raw row is asked for: a clean million-row file never needs its lines.
+            self._raw_lines = split_lines(self._raw_lines.decode("utf-8", errors="backslashreplace"))
         text = self._raw_lines[line - 1] if 0 < line <= len(self._raw_lines) else ""
         return tuple(next(csv.reader([text]), []))
 
@@ -185,7 +188,7 @@ def _csv_rows(source: str, content: bytes) -> tuple[list[str], list[tuple[int, l
     return [_normalise(name) for name in header], rows, lines
 
 
-def _arrow_rows(content: bytes) -> tuple[list[str], _ArrowRows, list[str]] | None:
+def _arrow_rows(content: bytes) -> tuple[list[str], _ArrowRows, bytes] | None:
     """Parse a well-formed CSV with pyarrow (several times faster), or return None to use `_csv_rows`.
 
     The fast path is taken only when it is provably line-exact: UTF-8 text without NUL, blank lines or
@@ -195,14 +198,18 @@ def _arrow_rows(content: bytes) -> tuple[list[str], _ArrowRows, list[str]] | Non
     import pyarrow as pa
     import pyarrow.csv as arrow_csv
 
+    # Everything is checked on the bytes: the fast path never holds a decoded copy of the file, and
+    # pyarrow itself refuses text that is not UTF-8.
+    if b"\x00" in content or b"\r" in content.replace(b"\r\n", b""):
+        return None
+    normalised = content.replace(b"\r\n", b"\n") if b"\r" in content else content
+    header_bytes = normalised.split(b"\n", 1)[0]
+    if not header_bytes.strip() or b"\n\n" in normalised:
+        return None
+    line_count = normalised.count(b"\n") + (0 if normalised.endswith(b"\n") else 1)
     try:
-        text = content.decode("utf-8")
+        header_line = header_bytes.decode("utf-8")
     except UnicodeDecodeError:
-        return None
-    if "\x00" in text or "\r" in text.replace("\r\n", ""):
-        return None
-    lines = split_lines(text)
-    if not lines or not lines[0].strip() or "" in lines:
         return None
     invalid: list[object] = []
 
@@ -210,7 +217,7 @@ def _arrow_rows(content: bytes) -> tuple[list[str], _ArrowRows, list[str]] | Non
         invalid.append(row)
         return "skip"
 
-    header = next(csv.reader([lines[0]]))
+    header = next(csv.reader([header_line]))
     try:
         table = arrow_csv.read_csv(
             pa.py_buffer(content),
@@ -222,12 +229,12 @@ def _arrow_rows(content: bytes) -> tuple[list[str], _ArrowRows, list[str]] | Non
                 quoted_strings_can_be_null=False,
             ),
         )
-    except (pa.ArrowInvalid, ValueError):
+    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError):
         return None
-    if invalid or table.num_rows != len(lines) - 1:
+    if invalid or table.num_rows != line_count - 1:
         return None
     columns = [table.column(i).combine_chunks() for i in range(table.num_columns)]
-    return [_normalise(name) for name in header], _ArrowRows(columns), lines
+    return [_normalise(name) for name in header], _ArrowRows(columns), content
 
 
 class _ArrowRows:
@@ -309,11 +316,11 @@ def _build_frame(
         stamps = column("timestamp")
         symbols = column("symbol")
     else:
-        stamps = pd.Series(column("date"), dtype=object).astype(str)
+        stamps = _strings(column("date"))
         if layout == "intraday":
-            stamps = stamps + " " + pd.Series(column("time"), dtype=object).astype(str)
+            stamps = stamps + " " + _strings(column("time"))
         symbols = np.full(count, symbol, dtype=object)
-    frame = pd.DataFrame({"symbol": pd.Series(symbols, dtype=object).astype(str).str.strip()})
+    frame = pd.DataFrame({"symbol": _strings(symbols)})
     frame["timestamp"] = _parse_timestamps(stamps, timezone, source)
     for name in (*PRICE_COLUMNS, "volume"):
         frame[name] = _parse_numbers(column(name))
@@ -342,8 +349,19 @@ def _parse_numbers(values: Any) -> np.ndarray:
     return numbers
 
 
+def _strings(values: Any) -> pd.Series:
+    """Return `values` (an object array or an Arrow string column) as stripped pandas strings."""
+    if isinstance(values, pd.Series):
+        series = values
+    elif isinstance(values, np.ndarray):
+        series = pd.Series(values, dtype=object)
+    else:
+        series = values.to_pandas()
+    return series.astype(str).str.strip().reset_index(drop=True)
+
+
 def _parse_timestamps(values: Any, timezone: str, source: str) -> pd.Series:
-    strings = pd.Series(values, dtype=object).astype(str).str.strip()
+    strings = _strings(values)
     with_offset = strings.str.contains(_OFFSET, regex=True)
     parsed = pd.Series(pd.NaT, index=strings.index, dtype=TIMESTAMP_DTYPE)
     if with_offset.any():

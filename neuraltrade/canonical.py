@@ -97,6 +97,23 @@ def format_microseconds(values: Sequence[int]) -> list[str]:
     return [f"{stamp}Z" for stamp in stamps.tolist()]
 
 
+def uuid5_many(namespace: uuid.UUID, prefix: str, suffixes: Sequence[str]) -> list[uuid.UUID]:
+    """Return ``uuid.uuid5(namespace, prefix + suffix)`` for every suffix, several times faster.
+
+    The SHA-1 state of namespace and prefix is computed once and copied for each suffix.
+    """
+    base = hashlib.sha1(namespace.bytes + prefix.encode("utf-8"), usedforsecurity=False)
+    ids = []
+    for suffix in suffixes:
+        state = base.copy()
+        state.update(suffix.encode("utf-8"))
+        raw = bytearray(state.digest()[:16])
+        raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        ids.append(uuid.UUID(bytes=bytes(raw)))
+    return ids
+
+
 def stable_id(*parts: object) -> uuid.UUID:
     """Return a deterministic UUID for the natural key `parts`, so a re-run writes the same ids."""
     return uuid.uuid5(NAMESPACE, "\x1f".join(str(to_plain(part)) for part in parts))

@@ -202,6 +202,12 @@ def _arrow_rows(content: bytes) -> tuple[list[str], _ArrowRows, bytes] | None:
     # pyarrow itself refuses text that is not UTF-8.
     if b"\x00" in content or b"\r" in content.replace(b"\r\n", b""):
         return None
+    if not content.isascii():
+        # pyarrow would meet undecodable bytes inside its invalid-row callback, where errors are lost.
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     normalised = content.replace(b"\r\n", b"\n") if b"\r" in content else content
     header_bytes = normalised.split(b"\n", 1)[0]
     if not header_bytes.strip() or b"\n\n" in normalised:

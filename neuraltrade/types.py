@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from neuraltrade.canonical import NAMESPACE, canonical_json, format_microseconds, parse_timestamp, stable_id
+from neuraltrade.canonical import (
+    NAMESPACE,
+    canonical_json,
+    format_microseconds,
+    parse_timestamp,
+    stable_id,
+    uuid5_many,
+)
 from neuraltrade.errors import SerializationError, ValidationError
 
 RecordT = TypeVar("RecordT")
@@ -135,8 +142,7 @@ class Observation(_Record):
     @staticmethod
     def ids_for(symbol: str, timestamps: Sequence[int]) -> list[uuid.UUID]:
         """Return `id_for` of `symbol` at each of `timestamps` (epoch microseconds), fast, for bulk work."""
-        prefix = f"observation\x1f{symbol}\x1f"
-        return [uuid.uuid5(NAMESPACE, prefix + stamp) for stamp in format_microseconds(timestamps)]
+        return uuid5_many(NAMESPACE, f"observation\x1f{symbol}\x1f", format_microseconds(timestamps))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Observation:

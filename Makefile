@@ -23,7 +23,7 @@ test: $(STAMP) lint unit
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy neuraltrade models tasks flows deployments neuraltrade_cli
+	$(BIN)/mypy neuraltrade models tasks flows deployments neuraltrade_cli bench
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q

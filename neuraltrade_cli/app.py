@@ -67,35 +67,45 @@ def _run(action: Callable[[], ResultT]) -> ResultT:
 
 
 @contextmanager
-def _progress(stage_labels: dict[str, str], totals: dict[str, int | None]) -> Iterator[None]:
+def _progress(stages: dict[str, tuple[str, str, int | None]]) -> Iterator[None]:
+    """Show one progress bar per stage: ``{stage: (label, unit, total or None)}``, fed by the tasks."""
     from tasks.progress import listening
 
     with Progress(
-        SpinnerColumn(),
+        SpinnerColumn(finished_text="[green]✓[/]"),
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}" if all(totals.values()) else "{task.completed}"),
-        TextColumn("{task.fields[units]:,} rows"),
+        TextColumn("{task.fields[count]}"),
+        TextColumn("{task.fields[rows]:,} rows"),
         TimeElapsedColumn(),
         console=console,
-        transient=False,
     ) as progress:
-        bars = {
-            stage: progress.add_task(label, total=totals.get(stage), units=0) for stage, label in stage_labels.items()
-        }
+        bars = {}
+        for stage, (label, unit, total) in stages.items():
+            count = f"0/{total} {unit}" if total else f"0 {unit}"
+            bars[stage] = progress.add_task(label, total=total, count=count, rows=0)
 
         def listener(stage: str, item: str, units: int) -> None:
-            if stage in bars:
-                task = progress.tasks[bars[stage]]
-                progress.update(
-                    bars[stage],
-                    advance=1,
-                    units=task.fields["units"] + units,
-                    description=f"{stage_labels[stage]} {item}",
-                )
+            if stage not in bars:
+                return
+            label, unit, total = stages[stage]
+            task = progress.tasks[bars[stage]]
+            done = int(task.completed) + 1
+            count = f"{done}/{total} {unit}" if total else f"{done} {unit}"
+            progress.update(
+                bars[stage],
+                advance=1,
+                rows=task.fields["rows"] + units,
+                count=count,
+                description=f"{label} {item}",
+            )
 
         with listening(listener):
             yield
+        for stage, bar in bars.items():
+            # Open-ended stages are finished once the flow returns.
+            done = progress.tasks[bar].completed
+            progress.update(bar, total=done, completed=done, description=stages[stage][0])
 
 
 def _file_table(reports: list[dict[str, Any]]) -> Table:
@@ -140,7 +150,7 @@ def ingest(
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         _fail(f"no such file: {', '.join(missing)}")
-    with _progress({"ingest": "ingesting"}, {"ingest": len(paths)}):
+    with _progress({"ingest": ("ingesting", "files", len(paths))}):
         summary = _run(
             lambda: ingest_bars(paths=[str(path) for path in paths], database_url=db, symbol=symbol, timezone=timezone)
         )
@@ -155,7 +165,7 @@ def embed(
     """Embed every bar that has no vector yet into the market-state memory."""
     from flows.embed_observations import embed_observations
 
-    with _progress({"embed": "embedding"}, {"embed": len(symbol) if symbol else None}):
+    with _progress({"embed": ("embedding", "symbols", len(symbol) if symbol else None)}):
         summary = _run(lambda: embed_observations(database_url=db, symbols=symbol or None))
     console.print(f"stored {summary['embedded']:,} new vectors in collection {summary['collection']!r}")
 
@@ -170,7 +180,7 @@ def nightly(
     from neuraltrade.sample_data import sample_paths
 
     files = [str(path) for path in (paths or sample_paths())]
-    with _progress({"ingest": "ingesting", "embed": "embedding"}, {"ingest": len(files), "embed": None}):
+    with _progress({"ingest": ("ingesting", "files", len(files)), "embed": ("embedding", "symbols", None)}):
         summary = _run(lambda: nightly_flow(database_url=db, paths=files))
     console.print(_file_table(summary["ingestion"]["files"]))
     console.print(f"stored {summary['embedding']['embedded']:,} new vectors")

@@ -130,7 +130,10 @@ def _get_gx() -> _Gx:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        # GX sets some of its own loggers to INFO when imported; a night's output is not the place.
+        for name in [*logging.root.manager.loggerDict, "great_expectations"]:
+            if name.startswith("great_expectations"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         context = gx.get_context(mode="ephemeral")
         context.enable_analytics(enable=False)
         context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Table, func, select, type_coerce
+from sqlalchemy import BigInteger, Table, delete, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -89,6 +89,32 @@ def _any_distinct(table: Any, excluded: Any) -> Any:
     for name in _BAR_VALUES[1:]:
         condition = condition | table.c[name].is_distinct_from(excluded[name])
     return condition
+
+
+def earliest_written(session: Session, *, source: str, ingested_at: datetime) -> dict[str, int]:
+    """Return, per symbol, the earliest epoch-microsecond timestamp of the bars one upsert wrote.
+
+    `upsert_bars` stamps every bar it inserts or changes with the call's `ingested_at` and leaves
+    unchanged bars alone, so this names exactly the history that changed.
+    """
+    column = type_coerce(BarRecord.timestamp, BigInteger)
+    query = (
+        select(BarRecord.symbol, func.min(column))
+        .where(BarRecord.source == source, BarRecord.ingested_at == ingested_at)
+        .group_by(BarRecord.symbol)
+    )
+    return {symbol: int(first) for symbol, first in session.execute(query).all()}
+
+
+def delete_observations_from(session: Session, symbol: str, since: int) -> int:
+    """Delete `symbol`'s observations at or after epoch microsecond `since`; return how many.
+
+    Their embedding rows go with them (foreign key cascade); vectors must be deleted first
+    (`models.vector_store.delete_vectors_from`), since virtual tables have no foreign keys.
+    """
+    column = type_coerce(ObservationRecord.timestamp, BigInteger)
+    result: Any = session.execute(delete(ObservationRecord).where(ObservationRecord.symbol == symbol, column >= since))
+    return int(result.rowcount or 0)
 
 
 def quarantine_rows(

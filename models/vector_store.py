@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import BigInteger, delete, func, insert, select, text, type_coerce
 from sqlalchemy.orm import Session
 
 from models.base import table_of, to_microseconds
@@ -240,6 +240,33 @@ def search(
         for record in records
     ]
     return sorted(found, key=lambda neighbour: (neighbour.distance, neighbour.embedding_id))
+
+
+def delete_vectors_from(session: Session, symbol: str, since: int) -> int:
+    """Delete, in every collection, the vectors and embedding rows of `symbol` at or after epoch
+    microsecond `since`; return how many vectors went.
+
+    Deletes go by id: sqlite-vec takes ``DELETE ... WHERE embedding_id = ?`` at about 25,000 rows/s,
+    while ``WHERE embedding_id IN (SELECT ...)`` over 20,000 rows had not finished after 12 minutes.
+    """
+    column = type_coerce(EmbeddingRecord.timestamp, BigInteger)
+    removed = 0
+    for collection in session.scalars(select(CollectionRecord)).all():
+        ids = session.scalars(
+            select(EmbeddingRecord.id).where(
+                EmbeddingRecord.collection_id == collection.id,
+                EmbeddingRecord.symbol == symbol,
+                column >= since,
+            )
+        ).all()
+        if not ids:
+            continue
+        session.connection().exec_driver_sql(
+            f"DELETE FROM {vector_table(collection.name)} WHERE embedding_id = ?", [(value,) for value in ids]
+        )
+        session.execute(delete(EmbeddingRecord).where(EmbeddingRecord.id.in_(ids)))
+        removed += len(ids)
+    return removed
 
 
 def drop_vector_tables(session: Session) -> None:

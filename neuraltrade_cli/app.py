@@ -108,6 +108,15 @@ def _progress(stages: dict[str, tuple[str, str, int | None]]) -> Iterator[None]:
             progress.update(bar, total=done, completed=done, description=stages[stage][0])
 
 
+def _print_ingestion(reports: list[dict[str, Any]]) -> None:
+    console.print(_file_table(reports))
+    dropped = sum(report["vectors_invalidated"] for report in reports)
+    if dropped:
+        console.print(
+            f"dropped {dropped:,} vectors built on history that changed; embedding rebuilds them", highlight=False
+        )
+
+
 def _file_table(reports: list[dict[str, Any]]) -> Table:
     table = Table(title="Ingestion", show_lines=False)
     for column in ("file", "layout", "read", "stored", "written", "quarantined", "failed checks"):
@@ -154,7 +163,7 @@ def ingest(
         summary = _run(
             lambda: ingest_bars(paths=[str(path) for path in paths], database_url=db, symbol=symbol, timezone=timezone)
         )
-    console.print(_file_table(summary["files"]))
+    _print_ingestion(summary["files"])
 
 
 @app.command()
@@ -182,7 +191,7 @@ def nightly(
     files = [str(path) for path in (paths or sample_paths())]
     with _progress({"ingest": ("ingesting", "files", len(files)), "embed": ("embedding", "symbols", None)}):
         summary = _run(lambda: nightly_flow(database_url=db, paths=files))
-    console.print(_file_table(summary["ingestion"]["files"]))
+    _print_ingestion(summary["ingestion"]["files"])
     console.print(f"stored {summary['embedding']['embedded']:,} new vectors")
     status(db)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect import task
 
-from models import repositories
+from models import repositories, vector_store
 from models.engine import session_scope
 from models.repositories import QuarantineEntry
 from neuraltrade.bars import BAR_COLUMNS
@@ -33,6 +33,7 @@ class FileReport:
     rows_changed: int
     rows_quarantined: int
     failed_checks: dict[str, int]
+    vectors_invalidated: int
 
 
 def split_by_quality(parsed: ParsedFile) -> tuple[Any, list[QuarantineEntry]]:
@@ -68,8 +69,15 @@ def ingest_file(database_url: str, path: str, symbol: str | None = None, timezon
     passing, entries = split_by_quality(parsed)
     now = clock.now()
     source = str(Path(path).resolve())
+    invalidated = 0
     with session_scope(database_url, write=True) as session:
         changed = repositories.upsert_bars(session, passing, source=source, now=now)
+        if changed:
+            # A corrected or back-filled bar changes every window that contains it: drop the memory
+            # from there on, and the next embedding run rebuilds it. A pure append drops nothing.
+            for written_symbol, since in repositories.earliest_written(session, source=source, ingested_at=now).items():
+                invalidated += vector_store.delete_vectors_from(session, written_symbol, since)
+                repositories.delete_observations_from(session, written_symbol, since)
         repositories.quarantine_rows(
             session, source=source, source_digest=parsed.source_digest, entries=entries, now=now
         )
@@ -86,6 +94,7 @@ def ingest_file(database_url: str, path: str, symbol: str | None = None, timezon
         rows_changed=changed,
         rows_quarantined=len(entries),
         failed_checks=dict(sorted(failed.items())),
+        vectors_invalidated=invalidated,
     )
     progress.report("ingest", Path(path).name, report.rows_read)
     return asdict(report)

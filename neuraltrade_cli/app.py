@@ -110,6 +110,10 @@ def _progress(stages: dict[str, tuple[str, str, int | None]]) -> Iterator[None]:
 
 def _print_ingestion(reports: list[dict[str, Any]]) -> None:
     console.print(_file_table(reports))
+    for report in reports:
+        if report["failed_checks"]:
+            checks = ", ".join(f"{name} x{count:,}" for name, count in report["failed_checks"].items())
+            console.print(f"{Path(report['source']).name} quarantined rows failing: {checks}", highlight=False)
     dropped = sum(report["vectors_invalidated"] for report in reports)
     if dropped:
         console.print(
@@ -119,10 +123,12 @@ def _print_ingestion(reports: list[dict[str, Any]]) -> None:
 
 def _file_table(reports: list[dict[str, Any]]) -> Table:
     table = Table(title="Ingestion", show_lines=False)
-    for column in ("file", "layout", "read", "stored", "written", "quarantined", "failed checks"):
-        table.add_column(column, justify="left" if column in ("file", "layout", "failed checks") else "right")
+    table.add_column("file", overflow="fold")
+    table.add_column("layout")
+    for column in ("read", "stored", "written", "quarantined"):
+        table.add_column(column, justify="right", no_wrap=True)
+
     for report in reports:
-        checks = ", ".join(f"{name} x{count}" for name, count in report["failed_checks"].items())
         table.add_row(
             Path(report["source"]).name,
             report["layout"],
@@ -130,7 +136,6 @@ def _file_table(reports: list[dict[str, Any]]) -> Table:
             f"{report['rows_stored']:,}",
             f"{report['rows_changed']:,}",
             f"{report['rows_quarantined']:,}",
-            checks or "-",
         )
     return table
 

@@ -81,3 +81,24 @@ def test_nightly_reports_every_file_and_the_tables(
     assert "NVDA.csv" in result.output
     assert "stored 89 new vectors" in result.output
     assert "ingest_bars" in result.output and "embed_observations" in result.output
+
+
+def test_ingesting_a_partly_bad_file_stores_the_rest_and_names_the_failed_checks(
+    prefect_harness: None, database_url: str, tmp_path: Path
+) -> None:
+    partly_bad = tmp_path / "ABC.csv"
+    partly_bad.write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2024-01-02,10,11,9,10.5,10.5,100\n"
+        "2024-01-03,10,9,11,10.5,10.5,100\n"
+        "2024-01-04,10,11,9,,10.5,100\n"
+    )
+
+    result = runner.invoke(app, ["ingest", str(partly_bad), "--db", database_url])
+
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("│ ABC.csv"))
+    assert [cell.strip() for cell in row.strip("│").split("│")] == ["ABC.csv", "daily", "3", "1", "1", "2"]
+    failures = " ".join(result.output.split("quarantined rows failing:", 1)[1].split())
+    assert "not_null:close x1" in failures
+    assert "low_le_open x1" in failures

@@ -8,7 +8,7 @@ the project that is not portable: sqlite-vec's own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +26,7 @@ from neuraltrade.memory import CollectionSpec, check_vectors
 #: Vectors per sqlite-vec chunk. Each symbol (partition) allocates whole chunks, so a smaller chunk
 #: wastes less space on short histories; 1,024 x 512 float32 is a 2 MiB blob.
 CHUNK_SIZE = 1_024
+_IDS_PER_STATEMENT = 10_000
 _SQLITE_VEC_METRICS = {"cosine": "cosine", "l2": "L2", "inner_product": "L1"}
 _ID_MASK = (1 << 63) - 1
 
@@ -147,20 +148,7 @@ def insert_vectors(
     ids = [embedding_id(collection.id, observation) for observation in observation_ids]
     order = sorted(range(len(ids)), key=symbols.__getitem__)
     created = to_microseconds(now)
-    connection = session.connection()
-    table = vector_table(collection.name)
-    existing = (
-        session.scalars(
-            select(EmbeddingRecord.id).where(
-                EmbeddingRecord.collection_id == collection.id, EmbeddingRecord.id.in_(ids)
-            )
-        ).all()
-        if len(ids) <= 30_000
-        else _existing_ids(session, collection.id, ids)
-    )
-    if existing:
-        connection.exec_driver_sql(f"DELETE FROM {table} WHERE embedding_id = ?", [(i,) for i in existing])
-        session.execute(delete(EmbeddingRecord).where(EmbeddingRecord.id.in_(existing)))
+    _delete_embeddings(session, collection, _stored_ids(session, collection.id, ids))
     digest = fingerprint.digest
     table_record = table_of(EmbeddingRecord)
     count = len(order)
@@ -178,17 +166,39 @@ def insert_vectors(
             "created_at": [created] * count,
         },
     )
-    connection.exec_driver_sql(
-        f"INSERT INTO {table} (embedding_id, symbol, embedding) VALUES (?, ?, ?)",
+    session.connection().exec_driver_sql(
+        f"INSERT INTO {vector_table(collection.name)} (embedding_id, symbol, embedding) VALUES (?, ?, ?)",
         [(ids[i], symbols[i], matrix[i]) for i in order],
     )
     return ids
 
 
-def _existing_ids(session: Session, collection_id: int, ids: list[int]) -> list[int]:
-    wanted = set(ids)
-    stored = session.scalars(select(EmbeddingRecord.id).where(EmbeddingRecord.collection_id == collection_id))
-    return [value for value in stored if value in wanted]
+def _chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
+    # SQLite binds at most 32,766 variables per statement.
+    for start in range(0, len(values), _IDS_PER_STATEMENT):
+        yield values[start : start + _IDS_PER_STATEMENT]
+
+
+def _stored_ids(session: Session, collection_id: int, ids: Sequence[int]) -> list[int]:
+    """Return which of `ids` the collection already holds."""
+    query = select(EmbeddingRecord.id).where(EmbeddingRecord.collection_id == collection_id)
+    return [value for chunk in _chunks(ids) for value in session.scalars(query.where(EmbeddingRecord.id.in_(chunk)))]
+
+
+def _delete_embeddings(session: Session, collection: CollectionRecord, ids: Sequence[int]) -> None:
+    """Delete the vectors and embedding rows `ids` of `collection`.
+
+    Vectors go one id per statement: sqlite-vec takes ``DELETE ... WHERE embedding_id = ?`` at about
+    25,000 rows/s, while ``WHERE embedding_id IN (SELECT ...)`` over 20,000 rows had not finished after
+    12 minutes.
+    """
+    if not ids:
+        return
+    session.connection().exec_driver_sql(
+        f"DELETE FROM {vector_table(collection.name)} WHERE embedding_id = ?", [(value,) for value in ids]
+    )
+    for chunk in _chunks(ids):
+        session.execute(delete(EmbeddingRecord).where(EmbeddingRecord.id.in_(chunk)))
 
 
 def count_vectors(session: Session, name: str) -> int:
@@ -244,11 +254,7 @@ def search(
 
 def delete_vectors_from(session: Session, symbol: str, since: int) -> int:
     """Delete, in every collection, the vectors and embedding rows of `symbol` at or after epoch
-    microsecond `since`; return how many vectors went.
-
-    Deletes go by id: sqlite-vec takes ``DELETE ... WHERE embedding_id = ?`` at about 25,000 rows/s,
-    while ``WHERE embedding_id IN (SELECT ...)`` over 20,000 rows had not finished after 12 minutes.
-    """
+    microsecond `since`; return how many vectors went."""
     column = type_coerce(EmbeddingRecord.timestamp, BigInteger)
     removed = 0
     for collection in session.scalars(select(CollectionRecord)).all():
@@ -259,12 +265,7 @@ def delete_vectors_from(session: Session, symbol: str, since: int) -> int:
                 column >= since,
             )
         ).all()
-        if not ids:
-            continue
-        session.connection().exec_driver_sql(
-            f"DELETE FROM {vector_table(collection.name)} WHERE embedding_id = ?", [(value,) for value in ids]
-        )
-        session.execute(delete(EmbeddingRecord).where(EmbeddingRecord.id.in_(ids)))
+        _delete_embeddings(session, collection, ids)
         removed += len(ids)
     return removed
 

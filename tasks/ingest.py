@@ -53,9 +53,7 @@ def split_by_quality(parsed: ParsedFile) -> tuple[Any, list[QuarantineEntry]]:
         )
         for position, checks in sorted(failures.items())
     )
-    passing = (
-        frame.drop(index=list(failures)).loc[:, list(BAR_COLUMNS)] if failures else frame.loc[:, list(BAR_COLUMNS)]
-    )
+    passing = frame.drop(index=list(failures)).loc[:, list(BAR_COLUMNS)]
     return passing.reset_index(drop=True), sorted(entries, key=lambda entry: entry.line)
 
 

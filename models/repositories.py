@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, Table, delete, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from models.base import from_microseconds, table_of, to_microseconds
+from models.base import table_of, to_microseconds
 from models.bulk import BATCH_ROWS, execute_many
 from models.tables import (
     BarRecord,
@@ -233,8 +233,3 @@ def upsert_observations(session: Session, columns: dict[str, list[Any]]) -> int:
         return 0
     statement = _insert(session, table).on_conflict_do_nothing(index_elements=["id"])
     return execute_many(session, statement, table, columns)
-
-
-def timestamp_of(value: int) -> datetime:
-    """Return the aware datetime of epoch microsecond `value` (for messages and reports)."""
-    return from_microseconds(value)

@@ -268,9 +268,3 @@ def delete_vectors_from(session: Session, symbol: str, since: int) -> int:
         _delete_embeddings(session, collection, ids)
         removed += len(ids)
     return removed
-
-
-def drop_vector_tables(session: Session) -> None:
-    """Drop the vector table of every collection (the downgrade of the initial migration calls this)."""
-    for name in session.scalars(select(CollectionRecord.name)).all():
-        session.execute(text(f"DROP TABLE IF EXISTS {vector_table(name)}"))

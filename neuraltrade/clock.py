@@ -1,9 +1,7 @@
-"""Injected sources of time, randomness and identity, so every run can be replayed exactly."""
+"""Injected time, so every run can be replayed exactly (randomness is injected as seeds in configs)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -36,13 +34,3 @@ class FixedClock:
 
     def advance(self, step: timedelta) -> None:
         self._now += step
-
-
-IdFactory = Callable[[], uuid.UUID]
-"""A function that returns a fresh id; `uuid.uuid4` by default, a counter in tests."""
-
-
-def sequential_ids(start: int = 1) -> IdFactory:
-    """Return an id factory that yields UUIDs 1, 2, 3, ... for reproducible tests."""
-    counter = iter(range(start, 2**63))
-    return lambda: uuid.UUID(int=next(counter))

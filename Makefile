@@ -28,9 +28,8 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-## bench: the benchmarks of docs/benchmarks.md (installs the peers they compare against)
+## bench: the benchmarks of docs/benchmarks.md, each beside its peers
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/embed.py
 

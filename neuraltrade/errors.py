@@ -59,5 +59,13 @@ class NotEnoughHistory(NeuralTradeError):
     """An embedding window needs more bars than a symbol has."""
 
 
+class UnknownSymbol(NeuralTradeError):
+    """A symbol was named that has no bars."""
+
+    def __init__(self, symbol: str) -> None:
+        super().__init__(f"no bars are stored for symbol {symbol!r}")
+        self.symbol = symbol
+
+
 class StorageError(NeuralTradeError):
     """The database cannot be opened, migrated or written as asked."""

@@ -113,6 +113,8 @@ def read_bars(path: str | Path, *, symbol: str | None = None, timezone: str = "U
     if symbol is not None and not _SYMBOL.fullmatch(symbol):
         raise FileRejected(source, f"symbol {symbol!r} must be 1-32 letters, digits or . ^ = -")
     layout, columns = _detect_layout(source, header, rows)
+    if layout == "long" and symbol is not None:
+        raise FileRejected(source, f"symbol {symbol!r} was given, but this long-format file names a symbol per row")
     default_symbol = symbol or symbol_from_path(path)
     if layout != "long" and not _SYMBOL.fullmatch(default_symbol):
         raise FileRejected(source, f"symbol {default_symbol!r} taken from the file name is invalid; pass one")

@@ -12,6 +12,7 @@ from models.engine import session_scope
 from neuraltrade.bars import timestamps_to_microseconds
 from neuraltrade.clock import Clock, SystemClock
 from neuraltrade.embedding import WindowEmbedder, WindowEmbedderConfig, relative_spreads
+from neuraltrade.errors import UnknownSymbol
 from neuraltrade.memory import CollectionSpec
 from neuraltrade.types import Observation
 from tasks import progress
@@ -54,6 +55,8 @@ def embed_symbol(
         collection_id = vector_store.ensure_collection(session, spec, clock.now()).id
     with session_scope(database_url) as session:
         timestamps = repositories.bar_timestamps(session, symbol)
+        if len(timestamps) == 0:
+            raise UnknownSymbol(symbol)
         eligible = timestamps[window - 1 :]
         missing = eligible[~np.isin(eligible, repositories.embedded_timestamps(session, collection_id, symbol))]
         skipped = min(len(timestamps), window - 1)

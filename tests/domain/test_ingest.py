@@ -595,3 +595,13 @@ def test_reading_is_deterministic_and_the_digest_names_the_bytes(tmp_path: Path)
     assert first.source_digest == second.source_digest
     write(copy, NVDA.read_bytes() + b"2015-01-02,1,2,0.5,1.5,1.5,100\n")
     assert read_bars(copy).source_digest != second.source_digest
+
+
+def test_a_symbol_given_for_a_long_file_is_refused_since_its_rows_name_their_own(tmp_path: Path) -> None:
+    path = write(tmp_path / "bars.csv", f"{LONG_HEADER}\n2024-01-02T00:00:00Z,AAA,1,2,0.5,1.5,100\n")
+
+    with pytest.raises(FileRejected, match="names a symbol per row") as raised:
+        read_bars(path, symbol="BBB")
+
+    assert str(path) in str(raised.value)
+    assert "'BBB'" in str(raised.value)

@@ -14,7 +14,7 @@ from models import repositories, vector_store
 from models.engine import session_scope
 from models.tables import BarRecord, EmbeddingRecord, ObservationRecord
 from neuraltrade.embedding import WindowEmbedder, WindowEmbedderConfig
-from neuraltrade.errors import FingerprintMismatch
+from neuraltrade.errors import FingerprintMismatch, UnknownSymbol
 from neuraltrade.synthetic import MarketConfig, generate_market, write_market_csv
 from neuraltrade.types import Observation
 from tasks.embed import MARKET_STATE_COLLECTION, embed_symbol
@@ -155,10 +155,6 @@ def test_a_symbol_shorter_than_one_window_embeds_nothing(database_url: str, tmp_
     assert stored_counts(database_url) == (0, 0, 0)
 
 
-def test_a_symbol_without_bars_embeds_nothing(early_url: str) -> None:
-    assert embed_symbol.fn(early_url, "NOPE", CONFIG) == {"symbol": "NOPE", "embedded": 0, "skipped_history": 0}
-
-
 def test_another_embedder_on_the_same_collection_is_a_fingerprint_mismatch(early_url: str) -> None:
     embed_symbol.fn(early_url, SYMBOL, CONFIG)
     other = WindowEmbedderConfig(window=16, dimension=64, seed=CONFIG.seed + 1)
@@ -180,3 +176,8 @@ def test_another_embedder_may_fill_its_own_collection(early_url: str) -> None:
         assert vector_store.count_vectors(session, "wide_windows") == 67
         # One observation per bar, shared by every collection that embeds it.
         assert repositories.table_counts(session)["observations"] == 75
+
+
+def test_embedding_a_symbol_without_bars_is_refused_naming_it(early_url: str) -> None:
+    with pytest.raises(UnknownSymbol, match="'NOPE'"):
+        embed_symbol.fn(early_url, "NOPE", CONFIG)

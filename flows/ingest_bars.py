@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, unmapped
@@ -33,13 +34,14 @@ def ingest_bars(
     run_id = start_run(url, "ingest_bars", digest(config), str(current_run_id()))
     futures = ingest_file.map(unmapped(url), files, symbol=unmapped(symbol), timezone=unmapped(timezone))
     reports: list[dict[str, Any]] = []
-    rejected: dict[str, str] = {}
+    rejections: dict[str, BaseException] = {}
     for path, future in zip(files, futures, strict=True):
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, BaseException):
-            rejected[path] = str(outcome)
+            rejections[path] = outcome
         else:
             reports.append(outcome)
+    rejected = {path: str(error) for path, error in rejections.items()}
     summary = {
         "files": reports,
         "rejected_files": rejected,
@@ -48,6 +50,11 @@ def ingest_bars(
         "rows_quarantined": sum(report["rows_quarantined"] for report in reports),
     }
     finish_run(url, run_id, "failed" if rejected else "completed", summary)
-    if rejected:
-        raise FileRejected(", ".join(rejected), "; ".join(rejected.values()))
+    if len(rejections) == 1:
+        raise next(iter(rejections.values()))
+    if rejections:
+        raise FileRejected(
+            ", ".join(rejections),
+            "; ".join(f"{Path(path).name}: {getattr(error, 'reason', error)}" for path, error in rejections.items()),
+        )
     return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -37,20 +38,36 @@ def configure(
 ) -> None:
     """Research and paper trading with a learning memory."""
     # Prefect reads its settings when first imported, which happens only inside the commands below.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    if not verbose:
+        # Prefect's console shows a failed run with its traceback at ERROR; the command prints the
+        # error itself, on one line. Runs still send their full logs to the Prefect API.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Without a server, Prefect starts a temporary one; its 20 s default start-up limit is too tight
     # for a first run (database migrations) on a busy two-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
-def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=1)
+class _Failure(Exception):
+    """An expected failure, printed as one line once any live display has stopped."""
+
+
+def _reporting_failures(command: Callable[..., None]) -> Callable[..., None]:
+    """Turn a `_Failure` raised by `command` into one line on stderr and exit status 1."""
+
+    @functools.wraps(command)
+    def run(*arguments: Any, **options: Any) -> None:
+        try:
+            command(*arguments, **options)
+        except _Failure as failure:
+            errors.print(f"[bold red]error:[/] {failure}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=1) from None
+
+    return run
 
 
 def _run(action: Callable[[], ResultT]) -> ResultT:
-    """Run `action`, turning every expected error into one line on stderr and exit status 1."""
+    """Run `action`, turning every expected error into a `_Failure` naming it."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from neuraltrade.errors import NeuralTradeError
@@ -58,12 +75,11 @@ def _run(action: Callable[[], ResultT]) -> ResultT:
     try:
         return action()
     except NeuralTradeError as error:
-        _fail(str(error))
+        raise _Failure(str(error)) from None
     except SQLAlchemyError as error:
-        _fail(f"database: {str(getattr(error, 'orig', None) or error).splitlines()[0]}")
+        raise _Failure(f"database: {str(getattr(error, 'orig', None) or error).splitlines()[0]}") from None
     except OSError as error:
-        _fail(f"{error.filename or 'file'}: {error.strerror or error}")
-    raise AssertionError("unreachable")
+        raise _Failure(f"{error.filename or 'file'}: {error.strerror or error}") from None
 
 
 @contextmanager
@@ -141,6 +157,7 @@ def _file_table(reports: list[dict[str, Any]]) -> Table:
 
 
 @app.command()
+@_reporting_failures
 def init(db: DatabaseOption = None) -> None:
     """Create the database, or migrate it to the newest schema."""
     from models.engine import resolve_database_url
@@ -152,6 +169,7 @@ def init(db: DatabaseOption = None) -> None:
 
 
 @app.command()
+@_reporting_failures
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="CSV or Parquet bar files.")],
     db: DatabaseOption = None,
@@ -163,7 +181,7 @@ def ingest(
 
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
-        _fail(f"no such file: {', '.join(missing)}")
+        raise _Failure(f"no such file: {', '.join(missing)}")
     with _progress({"ingest": ("ingesting", "files", len(paths))}):
         summary = _run(
             lambda: ingest_bars(paths=[str(path) for path in paths], database_url=db, symbol=symbol, timezone=timezone)
@@ -172,6 +190,7 @@ def ingest(
 
 
 @app.command()
+@_reporting_failures
 def embed(
     db: DatabaseOption = None,
     symbol: Annotated[list[str] | None, typer.Option("--symbol", help="Only these symbols (repeatable).")] = None,
@@ -185,6 +204,7 @@ def embed(
 
 
 @app.command()
+@_reporting_failures
 def nightly(
     paths: Annotated[list[Path] | None, typer.Argument(help="Bar files (default: the shipped sample data).")] = None,
     db: DatabaseOption = None,
@@ -202,6 +222,7 @@ def nightly(
 
 
 @app.command()
+@_reporting_failures
 def serve(
     limit: Annotated[int | None, typer.Option(help="Most flow runs at once.")] = None,
 ) -> None:
@@ -212,6 +233,7 @@ def serve(
 
 
 @app.command()
+@_reporting_failures
 def status(db: DatabaseOption = None) -> None:
     """Show the rows of every table and the last runs."""
     from models import repositories
@@ -228,8 +250,9 @@ def status(db: DatabaseOption = None) -> None:
     try:
         counts, runs, revision = _run(read)
     except _NotInitialised:
-        _fail("the database has no schema yet; run `neuraltrade init` or `neuraltrade nightly` first")
-        return
+        raise _Failure(
+            "the database has no schema yet; run `neuraltrade init` or `neuraltrade nightly` first"
+        ) from None
     table = Table(title=f"Tables (schema {revision})")
     table.add_column("table")
     table.add_column("rows", justify="right")

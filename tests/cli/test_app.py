@@ -102,3 +102,35 @@ def test_ingesting_a_partly_bad_file_stores_the_rest_and_names_the_failed_checks
     failures = " ".join(result.output.split("quarantined rows failing:", 1)[1].split())
     assert "not_null:close x1" in failures
     assert "low_le_open x1" in failures
+
+
+def test_a_failing_run_prints_one_line_and_no_traceback_in_a_real_process(
+    prefect_harness: None, database_url: str, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    broken = tmp_path / "BROKEN.csv"
+    broken.write_text("when,price\n2024-01-02,10\n")
+    environment = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "COLUMNS": "100"}
+
+    finished = subprocess.run(
+        [sys.executable, "-m", "neuraltrade_cli", "ingest", str(broken), "--db", database_url],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=180,
+    )
+
+    assert finished.returncode == 1
+    assert "Traceback" not in finished.stdout + finished.stderr
+    assert _lines(finished.stderr) == [
+        f"error: {broken}: header when, price matches no known layout; "
+        + (
+            "expected Date, Open, High, Low, Close, Volume (daily), with Time (intraday), or timestamp, symbol, "
+            "open, high, low, close, volume (long)"
+        )
+    ]

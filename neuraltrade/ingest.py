@@ -122,14 +122,14 @@ def read_bars(path: str | Path, *, symbol: str | None = None, timezone: str = "U
     rejected: list[RejectedRow] = []
     width = len(columns)
     table: list[Any]
-    if isinstance(rows, _ArrowRows) and len(rows.columns) == width:
+    if isinstance(rows, _ArrowRows):
+        # Every Arrow row has the header's width, so no layout widens it (see `_arrow_rows`).
         table = rows.columns
         kept_lines = np.arange(2, len(rows) + 2, dtype=np.int64)
     else:
-        numbered = _numbered(rows) if isinstance(rows, _ArrowRows) else rows
         kept_rows: list[list[str]] = []
         kept: list[int] = []
-        for line, row in numbered:
+        for line, row in rows:
             if len(row) != width:
                 rejected.append(RejectedRow(line, f"field_count:expected_{width}_was_{len(row)}", tuple(row)))
             else:
@@ -215,17 +215,14 @@ def _arrow_rows(content: bytes) -> tuple[list[str], _ArrowRows, bytes] | None:
     if not header_bytes.strip() or b"\n\n" in normalised:
         return None
     line_count = normalised.count(b"\n") + (0 if normalised.endswith(b"\n") else 1)
-    try:
-        header_line = header_bytes.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
     invalid: list[object] = []
 
     def note_invalid(row: object) -> str:
         invalid.append(row)
         return "skip"
 
-    header = next(csv.reader([header_line]))
+    # The content is valid UTF-8 and LF is never part of a multi-byte sequence, so the header decodes.
+    header = next(csv.reader([header_bytes.decode("utf-8")]))
     try:
         table = arrow_csv.read_csv(
             pa.py_buffer(content),
@@ -237,7 +234,7 @@ def _arrow_rows(content: bytes) -> tuple[list[str], _ArrowRows, bytes] | None:
                 quoted_strings_can_be_null=False,
             ),
         )
-    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError):
+    except (pa.ArrowInvalid, ValueError):
         return None
     if invalid or table.num_rows != line_count - 1:
         return None
@@ -303,11 +300,6 @@ def _detect_layout(
         f"header {', '.join(header)!s} matches no known layout; expected Date, Open, High, Low, Close, "
         "Volume (daily), with Time (intraday), or timestamp, symbol, open, high, low, close, volume (long)",
     )
-
-
-def _numbered(rows: _ArrowRows) -> list[tuple[int, list[str]]]:
-    columns = [column.to_pylist() for column in rows.columns]
-    return [(index + 2, list(values)) for index, values in enumerate(zip(*columns, strict=True))]
 
 
 def _build_frame(

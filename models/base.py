@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Dialect, MetaData, Table, Uuid
+from sqlalchemy import BigInteger, Dialect, MetaData, Table, Uuid, type_coerce
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -31,6 +31,15 @@ def to_microseconds(moment: datetime) -> int:
 def from_microseconds(value: int) -> datetime:
     """Return the aware UTC datetime `value` microseconds after the Unix epoch."""
     return EPOCH + timedelta(microseconds=value)
+
+
+def stored_microseconds(column: Any) -> Any:
+    """Return `column` (a `UtcMicroseconds` column) read as its stored integer, not as a datetime.
+
+    Bulk reads and range filters work on epoch microseconds; converting a million values to datetimes
+    and back would cost more than the query.
+    """
+    return type_coerce(column, BigInteger)
 
 
 class UtcMicroseconds(TypeDecorator[datetime]):

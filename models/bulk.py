@@ -22,6 +22,7 @@ def execute_many(session: Session, statement: Any, table: Table, columns: dict[s
     connection = session.connection()
     dialect = connection.dialect
     compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    sql = str(compiled)
     converted: dict[str, list[Any]] = {}
     for name, values in columns.items():
         column_type = table.c[name].type
@@ -38,6 +39,6 @@ def execute_many(session: Session, statement: Any, table: Table, columns: dict[s
         rows: list[Any] = (
             list(batch) if compiled.positional else [dict(zip(names, values, strict=True)) for values in batch]
         )
-        result = connection.exec_driver_sql(str(compiled), rows)
+        result = connection.exec_driver_sql(sql, rows)
         changed += max(result.rowcount, 0)
     return changed

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Table, delete, func, select, type_coerce
+from sqlalchemy import Table, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from models.base import table_of, to_microseconds
+from models.base import stored_microseconds, table_of, to_microseconds
 from models.bulk import BATCH_ROWS, execute_many
 from models.tables import (
     BarRecord,
@@ -85,10 +85,7 @@ def upsert_bars(session: Session, frame: pd.DataFrame, *, source: str, now: date
 
 
 def _any_distinct(table: Any, excluded: Any) -> Any:
-    condition = table.c.open.is_distinct_from(excluded.open)
-    for name in _BAR_VALUES[1:]:
-        condition = condition | table.c[name].is_distinct_from(excluded[name])
-    return condition
+    return or_(*(table.c[name].is_distinct_from(excluded[name]) for name in _BAR_VALUES))
 
 
 def earliest_written(session: Session, *, source: str, ingested_at: datetime) -> dict[str, int]:
@@ -97,7 +94,7 @@ def earliest_written(session: Session, *, source: str, ingested_at: datetime) ->
     `upsert_bars` stamps every bar it inserts or changes with the call's `ingested_at` and leaves
     unchanged bars alone, so this names exactly the history that changed.
     """
-    column = type_coerce(BarRecord.timestamp, BigInteger)
+    column = stored_microseconds(BarRecord.timestamp)
     query = (
         select(BarRecord.symbol, func.min(column))
         .where(BarRecord.source == source, BarRecord.ingested_at == ingested_at)
@@ -112,7 +109,7 @@ def delete_observations_from(session: Session, symbol: str, since: int) -> int:
     Their embedding rows go with them (foreign key cascade); vectors must be deleted first
     (`models.vector_store.delete_vectors_from`), since virtual tables have no foreign keys.
     """
-    column = type_coerce(ObservationRecord.timestamp, BigInteger)
+    column = stored_microseconds(ObservationRecord.timestamp)
     result: Any = session.execute(delete(ObservationRecord).where(ObservationRecord.symbol == symbol, column >= since))
     return int(result.rowcount or 0)
 
@@ -194,14 +191,14 @@ def symbols(session: Session) -> list[str]:
 
 def bar_timestamps(session: Session, symbol: str) -> np.ndarray:
     """Return the epoch-microsecond timestamps of `symbol`'s bars, ascending."""
-    column = type_coerce(BarRecord.timestamp, BigInteger)
+    column = stored_microseconds(BarRecord.timestamp)
     values = session.scalars(select(column).where(BarRecord.symbol == symbol).order_by(column)).all()
     return np.asarray(values, dtype=np.int64)
 
 
 def embedded_timestamps(session: Session, collection_id: int, symbol: str) -> np.ndarray:
     """Return the epoch-microsecond timestamps of `symbol` already embedded in a collection."""
-    column = type_coerce(EmbeddingRecord.timestamp, BigInteger)
+    column = stored_microseconds(EmbeddingRecord.timestamp)
     values = session.scalars(
         select(column).where(EmbeddingRecord.collection_id == collection_id, EmbeddingRecord.symbol == symbol)
     ).all()
@@ -210,7 +207,7 @@ def embedded_timestamps(session: Session, collection_id: int, symbol: str) -> np
 
 def load_bars(session: Session, symbol: str, *, since: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Return `symbol`'s bars from epoch microsecond `since` on as a bar frame, and their ids."""
-    column = type_coerce(BarRecord.timestamp, BigInteger)
+    column = stored_microseconds(BarRecord.timestamp)
     query = select(BarRecord.id, BarRecord.symbol, column, *(getattr(BarRecord, name) for name in _BAR_VALUES)).where(
         BarRecord.symbol == symbol
     )

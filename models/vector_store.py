@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import BigInteger, delete, func, insert, select, text, type_coerce
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from models.base import table_of, to_microseconds
+from models.base import stored_microseconds, table_of, to_microseconds
 from models.bulk import execute_many
 from models.tables import VECTOR_TABLE_PREFIX, CollectionRecord, EmbeddingRecord
 from neuraltrade.embedding import EmbedderFingerprint
@@ -255,7 +255,7 @@ def search(
 def delete_vectors_from(session: Session, symbol: str, since: int) -> int:
     """Delete, in every collection, the vectors and embedding rows of `symbol` at or after epoch
     microsecond `since`; return how many vectors went."""
-    column = type_coerce(EmbeddingRecord.timestamp, BigInteger)
+    column = stored_microseconds(EmbeddingRecord.timestamp)
     removed = 0
     for collection in session.scalars(select(CollectionRecord)).all():
         ids = session.scalars(

@@ -23,7 +23,7 @@ from models.bulk import BATCH_ROWS, execute_many
 from models.tables import (
     BarRecord,
     CollectionRecord,
-    EmbeddingRecord,
+    MemoryItemRecord,
     ObservationRecord,
     QuarantinedRow,
     RunSummary,
@@ -179,7 +179,7 @@ def latest_runs_by_kind(session: Session) -> list[RunSummary]:
 def table_counts(session: Session) -> dict[str, int]:
     """Return the number of rows of every table, by table name."""
     counts = {}
-    for model in (BarRecord, ObservationRecord, CollectionRecord, EmbeddingRecord, QuarantinedRow, RunSummary):
+    for model in (BarRecord, ObservationRecord, CollectionRecord, MemoryItemRecord, QuarantinedRow, RunSummary):
         counts[model.__tablename__] = int(session.scalar(select(func.count()).select_from(model)) or 0)
     return counts
 
@@ -198,9 +198,9 @@ def bar_timestamps(session: Session, symbol: str) -> np.ndarray:
 
 def embedded_timestamps(session: Session, collection_id: int, symbol: str) -> np.ndarray:
     """Return the epoch-microsecond timestamps of `symbol` already embedded in a collection."""
-    column = stored_microseconds(EmbeddingRecord.timestamp)
+    column = stored_microseconds(MemoryItemRecord.timestamp)
     values = session.scalars(
-        select(column).where(EmbeddingRecord.collection_id == collection_id, EmbeddingRecord.symbol == symbol)
+        select(column).where(MemoryItemRecord.collection_id == collection_id, MemoryItemRecord.partition == symbol)
     ).all()
     return np.asarray(values, dtype=np.int64)
 

@@ -1,7 +1,7 @@
-"""ORM models: bars, observations, vector collections and embeddings, quarantined rows, run summaries.
+"""ORM models: bars, observations, vector collections and their items, quarantined rows, run summaries.
 
-The vectors themselves live in one sqlite-vec ``vec0`` virtual table per collection (see
-`models.vector_store`); `Embedding` rows are their system of record and share their rowid.
+The searched vectors live in one sqlite-vec ``vec0`` virtual table per collection (see
+`models.vector_store`); each `MemoryItemRecord` shares its id with its vector's rowid there.
 """
 
 from __future__ import annotations
@@ -10,7 +10,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -56,7 +67,11 @@ class ObservationRecord(Base):
 
 
 class CollectionRecord(Base):
-    """A named vector collection: one dimension, one metric, one embedder fingerprint."""
+    """A named vector collection: one dimension, metric, quantization, partition key and embedder.
+
+    `version` grows with every write to the collection; an HNSW index file records the version it
+    reflects, so a reader can tell a fresh index from a stale one.
+    """
 
     __tablename__ = "collections"
 
@@ -64,25 +79,40 @@ class CollectionRecord(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     dimension: Mapped[int] = mapped_column(Integer)
     metric: Mapped[str] = mapped_column(String(16))
+    quantization: Mapped[str] = mapped_column(String(16), server_default="none")
+    partition_key: Mapped[str | None] = mapped_column(String(64))
+    int8_scale: Mapped[float | None] = mapped_column(Float)
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")
     fingerprint: Mapped[dict[str, Any]] = mapped_column(JSON)
     fingerprint_digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
 
 
-class EmbeddingRecord(Base):
-    """One stored vector: its collection, the observation it embeds and the vector table rowid (= id)."""
+class MemoryItemRecord(Base):
+    """One item of a vector collection: its key, metadata, timestamp and (when kept) full vector.
 
-    __tablename__ = "embeddings"
+    `id` is derived from (collection, key) and is also the rowid of the item's vector in the
+    collection's vector table. `timestamp` is when the item came to be (a market state: its bar's
+    time); searches with ``as_of`` see only earlier items. `vector` holds the full-precision float32
+    vector when the searched one is quantized (or the metric is inner product).
+    """
+
+    __tablename__ = "memory_items"
+    # No unique index on (collection_id, key): the id is derived from exactly that pair, so the primary
+    # key already refuses a second row of one key, and each index costs ~15% of bulk insert speed.
     __table_args__ = (
-        UniqueConstraint("collection_id", "observation_id"),
-        Index(None, "collection_id", "symbol", "timestamp"),
+        Index(None, "collection_id", "partition", "timestamp"),
+        Index(None, "observation_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
-    observation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("observations.id", ondelete="CASCADE"))
-    symbol: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(256))
+    partition: Mapped[str | None] = mapped_column(String(64))
+    observation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("observations.id", ondelete="CASCADE"))
     timestamp: Mapped[datetime]
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary)
     fingerprint_digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
 

@@ -1,270 +1,696 @@
-"""Vector collections on sqlite-vec: one ``vec0`` table per collection, partitioned by symbol.
+"""The vector memory: `VectorDB`, a named collection on sqlite-vec with an optional HNSW index.
 
-The `embeddings` table (`models.tables.EmbeddingRecord`) is the system of record; each of its rows
-shares its id with the rowid of its vector in ``vec_<collection>``. This module holds the only SQL of
-the project that is not portable: sqlite-vec's own.
+sqlite-vec is the system of record and the exact path: every searched vector lives in the collection's
+``vec0`` table, and every item's key, metadata and timestamp in `memory_items`. Quantized collections
+search int8 or bit vectors and re-score the candidates with the full-precision vectors kept beside
+them. An HNSW index (`neuraltrade.ann`) kept in a file beside the database answers unfiltered queries
+when it is fresh; when it is missing or stale, the exact path answers instead.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
-from models.base import stored_microseconds, table_of, to_microseconds
-from models.bulk import execute_many
-from models.tables import VECTOR_TABLE_PREFIX, CollectionRecord, EmbeddingRecord
+from models import memory_items, vector_sql
+from models.base import from_microseconds, to_microseconds
+from models.collections import (
+    CollectionNotFound,
+    bump_version,
+    ensure_collection,
+    external_fingerprint,
+    get_collection,
+    index_path,
+    spec_of,
+)
+from models.engine import get_engine, resolve_database_url, session_scope
+from models.tables import CollectionRecord
+from neuraltrade.ann import HnswConfig, HnswIndex
+from neuraltrade.clock import Clock, SystemClock
 from neuraltrade.embedding import EmbedderFingerprint
-from neuraltrade.errors import DimensionMismatch, FingerprintMismatch, NeuralTradeError
-from neuraltrade.memory import CollectionSpec, check_vectors
+from neuraltrade.errors import (
+    ConfigError,
+    DimensionMismatch,
+    DuplicateItem,
+    IndexFileError,
+    NeuralTradeError,
+    StorageError,
+)
+from neuraltrade.memory import (
+    CollectionSpec,
+    Filter,
+    Item,
+    Query,
+    SearchResult,
+    check_metadata,
+    check_vectors,
+    distances,
+    int8_scale,
+    quantize_binary,
+    quantize_int8,
+    top_k,
+)
+from neuraltrade.session_memory import SessionMemory
 
-#: Vectors per sqlite-vec chunk. Each symbol (partition) allocates whole chunks, so a smaller chunk
-#: wastes less space on short histories; 1,024 x 512 float32 is a 2 MiB blob.
-CHUNK_SIZE = 1_024
-_IDS_PER_STATEMENT = 10_000
-_SQLITE_VEC_METRICS = {"cosine": "cosine", "l2": "L2", "inner_product": "L1"}
-_ID_MASK = (1 << 63) - 1
+__all__ = ["CollectionNotFound", "VectorDB"]
+
+logger = logging.getLogger(__name__)
+
+INDEX_TYPES = ("exact", "hnsw")
+#: Candidates fetched per wanted result when the HNSW index must be post-filtered.
+FILTER_OVERSAMPLE = 4
+_KEY_LENGTH = 256
 
 
-class CollectionNotFound(NeuralTradeError):
-    """A collection named by the caller does not exist."""
+class VectorDB:
+    """A named, persistent vector collection with exact, quantized and HNSW search.
 
-
-@dataclass(frozen=True)
-class Neighbour:
-    """One search result: the embedded observation and its distance to the query."""
-
-    embedding_id: int
-    observation_id: uuid.UUID
-    symbol: str
-    timestamp: datetime
-    distance: float
-
-
-def vector_table(name: str) -> str:
-    """Return the name of the vector table of collection `name` (already validated by `CollectionSpec`)."""
-    return f"{VECTOR_TABLE_PREFIX}{name}"
-
-
-def embedding_id(collection_id: int, observation_id: uuid.UUID) -> int:
-    """Return the stable 63-bit id of the vector of `observation_id` in collection `collection_id`.
-
-    Derived, not allocated, so that a re-run writes the same ids and concurrent writers need no counter.
+    Parameters
+    ----------
+    dimension
+        The dimension of every vector.
+    name
+        The collection's name (lower-case letters, digits and underscores).
+    metric
+        ``"cosine"`` (distance 1 - cos), ``"l2"`` (Euclidean) or ``"inner_product"`` (1 - dot).
+    quantization
+        ``"none"``, ``"int8"`` (also ``"scalar"``) or ``"binary"``: how searched vectors are stored.
+        Quantized candidates are re-scored with full-precision vectors.
+    index_type
+        ``"exact"`` or ``"hnsw"`` (an in-process HNSW index, kept in a file beside the database).
+    partition_key
+        The metadata field that partitions the collection (filters on it search one partition only),
+        or None.
+    database_url
+        The database (default: ``$NEURALTRADE_DB`` or ``./data/neuraltrade.db``); it must be migrated.
+    fingerprint
+        The embedder of the vectors; collections refuse vectors of another embedder.
+    oversample
+        Candidates per result that a quantized search re-scores.
+    hnsw
+        The HNSW index's configuration.
+    cache
+        An L1 `SessionMemory` for items and query results, invalidated by this store's writes.
+    clock
+        Stamps items written without a timestamp.
     """
-    return ((observation_id.int >> 64) ^ (collection_id * 0x9E3779B97F4A7C15)) & _ID_MASK
 
-
-def ensure_collection(session: Session, spec: CollectionSpec, now: datetime) -> CollectionRecord:
-    """Return the collection `spec` names, creating its row and vector table if it is new.
-
-    Raises
-    ------
-    FingerprintMismatch
-        If a collection of that name exists with vectors of another embedder.
-    """
-    record = session.scalar(select(CollectionRecord).where(CollectionRecord.name == spec.name))
-    if record is not None:
-        if record.fingerprint_digest != spec.fingerprint.digest:
-            stored = EmbedderFingerprint(**record.fingerprint)
-            raise FingerprintMismatch(spec.name, stored.describe(), spec.fingerprint.describe())
-        if record.dimension != spec.dimension:
-            raise DimensionMismatch(spec.name, record.dimension, spec.dimension)
-        return record
-    record = CollectionRecord(
-        name=spec.name,
-        dimension=spec.dimension,
-        metric=spec.metric,
-        fingerprint={
-            "name": spec.fingerprint.name,
-            "version": spec.fingerprint.version,
-            "dimension": spec.fingerprint.dimension,
-            "parameters": spec.fingerprint.parameters,
-        },
-        fingerprint_digest=spec.fingerprint.digest,
-        created_at=now,
-    )
-    session.add(record)
-    session.flush()
-    session.execute(
-        text(
-            f"CREATE VIRTUAL TABLE IF NOT EXISTS {vector_table(spec.name)} USING vec0("
-            "embedding_id integer primary key, symbol text partition key, "
-            f"embedding float[{spec.dimension}] distance_metric={_SQLITE_VEC_METRICS[spec.metric]}, "
-            f"chunk_size={CHUNK_SIZE})"
+    def __init__(
+        self,
+        dimension: int,
+        *,
+        name: str = "default",
+        metric: str = "cosine",
+        quantization: str = "none",
+        index_type: str = "exact",
+        partition_key: str | None = "symbol",
+        database_url: str | None = None,
+        fingerprint: EmbedderFingerprint | None = None,
+        oversample: int = 4,
+        hnsw: HnswConfig | None = None,
+        cache: SessionMemory | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
+            raise ConfigError(f"dimension must be a positive integer, was {dimension!r}")
+        fingerprint = fingerprint or external_fingerprint(dimension)
+        if fingerprint.dimension != dimension:
+            raise DimensionMismatch(name, dimension, fingerprint.dimension)
+        if index_type not in INDEX_TYPES:
+            raise ConfigError(f"index_type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
+        if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
+            raise ConfigError(f"oversample must be a positive integer, was {oversample!r}")
+        self.spec = CollectionSpec(
+            name=name, fingerprint=fingerprint, metric=metric, quantization=quantization, partition_key=partition_key
         )
-    )
-    return record
+        self.index_type = index_type
+        self.oversample = oversample
+        self.hnsw = hnsw or HnswConfig()
+        self.cache = cache
+        self.database_url = resolve_database_url(database_url)
+        self._clock = clock or SystemClock()
+        self._engine: Engine = get_engine(self.database_url)
+        self._reader = sessionmaker(bind=self._engine)
+        self._hot = memory_items.hot_reader(self._engine)
+        self._lock = threading.RLock()
+        self._index: HnswIndex | None = None
+        self._index_version = -1
+        with session_scope(self.database_url, write=True) as session:
+            record = ensure_collection(session, self.spec, self._clock.now())
+            self._collection_id = record.id
+            self._int8_scale = record.int8_scale
+            version = record.version
+        if index_type == "hnsw":
+            self._open_index(version)
 
+    @classmethod
+    def open(cls, name: str, *, database_url: str | None = None, **options: Any) -> VectorDB:
+        """Open the existing collection `name` with the settings it was created with.
 
-def get_collection(session: Session, name: str) -> CollectionRecord:
-    """Return the collection called `name`, or raise `CollectionNotFound`."""
-    record = session.scalar(select(CollectionRecord).where(CollectionRecord.name == name))
-    if record is None:
-        raise CollectionNotFound(f"no vector collection is called {name!r}")
-    return record
-
-
-def spec_of(record: CollectionRecord) -> CollectionSpec:
-    """Return the `CollectionSpec` a stored collection was created with."""
-    return CollectionSpec(name=record.name, fingerprint=EmbedderFingerprint(**record.fingerprint), metric=record.metric)
-
-
-def insert_vectors(
-    session: Session,
-    collection: CollectionRecord,
-    fingerprint: EmbedderFingerprint,
-    *,
-    observation_ids: Sequence[uuid.UUID],
-    symbols: Sequence[str],
-    timestamps: Sequence[int],
-    vectors: np.ndarray,
-    now: datetime,
-) -> list[int]:
-    """Store `vectors` (one per observation) in `collection`; return their embedding ids.
-
-    `timestamps` are the observations' times in epoch microseconds. Vectors already stored for the
-    same observation are replaced (sqlite-vec refuses ``INSERT OR REPLACE``, so they are deleted first),
-    which makes a re-run idempotent. Rows are written grouped by symbol, which keeps sqlite-vec's chunk
-    writes local.
-
-    Raises
-    ------
-    FingerprintMismatch, DimensionMismatch, InvalidVector
-        If the vectors do not belong in the collection; nothing is written then.
-    """
-    matrix = check_vectors(spec_of(collection), fingerprint, vectors)
-    if not (len(observation_ids) == len(symbols) == len(timestamps) == len(matrix)):
-        raise ValueError(
-            f"{len(observation_ids)} observation ids, {len(symbols)} symbols, {len(timestamps)} timestamps "
-            f"and {len(matrix)} vectors do not pair up"
+        Raises
+        ------
+        CollectionNotFound
+            If no collection has that name.
+        """
+        with session_scope(database_url) as session:
+            spec = spec_of(get_collection(session, name))
+        return cls(
+            spec.dimension,
+            name=name,
+            metric=spec.metric,
+            quantization=spec.quantization,
+            partition_key=spec.partition_key,
+            database_url=database_url,
+            fingerprint=spec.fingerprint,
+            **options,
         )
-    if len(matrix) == 0:
-        return []
-    ids = [embedding_id(collection.id, observation) for observation in observation_ids]
-    order = sorted(range(len(ids)), key=symbols.__getitem__)
-    created = to_microseconds(now)
-    _delete_embeddings(session, collection, _stored_ids(session, collection.id, ids))
-    digest = fingerprint.digest
-    table_record = table_of(EmbeddingRecord)
-    count = len(order)
-    execute_many(
-        session,
-        insert(table_record),
-        table_record,
-        {
-            "id": [ids[i] for i in order],
-            "collection_id": [collection.id] * count,
-            "observation_id": [observation_ids[i] for i in order],
-            "symbol": [symbols[i] for i in order],
-            "timestamp": [timestamps[i] for i in order],
-            "fingerprint_digest": [digest] * count,
-            "created_at": [created] * count,
-        },
-    )
-    session.connection().exec_driver_sql(
-        f"INSERT INTO {vector_table(collection.name)} (embedding_id, symbol, embedding) VALUES (?, ?, ?)",
-        [(ids[i], symbols[i], matrix[i]) for i in order],
-    )
-    return ids
 
+    @property
+    def name(self) -> str:
+        """The collection's name."""
+        return self.spec.name
 
-def _chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
-    # SQLite binds at most 32,766 variables per statement.
-    for start in range(0, len(values), _IDS_PER_STATEMENT):
-        yield values[start : start + _IDS_PER_STATEMENT]
+    @property
+    def collection_id(self) -> int:
+        """The collection's row id."""
+        return self._collection_id
 
+    # -- writes -------------------------------------------------------------------------------
 
-def _stored_ids(session: Session, collection_id: int, ids: Sequence[int]) -> list[int]:
-    """Return which of `ids` the collection already holds."""
-    query = select(EmbeddingRecord.id).where(EmbeddingRecord.collection_id == collection_id)
-    return [value for chunk in _chunks(ids) for value in session.scalars(query.where(EmbeddingRecord.id.in_(chunk)))]
+    def insert(
+        self,
+        id: str,
+        vector: np.ndarray,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        timestamp: datetime | None = None,
+    ) -> None:
+        """Store one item; raise `DuplicateItem` if `id` is already stored (use `upsert` to replace)."""
+        self.insert_many([id], np.asarray(vector).reshape(1, -1), [metadata], timestamps=_one(timestamp))
 
+    def upsert(
+        self,
+        id: str,
+        vector: np.ndarray,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        timestamp: datetime | None = None,
+    ) -> None:
+        """Store one item, replacing any stored item of the same `id`."""
+        self.upsert_many([id], np.asarray(vector).reshape(1, -1), [metadata], timestamps=_one(timestamp))
 
-def _delete_embeddings(session: Session, collection: CollectionRecord, ids: Sequence[int]) -> None:
-    """Delete the vectors and embedding rows `ids` of `collection`.
+    def insert_many(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        timestamps: Sequence[datetime] | Sequence[int] | np.ndarray | None = None,
+        observation_ids: Sequence[uuid.UUID] | None = None,
+        session: Session | None = None,
+    ) -> int:
+        """Store items in one transaction; return how many. Nothing is written if any is refused.
 
-    Vectors go one id per statement: sqlite-vec takes ``DELETE ... WHERE embedding_id = ?`` at about
-    25,000 rows/s, while ``WHERE embedding_id IN (SELECT ...)`` over 20,000 rows had not finished after
-    12 minutes.
-    """
-    if not ids:
-        return
-    session.connection().exec_driver_sql(
-        f"DELETE FROM {vector_table(collection.name)} WHERE embedding_id = ?", [(value,) for value in ids]
-    )
-    for chunk in _chunks(ids):
-        session.execute(delete(EmbeddingRecord).where(EmbeddingRecord.id.in_(chunk)))
+        `timestamps` are aware datetimes or epoch microseconds (default: now). `observation_ids` link
+        items to the observations they embed. With `session`, the write joins the caller's transaction.
 
+        Raises
+        ------
+        DuplicateItem
+            If any id is already stored.
+        ConfigError, DimensionMismatch, InvalidVector
+            Naming the item and value at fault.
+        """
+        return self._write(ids, vectors, metadata, timestamps, observation_ids, session, replace=False)
 
-def count_vectors(session: Session, name: str) -> int:
-    """Return how many vectors collection `name` holds (counted in its vector table)."""
-    get_collection(session, name)
-    return int(session.execute(text(f"SELECT count(*) FROM {vector_table(name)}")).scalar_one())
+    def upsert_many(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        timestamps: Sequence[datetime] | Sequence[int] | np.ndarray | None = None,
+        observation_ids: Sequence[uuid.UUID] | None = None,
+        session: Session | None = None,
+    ) -> int:
+        """Like `insert_many`, but replace stored items of the same ids; a re-run is idempotent."""
+        return self._write(ids, vectors, metadata, timestamps, observation_ids, session, replace=True)
 
+    def delete(self, ids: str | Sequence[str]) -> int:
+        """Delete items by id; return how many were stored. Unknown ids are ignored."""
+        keys = self._check_keys([ids] if isinstance(ids, str) else ids, unique=False)
+        numbers = [memory_items.item_id(self._collection_id, key) for key in keys]
+        with session_scope(self.database_url, write=True) as session:
+            stored = list(memory_items.stored_keys(session, numbers))
+            if not stored:
+                return 0
+            vector_sql.delete(session.connection(), self.name, stored)
+            memory_items.delete_rows(session, stored)
+            version = bump_version(session, self._collection_id)
+        self._after_write(keys, version, removed=stored)
+        return len(stored)
 
-def count_embeddings(session: Session, name: str) -> int:
-    """Return how many embedding rows collection `name` has in the system of record."""
-    collection = get_collection(session, name)
-    return int(session.scalar(select(func.count()).where(EmbeddingRecord.collection_id == collection.id)) or 0)
-
-
-def search(
-    session: Session,
-    name: str,
-    fingerprint: EmbedderFingerprint,
-    vector: np.ndarray,
-    *,
-    k: int = 10,
-    symbol: str | None = None,
-) -> list[Neighbour]:
-    """Return the `k` stored vectors nearest to `vector`, exactly, optionally within one `symbol`."""
-    collection = get_collection(session, name)
-    query = check_vectors(spec_of(collection), fingerprint, vector)[0]
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, was {k!r}")
-    partition = " AND symbol = :symbol" if symbol is not None else ""
-    rows = session.execute(
-        text(
-            f"SELECT embedding_id, distance FROM {vector_table(name)} "
-            f"WHERE embedding MATCH :query AND k = :k{partition} ORDER BY distance"
-        ),
-        {"query": query.tobytes(), "k": k, "symbol": symbol},
-    ).all()
-    if not rows:
-        return []
-    distances = {int(row[0]): float(row[1]) for row in rows}
-    records = session.scalars(select(EmbeddingRecord).where(EmbeddingRecord.id.in_(distances))).all()
-    found = [
-        Neighbour(
-            embedding_id=record.id,
-            observation_id=record.observation_id,
-            symbol=record.symbol,
-            timestamp=record.timestamp,
-            distance=distances[record.id],
-        )
-        for record in records
-    ]
-    return sorted(found, key=lambda neighbour: (neighbour.distance, neighbour.embedding_id))
-
-
-def delete_vectors_from(session: Session, symbol: str, since: int) -> int:
-    """Delete, in every collection, the vectors and embedding rows of `symbol` at or after epoch
-    microsecond `since`; return how many vectors went."""
-    column = stored_microseconds(EmbeddingRecord.timestamp)
-    removed = 0
-    for collection in session.scalars(select(CollectionRecord)).all():
-        ids = session.scalars(
-            select(EmbeddingRecord.id).where(
-                EmbeddingRecord.collection_id == collection.id,
-                EmbeddingRecord.symbol == symbol,
-                column >= since,
+    def _write(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata: Sequence[Mapping[str, Any] | None] | None,
+        timestamps: Sequence[datetime] | Sequence[int] | np.ndarray | None,
+        observation_ids: Sequence[uuid.UUID] | None,
+        session: Session | None,
+        *,
+        replace: bool,
+    ) -> int:
+        keys = self._check_keys(ids, unique=True)
+        matrix = check_vectors(self.spec, self.spec.fingerprint, vectors)
+        count = len(keys)
+        if len(matrix) != count:
+            raise ConfigError(f"{count} ids and {len(matrix)} vectors do not pair up")
+        if metadata is not None and len(metadata) != count:
+            raise ConfigError(f"{count} ids and {len(metadata)} metadata entries do not pair up")
+        if observation_ids is not None and len(observation_ids) != count:
+            raise ConfigError(f"{count} ids and {len(observation_ids)} observation ids do not pair up")
+        metas = [
+            check_metadata(self.spec, key, None if metadata is None else metadata[i]) for i, key in enumerate(keys)
+        ]
+        moments = self._moments(timestamps, count)
+        if count == 0:
+            return 0
+        numbers = [memory_items.item_id(self._collection_id, key) for key in keys]
+        partition_key = self.spec.partition_key
+        partitions = None if partition_key is None else [meta[partition_key] for meta in metas]
+        # Rows are written grouped by partition, which keeps sqlite-vec's chunk writes local.
+        order = list(range(count)) if partitions is None else sorted(range(count), key=partitions.__getitem__)
+        with self._write_session(session) as writer:
+            stored = memory_items.stored_keys(writer, numbers)
+            if stored:
+                self._check_stored(stored, numbers, keys, replace=replace)
+                vector_sql.delete(writer.connection(), self.name, list(stored))
+                memory_items.delete_rows(writer, list(stored))
+            ordered = matrix[order]
+            memory_items.insert_rows(
+                writer,
+                {
+                    "id": [numbers[i] for i in order],
+                    "collection_id": [self._collection_id] * count,
+                    "key": [keys[i] for i in order],
+                    "partition": [None] * count if partitions is None else [partitions[i] for i in order],
+                    "observation_id": [None] * count
+                    if observation_ids is None
+                    else [observation_ids[i] for i in order],
+                    "timestamp": [moments[i] for i in order],
+                    "metadata": [metas[i] for i in order],
+                    "vector": [row.tobytes() for row in ordered] if self.spec.keeps_full_vectors else [None] * count,
+                    "fingerprint_digest": [self.spec.fingerprint.digest] * count,
+                    "created_at": [to_microseconds(self._clock.now())] * count,
+                },
             )
-        ).all()
-        _delete_embeddings(session, collection, ids)
-        removed += len(ids)
-    return removed
+            vector_sql.insert(
+                writer.connection(),
+                self.name,
+                self.spec.quantization,
+                [numbers[i] for i in order],
+                None if partitions is None else [partitions[i] for i in order],
+                self._payloads(writer, ordered),
+            )
+            version = bump_version(writer, self._collection_id)
+        if session is None:
+            self._after_write(keys, version, added=(np.asarray(numbers, dtype=np.int64), matrix))
+        else:
+            # The caller's transaction may still roll back: forget what this process holds.
+            self._forget(keys)
+        return count
+
+    @contextmanager
+    def _write_session(self, session: Session | None) -> Iterator[Session]:
+        if session is not None:
+            yield session
+            return
+        try:
+            with session_scope(self.database_url, write=True) as writer:
+                yield writer
+        except NeuralTradeError:
+            raise
+        except Exception as error:
+            if type(error).__name__ == "IntegrityError":
+                raise StorageError(f"collection {self.name!r} refused the write: {error}") from error
+            raise
+
+    def _check_stored(self, stored: dict[int, str], numbers: list[int], keys: list[str], *, replace: bool) -> None:
+        present = [key for number, key in zip(numbers, keys, strict=True) if number in stored]
+        clashes = [key for number, key in zip(numbers, keys, strict=True) if number in stored and stored[number] != key]
+        if clashes:
+            raise StorageError(
+                f"item id {clashes[0]!r} of collection {self.name!r} hashes to the same 63-bit id as stored item "
+                f"{stored[memory_items.item_id(self._collection_id, clashes[0])]!r}; rename one of them"
+            )
+        if not replace:
+            raise DuplicateItem(self.name, present)
+
+    def _check_keys(self, ids: Sequence[str], *, unique: bool) -> list[str]:
+        if isinstance(ids, str) or not isinstance(ids, Sequence | np.ndarray):
+            raise ConfigError(f"ids of collection {self.name!r} must be a sequence of strings, was {ids!r}")
+        keys = list(ids)
+        for key in keys:
+            if not isinstance(key, str) or not key or len(key) > _KEY_LENGTH:
+                raise ConfigError(
+                    f"item id {key!r} of collection {self.name!r} must be a non-empty string of at most "
+                    f"{_KEY_LENGTH} characters"
+                )
+        if unique and len(set(keys)) != len(keys):
+            seen: set[str] = set()
+            repeated = next(key for key in keys if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+            raise ConfigError(f"item id {repeated!r} appears twice in one write to collection {self.name!r}")
+        return keys
+
+    def _moments(self, timestamps: Sequence[datetime] | Sequence[int] | np.ndarray | None, count: int) -> list[int]:
+        if timestamps is None:
+            return [to_microseconds(self._clock.now())] * count
+        values = list(timestamps)
+        if len(values) != count:
+            raise ConfigError(f"{count} ids and {len(values)} timestamps do not pair up")
+        moments = []
+        for value in values:
+            if isinstance(value, datetime):
+                if value.tzinfo is None:
+                    raise ConfigError(f"timestamp {value.isoformat()} is naive; give it a time zone")
+                moments.append(to_microseconds(value))
+            elif isinstance(value, int | np.integer) and not isinstance(value, bool):
+                moments.append(int(value))
+            else:
+                raise ConfigError(f"timestamp {value!r} is neither an aware datetime nor epoch microseconds")
+        return moments
+
+    def _payloads(self, session: Session, matrix: np.ndarray) -> np.ndarray:
+        if self.spec.quantization == "none":
+            return matrix
+        if self.spec.quantization == "binary":
+            return quantize_binary(matrix)
+        if self._int8_scale is None:
+            # The first write fixes the scale; every later vector and query is quantized the same way.
+            scale = session.scalar(
+                select(CollectionRecord.int8_scale).where(CollectionRecord.id == self._collection_id)
+            )
+            if scale is None:
+                scale = int8_scale(matrix)
+                session.execute(
+                    update(CollectionRecord).where(CollectionRecord.id == self._collection_id).values(int8_scale=scale)
+                )
+            self._int8_scale = float(scale)
+        return quantize_int8(matrix, self._int8_scale)
+
+    def _after_write(
+        self,
+        keys: Sequence[str],
+        version: int,
+        *,
+        added: tuple[np.ndarray, np.ndarray] | None = None,
+        removed: Sequence[int] = (),
+    ) -> None:
+        if self.cache is not None:
+            self.cache.invalidate(self.name, keys)
+        with self._lock:
+            if self._index is None:
+                return
+            if self._index_version != version - 1:
+                # Another writer got in between: the index no longer matches the store.
+                self._index_version = -1
+                return
+            if removed:
+                self._index.remove(removed)
+            if added is not None:
+                self._index.add(*added)
+            self._index_version = version
+
+    def _forget(self, keys: Sequence[str]) -> None:
+        if self.cache is not None:
+            self.cache.invalidate(self.name, keys)
+        with self._lock:
+            self._index_version = -1
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get(self, id: str) -> Item | None:
+        """Return the item stored under `id`, with its full-precision vector, or None."""
+        if self.cache is not None:
+            cached = self.cache.get_item(self.name, id)
+            if cached is not None:
+                return cached
+        number = memory_items.item_id(self._collection_id, id)
+        with self._reader() as session:
+            described = memory_items.describe(session, [number])
+            if number not in described or described[number][0] != id:
+                return None
+            if self.spec.keeps_full_vectors:
+                _, matrix = memory_items.full_vectors(session, [number], self.spec.dimension)
+                vector = matrix[0].copy()
+            else:
+                raw = vector_sql.vector(session.connection(), self.name, number)
+                vector = np.frombuffer(raw or b"", dtype=np.float32).copy()
+        key, metadata, moment = described[number]
+        item = Item(id=key, vector=vector, metadata=metadata, timestamp=from_microseconds(moment))
+        if self.cache is not None:
+            self.cache.put_item(self.name, id, item)
+        return item
+
+    def count(self, where: Filter | None = None) -> int:
+        """Return how many items the collection holds (that satisfy `where`)."""
+        extra = memory_items.condition(where, partition_key=self.spec.partition_key)
+        with self._reader() as session:
+            return memory_items.count(session, self._collection_id, None, extra)
+
+    def search(self, query: Query) -> list[SearchResult]:
+        """Return the `query.k` nearest items that satisfy the query's filter and ``as_of`` bound.
+
+        Results are sorted by distance (ties by id). Unfiltered queries use the HNSW index when it is
+        fresh; anything else, and every query when the index is missing or stale, is answered exactly.
+        """
+        if not isinstance(query, Query):
+            raise ConfigError(f"search takes a Query, was given {type(query).__name__}")
+        if query.vector.shape[0] != self.spec.dimension:
+            raise DimensionMismatch(self.name, self.spec.dimension, int(query.vector.shape[0]))
+        if self.cache is not None:
+            cached = self.cache.get_results(self.name, query.cache_key)
+            if cached is not None:
+                return cached
+        pairs = None
+        if query.where is None and query.as_of is None and not query.exact:
+            pairs = self._index_search(None, query, None)
+        if pairs is None:
+            with self._reader() as session:
+                pairs = self._nearest(session, query)
+        described = self._hot.describe([number for number, _ in pairs])
+        results = [
+            SearchResult(
+                id=described[number][0],
+                distance=distance,
+                metadata=described[number][1],
+                timestamp=from_microseconds(described[number][2]),
+            )
+            for number, distance in pairs
+            if number in described
+        ]
+        if self.cache is not None:
+            self.cache.put_results(self.name, query.cache_key, results)
+        return results
+
+    def _nearest(self, session: Session, query: Query) -> list[tuple[int, float]]:
+        partitions, rest = self._split(query.where)
+        as_of = None if query.as_of is None else to_microseconds(query.as_of)
+        extra = memory_items.condition(rest, partition_key=self.spec.partition_key, as_of=as_of)
+        if partitions is None and not query.exact:
+            found = self._index_search(session, query, extra)
+            if found is not None:
+                return found
+        return self._exact_search(session, query, partitions, extra)
+
+    def _split(self, where: Filter | None) -> tuple[list[str] | None, Filter | None]:
+        """Separate the conditions on the partition key, which sqlite-vec applies itself."""
+        key = self.spec.partition_key
+        if where is None or key is None:
+            return None, where
+        partitions: set[str] | None = None
+        rest: list[Filter] = []
+        for part in where.conjuncts():
+            if part.name == key and part.operator in ("eq", "in"):
+                values = part.value if isinstance(part.value, tuple) else (part.value,)
+                strings = {value for value in values if isinstance(value, str)}
+                partitions = strings if partitions is None else partitions & strings
+            else:
+                rest.append(part)
+        remaining = None
+        for part in rest:
+            remaining = part if remaining is None else remaining & part
+        return (None if partitions is None else sorted(partitions)), remaining
+
+    def _exact_search(
+        self, session: Session, query: Query, partitions: list[str] | None, extra: Any
+    ) -> list[tuple[int, float]]:
+        if partitions == []:
+            return []
+        candidates: list[int] | None = None
+        if extra is not None:
+            candidates = memory_items.matching_ids(session, self._collection_id, partitions, extra)
+            if not candidates:
+                return []
+        if self.spec.metric == "inner_product":
+            return self._scan_search(session, query, partitions, extra)
+        quantized = self.spec.quantization != "none"
+        fetch = query.k * (query.oversample or self.oversample) if quantized else query.k
+        payload = query.vector if not quantized else self._query_payload(query.vector)
+        pairs: list[tuple[int, float]] = []
+        connection = session.connection()
+        for partition in partitions or [None]:  # type: ignore[list-item]
+            pairs.extend(
+                vector_sql.nearest(
+                    connection, self.name, self.spec.quantization, payload, fetch, partition=partition, ids=candidates
+                )
+            )
+        if not quantized:
+            return sorted(pairs, key=lambda pair: (pair[1], pair[0]))[: query.k]
+        ids, matrix = memory_items.full_vectors(session, [number for number, _ in pairs], self.spec.dimension)
+        return top_k(ids.tolist(), distances(self.spec.metric, query.vector, matrix), query.k)
+
+    def _query_payload(self, vector: np.ndarray) -> np.ndarray:
+        if self.spec.quantization == "binary":
+            return quantize_binary(vector)[0]
+        return quantize_int8(vector, self._int8_scale or 127.0)
+
+    def _scan_search(
+        self, session: Session, query: Query, partitions: list[str] | None, extra: Any
+    ) -> list[tuple[int, float]]:
+        best: list[tuple[int, float]] = []
+        for ids, matrix in memory_items.scan_full_vectors(
+            session, self._collection_id, self.spec.dimension, partitions=partitions, extra=extra
+        ):
+            values = distances(self.spec.metric, query.vector, matrix)
+            merged = best + top_k(ids.tolist(), values, query.k)
+            best = sorted(merged, key=lambda pair: (pair[1], pair[0]))[: query.k]
+        return best
+
+    def _index_search(self, session: Session | None, query: Query, extra: Any) -> list[tuple[int, float]] | None:
+        with self._lock:
+            index = self._index
+            if index is None or self._index_version < 0:
+                return None
+            if self._hot.version(self._collection_id) != self._index_version:
+                return None
+            fetch = query.k if extra is None else query.k * FILTER_OVERSAMPLE
+            while True:
+                ids, values = index.search(query.vector, fetch, ef=query.ef)
+                pairs = [(int(number), float(value)) for number, value in zip(ids, values, strict=True)]
+                if extra is None or session is None:
+                    return pairs[: query.k]
+                allowed = set(memory_items.matching_ids(session, self._collection_id, None, extra))
+                kept = [pair for pair in pairs if pair[0] in allowed]
+                if len(kept) >= query.k or fetch >= len(index):
+                    return kept[: query.k]
+                if fetch >= vector_sql.MAX_K:
+                    return None
+                fetch *= FILTER_OVERSAMPLE
+
+    def _stored_version(self, session: Session) -> int:
+        return int(session.execute(_VERSION, {"id": self._collection_id}).scalar_one())
+
+    # -- the HNSW index -----------------------------------------------------------------------
+
+    @property
+    def index_file(self) -> Path | None:
+        """Where the HNSW index is saved (None when the database has no file)."""
+        return index_path(self.database_url, self.name)
+
+    @property
+    def index_status(self) -> str:
+        """``"exact"`` (no index asked for), ``"fresh"``, ``"stale"`` or ``"missing"``."""
+        if self.index_type == "exact":
+            return "exact"
+        with self._lock:
+            if self._index is None:
+                return "missing"
+            with self._reader() as session:
+                return "fresh" if self._stored_version(session) == self._index_version else "stale"
+
+    def _open_index(self, version: int) -> None:
+        path = self.index_file
+        if path is not None and path.exists():
+            try:
+                index, state = HnswIndex.load(path)
+            except IndexFileError as error:
+                logger.warning(
+                    "HNSW index of %r is unusable, searching exactly until it is rebuilt: %s", self.name, error
+                )
+                return
+            if (
+                state.get("collection_id") == self._collection_id
+                and state.get("fingerprint") == self.spec.fingerprint.digest
+            ):
+                self._index = index
+                self._index_version = int(state.get("version", -1))
+                if self._index_version != version:
+                    logger.warning("HNSW index of %r is stale; searching exactly until it is rebuilt", self.name)
+            return
+        if version == 0 or self.count() == 0:
+            # An empty collection starts a fresh, empty index that follows every insert.
+            self._index = HnswIndex(dimension=self.spec.dimension, metric=self.spec.metric, config=self.hnsw)
+            self._index_version = version
+
+    def rebuild_index(self) -> int:
+        """Build the HNSW index from every stored vector, save it atomically, return its size."""
+        with self._reader() as session:
+            version = self._stored_version(session)
+            total = memory_items.count(session, self._collection_id)
+            index = HnswIndex(
+                dimension=self.spec.dimension, metric=self.spec.metric, config=self.hnsw, capacity=max(total, 1)
+            )
+            for ids, matrix in self.full_vector_batches(session):
+                index.add(ids, matrix)
+        with self._lock:
+            self._index = index
+            self._index_version = version
+        self.save_index()
+        return len(index)
+
+    def save_index(self) -> None:
+        """Write the HNSW index beside the database, atomically (nothing without a file or an index)."""
+        path = self.index_file
+        with self._lock:
+            if path is None or self._index is None or self._index_version < 0:
+                return
+            state = {
+                "collection_id": self._collection_id,
+                "version": self._index_version,
+                "fingerprint": self.spec.fingerprint.digest,
+            }
+            self._index.save(path, state=state)
+
+    def full_vector_batches(self, session: Session) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids, float32 matrix) batches of every stored full-precision vector."""
+        if self.spec.keeps_full_vectors:
+            yield from memory_items.scan_full_vectors(session, self._collection_id, self.spec.dimension)
+        else:
+            yield from vector_sql.scan(session.connection(), self.name, self.spec.dimension)
+
+    def close(self) -> None:
+        """Drop the in-memory index and cached entries (the database stays open for other users)."""
+        with self._lock:
+            self._index = None
+            self._index_version = -1
+        if self.cache is not None:
+            self.cache.invalidate(self.name)
+
+
+_VERSION = select(CollectionRecord.version).where(CollectionRecord.id == bindparam("id"))
+
+
+def _one(timestamp: datetime | None) -> list[datetime] | None:
+    return None if timestamp is None else [timestamp]

@@ -69,3 +69,43 @@ class UnknownSymbol(NeuralTradeError):
 
 class StorageError(NeuralTradeError):
     """The database cannot be opened, migrated or written as asked."""
+
+
+class IndexFileError(NeuralTradeError):
+    """A saved vector index cannot be loaded: a file is missing, unreadable, or the two files do not match."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"index file {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class DuplicateItem(NeuralTradeError):
+    """An insert names items a collection already holds (use upsert to replace them)."""
+
+    def __init__(self, collection: str, keys: list[str]) -> None:
+        shown = ", ".join(repr(key) for key in keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        super().__init__(f"collection {collection!r} already holds {shown}; upsert replaces items, insert does not")
+        self.collection = collection
+        self.keys = keys
+
+
+class RecallBelowThreshold(NeuralTradeError):
+    """A recall audit of a vector collection measured less than the required recall."""
+
+    def __init__(self, collection: str, recall: float, threshold: float) -> None:
+        super().__init__(
+            f"collection {collection!r} answered with recall@10 {recall:.3f}, below the required {threshold:.3f}"
+        )
+        self.collection = collection
+        self.recall = recall
+        self.threshold = threshold
+
+
+class MemoryIntegrityError(NeuralTradeError):
+    """A vector collection's stores disagree: vectors without items, mixed fingerprints, NaN, an empty index."""
+
+    def __init__(self, collection: str, problems: list[str]) -> None:
+        super().__init__(f"collection {collection!r} fails its integrity check: " + "; ".join(problems))
+        self.collection = collection
+        self.problems = problems

@@ -1,20 +1,46 @@
 """The vector memory's rules, independent of where vectors are stored.
 
-A collection holds vectors of one dimension from one embedder; this module decides what it accepts.
-The storage itself (sqlite-vec, later pgvector) lives in `models.vector_store`.
+A collection holds vectors of one dimension from one embedder; this module decides what it accepts,
+how vectors are quantized and how distances are measured. The storage itself (sqlite-vec, later
+pgvector) lives in `models.vector_store`; queries and filters in `neuraltrade.memory_query`.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from neuraltrade.embedding import EmbedderFingerprint
 from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, InvalidVector
+from neuraltrade.memory_query import Filter, Item, Query, SearchResult, check_field_name
+
+__all__ = [
+    "METRICS",
+    "QUANTIZATIONS",
+    "CollectionSpec",
+    "Filter",
+    "Item",
+    "Query",
+    "SearchResult",
+    "check_metadata",
+    "check_vectors",
+    "distances",
+    "int8_scale",
+    "quantize_binary",
+    "quantize_int8",
+    "top_k",
+]
 
 METRICS = ("cosine", "l2", "inner_product")
+#: How a collection stores the vectors it searches: as they are, as int8, or as one bit per dimension.
+#: Quantized candidates are always re-scored with the full-precision vectors.
+QUANTIZATIONS = ("none", "int8", "binary")
+_QUANTIZATION_ALIASES = {"scalar": "int8"}
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
 
 
@@ -25,8 +51,19 @@ class CollectionSpec:
     name: str
     fingerprint: EmbedderFingerprint
     metric: str = "cosine"
+    quantization: str = "none"
+    partition_key: str | None = "symbol"
 
     def __post_init__(self) -> None:
+        quantization = _QUANTIZATION_ALIASES.get(self.quantization, self.quantization)
+        if quantization not in QUANTIZATIONS:
+            raise ConfigError(
+                f"collection quantization {self.quantization!r} is not one of {', '.join(QUANTIZATIONS)} "
+                "(or 'scalar', which means int8)"
+            )
+        object.__setattr__(self, "quantization", quantization)
+        if self.partition_key is not None:
+            check_field_name(self.partition_key, "collection partition key")
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ConfigError(
                 f"collection name {self.name!r} must be 1-48 lower-case letters, digits or underscores, "
@@ -39,6 +76,15 @@ class CollectionSpec:
     def dimension(self) -> int:
         """The dimension of every vector in the collection."""
         return self.fingerprint.dimension
+
+    @property
+    def keeps_full_vectors(self) -> bool:
+        """Whether full-precision vectors are kept beside the searched ones.
+
+        Quantized collections need them to re-score candidates; inner-product collections to rank at
+        all, since sqlite-vec has no inner-product distance.
+        """
+        return self.quantization != "none" or self.metric == "inner_product"
 
 
 def check_vectors(spec: CollectionSpec, fingerprint: EmbedderFingerprint, vectors: np.ndarray) -> np.ndarray:
@@ -72,3 +118,90 @@ def check_vectors(spec: CollectionSpec, fingerprint: EmbedderFingerprint, vector
             f"collection {spec.name!r} refuses vector {first} of {len(matrix)}: it holds NaN or infinity"
         )
     return matrix
+
+
+def check_metadata(spec: CollectionSpec, item_id: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return `metadata` as a plain dict if `spec` may store it with item `item_id`.
+
+    Keys must be field names; values strings, booleans, integers, finite floats or None. A collection
+    with a partition key requires that field, as a non-empty string.
+
+    Raises
+    ------
+    ConfigError
+        Naming the item, the field and the value at fault.
+    """
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, Mapping):
+        raise ConfigError(f"metadata of item {item_id!r} must be a mapping, was {type(metadata).__name__}")
+    plain: dict[str, Any] = {}
+    for key, value in metadata.items():
+        check_field_name(key, f"metadata of item {item_id!r}:")
+        if isinstance(value, np.generic):
+            value = value.item()
+        if value is not None and not isinstance(value, str | bool | int | float):
+            raise ConfigError(
+                f"metadata field {key!r} of item {item_id!r} holds {type(value).__name__} {value!r}; "
+                "only strings, booleans, numbers and None are stored"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"metadata field {key!r} of item {item_id!r} holds {value!r}, which is not finite")
+        plain[key] = value
+    if spec.partition_key is not None:
+        partition = plain.get(spec.partition_key)
+        if not isinstance(partition, str) or not partition:
+            raise ConfigError(
+                f"item {item_id!r} of collection {spec.name!r} needs its partition key field "
+                f"{spec.partition_key!r} as a non-empty string in its metadata, had {partition!r}"
+            )
+    return plain
+
+
+def int8_scale(vectors: np.ndarray) -> float:
+    """Return the factor that maps `vectors` onto int8: 127 over the 99.99th percentile of |value|.
+
+    A collection fixes its scale from its first vectors, so that every stored vector and every query
+    is quantized the same way; the rare larger value is clipped (and the rescoring repairs its rank).
+    """
+    bound = float(np.quantile(np.abs(vectors), 0.9999)) if vectors.size else 0.0
+    return 127.0 / bound if bound > 0 and math.isfinite(bound) else 127.0
+
+
+def quantize_int8(vectors: np.ndarray, scale: float) -> np.ndarray:
+    """Return `vectors` scaled by `scale`, rounded and clipped to int8."""
+    return np.clip(np.rint(vectors * np.float32(scale)), -127, 127).astype(np.int8)
+
+
+def quantize_binary(vectors: np.ndarray) -> np.ndarray:
+    """Return one bit per dimension (set where the value is positive), packed eight to a byte."""
+    return np.packbits(np.atleast_2d(vectors) > 0, axis=1)
+
+
+def distances(metric: str, query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Return the distance from `query` to every row of `vectors`, as the store defines it.
+
+    cosine: 1 - cos; l2: Euclidean distance; inner_product: 1 - dot. The same definitions hold on the
+    exact, rescored and HNSW paths, so results are comparable whichever path answered.
+    """
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if len(matrix) == 0:
+        return np.empty(0, dtype=np.float64)
+    dots = (matrix @ query).astype(np.float64)
+    if metric == "inner_product":
+        return 1.0 - dots
+    if metric == "l2":
+        squared = np.einsum("ij,ij->i", matrix, matrix, dtype=np.float64) - 2 * dots + float(query @ query)
+        return np.sqrt(np.maximum(squared, 0.0))
+    if metric == "cosine":
+        norms = np.linalg.norm(matrix, axis=1).astype(np.float64) * float(np.linalg.norm(query))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cosines = np.where(norms > 0, dots / norms, 0.0)
+        return 1.0 - cosines
+    raise ConfigError(f"metric {metric!r} is not one of {', '.join(METRICS)}")
+
+
+def top_k(candidate_ids: Sequence[int], values: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """Return the `k` (id, distance) pairs of smallest distance, ties broken by id."""
+    order = np.lexsort((np.asarray(candidate_ids, dtype=np.int64), values))[:k]
+    return [(int(candidate_ids[i]), float(values[i])) for i in order]

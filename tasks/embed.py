@@ -7,13 +7,13 @@ from typing import Any
 import numpy as np
 from prefect import task
 
-from models import repositories, vector_store
+from models import repositories
 from models.engine import session_scope
+from models.vector_store import VectorDB
 from neuraltrade.bars import timestamps_to_microseconds
 from neuraltrade.clock import Clock, SystemClock
 from neuraltrade.embedding import WindowEmbedder, WindowEmbedderConfig, relative_spreads
 from neuraltrade.errors import UnknownSymbol
-from neuraltrade.memory import CollectionSpec
 from neuraltrade.types import Observation
 from tasks import progress
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
@@ -49,10 +49,15 @@ def embed_symbol(
     the history to have a full window.
     """
     embedder = WindowEmbedder(embedder_config)
-    spec = CollectionSpec(name=collection, fingerprint=embedder.fingerprint)
+    memory = VectorDB(
+        embedder.fingerprint.dimension,
+        name=collection,
+        fingerprint=embedder.fingerprint,
+        database_url=database_url,
+        clock=clock,
+    )
+    collection_id = memory.collection_id
     window = embedder.window
-    with session_scope(database_url, write=True) as session:
-        collection_id = vector_store.ensure_collection(session, spec, clock.now()).id
     with session_scope(database_url) as session:
         timestamps = repositories.bar_timestamps(session, symbol)
         if len(timestamps) == 0:
@@ -88,17 +93,15 @@ def embed_symbol(
         "created_at": [now] * count,
     }
     with session_scope(database_url, write=True) as session:
-        record = vector_store.get_collection(session, collection)
         repositories.upsert_observations(session, observations)
-        vector_store.insert_vectors(
-            session,
-            record,
-            embedder.fingerprint,
-            observation_ids=observation_ids,
-            symbols=[symbol] * count,
+        keys = [str(observation) for observation in observation_ids]
+        memory.upsert_many(
+            keys,
+            vectors[wanted],
+            [{"symbol": symbol, "observation_id": key} for key in keys],
             timestamps=moments,
-            vectors=vectors[wanted],
-            now=now,
+            observation_ids=observation_ids,
+            session=session,
         )
     progress.report("embed", symbol, count)
     return {"symbol": symbol, "embedded": count, "skipped_history": skipped}

@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect import task
 
-from models import repositories, vector_store
+from models import collections, repositories
 from models.engine import session_scope
 from models.repositories import QuarantineEntry
 from neuraltrade.bars import BAR_COLUMNS
@@ -74,7 +74,7 @@ def ingest_file(database_url: str, path: str, symbol: str | None = None, timezon
             # A corrected or back-filled bar changes every window that contains it: drop the memory
             # from there on, and the next embedding run rebuilds it. A pure append drops nothing.
             for written_symbol, since in repositories.earliest_written(session, source=source, ingested_at=now).items():
-                invalidated += vector_store.delete_vectors_from(session, written_symbol, since)
+                invalidated += collections.delete_vectors_from(session, written_symbol, since)
                 repositories.delete_observations_from(session, written_symbol, since)
         repositories.quarantine_rows(
             session, source=source, source_digest=parsed.source_digest, entries=entries, now=now

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -13,13 +15,14 @@ from sqlalchemy import inspect
 
 import models.tables  # noqa: F401  (registers every table on the metadata)
 from alembic import command
-from models import vector_store
+from models import collections, memory_items
 from models.base import Base
 from models.engine import dispose_engines, get_engine, session_scope
 from models.migrations import alembic_config, current_revision, downgrade_database, upgrade_database
 from models.tables import VECTOR_TABLE_PREFIX
+from models.vector_store import VectorDB
 from neuraltrade.embedding import EmbedderFingerprint
-from neuraltrade.memory import CollectionSpec
+from neuraltrade.memory import CollectionSpec, Filter, Query
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 ALEMBIC_TABLE = "alembic_version"
@@ -34,7 +37,7 @@ def schema_tables(url: str) -> set[str]:
 def create_collection(url: str, name: str, dimension: int = 8) -> None:
     fingerprint = EmbedderFingerprint(name="test", version="1", dimension=dimension)
     with session_scope(url, write=True) as session:
-        vector_store.ensure_collection(session, CollectionSpec(name=name, fingerprint=fingerprint), NOW)
+        collections.ensure_collection(session, CollectionSpec(name=name, fingerprint=fingerprint), NOW)
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ def test_upgrading_an_empty_file_creates_every_table_of_the_metadata(empty_url: 
     upgrade_database(empty_url)
 
     assert schema_tables(empty_url) == {*Base.metadata.tables, ALEMBIC_TABLE}
-    assert current_revision(empty_url) == "0001"
+    assert current_revision(empty_url) == "0002"
 
 
 def test_upgrading_twice_is_harmless(database_url: str) -> None:
@@ -109,3 +112,80 @@ def test_every_model_column_exists_after_upgrade(database_url: str) -> None:
     for table in Base.metadata.sorted_tables:
         stored = {column["name"] for column in inspector.get_columns(table.name)}
         assert stored == set(table.columns.keys()), table.name
+
+
+def store_at_revision_0001(url: str) -> tuple[list[str], np.ndarray]:
+    """Write bars, observations and market-state vectors as revision 0001 stored them; return keys, vectors."""
+    import uuid
+
+    upgrade_database(url, "0001")
+    vectors = np.random.default_rng(3).standard_normal((6, 8)).astype(np.float32)
+    observation_ids = [uuid.uuid5(uuid.NAMESPACE_URL, f"observation-{i}") for i in range(6)]
+    fingerprint = {"name": "window", "version": "1", "dimension": 8, "parameters": {}}
+    with get_engine(url).begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO collections (id, name, dimension, metric, fingerprint, fingerprint_digest, created_at) "
+            "VALUES (1, 'market_state', 8, 'cosine', ?, 'digest', 0)",
+            (json.dumps(fingerprint),),
+        )
+        connection.exec_driver_sql(
+            "CREATE VIRTUAL TABLE vec_market_state USING vec0(embedding_id integer primary key, "
+            "symbol text partition key, embedding float[8] distance_metric=cosine, chunk_size=1024)"
+        )
+        for i, observation in enumerate(observation_ids):
+            symbol = "AAA" if i < 3 else "BBB"
+            connection.exec_driver_sql(
+                "INSERT INTO bars (id, symbol, timestamp, open, high, low, close, volume, source, ingested_at) "
+                "VALUES (?, ?, ?, 1, 1, 1, 1, 1, 'test', 0)",
+                (i + 1, symbol, i),
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO observations (id, bar_id, symbol, timestamp, price, volume, spread, metadata, created_at) "
+                "VALUES (?, ?, ?, ?, 1, 1, 0, '{}', 0)",
+                (observation.hex, i + 1, symbol, i),
+            )
+            item = memory_items.item_id(1, str(observation))
+            connection.exec_driver_sql(
+                "INSERT INTO embeddings (id, collection_id, observation_id, symbol, timestamp, fingerprint_digest, "
+                "created_at) VALUES (?, 1, ?, ?, ?, 'digest', 0)",
+                (item, observation.hex, symbol, i),
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO vec_market_state (embedding_id, symbol, embedding) VALUES (?, ?, ?)",
+                (item, symbol, vectors[i].tobytes()),
+            )
+    return [str(observation) for observation in observation_ids], vectors
+
+
+def test_upgrading_from_0001_keeps_every_market_state_vector_under_its_id_and_key(empty_url: str) -> None:
+    keys, vectors = store_at_revision_0001(empty_url)
+
+    upgrade_database(empty_url)
+
+    with session_scope(empty_url) as session:
+        spec = collections.spec_of(collections.get_collection(session, "market_state"))
+        fingerprint = spec.fingerprint
+    store = VectorDB(8, name="market_state", fingerprint=fingerprint, database_url=empty_url)
+    assert store.count() == 6
+    item = store.get(keys[4])
+    assert item is not None
+    np.testing.assert_array_equal(item.vector, vectors[4])
+    assert item.metadata == {"symbol": "BBB", "observation_id": keys[4]}
+    [nearest] = store.search(Query(vectors[1], k=1).filter(Filter.eq("symbol", "AAA")))
+    assert nearest.id == keys[1]
+    assert nearest.distance == pytest.approx(0.0, abs=1e-6)
+
+
+def test_downgrading_to_0001_keeps_the_market_state_vectors(empty_url: str) -> None:
+    _, vectors = store_at_revision_0001(empty_url)
+    upgrade_database(empty_url)
+
+    downgrade_database(empty_url, "0001")
+
+    with get_engine(empty_url).connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT e.symbol, v.embedding FROM embeddings e JOIN vec_market_state v ON v.embedding_id = e.id "
+            "ORDER BY e.timestamp"
+        ).all()
+    assert [row[0] for row in rows] == ["AAA"] * 3 + ["BBB"] * 3
+    np.testing.assert_array_equal(np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows]), vectors)

@@ -334,7 +334,7 @@ def test_table_counts_follow_the_writes(database_url: str) -> None:
             "bars": 12,
             "observations": 0,
             "collections": 0,
-            "embeddings": 0,
+            "memory_items": 0,
             "quarantined_rows": 2,
             "run_summaries": 1,
         }

@@ -1,4 +1,4 @@
-"""Specification of the sqlite-vec vector store (`models.vector_store`)."""
+"""Specification of the vector store on observations: collections, item ids, replacement, exact search."""
 
 from __future__ import annotations
 
@@ -14,16 +14,17 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
 
-from models import repositories, vector_store
+from models import collections, memory_items, repositories, vector_sql
 from models.engine import dispose_engines, session_scope
 from models.migrations import upgrade_database
-from models.tables import CollectionRecord, EmbeddingRecord
+from models.tables import CollectionRecord, MemoryItemRecord
+from models.vector_store import VectorDB
 from neuraltrade.bars import conform_bar_frame, timestamps_to_microseconds
+from neuraltrade.clock import FixedClock
 from neuraltrade.embedding import EmbedderFingerprint
-from neuraltrade.errors import DimensionMismatch, FingerprintMismatch, InvalidVector
-from neuraltrade.memory import CollectionSpec
+from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, InvalidVector, StorageError
+from neuraltrade.memory import CollectionSpec, Filter, Query
 from neuraltrade.types import Observation
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -87,6 +88,17 @@ def store_observations(url: str, symbols: list[str], per_symbol: int) -> Observa
     return Observations(ids, names, stamps)
 
 
+def memory(url: str, *, fingerprint: EmbedderFingerprint = FINGERPRINT, spec: CollectionSpec = SPEC) -> VectorDB:
+    return VectorDB(
+        fingerprint.dimension,
+        name=spec.name,
+        metric=spec.metric,
+        fingerprint=fingerprint,
+        database_url=url,
+        clock=FixedClock(NOW),
+    )
+
+
 def insert(
     url: str,
     observations: Observations,
@@ -95,30 +107,28 @@ def insert(
     fingerprint: EmbedderFingerprint = FINGERPRINT,
     spec: CollectionSpec = SPEC,
 ) -> list[int]:
-    with session_scope(url, write=True) as session:
-        collection = vector_store.ensure_collection(session, spec, NOW)
-        return vector_store.insert_vectors(
-            session,
-            collection,
-            fingerprint,
-            observation_ids=observations.ids,
-            symbols=observations.symbols,
-            timestamps=observations.timestamps,
-            vectors=vectors,
-            now=NOW,
-        )
+    """Store one vector per observation, as the embed task does (keyed by observation id); return item ids."""
+    store = memory(url, fingerprint=fingerprint, spec=spec)
+    keys = [str(observation) for observation in observations.ids]
+    store.upsert_many(
+        keys,
+        vectors,
+        [{"symbol": symbol} for symbol in observations.symbols],
+        timestamps=observations.timestamps,
+        observation_ids=observations.ids,
+    )
+    return [memory_items.item_id(store.collection_id, key) for key in keys]
 
 
 def counts(url: str, name: str = SPEC.name) -> tuple[int, int]:
     with session_scope(url) as session:
-        return vector_store.count_vectors(session, name), vector_store.count_embeddings(session, name)
+        collection = collections.get_collection(session, name)
+        return vector_sql.count(session.connection(), name), memory_items.count(session, collection.id)
 
 
-def stored_vector(url: str, embedding_id: int, name: str = SPEC.name) -> np.ndarray:
+def stored_vector(url: str, item: int, name: str = SPEC.name) -> np.ndarray:
     with session_scope(url) as session:
-        blob = session.execute(
-            text(f"SELECT embedding FROM vec_{name} WHERE embedding_id = :id"), {"id": embedding_id}
-        ).scalar_one()
+        blob = session.execute(text(f"SELECT embedding FROM vec_{name} WHERE item_id = :id"), {"id": item}).scalar_one()
     return np.frombuffer(blob, dtype=np.float32)
 
 
@@ -131,9 +141,9 @@ def random_vectors(count: int, seed: int = 0, dimension: int = DIMENSION) -> np.
 
 def test_ensuring_a_collection_creates_it_and_then_returns_the_same_record(database_url: str) -> None:
     with session_scope(database_url, write=True) as session:
-        created = vector_store.ensure_collection(session, SPEC, NOW)
+        created = collections.ensure_collection(session, SPEC, NOW)
     with session_scope(database_url, write=True) as session:
-        again = vector_store.ensure_collection(session, SPEC, NOW + timedelta(days=1))
+        again = collections.ensure_collection(session, SPEC, NOW + timedelta(days=1))
         tables = session.execute(text("SELECT name FROM sqlite_master WHERE name = 'vec_memory'")).scalars().all()
         records = session.scalars(select(CollectionRecord)).all()
 
@@ -143,16 +153,16 @@ def test_ensuring_a_collection_creates_it_and_then_returns_the_same_record(datab
     assert again.created_at == NOW
     assert tables == ["vec_memory"]
     assert len(records) == 1
-    assert vector_store.spec_of(again) == SPEC
+    assert collections.spec_of(again) == SPEC
 
 
 def test_a_collection_of_another_embedder_is_a_fingerprint_mismatch_naming_both(database_url: str) -> None:
     with session_scope(database_url, write=True) as session:
-        vector_store.ensure_collection(session, SPEC, NOW)
+        collections.ensure_collection(session, SPEC, NOW)
 
     other = CollectionSpec(name=SPEC.name, fingerprint=OTHER_FINGERPRINT)
     with pytest.raises(FingerprintMismatch) as raised, session_scope(database_url, write=True) as session:
-        vector_store.ensure_collection(session, other, NOW)
+        collections.ensure_collection(session, other, NOW)
 
     message = str(raised.value)
     assert FINGERPRINT.describe() in message
@@ -161,8 +171,8 @@ def test_a_collection_of_another_embedder_is_a_fingerprint_mismatch_naming_both(
 
 
 def test_an_unknown_collection_is_not_found_by_name(database_url: str) -> None:
-    with pytest.raises(vector_store.CollectionNotFound, match="'nowhere'"), session_scope(database_url) as session:
-        vector_store.count_vectors(session, "nowhere")
+    with pytest.raises(collections.CollectionNotFound, match="'nowhere'"):
+        VectorDB.open("nowhere", database_url=database_url)
 
 
 # -- inserting --------------------------------------------------------------------------------------
@@ -186,13 +196,17 @@ def test_embedding_ids_are_derived_from_collection_and_observation_and_stable(da
     again = insert(database_url, observations, random_vectors(10, seed=1))
 
     with session_scope(database_url) as session:
-        collection = vector_store.get_collection(session, SPEC.name)
-        records = session.scalars(select(EmbeddingRecord)).all()
-    expected = [vector_store.embedding_id(collection.id, observation) for observation in observations.ids]
+        collection = collections.get_collection(session, SPEC.name)
+        records = session.scalars(select(MemoryItemRecord)).all()
+    expected = [memory_items.item_id(collection.id, str(observation)) for observation in observations.ids]
     assert ids == again == expected
     assert {(record.id, record.observation_id) for record in records} == set(zip(ids, observations.ids, strict=True))
     assert all(0 <= value < 2**63 for value in ids)
-    assert vector_store.embedding_id(1, observations.ids[0]) != vector_store.embedding_id(2, observations.ids[0])
+    key = str(observations.ids[0])
+    assert memory_items.item_id(1, key) != memory_items.item_id(2, key)
+    assert (
+        memory_items.item_id(1, "plain-key") == memory_items.item_id(1, "plain-key") != memory_items.item_id(1, "other")
+    )
 
 
 def test_reinserting_the_same_observations_replaces_their_vectors(database_url: str) -> None:
@@ -204,10 +218,9 @@ def test_reinserting_the_same_observations_replaces_their_vectors(database_url: 
 
     assert counts(database_url) == (50, 50)
     np.testing.assert_array_equal(stored_vector(database_url, ids[30]), replacement[30])
-    with session_scope(database_url) as session:
-        [nearest] = vector_store.search(session, SPEC.name, FINGERPRINT, replacement[30], k=1)
-    assert nearest.embedding_id == ids[30]
-    assert nearest.observation_id == observations.ids[30]
+    [nearest] = memory(database_url).search(Query(replacement[30], k=1))
+    assert memory_items.item_id(memory(database_url).collection_id, nearest.id) == ids[30]
+    assert nearest.id == str(observations.ids[30])
     assert nearest.distance == pytest.approx(0.0, abs=1e-5)
 
 
@@ -266,7 +279,7 @@ def test_a_batch_whose_parts_do_not_pair_up_is_refused_and_writes_nothing(databa
     ids = insert(database_url, observations, first)
     short = Observations(observations.ids, observations.symbols, observations.timestamps[:-1])
 
-    with pytest.raises(ValueError, match="do not pair up"):
+    with pytest.raises(ConfigError, match="do not pair up"):
         insert(database_url, short, random_vectors(10, seed=2))
 
     assert counts(database_url) == (10, 10)
@@ -282,7 +295,7 @@ def test_vectors_of_observations_never_stored_are_refused_and_write_nothing(data
         [*observations.timestamps[:2], observations.timestamps[0] - 86_400_000_000],
     )
 
-    with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+    with pytest.raises(StorageError, match="FOREIGN KEY"):
         insert(database_url, unknown, random_vectors(3, seed=9))
 
     assert counts(database_url) == (5, 5)
@@ -291,6 +304,7 @@ def test_vectors_of_observations_never_stored_are_refused_and_write_nothing(data
 def test_an_empty_batch_writes_nothing(database_url: str) -> None:
     assert insert(database_url, Observations([], [], []), np.empty((0, DIMENSION), dtype=np.float32)) == []
     assert counts(database_url) == (0, 0)
+    assert memory(database_url).upsert_many([], np.empty((0, DIMENSION), dtype=np.float32)) == 0
 
 
 # -- searching --------------------------------------------------------------------------------------
@@ -316,8 +330,8 @@ def search_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchSto
     upgrade_database(url)
     observations = store_observations(url, SEARCH_SYMBOLS, SEARCH_PER_SYMBOL)
     vectors = random_vectors(len(observations.ids), seed=20_240_506)
-    ids = insert(url, observations, vectors)
-    yield SearchStore(url, observations, vectors, np.asarray(ids, dtype=np.int64))
+    insert(url, observations, vectors)
+    yield SearchStore(url, observations, vectors, np.asarray([str(observation) for observation in observations.ids]))
     dispose_engines()
 
 
@@ -346,15 +360,14 @@ def assert_exact(store: SearchStore, query: np.ndarray, rows: np.ndarray, symbol
     order = np.argsort(distances, kind="stable")
     # float32 (sqlite-vec) and float64 (here) may only disagree on a near tie at the cut.
     assume(distances[order[K]] - distances[order[K - 1]] > 1e-5)
-    with session_scope(store.url) as session:
-        found = vector_store.search(session, SPEC.name, FINGERPRINT, query, k=K, symbol=symbol)
+    question = Query(query, k=K)
+    found = memory(store.url).search(question if symbol is None else question.filter(Filter.eq("symbol", symbol)))
 
-    assert [neighbour.embedding_id for neighbour in found] == store.ids[rows][order[:K]].tolist()
+    assert [neighbour.id for neighbour in found] == store.ids[rows][order[:K]].tolist()
     np.testing.assert_allclose([n.distance for n in found], distances[order[:K]], atol=1e-5)
     for neighbour in found:
-        position = int(np.flatnonzero(store.ids == neighbour.embedding_id)[0])
-        assert neighbour.observation_id == store.observations.ids[position]
-        assert neighbour.symbol == store.observations.symbols[position]
+        position = int(np.flatnonzero(store.ids == neighbour.id)[0])
+        assert neighbour.metadata == {"symbol": store.observations.symbols[position]}
         assert neighbour.timestamp == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
             microseconds=store.observations.timestamps[position]
         )
@@ -380,25 +393,23 @@ def test_search_within_a_symbol_returns_its_exact_nearest_neighbours_only(
 
 
 def test_a_stored_vector_is_its_own_nearest_neighbour(search_store: SearchStore) -> None:
-    with session_scope(search_store.url) as session:
-        [nearest] = vector_store.search(session, SPEC.name, FINGERPRINT, search_store.vectors[1234], k=1)
+    [nearest] = memory(search_store.url).search(Query(search_store.vectors[1234], k=1))
 
-    assert nearest.embedding_id == search_store.ids[1234]
+    assert nearest.id == search_store.ids[1234]
     assert nearest.distance == pytest.approx(0.0, abs=1e-6)
 
 
 def test_search_in_a_symbol_without_vectors_finds_nothing(search_store: SearchStore) -> None:
-    with session_scope(search_store.url) as session:
-        assert vector_store.search(session, SPEC.name, FINGERPRINT, search_store.vectors[0], symbol="ZZZ") == []
+    query = Query(search_store.vectors[0]).filter(Filter.eq("symbol", "ZZZ"))
+    assert memory(search_store.url).search(query) == []
 
 
 def test_search_refuses_a_query_of_another_embedder_or_a_bad_k(search_store: SearchStore) -> None:
     query = search_store.vectors[0]
-    with session_scope(search_store.url) as session:
-        with pytest.raises(FingerprintMismatch):
-            vector_store.search(session, SPEC.name, OTHER_FINGERPRINT, query)
-        with pytest.raises(DimensionMismatch):
-            vector_store.search(session, SPEC.name, FINGERPRINT, query[:-1])
-        for bad_k in (0, -1, 2.5):
-            with pytest.raises(ValueError, match="k must be a positive integer"):
-                vector_store.search(session, SPEC.name, FINGERPRINT, query, k=bad_k)  # type: ignore[arg-type]
+    with pytest.raises(FingerprintMismatch):
+        memory(search_store.url, fingerprint=OTHER_FINGERPRINT)
+    with pytest.raises(DimensionMismatch):
+        memory(search_store.url).search(Query(query[:-1]))
+    for bad_k in (0, -1, 2.5):
+        with pytest.raises(ConfigError, match="k must be a positive integer"):
+            Query(query, k=bad_k)  # type: ignore[arg-type]

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import select, text
 
-from models import repositories, vector_store
+from models import collections, memory_items, repositories, vector_sql
 from models.engine import session_scope
-from models.tables import BarRecord, EmbeddingRecord, ObservationRecord
+from models.tables import BarRecord, MemoryItemRecord, ObservationRecord
 from neuraltrade.embedding import WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.errors import FingerprintMismatch, UnknownSymbol
 from neuraltrade.synthetic import MarketConfig, generate_market, write_market_csv
@@ -48,21 +48,21 @@ def early_url(database_url: str, tmp_path: Path) -> str:
 
 
 def stored_counts(url: str) -> tuple[int, int, int]:
-    """(vectors, embedding rows, observation rows)."""
+    """(vectors, item rows, observation rows)."""
     with session_scope(url) as session:
         return (
-            vector_store.count_vectors(session, MARKET_STATE_COLLECTION),
-            vector_store.count_embeddings(session, MARKET_STATE_COLLECTION),
+            vector_sql.count(session.connection(), MARKET_STATE_COLLECTION),
+            memory_items.count(session, collections.get_collection(session, MARKET_STATE_COLLECTION).id),
             repositories.table_counts(session)["observations"],
         )
 
 
 def stored_vector(url: str, observation_id: Any) -> np.ndarray:
     with session_scope(url) as session:
-        collection = vector_store.get_collection(session, MARKET_STATE_COLLECTION)
+        collection = collections.get_collection(session, MARKET_STATE_COLLECTION)
         blob = session.execute(
-            text(f"SELECT embedding FROM vec_{MARKET_STATE_COLLECTION} WHERE embedding_id = :id"),
-            {"id": vector_store.embedding_id(collection.id, observation_id)},
+            text(f"SELECT embedding FROM vec_{MARKET_STATE_COLLECTION} WHERE item_id = :id"),
+            {"id": memory_items.item_id(collection.id, str(observation_id))},
         ).scalar_one()
     return np.frombuffer(blob, dtype=np.float32)
 
@@ -77,13 +77,13 @@ def test_embedding_a_symbol_stores_one_vector_per_full_window(early_url: str) ->
 def test_embedding_again_embeds_nothing(early_url: str) -> None:
     embed_symbol.fn(early_url, SYMBOL, CONFIG)
     with session_scope(early_url) as session:
-        before = session.execute(select(EmbeddingRecord.__table__).order_by(EmbeddingRecord.id)).all()
+        before = session.execute(select(MemoryItemRecord.__table__).order_by(MemoryItemRecord.id)).all()
 
     assert embed_symbol.fn(early_url, SYMBOL, CONFIG)["embedded"] == 0
 
     assert stored_counts(early_url) == (75, 75, 75)
     with session_scope(early_url) as session:
-        assert session.execute(select(EmbeddingRecord.__table__).order_by(EmbeddingRecord.id)).all() == before
+        assert session.execute(select(MemoryItemRecord.__table__).order_by(MemoryItemRecord.id)).all() == before
 
 
 def test_after_later_bars_arrive_only_the_new_ones_are_embedded(early_url: str, tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ def test_observations_take_their_stable_ids_and_their_bars_values(early_url: str
     with session_scope(early_url) as session:
         observations = session.scalars(select(ObservationRecord).order_by(ObservationRecord.timestamp)).all()
         bars = {bar.id: bar for bar in session.scalars(select(BarRecord).where(BarRecord.symbol == SYMBOL))}
-        embedded = set(session.scalars(select(EmbeddingRecord.observation_id)))
+        embedded = set(session.scalars(select(MemoryItemRecord.observation_id)))
 
     expected_times = [moment.to_pydatetime() for moment in bars_of(SYMBOL)["timestamp"].iloc[15:EARLY_BARS]]
     assert [observation.timestamp for observation in observations] == expected_times
@@ -142,7 +142,7 @@ def test_embedding_one_symbol_leaves_the_others_alone(early_url: str) -> None:
     assert stored_counts(early_url) == (150, 150, 150)
     with session_scope(early_url) as session:
         for symbol in ("SYN000", "SYN001"):
-            collection = vector_store.get_collection(session, MARKET_STATE_COLLECTION)
+            collection = collections.get_collection(session, MARKET_STATE_COLLECTION)
             assert len(repositories.embedded_timestamps(session, collection.id, symbol)) == 75
 
 
@@ -173,7 +173,7 @@ def test_another_embedder_may_fill_its_own_collection(early_url: str) -> None:
 
     assert result["embedded"] == EARLY_BARS - 24 + 1
     with session_scope(early_url) as session:
-        assert vector_store.count_vectors(session, "wide_windows") == 67
+        assert vector_sql.count(session.connection(), "wide_windows") == 67
         # One observation per bar, shared by every collection that embeds it.
         assert repositories.table_counts(session)["observations"] == 75
 

@@ -36,10 +36,7 @@ def ingest(url: str, frame: pd.DataFrame, path: Path) -> dict[str, int]:
 def vectors_by_observation(url: str) -> dict[str, np.ndarray]:
     with session_scope(url) as session:
         rows = session.execute(
-            text(
-                "SELECT e.observation_id, v.embedding FROM embeddings e "
-                "JOIN vec_market_state v ON v.embedding_id = e.id"
-            )
+            text("SELECT e.observation_id, v.embedding FROM memory_items e JOIN vec_market_state v ON v.item_id = e.id")
         ).all()
     return {str(observation): np.frombuffer(blob, dtype=np.float32) for observation, blob in rows}
 
@@ -77,7 +74,7 @@ def test_a_corrected_bar_drops_the_vectors_of_every_window_holding_it(database_u
     assert report["vectors_invalidated"] == len(HISTORY) - CHANGED
     with session_scope(database_url) as session:
         counts = repositories.table_counts(session)
-    assert counts["embeddings"] == counts["observations"] == CHANGED - CONFIG.window + 1
+    assert counts["memory_items"] == counts["observations"] == CHANGED - CONFIG.window + 1
 
 
 def test_after_a_correction_embedding_again_rebuilds_exactly_the_memory_of_the_corrected_history(

@@ -1,0 +1,154 @@
+"""Vector collections as stored: their rows, their sqlite-vec tables, their versions and index files.
+
+`models.vector_store.VectorDB` is the public face; these functions are what it and the tasks share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from models import memory_items, vector_sql
+from models.base import stored_microseconds
+from models.engine import is_sqlite
+from models.tables import CollectionRecord, MemoryItemRecord
+from neuraltrade.embedding import EmbedderFingerprint
+from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, NeuralTradeError
+from neuraltrade.memory import CollectionSpec
+
+
+class CollectionNotFound(NeuralTradeError):
+    """A collection named by the caller does not exist."""
+
+
+def external_fingerprint(dimension: int) -> EmbedderFingerprint:
+    """Return the fingerprint of vectors that come from outside the platform's embedders."""
+    return EmbedderFingerprint(name="external", version="1", dimension=dimension)
+
+
+def index_path(database_url: str, collection: str) -> Path | None:
+    """Return where collection `collection`'s HNSW index file lives: ``<db>.indexes/<name>.hnsw``.
+
+    None for a database without a file (in memory, or not SQLite): the index then lives in memory only.
+    """
+    if not is_sqlite(database_url):
+        return None
+    database = make_url(database_url).database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser().resolve()
+    return path.parent / f"{path.name}.indexes" / f"{collection}.hnsw"
+
+
+def get_collection(session: Session, name: str) -> CollectionRecord:
+    """Return the collection called `name`, or raise `CollectionNotFound`."""
+    record = session.scalar(select(CollectionRecord).where(CollectionRecord.name == name))
+    if record is None:
+        raise CollectionNotFound(f"no vector collection is called {name!r}")
+    return record
+
+
+def spec_of(record: CollectionRecord) -> CollectionSpec:
+    """Return the `CollectionSpec` a stored collection was created with."""
+    return CollectionSpec(
+        name=record.name,
+        fingerprint=EmbedderFingerprint(**record.fingerprint),
+        metric=record.metric,
+        quantization=record.quantization,
+        partition_key=record.partition_key,
+    )
+
+
+def ensure_collection(session: Session, spec: CollectionSpec, now: datetime) -> CollectionRecord:
+    """Return the collection `spec` names, creating its row and vector table if it is new.
+
+    Raises
+    ------
+    FingerprintMismatch
+        If a collection of that name holds vectors of another embedder.
+    ConfigError
+        If it exists with another metric, quantization or partition key (each difference is named).
+    """
+    record = session.scalar(select(CollectionRecord).where(CollectionRecord.name == spec.name))
+    if record is not None:
+        stored = spec_of(record)
+        if stored.fingerprint.digest != spec.fingerprint.digest:
+            if stored.dimension != spec.dimension:
+                raise DimensionMismatch(spec.name, stored.dimension, spec.dimension)
+            raise FingerprintMismatch(spec.name, stored.fingerprint.describe(), spec.fingerprint.describe())
+        differences = [
+            f"{name} {getattr(stored, name)!r} (asked for {getattr(spec, name)!r})"
+            for name in ("metric", "quantization", "partition_key")
+            if getattr(stored, name) != getattr(spec, name)
+        ]
+        if differences:
+            raise ConfigError(f"collection {spec.name!r} exists with " + ", ".join(differences))
+        return record
+    record = CollectionRecord(
+        name=spec.name,
+        dimension=spec.dimension,
+        metric=spec.metric,
+        quantization=spec.quantization,
+        partition_key=spec.partition_key,
+        version=0,
+        fingerprint={
+            "name": spec.fingerprint.name,
+            "version": spec.fingerprint.version,
+            "dimension": spec.fingerprint.dimension,
+            "parameters": spec.fingerprint.parameters,
+        },
+        fingerprint_digest=spec.fingerprint.digest,
+        created_at=now,
+    )
+    session.add(record)
+    session.flush()
+    vector_sql.create_table(
+        session.connection(),
+        spec.name,
+        dimension=spec.dimension,
+        metric=spec.metric,
+        quantization=spec.quantization,
+        partitioned=spec.partition_key is not None,
+    )
+    return record
+
+
+def bump_version(session: Session, collection_id: int) -> int:
+    """Record a write to the collection; return its new version."""
+    statement = (
+        update(CollectionRecord)
+        .where(CollectionRecord.id == collection_id)
+        .values(version=CollectionRecord.version + 1)
+        .returning(CollectionRecord.version)
+    )
+    return int(session.execute(statement).scalar_one())
+
+
+def delete_items(session: Session, record: CollectionRecord, ids: Sequence[int]) -> int:
+    """Delete items `ids` (vectors and rows) of collection `record`; return how many went."""
+    if not ids:
+        return 0
+    vector_sql.delete(session.connection(), record.name, ids)
+    memory_items.delete_rows(session, ids)
+    bump_version(session, record.id)
+    return len(ids)
+
+
+def delete_vectors_from(session: Session, symbol: str, since: int) -> int:
+    """Delete, in every partitioned collection, the items of partition `symbol` whose timestamp is at or
+    after epoch microsecond `since`; return how many went. Ingestion calls it when bars change."""
+    removed = 0
+    column = stored_microseconds(MemoryItemRecord.timestamp)
+    for record in session.scalars(select(CollectionRecord).where(CollectionRecord.partition_key.is_not(None))):
+        ids = session.scalars(
+            select(MemoryItemRecord.id).where(
+                MemoryItemRecord.collection_id == record.id, MemoryItemRecord.partition == symbol, column >= since
+            )
+        ).all()
+        removed += delete_items(session, record, list(ids))
+    return removed

@@ -1,0 +1,222 @@
+"""Questions asked of the vector memory: filters over item metadata, queries, and what comes back.
+
+A `Filter` is a small expression tree over metadata fields. Field names are checked here, against a
+fixed pattern, and values are kept as Python values: the store turns a filter into SQL with every
+value bound as a parameter, so no SQL is ever built from a user's string.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from neuraltrade.errors import ConfigError, InvalidVector
+
+#: A metadata field name: a letter or underscore, then letters, digits or underscores (at most 64).
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+Scalar = str | int | float | bool
+COMPARISONS = ("lt", "le", "gt", "ge")
+
+
+def check_field_name(name: object, where: str = "filter") -> str:
+    """Return `name` if it is a valid metadata field name, else raise `ConfigError` naming it."""
+    if not isinstance(name, str) or not FIELD_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{where} field {name!r} is not a field name (a letter or underscore, then up to 63 letters, "
+            "digits or underscores)"
+        )
+    return name
+
+
+def check_scalar(value: object, where: str) -> Scalar:
+    """Return `value` if it is a string, a boolean, an integer or a finite float, else raise `ConfigError`."""
+    if isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, np.generic):
+        return check_scalar(value.item(), where)
+    raise ConfigError(f"{where} value {value!r} is not a string, a boolean, an integer or a finite number")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A condition on an item's metadata; build one with `Filter.eq`, `Filter.in_`, `Filter.lt`, ...
+
+    Conditions combine with ``&`` (and) and ``|`` (or). A field an item does not have never matches.
+    Values compare within their kind: strings with strings, numbers with numbers, booleans with booleans.
+    """
+
+    operator: str
+    name: str | None = None
+    value: Scalar | tuple[Scalar, ...] | None = None
+    operands: tuple[Filter, ...] = field(default=())
+
+    @classmethod
+    def eq(cls, name: str, value: Scalar) -> Filter:
+        """Match items whose field `name` equals `value`."""
+        return cls("eq", check_field_name(name), check_scalar(value, f"Filter.eq({name!r})"))
+
+    @classmethod
+    def in_(cls, name: str, values: Iterable[Scalar]) -> Filter:
+        """Match items whose field `name` equals one of `values` (at least one value)."""
+        check_field_name(name)
+        if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+            raise ConfigError(f"Filter.in_({name!r}) takes a collection of values, was given {values!r}")
+        checked = tuple(dict.fromkeys(check_scalar(value, f"Filter.in_({name!r})") for value in values))
+        if not checked:
+            raise ConfigError(f"Filter.in_({name!r}) was given no values; it would match nothing")
+        return cls("in", name, checked)
+
+    @classmethod
+    def lt(cls, name: str, value: Scalar) -> Filter:
+        """Match items whose field `name` is less than `value`."""
+        return cls._comparison("lt", name, value)
+
+    @classmethod
+    def le(cls, name: str, value: Scalar) -> Filter:
+        """Match items whose field `name` is at most `value`."""
+        return cls._comparison("le", name, value)
+
+    @classmethod
+    def gt(cls, name: str, value: Scalar) -> Filter:
+        """Match items whose field `name` is greater than `value`."""
+        return cls._comparison("gt", name, value)
+
+    @classmethod
+    def ge(cls, name: str, value: Scalar) -> Filter:
+        """Match items whose field `name` is at least `value`."""
+        return cls._comparison("ge", name, value)
+
+    @classmethod
+    def _comparison(cls, operator: str, name: str, value: Scalar) -> Filter:
+        check_field_name(name)
+        checked = check_scalar(value, f"Filter.{operator}({name!r})")
+        if isinstance(checked, bool):
+            raise ConfigError(f"Filter.{operator}({name!r}) cannot order booleans; use Filter.eq")
+        return cls(operator, name, checked)
+
+    def __and__(self, other: Filter) -> Filter:
+        return _combine("and", self, other)
+
+    def __or__(self, other: Filter) -> Filter:
+        return _combine("or", self, other)
+
+    def fields(self) -> frozenset[str]:
+        """Return every field name the filter reads."""
+        if self.name is not None:
+            return frozenset({self.name})
+        return frozenset().union(*(operand.fields() for operand in self.operands))
+
+    def conjuncts(self) -> Iterator[Filter]:
+        """Yield the conditions that must all hold (the operands of a top-level 'and', else itself)."""
+        if self.operator == "and":
+            yield from self.operands
+        else:
+            yield self
+
+    def describe(self) -> str:
+        """Return a readable form, e.g. ``symbol = 'NVDA' and volume > 1000``."""
+        if self.operator in ("and", "or"):
+            return "(" + f" {self.operator} ".join(operand.describe() for operand in self.operands) + ")"
+        symbols = {"eq": "=", "in": "in", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+        return f"{self.name} {symbols[self.operator]} {self.value!r}"
+
+
+def _combine(operator: str, left: object, right: object) -> Filter:
+    if not isinstance(left, Filter) or not isinstance(right, Filter):
+        raise ConfigError(f"a filter combines only with another filter, was given {right!r}")
+    operands: list[Filter] = []
+    for operand in (left, right):
+        operands.extend(operand.operands if operand.operator == operator else (operand,))
+    return Filter(operator, operands=tuple(operands))
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """A nearest-neighbour question: the `k` stored vectors closest to `vector`.
+
+    Parameters
+    ----------
+    vector
+        The query vector (any numeric 1-d array; it is kept as float32).
+    k
+        How many neighbours to return.
+    where
+        A metadata `Filter` every result must satisfy (see also `Query.filter`).
+    as_of
+        Only items whose timestamp is strictly before this aware datetime are seen, so a backtest at
+        time t never reads what the memory learned at or after t.
+    oversample
+        Candidates fetched per result before full-precision rescoring, for quantized collections
+        (default: the store's).
+    ef
+        HNSW search breadth for this query (default: the index's); ignored by exact search.
+    exact
+        Always search exactly, even when the store has an HNSW index.
+    """
+
+    vector: np.ndarray
+    k: int = 10
+    where: Filter | None = None
+    as_of: datetime | None = None
+    oversample: int | None = None
+    ef: int | None = None
+    exact: bool = False
+
+    def __post_init__(self) -> None:
+        vector = np.asarray(self.vector)
+        if vector.ndim != 1 or vector.size == 0 or not np.issubdtype(vector.dtype, np.number):
+            raise InvalidVector(f"a query vector must be a flat array of numbers, was shape {vector.shape}")
+        vector = np.ascontiguousarray(vector, dtype=np.float32)
+        if not np.isfinite(vector).all():
+            raise InvalidVector("the query vector holds NaN or infinity")
+        vector.setflags(write=False)
+        object.__setattr__(self, "vector", vector)
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ConfigError(f"query k must be a positive integer, was {self.k!r}")
+        if self.where is not None and not isinstance(self.where, Filter):
+            raise ConfigError(f"query where must be a Filter, was {self.where!r}")
+        if self.as_of is not None and (not isinstance(self.as_of, datetime) or self.as_of.tzinfo is None):
+            raise ConfigError(f"query as_of must be an aware datetime, was {self.as_of!r}")
+        for name in ("oversample", "ef"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"query {name} must be a positive integer, was {value!r}")
+
+    def filter(self, condition: Filter) -> Query:
+        """Return this query with `condition` added (and-ed to any filter it has)."""
+        where = condition if self.where is None else self.where & condition
+        return Query(self.vector, self.k, where, self.as_of, self.oversample, self.ef, self.exact)
+
+    @property
+    def cache_key(self) -> tuple[Any, ...]:
+        """A hashable key that equal queries share (the result cache's key)."""
+        return (self.vector.tobytes(), self.k, self.where, self.as_of, self.oversample, self.ef, self.exact)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One neighbour: the item's id, its distance to the query, its metadata and timestamp."""
+
+    id: str
+    distance: float
+    metadata: Mapping[str, Any]
+    timestamp: datetime
+
+
+@dataclass(frozen=True, eq=False)
+class Item:
+    """A stored item: its id, full-precision vector, metadata and timestamp."""
+
+    id: str
+    vector: np.ndarray
+    metadata: Mapping[str, Any]
+    timestamp: datetime

@@ -237,6 +237,12 @@ class HotReader:
             cursor = self._local.cursor = connection.cursor()
         return cursor
 
+    def rows(self, sql: str, parameters: tuple[object, ...]) -> list[Any]:
+        """Run driver SQL (sqlite-vec's own, from `models.vector_sql`) and return its rows."""
+        cursor = self._cursor()
+        cursor.execute(sql, parameters)
+        return list(cursor.fetchall())
+
     def version(self, collection_id: int) -> int:
         """Return the collection's current version."""
         cursor = self._cursor()

@@ -85,6 +85,28 @@ def delete(connection: Connection, collection: str, ids: Sequence[int]) -> None:
         )
 
 
+def nearest_statement(
+    collection: str,
+    quantization: str,
+    payload: np.ndarray,
+    k: int,
+    *,
+    partition: str | None = None,
+    ids: Sequence[int] | None = None,
+) -> tuple[str, tuple[object, ...]]:
+    """Return the driver SQL and parameters of a KNN query (see `nearest`)."""
+    clauses = [f"embedding MATCH {_WRAPPERS[quantization]}", "k = ?"]
+    parameters: list[object] = [payload, min(k, MAX_K)]
+    if partition is not None:
+        clauses.append("partition_value = ?")
+        parameters.append(partition)
+    if ids is not None:
+        clauses.append("item_id IN (SELECT value FROM json_each(?))")
+        parameters.append(json.dumps([int(value) for value in ids]))
+    sql = f"SELECT item_id, distance FROM {table_name(collection)} WHERE {' AND '.join(clauses)} ORDER BY distance"
+    return sql, tuple(parameters)
+
+
 def nearest(
     connection: Connection,
     collection: str,
@@ -97,19 +119,8 @@ def nearest(
 ) -> list[tuple[int, float]]:
     """Return the `k` (id, distance) pairs nearest to `payload`, exactly, optionally within one
     `partition` and among `ids` only."""
-    clauses = [f"embedding MATCH {_WRAPPERS[quantization]}", "k = ?"]
-    parameters: list[object] = [payload, min(k, MAX_K)]
-    if partition is not None:
-        clauses.append("partition_value = ?")
-        parameters.append(partition)
-    if ids is not None:
-        clauses.append("item_id IN (SELECT value FROM json_each(?))")
-        parameters.append(json.dumps([int(value) for value in ids]))
-    rows = connection.exec_driver_sql(
-        f"SELECT item_id, distance FROM {table_name(collection)} WHERE {' AND '.join(clauses)} ORDER BY distance",
-        tuple(parameters),
-    ).all()
-    return [(int(row[0]), float(row[1])) for row in rows]
+    sql, parameters = nearest_statement(collection, quantization, payload, k, partition=partition, ids=ids)
+    return [(int(row[0]), float(row[1])) for row in connection.exec_driver_sql(sql, parameters).all()]
 
 
 def vector(connection: Connection, collection: str, item: int) -> bytes | None:

@@ -10,7 +10,6 @@ when it is fresh; when it is missing or stale, the exact path answers instead.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from models.collections import (
 )
 from models.engine import get_engine, resolve_database_url, session_scope
 from models.tables import CollectionRecord
+from models.vector_index import IndexKeeper
 from neuraltrade.ann import HnswConfig, HnswIndex
 from neuraltrade.clock import Clock, SystemClock
 from neuraltrade.embedding import EmbedderFingerprint
@@ -42,7 +42,6 @@ from neuraltrade.errors import (
     ConfigError,
     DimensionMismatch,
     DuplicateItem,
-    IndexFileError,
     NeuralTradeError,
     StorageError,
 )
@@ -67,6 +66,9 @@ __all__ = ["CollectionNotFound", "VectorDB"]
 logger = logging.getLogger(__name__)
 
 INDEX_TYPES = ("exact", "hnsw")
+#: Candidates re-scored per wanted result, by quantization. One bit per dimension ranks far more
+#: coarsely than int8, so binary needs a wider net for the same recall (docs/benchmarks.md).
+DEFAULT_OVERSAMPLE = {"none": 1, "int8": 4, "binary": 16}
 #: Candidates fetched per wanted result when the HNSW index must be post-filtered.
 FILTER_OVERSAMPLE = 4
 _KEY_LENGTH = 256
@@ -96,7 +98,7 @@ class VectorDB:
     fingerprint
         The embedder of the vectors; collections refuse vectors of another embedder.
     oversample
-        Candidates per result that a quantized search re-scores.
+        Candidates per result that a quantized search re-scores (default: 4 for int8, 16 for binary).
     hnsw
         The HNSW index's configuration.
     cache
@@ -116,7 +118,7 @@ class VectorDB:
         partition_key: str | None = "symbol",
         database_url: str | None = None,
         fingerprint: EmbedderFingerprint | None = None,
-        oversample: int = 4,
+        oversample: int | None = None,
         hnsw: HnswConfig | None = None,
         cache: SessionMemory | None = None,
         clock: Clock | None = None,
@@ -128,13 +130,15 @@ class VectorDB:
             raise DimensionMismatch(name, dimension, fingerprint.dimension)
         if index_type not in INDEX_TYPES:
             raise ConfigError(f"index_type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
-        if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
+        if oversample is not None and (
+            isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1
+        ):
             raise ConfigError(f"oversample must be a positive integer, was {oversample!r}")
         self.spec = CollectionSpec(
             name=name, fingerprint=fingerprint, metric=metric, quantization=quantization, partition_key=partition_key
         )
         self.index_type = index_type
-        self.oversample = oversample
+        self.oversample = oversample or DEFAULT_OVERSAMPLE[self.spec.quantization]
         self.hnsw = hnsw or HnswConfig()
         self.cache = cache
         self.database_url = resolve_database_url(database_url)
@@ -142,16 +146,23 @@ class VectorDB:
         self._engine: Engine = get_engine(self.database_url)
         self._reader = sessionmaker(bind=self._engine)
         self._hot = memory_items.hot_reader(self._engine)
-        self._lock = threading.RLock()
-        self._index: HnswIndex | None = None
-        self._index_version = -1
         with session_scope(self.database_url, write=True) as session:
             record = ensure_collection(session, self.spec, self._clock.now())
             self._collection_id = record.id
             self._int8_scale = record.int8_scale
             version = record.version
+        self._keeper: IndexKeeper | None = None
         if index_type == "hnsw":
-            self._open_index(version)
+            self._keeper = IndexKeeper(
+                path=index_path(self.database_url, self.name),
+                collection=self.name,
+                collection_id=self._collection_id,
+                fingerprint_digest=self.spec.fingerprint.digest,
+                dimension=self.spec.dimension,
+                metric=self.spec.metric,
+                config=self.hnsw,
+            )
+            self._keeper.open(version, empty=version == 0 or self.count() == 0)
 
     @classmethod
     def open(cls, name: str, *, database_url: str | None = None, **options: Any) -> VectorDB:
@@ -419,24 +430,14 @@ class VectorDB:
     ) -> None:
         if self.cache is not None:
             self.cache.invalidate(self.name, keys)
-        with self._lock:
-            if self._index is None:
-                return
-            if self._index_version != version - 1:
-                # Another writer got in between: the index no longer matches the store.
-                self._index_version = -1
-                return
-            if removed:
-                self._index.remove(removed)
-            if added is not None:
-                self._index.add(*added)
-            self._index_version = version
+        if self._keeper is not None:
+            self._keeper.follow(version, added=added, removed=removed)
 
     def _forget(self, keys: Sequence[str]) -> None:
         if self.cache is not None:
             self.cache.invalidate(self.name, keys)
-        with self._lock:
-            self._index_version = -1
+        if self._keeper is not None:
+            self._keeper.forget()
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -487,6 +488,8 @@ class VectorDB:
         if query.where is None and query.as_of is None and not query.exact:
             pairs = self._index_search(None, query, None)
         if pairs is None:
+            pairs = self._partition_search(query)
+        if pairs is None:
             with self._reader() as session:
                 pairs = self._nearest(session, query)
         described = self._hot.describe([number for number, _ in pairs])
@@ -513,6 +516,30 @@ class VectorDB:
             if found is not None:
                 return found
         return self._exact_search(session, query, partitions, extra)
+
+    def _partition_search(self, query: Query) -> list[tuple[int, float]] | None:
+        """Answer, on the hot reader, an exact query filtered by partition only (None if it is not one)."""
+        partitions, rest = self._split(query.where)
+        if rest is not None or query.as_of is not None or self.spec.metric == "inner_product":
+            return None
+        if self.index_type == "hnsw" and partitions is None and not query.exact:
+            return None
+        if partitions == []:
+            return []
+        quantized = self.spec.quantization != "none"
+        fetch = query.k * (query.oversample or self.oversample) if quantized else query.k
+        payload = self._query_payload(query.vector) if quantized else query.vector
+        pairs: list[tuple[int, float]] = []
+        for partition in partitions or [None]:  # type: ignore[list-item]
+            sql, parameters = vector_sql.nearest_statement(
+                self.name, self.spec.quantization, payload, fetch, partition=partition
+            )
+            pairs.extend((int(row[0]), float(row[1])) for row in self._hot.rows(sql, parameters))
+        if not quantized:
+            return sorted(pairs, key=lambda pair: (pair[1], pair[0]))[: query.k]
+        with self._reader() as session:
+            ids, matrix = memory_items.full_vectors(session, [number for number, _ in pairs], self.spec.dimension)
+        return top_k(ids.tolist(), distances(self.spec.metric, query.vector, matrix), query.k)
 
     def _split(self, where: Filter | None) -> tuple[list[str] | None, Filter | None]:
         """Separate the conditions on the partition key, which sqlite-vec applies itself."""
@@ -579,25 +606,25 @@ class VectorDB:
         return best
 
     def _index_search(self, session: Session | None, query: Query, extra: Any) -> list[tuple[int, float]] | None:
-        with self._lock:
-            index = self._index
-            if index is None or self._index_version < 0:
+        if self._keeper is None:
+            return None
+        version = self._hot.version(self._collection_id)
+        fetch = query.k if extra is None else query.k * FILTER_OVERSAMPLE
+        while True:
+            found = self._keeper.search(query.vector, fetch, query.ef, version)
+            if found is None:
                 return None
-            if self._hot.version(self._collection_id) != self._index_version:
+            index, ids, values = found
+            pairs = [(int(number), float(value)) for number, value in zip(ids, values, strict=True)]
+            if extra is None or session is None:
+                return pairs[: query.k]
+            allowed = set(memory_items.matching_ids(session, self._collection_id, None, extra))
+            kept = [pair for pair in pairs if pair[0] in allowed]
+            if len(kept) >= query.k or fetch >= len(index):
+                return kept[: query.k]
+            if fetch >= vector_sql.MAX_K:
                 return None
-            fetch = query.k if extra is None else query.k * FILTER_OVERSAMPLE
-            while True:
-                ids, values = index.search(query.vector, fetch, ef=query.ef)
-                pairs = [(int(number), float(value)) for number, value in zip(ids, values, strict=True)]
-                if extra is None or session is None:
-                    return pairs[: query.k]
-                allowed = set(memory_items.matching_ids(session, self._collection_id, None, extra))
-                kept = [pair for pair in pairs if pair[0] in allowed]
-                if len(kept) >= query.k or fetch >= len(index):
-                    return kept[: query.k]
-                if fetch >= vector_sql.MAX_K:
-                    return None
-                fetch *= FILTER_OVERSAMPLE
+            fetch *= FILTER_OVERSAMPLE
 
     def _stored_version(self, session: Session) -> int:
         return int(session.execute(_VERSION, {"id": self._collection_id}).scalar_one())
@@ -612,40 +639,19 @@ class VectorDB:
     @property
     def index_status(self) -> str:
         """``"exact"`` (no index asked for), ``"fresh"``, ``"stale"`` or ``"missing"``."""
-        if self.index_type == "exact":
+        if self._keeper is None:
             return "exact"
-        with self._lock:
-            if self._index is None:
-                return "missing"
-            with self._reader() as session:
-                return "fresh" if self._stored_version(session) == self._index_version else "stale"
+        return self._keeper.status(self._hot.version(self._collection_id))
 
-    def _open_index(self, version: int) -> None:
-        path = self.index_file
-        if path is not None and path.exists():
-            try:
-                index, state = HnswIndex.load(path)
-            except IndexFileError as error:
-                logger.warning(
-                    "HNSW index of %r is unusable, searching exactly until it is rebuilt: %s", self.name, error
-                )
-                return
-            if (
-                state.get("collection_id") == self._collection_id
-                and state.get("fingerprint") == self.spec.fingerprint.digest
-            ):
-                self._index = index
-                self._index_version = int(state.get("version", -1))
-                if self._index_version != version:
-                    logger.warning("HNSW index of %r is stale; searching exactly until it is rebuilt", self.name)
-            return
-        if version == 0 or self.count() == 0:
-            # An empty collection starts a fresh, empty index that follows every insert.
-            self._index = HnswIndex(dimension=self.spec.dimension, metric=self.spec.metric, config=self.hnsw)
-            self._index_version = version
+    @property
+    def index_size(self) -> int | None:
+        """How many vectors the HNSW index in memory holds (None without one)."""
+        return None if self._keeper is None else self._keeper.size()
 
     def rebuild_index(self) -> int:
         """Build the HNSW index from every stored vector, save it atomically, return its size."""
+        if self._keeper is None:
+            raise ConfigError(f"collection {self.name!r} was opened with index_type='exact'; it has no index")
         with self._reader() as session:
             version = self._stored_version(session)
             total = memory_items.count(session, self._collection_id)
@@ -654,24 +660,13 @@ class VectorDB:
             )
             for ids, matrix in self.full_vector_batches(session):
                 index.add(ids, matrix)
-        with self._lock:
-            self._index = index
-            self._index_version = version
-        self.save_index()
+        self._keeper.replace(index, version)
         return len(index)
 
     def save_index(self) -> None:
-        """Write the HNSW index beside the database, atomically (nothing without a file or an index)."""
-        path = self.index_file
-        with self._lock:
-            if path is None or self._index is None or self._index_version < 0:
-                return
-            state = {
-                "collection_id": self._collection_id,
-                "version": self._index_version,
-                "fingerprint": self.spec.fingerprint.digest,
-            }
-            self._index.save(path, state=state)
+        """Write the HNSW index beside the database, atomically (nothing without a file or a fresh index)."""
+        if self._keeper is not None:
+            self._keeper.save()
 
     def full_vector_batches(self, session: Session) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (ids, float32 matrix) batches of every stored full-precision vector."""
@@ -682,9 +677,8 @@ class VectorDB:
 
     def close(self) -> None:
         """Drop the in-memory index and cached entries (the database stays open for other users)."""
-        with self._lock:
-            self._index = None
-            self._index_version = -1
+        if self._keeper is not None:
+            self._keeper.close()
         if self.cache is not None:
             self.cache.invalidate(self.name)
 

@@ -7,10 +7,13 @@ made from a user's string.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -249,7 +252,7 @@ class HotReader:
         cursor.execute(self._version_sql, (collection_id,) if self._positional else {"id": collection_id})
         return int(cursor.fetchone()[0])
 
-    def describe(self, ids: Sequence[int]) -> dict[int, tuple[str, dict[str, Any], int]]:
+    def describe(self, ids: Sequence[int]) -> dict[int, tuple[str, Mapping[str, Any], int]]:
         """Return (key, metadata, timestamp in epoch microseconds) of each of `ids`, by id."""
         if not ids:
             return {}
@@ -266,11 +269,20 @@ class HotReader:
         cursor = self._cursor()
         parameters = [int(value) for value in ids]
         cursor.execute(sql, parameters if self._positional else {f"id{i}": value for i, value in enumerate(parameters)})
-        decode = self._decode
-        return {
-            int(row[0]): (row[1], decode(row[2]) if decode is not None else row[2], int(row[3]))
-            for row in cursor.fetchall()
-        }
+        decode = self._metadata
+        return {int(row[0]): (row[1], decode(row[2]), int(row[3])) for row in cursor.fetchall()}
+
+    def _metadata(self, stored: Any) -> Mapping[str, Any]:
+        # Items of one symbol often share their metadata text: decode each text once, and hand out
+        # read-only views so that results sharing one mapping cannot change each other.
+        if not isinstance(stored, str):
+            return MappingProxyType(stored if self._decode is None else self._decode(stored))
+        return _decoded_metadata(stored, self._decode)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _decoded_metadata(text: str, decode: Any) -> Mapping[str, Any]:
+    return MappingProxyType(decode(text) if decode is not None else json.loads(text))
 
 
 _readers: dict[int, tuple[Engine, HotReader]] = {}

@@ -202,7 +202,7 @@ class Query:
         return (self.vector.tobytes(), self.k, self.where, self.as_of, self.oversample, self.ef, self.exact)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SearchResult:
     """One neighbour: the item's id, its distance to the query, its metadata and timestamp."""
 

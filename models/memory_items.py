@@ -17,12 +17,14 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Engine, and_, bindparam, delete, false, func, insert, or_, select
+from sqlalchemy import ColumnElement, Engine, String, and_, bindparam, delete, false, func, insert, literal, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from models.base import from_microseconds, stored_microseconds, table_of
 from models.bulk import execute_many
-from models.tables import CollectionRecord, MemoryItemRecord
+from models.tables import CollectionRecord, MemoryItemRecord, MemoryVectorRecord
 from neuraltrade.memory import Filter
 
 #: Ids per statement: SQLite binds at most 32,766 variables.
@@ -30,6 +32,7 @@ IDS_PER_STATEMENT = 10_000
 _ID_MASK = (1 << 63) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _ITEMS = table_of(MemoryItemRecord)
+_VECTORS = table_of(MemoryVectorRecord)
 
 
 def item_id(collection_id: int, key: str) -> int:
@@ -39,9 +42,13 @@ def item_id(collection_id: int, key: str) -> int:
     counter. A key that is a UUID (a market state's observation id) is used as it is; any other key is
     hashed to 128 bits first.
     """
-    try:
-        value = uuid.UUID(key).int
-    except ValueError:
+    value = None
+    if len(key) == 36 and key[8] == "-":  # cheap test first: most keys are not UUIDs
+        try:
+            value = uuid.UUID(key).int
+        except ValueError:
+            value = None
+    if value is None:
         value = int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest(), "big")
     return ((value >> 64) ^ (collection_id * _GOLDEN)) & _ID_MASK
 
@@ -66,9 +73,15 @@ def insert_rows(session: Session, columns: dict[str, list[Any]]) -> None:
     execute_many(session, insert(_ITEMS), _ITEMS, columns)
 
 
+def insert_vectors(session: Session, ids: Sequence[int], matrix: np.ndarray) -> None:
+    """Insert the full-precision vectors (float32 rows of `matrix`) of items `ids`."""
+    execute_many(session, insert(_VECTORS), _VECTORS, {"id": list(ids), "vector": [row.tobytes() for row in matrix]})
+
+
 def delete_rows(session: Session, ids: Sequence[int]) -> None:
-    """Delete the item rows `ids`."""
+    """Delete the item rows `ids` and their full-precision vectors."""
     for chunk in chunks(ids):
+        session.execute(delete(MemoryVectorRecord).where(MemoryVectorRecord.id.in_(chunk)))
         session.execute(delete(MemoryItemRecord).where(MemoryItemRecord.id.in_(chunk)))
 
 
@@ -104,12 +117,45 @@ def _compile(where: Filter, partition_key: str | None) -> ColumnElement[bool]:
         if not same_kind:
             continue
         field = _field(where.name, kind)
+        # Values compare within their kind only: SQL would happily compare 1 with true or 'abc' with 0.
+        guard = json_kind(MemoryItemRecord.metadata_, literal(f'$."{where.name}"'), literal(where.name)).in_(
+            _JSON_KINDS[kind]
+        )
         if where.operator in ("eq", "in"):
-            comparisons.append(field == same_kind[0] if len(same_kind) == 1 else field.in_(same_kind))
+            test = field == same_kind[0] if len(same_kind) == 1 else field.in_(same_kind)
         else:
             operators = {"lt": field.__lt__, "le": field.__le__, "gt": field.__gt__, "ge": field.__ge__}
-            comparisons.append(operators[where.operator](same_kind[0]))
+            test = operators[where.operator](same_kind[0])
+        comparisons.append(and_(guard, test))
     return comparisons[0] if len(comparisons) == 1 else or_(*comparisons)
+
+
+class json_kind(FunctionElement[str]):  # noqa: N801 - named like the SQL function it renders
+    """The JSON type of a metadata field: SQLite's ``json_type``, PostgreSQL's ``json_typeof``."""
+
+    type = String()
+    inherit_cache = True
+    name = "json_kind"
+
+
+@compiles(json_kind, "sqlite")
+def _json_kind_sqlite(element: json_kind, compiler: Any, **options: Any) -> str:
+    column, path, _key = list(element.clauses)
+    return f"json_type({compiler.process(column, **options)}, {compiler.process(path, **options)})"
+
+
+@compiles(json_kind, "postgresql")
+def _json_kind_postgresql(element: json_kind, compiler: Any, **options: Any) -> str:
+    column, _path, key = list(element.clauses)
+    return f"json_typeof(({compiler.process(column, **options)})::json -> {compiler.process(key, **options)})"
+
+
+# What each kind of filter value may match, as named by SQLite and by PostgreSQL.
+_JSON_KINDS: dict[type, tuple[str, ...]] = {
+    str: ("text", "string"),
+    float: ("integer", "real", "number"),
+    bool: ("true", "false", "boolean"),
+}
 
 
 def _kind(value: Any) -> type:
@@ -171,15 +217,14 @@ def describe(session: Session, ids: Sequence[int]) -> dict[int, tuple[str, dict[
 
 
 def full_vectors(session: Session, ids: Sequence[int], dimension: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return (ids, float32 matrix) of the full-precision vectors kept for `ids` (those that have one)."""
+    """Return (ids, float32 matrix) of the full-precision vectors of `ids` (those stored)."""
     found_ids: list[int] = []
     blobs: list[bytes] = []
-    query = select(MemoryItemRecord.id, MemoryItemRecord.vector)
+    query = select(MemoryVectorRecord.id, MemoryVectorRecord.vector)
     for chunk in chunks(ids):
-        for row in session.execute(query.where(MemoryItemRecord.id.in_(chunk))):
-            if row[1] is not None:
-                found_ids.append(int(row[0]))
-                blobs.append(row[1])
+        for row in session.execute(query.where(MemoryVectorRecord.id.in_(chunk))):
+            found_ids.append(int(row[0]))
+            blobs.append(row[1])
     matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dimension)
     return np.asarray(found_ids, dtype=np.int64), matrix
 
@@ -193,9 +238,11 @@ def scan_full_vectors(
     extra: ColumnElement[bool] | None = None,
     batch: int = 20_000,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (ids, float32 matrix) batches of the kept full-precision vectors of matching items."""
-    query = select(MemoryItemRecord.id, MemoryItemRecord.vector).where(
-        MemoryItemRecord.collection_id == collection_id, MemoryItemRecord.vector.is_not(None)
+    """Yield (ids, float32 matrix) batches of the full-precision vectors of matching items."""
+    query = (
+        select(MemoryVectorRecord.id, MemoryVectorRecord.vector)
+        .join(MemoryItemRecord, MemoryItemRecord.id == MemoryVectorRecord.id)
+        .where(MemoryItemRecord.collection_id == collection_id)
     )
     if partitions is not None:
         query = query.where(MemoryItemRecord.partition.in_(partitions))
@@ -204,8 +251,16 @@ def scan_full_vectors(
     result = session.execute(query.execution_options(yield_per=batch))
     for rows in result.partitions(batch):
         ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(row[1] or b"" for row in rows), dtype=np.float32).reshape(len(rows), dimension)
+        matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), dimension)
         yield ids, matrix
+
+
+def filter_ids(session: Session, ids: Sequence[int], extra: ColumnElement[bool]) -> set[int]:
+    """Return which of `ids` satisfy `extra`."""
+    query = select(MemoryItemRecord.id).where(extra)
+    return {
+        int(value) for chunk in chunks(ids) for value in session.scalars(query.where(MemoryItemRecord.id.in_(chunk)))
+    }
 
 
 def timestamps_to_datetimes(values: Sequence[int]) -> list[Any]:

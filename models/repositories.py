@@ -24,6 +24,7 @@ from models.tables import (
     BarRecord,
     CollectionRecord,
     MemoryItemRecord,
+    MemoryVectorRecord,
     ObservationRecord,
     QuarantinedRow,
     RunSummary,
@@ -179,7 +180,16 @@ def latest_runs_by_kind(session: Session) -> list[RunSummary]:
 def table_counts(session: Session) -> dict[str, int]:
     """Return the number of rows of every table, by table name."""
     counts = {}
-    for model in (BarRecord, ObservationRecord, CollectionRecord, MemoryItemRecord, QuarantinedRow, RunSummary):
+    models = (
+        BarRecord,
+        ObservationRecord,
+        CollectionRecord,
+        MemoryItemRecord,
+        MemoryVectorRecord,
+        QuarantinedRow,
+        RunSummary,
+    )
+    for model in models:
         counts[model.__tablename__] = int(session.scalar(select(func.count()).select_from(model)) or 0)
     return counts
 

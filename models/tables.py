@@ -89,12 +89,11 @@ class CollectionRecord(Base):
 
 
 class MemoryItemRecord(Base):
-    """One item of a vector collection: its key, metadata, timestamp and (when kept) full vector.
+    """One item of a vector collection: its key, metadata and timestamp.
 
     `id` is derived from (collection, key) and is also the rowid of the item's vector in the
-    collection's vector table. `timestamp` is when the item came to be (a market state: its bar's
-    time); searches with ``as_of`` see only earlier items. `vector` holds the full-precision float32
-    vector when the searched one is quantized (or the metric is inner product).
+    collection's vector table and of its full-precision vector in `memory_vectors`. `timestamp` is when
+    the item came to be (a market state: its bar's time); searches with ``as_of`` see only earlier items.
     """
 
     __tablename__ = "memory_items"
@@ -112,9 +111,25 @@ class MemoryItemRecord(Base):
     observation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("observations.id", ondelete="CASCADE"))
     timestamp: Mapped[datetime]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
-    vector: Mapped[bytes | None] = mapped_column(LargeBinary)
     fingerprint_digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+
+
+class MemoryVectorRecord(Base):
+    """The full-precision float32 vector of one item, for exact filtered search and re-scoring.
+
+    A table of its own, not a column of `memory_items`: filters scan item rows, and 2 KiB vectors
+    inline would make every such scan read every vector.
+    """
+
+    __tablename__ = "memory_vectors"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("memory_items.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class QuarantinedRow(Base):

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,9 @@ INDEX_TYPES = ("exact", "hnsw")
 #: Candidates re-scored per wanted result, by quantization. One bit per dimension ranks far more
 #: coarsely than int8, so binary needs a wider net for the same recall (docs/benchmarks.md).
 DEFAULT_OVERSAMPLE = {"none": 1, "int8": 4, "binary": 16}
+#: A filtered exact search reads the full vectors of at most this many matching items and ranks them
+#: with numpy; past it, it widens a KNN over the vector table until enough neighbours pass the filter.
+SCAN_LIMIT = 20_000
 #: Candidates fetched per wanted result when the HNSW index must be post-filtered.
 FILTER_OVERSAMPLE = 4
 _KEY_LENGTH = 256
@@ -146,6 +150,8 @@ class VectorDB:
         self._engine: Engine = get_engine(self.database_url)
         self._reader = sessionmaker(bind=self._engine)
         self._hot = memory_items.hot_reader(self._engine)
+        # One cache may serve stores of several databases: its entries are named by database and collection.
+        self._cache_name = f"{self.database_url}#{name}"
         with session_scope(self.database_url, write=True) as session:
             record = ensure_collection(session, self.spec, self._clock.now())
             self._collection_id = record.id
@@ -321,11 +327,11 @@ class VectorDB:
                     else [observation_ids[i] for i in order],
                     "timestamp": [moments[i] for i in order],
                     "metadata": [metas[i] for i in order],
-                    "vector": [row.tobytes() for row in ordered] if self.spec.keeps_full_vectors else [None] * count,
                     "fingerprint_digest": [self.spec.fingerprint.digest] * count,
                     "created_at": [to_microseconds(self._clock.now())] * count,
                 },
             )
+            memory_items.insert_vectors(writer, [numbers[i] for i in order], ordered)
             vector_sql.insert(
                 writer.connection(),
                 self.name,
@@ -429,13 +435,13 @@ class VectorDB:
         removed: Sequence[int] = (),
     ) -> None:
         if self.cache is not None:
-            self.cache.invalidate(self.name, keys)
+            self.cache.invalidate(self._cache_name, keys)
         if self._keeper is not None:
             self._keeper.follow(version, added=added, removed=removed)
 
     def _forget(self, keys: Sequence[str]) -> None:
         if self.cache is not None:
-            self.cache.invalidate(self.name, keys)
+            self.cache.invalidate(self._cache_name, keys)
         if self._keeper is not None:
             self._keeper.forget()
 
@@ -444,7 +450,7 @@ class VectorDB:
     def get(self, id: str) -> Item | None:
         """Return the item stored under `id`, with its full-precision vector, or None."""
         if self.cache is not None:
-            cached = self.cache.get_item(self.name, id)
+            cached = self.cache.get_item(self._cache_name, id)
             if cached is not None:
                 return cached
         number = memory_items.item_id(self._collection_id, id)
@@ -452,16 +458,14 @@ class VectorDB:
             described = memory_items.describe(session, [number])
             if number not in described or described[number][0] != id:
                 return None
-            if self.spec.keeps_full_vectors:
-                _, matrix = memory_items.full_vectors(session, [number], self.spec.dimension)
-                vector = matrix[0].copy()
-            else:
-                raw = vector_sql.vector(session.connection(), self.name, number)
-                vector = np.frombuffer(raw or b"", dtype=np.float32).copy()
+            _, matrix = memory_items.full_vectors(session, [number], self.spec.dimension)
+        vector = matrix[0].copy()
+        # A cached item is handed to every caller: nothing in it may change.
+        vector.setflags(write=False)
         key, metadata, moment = described[number]
-        item = Item(id=key, vector=vector, metadata=metadata, timestamp=from_microseconds(moment))
+        item = Item(id=key, vector=vector, metadata=MappingProxyType(metadata), timestamp=from_microseconds(moment))
         if self.cache is not None:
-            self.cache.put_item(self.name, id, item)
+            self.cache.put_item(self._cache_name, id, item)
         return item
 
     def count(self, where: Filter | None = None) -> int:
@@ -481,7 +485,7 @@ class VectorDB:
         if query.vector.shape[0] != self.spec.dimension:
             raise DimensionMismatch(self.name, self.spec.dimension, int(query.vector.shape[0]))
         if self.cache is not None:
-            cached = self.cache.get_results(self.name, query.cache_key)
+            cached = self.cache.get_results(self._cache_name, query.cache_key)
             if cached is not None:
                 return cached
         pairs = None
@@ -504,7 +508,7 @@ class VectorDB:
             if number in described
         ]
         if self.cache is not None:
-            self.cache.put_results(self.name, query.cache_key, results)
+            self.cache.put_results(self._cache_name, query.cache_key, results)
         return results
 
     def _nearest(self, session: Session, query: Query) -> list[tuple[int, float]]:
@@ -522,24 +526,11 @@ class VectorDB:
         partitions, rest = self._split(query.where)
         if rest is not None or query.as_of is not None or self.spec.metric == "inner_product":
             return None
-        if self.index_type == "hnsw" and partitions is None and not query.exact:
+        if (self._keeper is not None and partitions is None and not query.exact) or query.k > vector_sql.MAX_K:
             return None
         if partitions == []:
             return []
-        quantized = self.spec.quantization != "none"
-        fetch = query.k * (query.oversample or self.oversample) if quantized else query.k
-        payload = self._query_payload(query.vector) if quantized else query.vector
-        pairs: list[tuple[int, float]] = []
-        for partition in partitions or [None]:  # type: ignore[list-item]
-            sql, parameters = vector_sql.nearest_statement(
-                self.name, self.spec.quantization, payload, fetch, partition=partition
-            )
-            pairs.extend((int(row[0]), float(row[1])) for row in self._hot.rows(sql, parameters))
-        if not quantized:
-            return sorted(pairs, key=lambda pair: (pair[1], pair[0]))[: query.k]
-        with self._reader() as session:
-            ids, matrix = memory_items.full_vectors(session, [number for number, _ in pairs], self.spec.dimension)
-        return top_k(ids.tolist(), distances(self.spec.metric, query.vector, matrix), query.k)
+        return self._nearest_in_table(self._hot.rows, query, partitions, _all)
 
     def _split(self, where: Filter | None) -> tuple[list[str] | None, Filter | None]:
         """Separate the conditions on the partition key, which sqlite-vec applies itself."""
@@ -565,28 +556,69 @@ class VectorDB:
     ) -> list[tuple[int, float]]:
         if partitions == []:
             return []
-        candidates: list[int] | None = None
-        if extra is not None:
-            candidates = memory_items.matching_ids(session, self._collection_id, partitions, extra)
-            if not candidates:
+        if extra is None and query.k <= vector_sql.MAX_K and self.spec.metric != "inner_product":
+            return self._nearest_in_table(_session_rows(session), query, partitions, _all)
+        if self.spec.metric != "inner_product" and query.k <= vector_sql.MAX_K:
+            candidates = memory_items.count(session, self._collection_id, partitions, extra)
+            if candidates == 0:
                 return []
-        if self.spec.metric == "inner_product":
-            return self._scan_search(session, query, partitions, extra)
+            if candidates > SCAN_LIMIT:
+                found = self._post_filtered(session, query, partitions, extra)
+                if found is not None:
+                    return found
+        return self._scan_search(session, query, partitions, extra)
+
+    def _post_filtered(
+        self, session: Session, query: Query, partitions: list[str] | None, extra: Any
+    ) -> list[tuple[int, float]] | None:
+        """KNN over the vector table, widened until `k` neighbours pass the filter; None past `MAX_K`.
+
+        Exact: every item outside the fetched neighbours is at least as far as the last one fetched.
+        (sqlite-vec's own ``item_id IN (...)`` constraint loses ids that differ by more than 2**31,
+        which derived 63-bit ids always do, so the filter is applied here instead.)
+        """
+
+        def keep(pairs: list[tuple[int, float]]) -> list[tuple[int, float]]:
+            allowed = memory_items.filter_ids(session, [number for number, _ in pairs], extra)
+            return [pair for pair in pairs if pair[0] in allowed]
+
+        multiplier = FILTER_OVERSAMPLE
+        while True:
+            fetch = query.k * multiplier
+            found = self._nearest_in_table(_session_rows(session), query, partitions, keep, fetch=fetch)
+            if len(found) >= query.k:
+                return found[: query.k]
+            if fetch * (query.oversample or self.oversample) >= vector_sql.MAX_K:
+                return None
+            multiplier *= FILTER_OVERSAMPLE
+
+    def _nearest_in_table(
+        self,
+        rows: Callable[[str, tuple[object, ...]], Iterable[Any]],
+        query: Query,
+        partitions: list[str] | None,
+        keep: Any,
+        *,
+        fetch: int | None = None,
+    ) -> list[tuple[int, float]]:
+        """KNN in sqlite-vec over `partitions` (all when None), `keep` applied to the candidates, then
+        re-scored at full precision when the collection is quantized."""
+        wanted = fetch or query.k
         quantized = self.spec.quantization != "none"
-        fetch = query.k * (query.oversample or self.oversample) if quantized else query.k
-        payload = query.vector if not quantized else self._query_payload(query.vector)
+        depth = wanted * (query.oversample or self.oversample) if quantized else wanted
+        payload = self._query_payload(query.vector) if quantized else query.vector
         pairs: list[tuple[int, float]] = []
-        connection = session.connection()
         for partition in partitions or [None]:  # type: ignore[list-item]
-            pairs.extend(
-                vector_sql.nearest(
-                    connection, self.name, self.spec.quantization, payload, fetch, partition=partition, ids=candidates
-                )
+            sql, parameters = vector_sql.nearest_statement(
+                self.name, self.spec.quantization, payload, depth, partition=partition
             )
+            pairs.extend((int(row[0]), float(row[1])) for row in rows(sql, parameters))
+        pairs = keep(sorted(pairs, key=lambda pair: (pair[1], pair[0])))
         if not quantized:
-            return sorted(pairs, key=lambda pair: (pair[1], pair[0]))[: query.k]
-        ids, matrix = memory_items.full_vectors(session, [number for number, _ in pairs], self.spec.dimension)
-        return top_k(ids.tolist(), distances(self.spec.metric, query.vector, matrix), query.k)
+            return pairs[:wanted]
+        with self._reader() as session:
+            ids, matrix = memory_items.full_vectors(session, [number for number, _ in pairs], self.spec.dimension)
+        return top_k(ids.tolist(), distances(self.spec.metric, query.vector, matrix), wanted)
 
     def _query_payload(self, vector: np.ndarray) -> np.ndarray:
         if self.spec.quantization == "binary":
@@ -618,7 +650,7 @@ class VectorDB:
             pairs = [(int(number), float(value)) for number, value in zip(ids, values, strict=True)]
             if extra is None or session is None:
                 return pairs[: query.k]
-            allowed = set(memory_items.matching_ids(session, self._collection_id, None, extra))
+            allowed = memory_items.filter_ids(session, [number for number, _ in pairs], extra)
             kept = [pair for pair in pairs if pair[0] in allowed]
             if len(kept) >= query.k or fetch >= len(index):
                 return kept[: query.k]
@@ -670,20 +702,26 @@ class VectorDB:
 
     def full_vector_batches(self, session: Session) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (ids, float32 matrix) batches of every stored full-precision vector."""
-        if self.spec.keeps_full_vectors:
-            yield from memory_items.scan_full_vectors(session, self._collection_id, self.spec.dimension)
-        else:
-            yield from vector_sql.scan(session.connection(), self.name, self.spec.dimension)
+        yield from memory_items.scan_full_vectors(session, self._collection_id, self.spec.dimension)
 
     def close(self) -> None:
         """Drop the in-memory index and cached entries (the database stays open for other users)."""
         if self._keeper is not None:
             self._keeper.close()
         if self.cache is not None:
-            self.cache.invalidate(self.name)
+            self.cache.invalidate(self._cache_name)
 
 
 _VERSION = select(CollectionRecord.version).where(CollectionRecord.id == bindparam("id"))
+
+
+def _all(pairs: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    return pairs
+
+
+def _session_rows(session: Session) -> Callable[[str, tuple[object, ...]], Iterable[Any]]:
+    connection = session.connection()
+    return lambda sql, parameters: connection.exec_driver_sql(sql, parameters).all()
 
 
 def _one(timestamp: datetime | None) -> list[datetime] | None:

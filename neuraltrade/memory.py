@@ -191,8 +191,9 @@ def distances(metric: str, query: np.ndarray, vectors: np.ndarray) -> np.ndarray
     if metric == "inner_product":
         return 1.0 - dots
     if metric == "l2":
-        squared = np.einsum("ij,ij->i", matrix, matrix, dtype=np.float64) - 2 * dots + float(query @ query)
-        return np.sqrt(np.maximum(squared, 0.0))
+        # From the differences, not |x|^2 - 2x.q + |q|^2: that cancels catastrophically near zero.
+        differences = matrix - query
+        return np.sqrt(np.einsum("ij,ij->i", differences, differences, dtype=np.float64))
     if metric == "cosine":
         norms = np.linalg.norm(matrix, axis=1).astype(np.float64) * float(np.linalg.norm(query))
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -70,7 +70,9 @@ class Filter:
         check_field_name(name)
         if isinstance(values, str | bytes) or not isinstance(values, Iterable):
             raise ConfigError(f"Filter.in_({name!r}) takes a collection of values, was given {values!r}")
-        checked = tuple(dict.fromkeys(check_scalar(value, f"Filter.in_({name!r})") for value in values))
+        # Deduplicated by kind and value: True == 1 in Python, but they match different items here.
+        kinds = {(type(value), value): value for value in (check_scalar(v, f"Filter.in_({name!r})") for v in values)}
+        checked = tuple(kinds.values())
         if not checked:
             raise ConfigError(f"Filter.in_({name!r}) was given no values; it would match nothing")
         return cls("in", name, checked)
@@ -175,7 +177,8 @@ class Query:
         vector = np.asarray(self.vector)
         if vector.ndim != 1 or vector.size == 0 or not np.issubdtype(vector.dtype, np.number):
             raise InvalidVector(f"a query vector must be a flat array of numbers, was shape {vector.shape}")
-        vector = np.ascontiguousarray(vector, dtype=np.float32)
+        # A private copy: the caller's array stays theirs (and writable).
+        vector = np.array(vector, dtype=np.float32, order="C", copy=True)
         if not np.isfinite(vector).all():
             raise InvalidVector("the query vector holds NaN or infinity")
         vector.setflags(write=False)
@@ -199,7 +202,9 @@ class Query:
     @property
     def cache_key(self) -> tuple[Any, ...]:
         """A hashable key that equal queries share (the result cache's key)."""
-        return (self.vector.tobytes(), self.k, self.where, self.as_of, self.oversample, self.ef, self.exact)
+        # The filter by its description, which tells True from 1 (Filter equality, like Python's, does not).
+        where = None if self.where is None else self.where.describe()
+        return (self.vector.tobytes(), self.k, where, self.as_of, self.oversample, self.ef, self.exact)
 
 
 @dataclass(frozen=True, slots=True)

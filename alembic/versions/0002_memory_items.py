@@ -4,8 +4,9 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-25 09:10:00
 
-`embeddings` (market states only) becomes `memory_items`: any item of a collection, with a key, metadata
-and, for quantized or inner-product collections, its full-precision vector. Existing rows keep their ids
+`embeddings` (market states only) becomes `memory_items`: any item of a collection, with a key and
+metadata; `memory_vectors` keeps every item's full-precision vector (for exact filtered search and
+re-scoring of quantized candidates). Existing rows keep their ids
 (an item whose key is a UUID keeps the id the market-state embedding had), their key is the observation
 id and their metadata {"symbol", "observation_id"}.
 
@@ -52,7 +53,6 @@ def upgrade() -> None:
         sa.Column("observation_id", sa.Uuid(), nullable=True),
         sa.Column("timestamp", sa.BigInteger(), nullable=False),
         sa.Column("metadata", sa.JSON(), nullable=False),
-        sa.Column("vector", sa.LargeBinary(), nullable=True),
         sa.Column("fingerprint_digest", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -77,6 +77,16 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_memory_items_observation_id"), ["observation_id"], unique=False)
 
+    op.create_table(
+        "memory_vectors",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("vector", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["id"], ["memory_items.id"], name=op.f("fk_memory_vectors_id_memory_items"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_memory_vectors")),
+    )
+
     if bind.dialect.name == "sqlite":
         # SQLAlchemy stores a UUID on SQLite as 32 hex digits; the key is its canonical dashed form.
         key = (
@@ -90,8 +100,8 @@ def upgrade() -> None:
         metadata = f"json_build_object('observation_id', {key}, 'symbol', symbol)"
     op.execute(
         "INSERT INTO memory_items (id, collection_id, key, partition, observation_id, timestamp, metadata, "
-        "vector, fingerprint_digest, created_at) "
-        f"SELECT id, collection_id, {key}, symbol, observation_id, timestamp, {metadata}, NULL, "
+        "fingerprint_digest, created_at) "
+        f"SELECT id, collection_id, {key}, symbol, observation_id, timestamp, {metadata}, "
         "fingerprint_digest, created_at FROM embeddings"
     )
     with op.batch_alter_table("embeddings", schema=None) as batch_op:
@@ -100,7 +110,7 @@ def upgrade() -> None:
 
     if bind.dialect.name != "sqlite":
         return
-    for collection_id, name, dimension, metric in _collections(bind):
+    for _collection_id, name, dimension, metric in _collections(bind):
         op.execute(f"CREATE TABLE {_COPY} AS SELECT embedding_id AS id, symbol AS part, embedding AS v FROM vec_{name}")
         op.execute(f"DROP TABLE vec_{name}")
         op.execute(
@@ -111,11 +121,7 @@ def upgrade() -> None:
         op.execute(
             f"INSERT INTO vec_{name} (item_id, partition_value, embedding) SELECT id, part, v FROM {_COPY} ORDER BY part"
         )
-        if metric == "inner_product":
-            op.execute(
-                f"UPDATE memory_items SET vector = (SELECT v FROM {_COPY} WHERE {_COPY}.id = memory_items.id) "
-                f"WHERE collection_id = {int(collection_id)}"
-            )
+        op.execute(f"INSERT INTO memory_vectors (id, vector) SELECT id, v FROM {_COPY}")
         op.execute(f"DROP TABLE {_COPY}")
 
 
@@ -157,13 +163,8 @@ def downgrade() -> None:
         "created_at FROM memory_items WHERE observation_id IS NOT NULL AND partition IS NOT NULL"
     )
     if bind.dialect.name == "sqlite":
-        quantized = dict(bind.execute(sa.text("SELECT name, quantization FROM collections")).all())
-        for _collection_id, name, dimension, metric in _collections(bind):
-            if quantized.get(name, "none") == "none" and metric != "inner_product":
-                source = f"SELECT item_id AS id, embedding AS v FROM vec_{name}"
-            else:
-                source = "SELECT id, vector AS v FROM memory_items WHERE vector IS NOT NULL"
-            op.execute(f"CREATE TABLE {_COPY} AS {source}")
+        for collection_id, name, dimension, metric in _collections(bind):
+            op.execute(f"CREATE TABLE {_COPY} AS SELECT id, vector AS v FROM memory_vectors")
             op.execute(f"DROP TABLE vec_{name}")
             op.execute(
                 f"CREATE VIRTUAL TABLE vec_{name} USING vec0(embedding_id integer primary key, "
@@ -172,9 +173,11 @@ def downgrade() -> None:
             )
             op.execute(
                 f"INSERT INTO vec_{name} (embedding_id, symbol, embedding) SELECT e.id, e.symbol, c.v "
-                f"FROM {_COPY} c JOIN embeddings e ON e.id = c.id ORDER BY e.symbol"
+                f"FROM {_COPY} c JOIN embeddings e ON e.id = c.id WHERE e.collection_id = {int(collection_id)} "
+                "ORDER BY e.symbol"
             )
             op.execute(f"DROP TABLE {_COPY}")
+    op.drop_table("memory_vectors")
     with op.batch_alter_table("memory_items", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_memory_items_observation_id"))
         batch_op.drop_index(batch_op.f("ix_memory_items_collection_id_partition_timestamp"))

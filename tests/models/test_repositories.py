@@ -335,6 +335,7 @@ def test_table_counts_follow_the_writes(database_url: str) -> None:
             "observations": 0,
             "collections": 0,
             "memory_items": 0,
+            "memory_vectors": 0,
             "quarantined_rows": 2,
             "run_summaries": 1,
         }

@@ -359,12 +359,12 @@ OPERATIONS = st.tuples(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     max_items=st.integers(1, 3),
     max_results=st.integers(1, 3),
     ttl=st.sampled_from([1.0, 2.5, 4.0, 20.0]),
-    operations=st.lists(OPERATIONS, min_size=10, max_size=80),
+    operations=st.lists(OPERATIONS, min_size=10, max_size=60),
 )
 def test_the_memory_agrees_with_a_reference_model(
     max_items: int, max_results: int, ttl: float, operations: list[tuple[Any, ...]]

@@ -1,0 +1,214 @@
+"""How `VectorDB` answers a query: HNSW when fresh, else exact in sqlite-vec, else exact in numpy.
+
+The paths, in the order they are tried:
+
+1. no filter, no ``as_of``: the HNSW index, when the store has a fresh one;
+2. a filter on the partition key only: sqlite-vec's KNN within those partitions (on the hot reader);
+3. any other filter or ``as_of``: the matching items' full vectors ranked with numpy when at most
+   `SCAN_LIMIT` match, else a KNN over the vector table widened until `k` neighbours pass the filter.
+
+Every path returns exact distances as `neuraltrade.memory.distances` defines them; quantized candidates
+are re-scored with full-precision vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import memory_items, vector_sql
+from models.base import to_microseconds
+from models.tables import CollectionRecord
+from models.vector_index import IndexKeeper
+from neuraltrade.memory import CollectionSpec, Filter, Query, distances, quantize_binary, quantize_int8, top_k
+
+if TYPE_CHECKING:
+    from models.memory_items import HotReader
+
+#: A filtered exact search reads the full vectors of at most this many matching items and ranks them
+#: with numpy; past it, it widens a KNN over the vector table until enough neighbours pass the filter.
+SCAN_LIMIT = 20_000
+#: Candidates fetched per wanted result when a KNN must be post-filtered.
+FILTER_OVERSAMPLE = 4
+
+Pairs = list[tuple[int, float]]
+
+
+class VectorSearch:
+    """The search paths of `models.vector_store.VectorDB` (a mixin: it reads the store's state)."""
+
+    spec: CollectionSpec
+    oversample: int
+    _collection_id: int
+    _int8_scale: float | None
+    _keeper: IndexKeeper | None
+    _hot: HotReader
+    _reader: sessionmaker[Session]
+
+    def _nearest(self, session: Session, query: Query) -> list[tuple[int, float]]:
+        partitions, rest = self._split(query.where)
+        as_of = None if query.as_of is None else to_microseconds(query.as_of)
+        extra = memory_items.condition(rest, partition_key=self.spec.partition_key, as_of=as_of)
+        if partitions is None and not query.exact:
+            found = self._index_search(session, query, extra)
+            if found is not None:
+                return found
+        return self._exact_search(session, query, partitions, extra)
+
+    def _partition_search(self, query: Query) -> list[tuple[int, float]] | None:
+        """Answer, on the hot reader, an exact query filtered by partition only (None if it is not one)."""
+        partitions, rest = self._split(query.where)
+        if rest is not None or query.as_of is not None or self.spec.metric == "inner_product":
+            return None
+        if (self._keeper is not None and partitions is None and not query.exact) or query.k > vector_sql.MAX_K:
+            return None
+        if partitions == []:
+            return []
+        return self._nearest_in_table(self._hot.rows, query, partitions, _all)
+
+    def _split(self, where: Filter | None) -> tuple[list[str] | None, Filter | None]:
+        """Separate the conditions on the partition key, which sqlite-vec applies itself."""
+        key = self.spec.partition_key
+        if where is None or key is None:
+            return None, where
+        partitions: set[str] | None = None
+        rest: list[Filter] = []
+        for part in where.conjuncts():
+            if part.name == key and part.operator in ("eq", "in"):
+                values = part.value if isinstance(part.value, tuple) else (part.value,)
+                strings = {value for value in values if isinstance(value, str)}
+                partitions = strings if partitions is None else partitions & strings
+            else:
+                rest.append(part)
+        remaining = None
+        for part in rest:
+            remaining = part if remaining is None else remaining & part
+        return (None if partitions is None else sorted(partitions)), remaining
+
+    def _exact_search(
+        self, session: Session, query: Query, partitions: list[str] | None, extra: Any
+    ) -> list[tuple[int, float]]:
+        if partitions == []:
+            return []
+        if extra is None and query.k <= vector_sql.MAX_K and self.spec.metric != "inner_product":
+            return self._nearest_in_table(_session_rows(session), query, partitions, _all)
+        if self.spec.metric != "inner_product" and query.k <= vector_sql.MAX_K:
+            candidates = memory_items.count(session, self._collection_id, partitions, extra)
+            if candidates == 0:
+                return []
+            if candidates > SCAN_LIMIT:
+                found = self._post_filtered(session, query, partitions, extra)
+                if found is not None:
+                    return found
+        return self._scan_search(session, query, partitions, extra)
+
+    def _post_filtered(
+        self, session: Session, query: Query, partitions: list[str] | None, extra: Any
+    ) -> list[tuple[int, float]] | None:
+        """KNN over the vector table, widened until `k` neighbours pass the filter; None past `MAX_K`.
+
+        Exact: every item outside the fetched neighbours is at least as far as the last one fetched.
+        (sqlite-vec's own ``item_id IN (...)`` constraint loses ids that differ by more than 2**31,
+        which derived 63-bit ids always do, so the filter is applied here instead.)
+        """
+
+        def keep(pairs: list[tuple[int, float]]) -> list[tuple[int, float]]:
+            allowed = memory_items.filter_ids(session, [number for number, _ in pairs], extra)
+            return [pair for pair in pairs if pair[0] in allowed]
+
+        multiplier = FILTER_OVERSAMPLE
+        while True:
+            fetch = query.k * multiplier
+            found = self._nearest_in_table(_session_rows(session), query, partitions, keep, fetch=fetch)
+            if len(found) >= query.k:
+                return found[: query.k]
+            if fetch * (query.oversample or self.oversample) >= vector_sql.MAX_K:
+                return None
+            multiplier *= FILTER_OVERSAMPLE
+
+    def _nearest_in_table(
+        self,
+        rows: Callable[[str, tuple[object, ...]], Iterable[Any]],
+        query: Query,
+        partitions: list[str] | None,
+        keep: Any,
+        *,
+        fetch: int | None = None,
+    ) -> list[tuple[int, float]]:
+        """KNN in sqlite-vec over `partitions` (all when None), `keep` applied to the candidates, then
+        re-scored at full precision when the collection is quantized."""
+        wanted = fetch or query.k
+        quantized = self.spec.quantization != "none"
+        depth = wanted * (query.oversample or self.oversample) if quantized else wanted
+        payload = self._query_payload(query.vector) if quantized else query.vector
+        pairs: list[tuple[int, float]] = []
+        for partition in partitions or [None]:  # type: ignore[list-item]
+            sql, parameters = vector_sql.nearest_statement(
+                self.spec.name, self.spec.quantization, payload, depth, partition=partition
+            )
+            pairs.extend((int(row[0]), float(row[1])) for row in rows(sql, parameters))
+        pairs = keep(sorted(pairs, key=lambda pair: (pair[1], pair[0])))
+        if not quantized:
+            return pairs[:wanted]
+        with self._reader() as session:
+            ids, matrix = memory_items.full_vectors(session, [number for number, _ in pairs], self.spec.dimension)
+        return top_k(ids.tolist(), distances(self.spec.metric, query.vector, matrix), wanted)
+
+    def _query_payload(self, vector: np.ndarray) -> np.ndarray:
+        if self.spec.quantization == "binary":
+            return quantize_binary(vector)[0]
+        return quantize_int8(vector, self._int8_scale or 127.0)
+
+    def _scan_search(
+        self, session: Session, query: Query, partitions: list[str] | None, extra: Any
+    ) -> list[tuple[int, float]]:
+        best: list[tuple[int, float]] = []
+        for ids, matrix in memory_items.scan_full_vectors(
+            session, self._collection_id, self.spec.dimension, partitions=partitions, extra=extra
+        ):
+            values = distances(self.spec.metric, query.vector, matrix)
+            merged = best + top_k(ids.tolist(), values, query.k)
+            best = sorted(merged, key=lambda pair: (pair[1], pair[0]))[: query.k]
+        return best
+
+    def _index_search(self, session: Session | None, query: Query, extra: Any) -> list[tuple[int, float]] | None:
+        if self._keeper is None:
+            return None
+        version = self._hot.version(self._collection_id)
+        fetch = query.k if extra is None else query.k * FILTER_OVERSAMPLE
+        while True:
+            found = self._keeper.search(query.vector, fetch, query.ef, version)
+            if found is None:
+                return None
+            index, ids, values = found
+            pairs = [(int(number), float(value)) for number, value in zip(ids, values, strict=True)]
+            if extra is None or session is None:
+                return pairs[: query.k]
+            allowed = memory_items.filter_ids(session, [number for number, _ in pairs], extra)
+            kept = [pair for pair in pairs if pair[0] in allowed]
+            if len(kept) >= query.k or fetch >= len(index):
+                return kept[: query.k]
+            if fetch >= vector_sql.MAX_K:
+                return None
+            fetch *= FILTER_OVERSAMPLE
+
+    def _stored_version(self, session: Session) -> int:
+        return int(session.execute(_VERSION, {"id": self._collection_id}).scalar_one())
+
+    # -- the HNSW index -----------------------------------------------------------------------
+
+
+_VERSION = select(CollectionRecord.version).where(CollectionRecord.id == bindparam("id"))
+
+
+def _all(pairs: Pairs) -> Pairs:
+    return pairs
+
+
+def _session_rows(session: Session) -> Callable[[str, tuple[object, ...]], Iterable[Any]]:
+    connection = session.connection()
+    return lambda sql, parameters: connection.exec_driver_sql(sql, parameters).all()

@@ -70,6 +70,7 @@ class DeploymentSpec(NamedTuple):
 DEPLOYMENT_SPECS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec("flows.ingest_bars:ingest_bars", "ingest_bars-default"),
     DeploymentSpec("flows.embed_observations:embed_observations", "embed_observations-default"),
+    DeploymentSpec("flows.maintain_index:maintain_index", "maintain_index-default"),
     DeploymentSpec("flows.nightly:nightly", "nightly-default", cron="0 2 * * 1-5"),
 )
 

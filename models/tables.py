@@ -70,7 +70,8 @@ class CollectionRecord(Base):
     """A named vector collection: one dimension, metric, quantization, partition key and embedder.
 
     `version` grows with every write to the collection; an HNSW index file records the version it
-    reflects, so a reader can tell a fresh index from a stale one.
+    reflects, so a reader can tell a fresh index from a stale one. `index_type` becomes "hnsw" once any
+    store opens the collection with an index, so that maintenance keeps its file.
     """
 
     __tablename__ = "collections"
@@ -80,6 +81,7 @@ class CollectionRecord(Base):
     dimension: Mapped[int] = mapped_column(Integer)
     metric: Mapped[str] = mapped_column(String(16))
     quantization: Mapped[str] = mapped_column(String(16), server_default="none")
+    index_type: Mapped[str] = mapped_column(String(16), server_default="exact")
     partition_key: Mapped[str | None] = mapped_column(String(64))
     int8_scale: Mapped[float | None] = mapped_column(Float)
     version: Mapped[int] = mapped_column(BigInteger, server_default="0")

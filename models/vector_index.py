@@ -51,11 +51,24 @@ class IndexKeeper:
         self._index: HnswIndex | None = None
         self._version = -1
         self._looked_at = -float("inf")
+        self._dirty = False
 
-    def open(self, stored_version: int, *, empty: bool) -> None:
-        """Load the index file; without one, start an empty index if the collection is empty."""
+    def open(self, stored_version: int, *, stored_count: int) -> None:
+        """Load the index file; without one, start an empty index if the collection is empty.
+
+        A file that claims the stored version but holds another number of vectors is refused: an index
+        that is "fresh" and wrong (AgentDB's silently empty index) would answer every query with nothing.
+        """
         with self._lock:
-            if self._load() or not empty:
+            if self._load() and self._version == stored_version and len(self._index or ()) != stored_count:
+                logger.warning(
+                    "HNSW index file %s holds %d vectors, the collection %d; searching exactly until a rebuild",
+                    self.path,
+                    len(self._index or ()),
+                    stored_count,
+                )
+                self._index, self._version = None, -1
+            if self._index is not None or stored_count:
                 if self._index is not None and self._version != stored_version:
                     logger.warning("HNSW index of %r is stale; searching exactly until it is rebuilt", self._collection)
                 return
@@ -126,6 +139,7 @@ class IndexKeeper:
             if added is not None:
                 self._index.add(*added)
             self._version = version
+            self._dirty = True
 
     def forget(self) -> None:
         """Mark the index stale (a write this process cannot follow, e.g. in a caller's transaction)."""
@@ -137,6 +151,7 @@ class IndexKeeper:
         with self._lock:
             self._index = index
             self._version = version
+            self._dirty = True
         self.save()
 
     def save(self) -> None:
@@ -145,6 +160,13 @@ class IndexKeeper:
             if self.path is None or self._index is None or self._version < 0:
                 return
             self._index.save(self.path, state={**self._state, "version": self._version})
+            self._dirty = False
+
+    def save_if_changed(self) -> None:
+        """Save the index if this process changed it since it was loaded or saved."""
+        with self._lock:
+            if self._dirty:
+                self.save()
 
     def size(self) -> int | None:
         """Return how many vectors the index holds, or None without an index."""

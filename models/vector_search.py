@@ -185,7 +185,7 @@ class VectorSearch:
             if found is None:
                 return None
             index, ids, values = found
-            pairs = [(int(number), float(value)) for number, value in zip(ids, values, strict=True)]
+            pairs = list(zip(ids.tolist(), values.tolist(), strict=True))
             if extra is None or session is None:
                 return pairs[: query.k]
             allowed = memory_items.filter_ids(session, [number for number, _ in pairs], extra)

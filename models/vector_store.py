@@ -148,6 +148,9 @@ class VectorDB(VectorSearch):
         self._cache_name = f"{self.database_url}#{name}"
         with session_scope(self.database_url, write=True) as session:
             record = ensure_collection(session, self.spec, self._clock.now())
+            if index_type == "hnsw" and record.index_type != "hnsw":
+                # Recorded so that maintenance keeps this collection's index file from now on.
+                record.index_type = "hnsw"
             self._collection_id = record.id
             self._int8_scale = record.int8_scale
             version = record.version
@@ -162,7 +165,7 @@ class VectorDB(VectorSearch):
                 metric=self.spec.metric,
                 config=self.hnsw,
             )
-            self._keeper.open(version, empty=version == 0 or self.count() == 0)
+            self._keeper.open(version, stored_count=self.count())
 
     @classmethod
     def open(cls, name: str, *, database_url: str | None = None, **options: Any) -> VectorDB:
@@ -491,16 +494,11 @@ class VectorDB(VectorSearch):
             with self._reader() as session:
                 pairs = self._nearest(session, query)
         described = self._hot.describe([number for number, _ in pairs])
-        results = [
-            SearchResult(
-                id=described[number][0],
-                distance=distance,
-                metadata=described[number][1],
-                timestamp=from_microseconds(described[number][2]),
-            )
-            for number, distance in pairs
-            if number in described
-        ]
+        results = []
+        for number, distance in pairs:
+            found = described.get(number)
+            if found is not None:  # deleted between the search and this read
+                results.append(SearchResult(found[0], distance, found[1], from_microseconds(found[2])))
         if self.cache is not None:
             self.cache.put_results(self._cache_name, query.cache_key, results)
         return results
@@ -547,11 +545,21 @@ class VectorDB(VectorSearch):
         yield from memory_items.scan_full_vectors(session, self._collection_id, self.spec.dimension)
 
     def close(self) -> None:
-        """Drop the in-memory index and cached entries (the database stays open for other users)."""
+        """Save the HNSW index if this store changed it, then drop it and the cached entries.
+
+        The database stays open for other users. Also called on leaving a ``with VectorDB(...)`` block.
+        """
         if self._keeper is not None:
+            self._keeper.save_if_changed()
             self._keeper.close()
         if self.cache is not None:
             self.cache.invalidate(self._cache_name)
+
+    def __enter__(self) -> VectorDB:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.close()
 
 
 def _one(timestamp: datetime | None) -> list[datetime] | None:

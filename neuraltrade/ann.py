@@ -202,7 +202,12 @@ class HnswIndex:
         query = np.asarray(vector)
         if query.ndim != 1:
             raise InvalidVector(f"{_NAME} searches one vector at a time, was given shape {query.shape}")
-        matrix = self._check_vectors(query)
+        if query.dtype == np.float32 and query.shape[0] == self._dimension and np.isfinite(query).all():
+            # The common case, checked in a few microseconds: the full check costs more than the search
+            # of a small index.
+            matrix = query.reshape(1, -1)
+        else:
+            matrix = self._check_vectors(query)
         with self._lock:
             ids, distances = self._query(matrix, k, ef, threads=1)
         return ids[0], distances[0]
@@ -373,10 +378,12 @@ class HnswIndex:
                     fails = middle
             return found
         finally:
-            self._index.set_ef(self._config.ef_search)
+            if self._index.ef != self._config.ef_search:
+                self._index.set_ef(self._config.ef_search)
 
     def _knn(self, matrix: np.ndarray, k: int, breadth: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
-        self._index.set_ef(breadth)
+        if self._index.ef != breadth:
+            self._index.set_ef(breadth)
         labels, raw = self._index.knn_query(matrix, k=k, num_threads=threads)
         distances = raw.astype(np.float64)
         if self._metric == "l2":

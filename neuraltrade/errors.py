@@ -93,10 +93,11 @@ class DuplicateItem(NeuralTradeError):
 class RecallBelowThreshold(NeuralTradeError):
     """A recall audit of a vector collection measured less than the required recall."""
 
-    def __init__(self, collection: str, recall: float, threshold: float) -> None:
+    def __init__(self, collection: str, recall: float, threshold: float, k: int = 10) -> None:
         super().__init__(
-            f"collection {collection!r} answered with recall@10 {recall:.3f}, below the required {threshold:.3f}"
+            f"collection {collection!r} answered with recall@{k} {recall:.3f}, below the required {threshold:.3f}"
         )
+        self.k = k
         self.collection = collection
         self.recall = recall
         self.threshold = threshold

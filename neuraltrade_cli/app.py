@@ -214,10 +214,16 @@ def nightly(
     from neuraltrade.sample_data import sample_paths
 
     files = [str(path) for path in (paths or sample_paths())]
-    with _progress({"ingest": ("ingesting", "files", len(files)), "embed": ("embedding", "symbols", None)}):
+    stages = {
+        "ingest": ("ingesting", "files", len(files)),
+        "embed": ("embedding", "symbols", None),
+        "maintain": ("maintaining", "collections", None),
+    }
+    with _progress(stages):
         summary = _run(lambda: nightly_flow(database_url=db, paths=files))
     _print_ingestion(summary["ingestion"]["files"])
     console.print(f"stored {summary['embedding']['embedded']:,} new vectors")
+    _print_maintenance(summary["maintenance"])
     status(db)
 
 
@@ -273,6 +279,166 @@ def status(db: DatabaseOption = None) -> None:
         )
         history.add_row(run.started_at.strftime("%m-%d %H:%M:%S"), run.kind, run.status, seconds, figures)
     console.print(history)
+
+
+memory_app = typer.Typer(name="memory", help="Inspect and maintain the vector memory.", no_args_is_help=True)
+app.add_typer(memory_app)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+@memory_app.command("stats")
+@_reporting_failures
+def memory_stats(db: DatabaseOption = None, as_json: JsonOption = False) -> None:
+    """Show every vector collection: sizes, settings, index status and the last recall audit."""
+    import json
+    from dataclasses import asdict
+
+    from models import vector_maintenance
+    from models.engine import resolve_database_url, session_scope
+    from models.migrations import current_revision
+
+    url = _run(lambda: resolve_database_url(db))
+
+    def read() -> tuple[list[Any], dict[str, dict[str, Any]], dict[str, Any] | None]:
+        if current_revision(url) is None:
+            raise _NotInitialised()
+        collections = vector_maintenance.collection_statistics(url)
+        with session_scope(url) as session:
+            return (
+                collections,
+                vector_maintenance.last_recalls(session),
+                vector_maintenance.last_cache_hit_rate(session),
+            )
+
+    try:
+        collections, recalls, cache = _run(read)
+    except _NotInitialised:
+        raise _Failure(
+            "the database has no schema yet; run `neuraltrade init` or `neuraltrade nightly` first"
+        ) from None
+    if as_json:
+        rows = [{**asdict(entry), "last_recall": recalls.get(entry.collection)} for entry in collections]
+        typer.echo(json.dumps({"collections": rows, "l1_cache": cache}, indent=2, sort_keys=True))
+        return
+    if not collections:
+        console.print("no vector collection yet; `neuraltrade embed` creates market_state")
+    else:
+        console.print(_collection_table(collections, recalls))
+    if cache is None:
+        console.print(
+            "L1 cache hit rate: n/a (the cache lives in the process that searches; no run has recorded one)",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"L1 cache hit rate: {cache['hit_rate']:.1%}, recorded by the {cache['kind']} run of "
+            f"{cache['started_at']} (in-process; not this command's)",
+            highlight=False,
+        )
+
+
+def _collection_table(collections: list[Any], recalls: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title="Vector collections")
+    table.add_column("", no_wrap=True)
+    for entry in collections:
+        table.add_column(entry.collection, justify="right", overflow="fold")
+    fields: list[tuple[str, Callable[[Any], str]]] = [
+        ("items", lambda entry: f"{entry.items:,}"),
+        ("vectors", lambda entry: f"{entry.vectors:,}"),
+        ("dimension", lambda entry: str(entry.dimension)),
+        ("metric", lambda entry: entry.metric),
+        ("quantization", lambda entry: entry.quantization),
+        ("partition key", lambda entry: entry.partition_key or "-"),
+        ("partitions", lambda entry: f"{entry.partitions:,}"),
+        ("vector table", lambda entry: _size(entry.vector_bytes)),
+        ("item rows (key, metadata)", lambda entry: _size(entry.item_bytes)),
+        ("full-precision vectors", lambda entry: _size(entry.full_vector_bytes)),
+        ("HNSW index file", lambda entry: _size(entry.index_bytes)),
+        ("index status", lambda entry: entry.index_status),
+    ]
+    for label, shown in fields:
+        table.add_row(label, *(shown(entry) for entry in collections))
+    audits = [recalls.get(entry.collection) for entry in collections]
+    table.add_row(
+        "recall@k (last audit)",
+        *(
+            "never measured" if audit is None else f"{audit['recall']:.3f} @{audit['k']} ({audit['path']})"
+            for audit in audits
+        ),
+    )
+    table.add_row(
+        "measured at (UTC)",
+        *(
+            "-"
+            if audit is None
+            else audit["measured_at"][:19].replace("T", " ")
+            + ("" if audit.get("run_status") == "completed" else f" ({audit.get('run_status')} run)")
+            for audit in audits
+        ),
+    )
+    return table
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1024:
+        return f"{value:,} B"
+    size = value / 1024
+    for unit in ("KiB", "MiB"):
+        if size < 1024:
+            return f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} GiB"
+
+
+@memory_app.command("maintain")
+@_reporting_failures
+def memory_maintain(
+    db: DatabaseOption = None,
+    recall_threshold: Annotated[float, typer.Option(help="Fail when a collection's recall@10 is below this.")] = 0.95,
+    retention_days: Annotated[
+        int | None, typer.Option(help="Delete items older than this many days (default: keep everything).")
+    ] = None,
+    collection: Annotated[
+        list[str] | None, typer.Option("--collection", help="Only these collections (repeatable).")
+    ] = None,
+) -> None:
+    """Check, prune, compact, re-index and audit the vector memory now."""
+    from flows.maintain_index import maintain_index
+    from models.vector_maintenance import MaintenanceConfig
+
+    config = _run(lambda: MaintenanceConfig(recall_threshold=recall_threshold, retention_days=retention_days))
+    with _progress({"maintain": ("maintaining", "collections", len(collection) if collection else None)}):
+        summary = _run(lambda: maintain_index(database_url=db, config=config, collections=collection or None))
+    _print_maintenance(summary)
+
+
+def _print_maintenance(summary: dict[str, Any]) -> None:
+    table = Table(title="Maintenance")
+    table.add_column("collection", overflow="fold")
+    for column in ("items", "pruned", "index", "recall", "path"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for name in summary["collections"]:
+        recall = summary["recall"][name]
+        table.add_row(
+            name,
+            f"{summary['pruned'][name]['remaining']:,}",
+            f"{summary['pruned'][name]['deleted']:,}",
+            summary["index"][name]["action"],
+            f"{recall['recall']:.3f}",
+            recall["path"],
+        )
+    console.print(table)
+    vacuum = summary["vacuum"]
+    if "vacuumed_at" in vacuum:
+        console.print(
+            f"vacuumed ({vacuum['plan']['reason']}): {_size(vacuum['bytes_before'])} -> {_size(vacuum['bytes_after'])}",
+            highlight=False,
+        )
+    else:
+        console.print(f"not vacuumed: {vacuum['plan']['reason']}", highlight=False)
 
 
 _RUN_FIGURES = (

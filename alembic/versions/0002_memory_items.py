@@ -39,6 +39,7 @@ def upgrade() -> None:
     bind = op.get_bind()
     with op.batch_alter_table("collections", schema=None) as batch_op:
         batch_op.add_column(sa.Column("quantization", sa.String(length=16), server_default="none", nullable=False))
+        batch_op.add_column(sa.Column("index_type", sa.String(length=16), server_default="exact", nullable=False))
         batch_op.add_column(sa.Column("partition_key", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("int8_scale", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("version", sa.BigInteger(), server_default="0", nullable=False))
@@ -184,5 +185,5 @@ def downgrade() -> None:
     op.drop_table("memory_items")
     # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+): a batch operation would copy and drop the
     # collections table, and dropping it cascades to every embedding row.
-    for column in ("version", "int8_scale", "partition_key", "quantization"):
+    for column in ("version", "int8_scale", "partition_key", "index_type", "quantization"):
         op.drop_column("collections", column)

@@ -48,9 +48,9 @@ def test_init_creates_the_schema_that_status_then_reports(tmp_path: Path) -> Non
     shown = runner.invoke(app, ["status", "--db", url])
 
     assert created.exit_code == 0, created.output
-    assert "schema revision 0001" in created.output
+    assert "schema revision 0002" in created.output
     assert shown.exit_code == 0, shown.output
-    for table in ("bars", "observations", "embeddings", "quarantined_rows", "run_summaries"):
+    for table in ("bars", "observations", "memory_items", "quarantined_rows", "run_summaries"):
         assert table in shown.output
 
 
@@ -134,3 +134,43 @@ def test_a_failing_run_prints_one_line_and_no_traceback_in_a_real_process(
             "open, high, low, close, volume (long)"
         )
     ]
+
+
+def test_memory_stats_of_an_empty_database_says_to_initialise_it(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["memory", "stats", "--db", f"sqlite:///{tmp_path}/empty.db"])
+
+    assert result.exit_code == 1
+    assert _lines(result.output) == [
+        "error: the database has no schema yet; run `neuraltrade init` or `neuraltrade nightly` first"
+    ]
+
+
+def test_memory_stats_shows_each_collection_and_says_what_was_never_measured(database_url: str) -> None:
+    import json
+
+    import numpy as np
+
+    from models.vector_store import VectorDB
+
+    vectors = np.random.default_rng(3).normal(size=(40, 8)).astype(np.float32)
+    VectorDB(8, name="notes", database_url=database_url, quantization="int8").insert_many(
+        [f"n{i}" for i in range(40)], vectors, [{"symbol": ("AAA", "BBB")[i % 2]} for i in range(40)]
+    )
+
+    shown = runner.invoke(app, ["memory", "stats", "--db", database_url])
+    as_json = runner.invoke(app, ["memory", "stats", "--db", database_url, "--json"])
+
+    assert shown.exit_code == 0, shown.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in shown.output.splitlines() if "│" in line}
+    assert (rows["items"], rows["vectors"], rows["quantization"], rows["partitions"]) == ("40", "40", "int8", "2")
+    assert rows["recall@k (last audit)"] == "never measured"
+    assert "L1 cache hit rate: n/a" in shown.output
+    [entry] = json.loads(as_json.output)["collections"]
+    assert (entry["collection"], entry["dimension"], entry["last_recall"]) == ("notes", 8, None)
+
+
+def test_memory_maintain_refuses_a_threshold_out_of_range_in_one_line(database_url: str) -> None:
+    result = runner.invoke(app, ["memory", "maintain", "--db", database_url, "--recall-threshold", "1.5"])
+
+    assert result.exit_code == 1
+    assert _lines(result.output) == ["error: recall_threshold must be in [0, 1], was 1.5"]

@@ -40,13 +40,16 @@ def test_the_night_ingests_embeds_records_its_runs_and_exports_metrics(
     assert summary["embedding"]["embedded"] == 120 - WINDOW + 1
     counts = _counts(database_url)
     assert counts["bars"] == 120
-    assert counts["observations"] == counts["embeddings"] == 120 - WINDOW + 1
+    assert counts["observations"] == counts["memory_items"] == 120 - WINDOW + 1
     with session_scope(database_url) as session:
         runs = session.scalars(select(RunSummary)).all()
         assert sorted((run.kind, run.status) for run in runs) == [
             ("embed_observations", "completed"),
             ("ingest_bars", "completed"),
+            ("maintain_index", "completed"),
         ]
+    assert summary["maintenance"]["recall"]["market_state"]["recall"] == 1.0
+    assert summary["maintenance"]["integrity"]["market_state"]["vectors"] == 120 - WINDOW + 1
     exported = metrics_file.read_text()
     assert 'neuraltrade_table_rows{table="bars"} 120.0' in exported
     assert f'neuraltrade_last_run_rows{{figure="embedded",kind="embed_observations"}} {120 - WINDOW + 1}.0' in exported
@@ -68,7 +71,7 @@ def test_running_the_night_again_changes_nothing(
     assert {table: count for table, count in after.items() if table != "run_summaries"} == {
         table: count for table, count in before.items() if table != "run_summaries"
     }
-    assert after["run_summaries"] == before["run_summaries"] + 2
+    assert after["run_summaries"] == before["run_summaries"] + 3
 
 
 def test_a_rejected_file_fails_the_night_after_the_good_files_are_stored_and_embedded(
@@ -84,7 +87,7 @@ def test_a_rejected_file_fails_the_night_after_the_good_files_are_stored_and_emb
 
     counts = _counts(database_url)
     assert counts["bars"] == 120
-    assert counts["embeddings"] == 120 - WINDOW + 1
+    assert counts["memory_items"] == 120 - WINDOW + 1
     with session_scope(database_url) as session:
         ingest_run = session.scalars(select(RunSummary).where(RunSummary.kind == "ingest_bars")).one()
     assert ingest_run.status == "failed"

@@ -30,8 +30,10 @@ unit: $(STAMP)
 
 ## bench: the benchmarks of docs/benchmarks.md, each beside its peers
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/vectors.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -4,8 +4,9 @@ Each function takes a database URL (or a session) and returns a plain, JSON-read
 the Prefect tasks of `tasks.memory` stay one call deep. Failures of a check raise `MemoryIntegrityError`,
 naming the collection and the figures that disagree.
 
-Whether a collection has an HNSW index is not stored with the collection: here a collection is indexed
-when its index file exists beside the database or when `MaintenanceConfig.hnsw_collections` names it.
+A collection is indexed when a store opened it with an HNSW index (`collections.index_type`), when
+its index file exists beside the database, or when `MaintenanceConfig.hnsw_collections` names it.
+Compaction is in `models.vector_compaction`, the figures of `memory stats` in `models.vector_statistics`.
 """
 
 from __future__ import annotations
@@ -14,24 +15,23 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import LargeBinary, cast, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import memory_items, vector_sql
 from models.base import stored_microseconds, to_microseconds
-from models.collections import delete_items, get_collection, index_path, spec_of
-from models.engine import get_engine, is_sqlite, session_scope
-from models.tables import CollectionRecord, MemoryItemRecord, MemoryVectorRecord, RunSummary
+from models.collections import delete_items, get_collection, index_path
+from models.engine import session_scope
+from models.tables import CollectionRecord, MemoryItemRecord
 from models.vector_store import VectorDB
 from neuraltrade.ann import HnswConfig, HnswIndex
-from neuraltrade.canonical import digest, format_timestamp, parse_timestamp
+from neuraltrade.canonical import digest, format_timestamp
 from neuraltrade.errors import ConfigError, IndexFileError, MemoryIntegrityError, RecallBelowThreshold
 from neuraltrade.memory import Query, distances
 
@@ -138,57 +138,6 @@ class RecallReport:
     path: str
     seconds: float
     measured_at: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class VacuumPlan:
-    """Whether VACUUM is due, and why."""
-
-    due: bool
-    reason: str
-    last_vacuum: str | None
-    free_page_ratio: float | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class TableRebuild:
-    """A vector table rewritten densely: its size before and after (None without ``dbstat``)."""
-
-    collection: str
-    vectors: int
-    bytes_before: int | None
-    bytes_after: int | None
-    seconds: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class DatabaseCompaction:
-    """A database-wide statement (VACUUM, ``PRAGMA optimize``): file size before and after, or why skipped."""
-
-    action: str
-    bytes_before: int | None
-    bytes_after: int | None
-    seconds: float
-    note: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class CollectionStatistics:
-    """A collection's settings and sizes in bytes, and the status of its saved index."""
-
-    collection: str
-    items: int
-    vectors: int
-    dimension: int
-    metric: str
-    quantization: str
-    partition_key: str | None
-    partitions: int
-    vector_bytes: int | None
-    item_bytes: int
-    full_vector_bytes: int
-    index_bytes: int | None
-    index_status: str
 
 
 # -- which collections, which index -------------------------------------------------------------
@@ -550,216 +499,6 @@ def distance_matrix(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np
 
 
 # -- compaction ---------------------------------------------------------------------------------
-
-
-def plan_vacuum(database_url: str, config: MaintenanceConfig, now: datetime) -> VacuumPlan:
-    """Decide whether VACUUM (and a rebuild of every vector table) is due.
-
-    Due when no maintenance run recorded a vacuum, when the last one is `vacuum_every_days` old or more,
-    or when free pages exceed `max_free_page_ratio` of the file. Never due on a database that is not
-    SQLite.
-    """
-    if not is_sqlite(database_url):
-        return VacuumPlan(due=False, reason="not SQLite", last_vacuum=None, free_page_ratio=None)
-    with session_scope(database_url) as session:
-        last = last_vacuum(session)
-        connection = session.connection()
-        pages = int(connection.exec_driver_sql("PRAGMA page_count").scalar_one())
-        free = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar_one())
-    ratio = free / pages if pages else 0.0
-    shown = None if last is None else format_timestamp(last)
-    if ratio > config.max_free_page_ratio:
-        reason = f"free pages are {ratio:.1%} of the file (over {config.max_free_page_ratio:.1%})"
-        return VacuumPlan(due=True, reason=reason, last_vacuum=shown, free_page_ratio=ratio)
-    if last is None:
-        return VacuumPlan(due=True, reason="never vacuumed", last_vacuum=None, free_page_ratio=ratio)
-    if now - last >= timedelta(days=config.vacuum_every_days):
-        reason = f"last vacuum {shown} is {config.vacuum_every_days} days old or more"
-        return VacuumPlan(due=True, reason=reason, last_vacuum=shown, free_page_ratio=ratio)
-    return VacuumPlan(due=False, reason=f"last vacuum {shown} is recent", last_vacuum=shown, free_page_ratio=ratio)
-
-
-def last_vacuum(session: Session) -> datetime | None:
-    """Return when the last maintenance run vacuumed the database, or None."""
-    for details in _recent_details(session):
-        stamp = (details.get("vacuum") or {}).get("vacuumed_at")
-        if isinstance(stamp, str):
-            return parse_timestamp(stamp)
-    return None
-
-
-def rebuild_vector_table(database_url: str, collection: str) -> TableRebuild:
-    """Rewrite the collection's vector table densely, grouped by partition, in one transaction.
-
-    sqlite-vec never reclaims a partly empty chunk, so a table that lost most of its vectors keeps its
-    size until it is rebuilt: the vectors are copied to a temporary table, the table is dropped and
-    created again, and the vectors go back partition by partition. Ids and vectors are unchanged, so
-    the collection's version (and its HNSW index) stay as they are.
-    """
-    started = time.perf_counter()
-    if not is_sqlite(database_url):
-        logger.info("vector table of %r not rebuilt: the database is not SQLite", collection)
-        return TableRebuild(collection=collection, vectors=0, bytes_before=None, bytes_after=None, seconds=0.0)
-    copy = f"temp._rebuild_{collection}"  # the name is a validated collection name
-    with session_scope(database_url, write=True) as session:
-        spec = spec_of(get_collection(session, collection))
-        connection = session.connection()
-        before = vector_sql.size_bytes(connection, collection)
-        partition = "partition_value" if spec.partition_key is not None else "NULL"
-        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {copy}")
-        connection.exec_driver_sql(
-            f"CREATE TABLE {copy} AS SELECT item_id AS id, {partition} AS part, embedding AS v "
-            f"FROM {vector_sql.table_name(collection)}"
-        )
-        vector_sql.drop_table(connection, collection)
-        vector_sql.create_table(
-            connection,
-            collection,
-            dimension=spec.dimension,
-            metric=spec.metric,
-            quantization=spec.quantization,
-            partitioned=spec.partition_key is not None,
-        )
-        copied = 0
-        rows = connection.exec_driver_sql(f"SELECT id, part, v FROM {copy} ORDER BY part, id")
-        for batch in rows.partitions(PRUNE_BATCH):
-            payloads = np.frombuffer(b"".join(row[2] for row in batch), dtype=np.uint8).reshape(len(batch), -1)
-            parts = None if spec.partition_key is None else [row[1] for row in batch]
-            vector_sql.insert(connection, collection, spec.quantization, [row[0] for row in batch], parts, payloads)
-            copied += len(batch)
-        connection.exec_driver_sql(f"DROP TABLE {copy}")
-        after = vector_sql.size_bytes(connection, collection)
-    return TableRebuild(
-        collection=collection,
-        vectors=copied,
-        bytes_before=before,
-        bytes_after=after,
-        seconds=time.perf_counter() - started,
-    )
-
-
-def vacuum(database_url: str) -> DatabaseCompaction:
-    """VACUUM the database and truncate its write-ahead log (SQLite only; elsewhere a logged no-op)."""
-    return _outside_transaction(database_url, ("VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"), "vacuumed")
-
-
-def optimize(database_url: str) -> DatabaseCompaction:
-    """Run ``PRAGMA optimize``, which refreshes the query planner's statistics where they are stale."""
-    return _outside_transaction(database_url, ("PRAGMA optimize",), "optimized")
-
-
-def _outside_transaction(database_url: str, statements: Sequence[str], action: str) -> DatabaseCompaction:
-    if not is_sqlite(database_url):
-        note = f"not {action}: {', '.join(statements)} is SQLite only"
-        logger.info(note)
-        return DatabaseCompaction(action="skipped", bytes_before=None, bytes_after=None, seconds=0.0, note=note)
-    started = time.perf_counter()
-    # VACUUM cannot run in a transaction: the driver connection is in autocommit (isolation_level None).
-    raw = get_engine(database_url).raw_connection()
-    try:
-        cursor = raw.cursor()
-        before = _file_bytes(cursor)
-        for statement in statements:
-            cursor.execute(statement)
-            cursor.fetchall()
-        after = _file_bytes(cursor)
-        cursor.close()
-    finally:
-        raw.close()
-    return DatabaseCompaction(
-        action=action, bytes_before=before, bytes_after=after, seconds=time.perf_counter() - started
-    )
-
-
-def _file_bytes(cursor: Any) -> int:
-    pages = cursor.execute("PRAGMA page_count").fetchone()[0]
-    size = cursor.execute("PRAGMA page_size").fetchone()[0]
-    return int(pages) * int(size)
-
-
-# -- statistics ---------------------------------------------------------------------------------
-
-
-def collection_statistics(database_url: str) -> list[CollectionStatistics]:
-    """Return the size and settings of every collection, and the status of its saved index."""
-    found = []
-    for name in collection_names(database_url):
-        with session_scope(database_url) as session:
-            record = get_collection(session, name)
-            connection = session.connection()
-            column = MemoryItemRecord.collection_id == record.id
-            partitions = session.scalar(select(func.count(MemoryItemRecord.partition.distinct())).where(column))
-            payload = func.length(cast(MemoryItemRecord.key, LargeBinary)) + func.length(
-                cast(MemoryItemRecord.metadata_, LargeBinary)
-            )
-            item_bytes = session.scalar(select(func.coalesce(func.sum(payload), 0)).where(column))
-            full_vector_bytes = session.scalar(
-                select(func.coalesce(func.sum(func.length(MemoryVectorRecord.vector)), 0))
-                .join(MemoryItemRecord, MemoryItemRecord.id == MemoryVectorRecord.id)
-                .where(column)
-            )
-            statistics = CollectionStatistics(
-                collection=name,
-                items=memory_items.count(session, record.id),
-                vectors=vector_sql.count(connection, name),
-                dimension=record.dimension,
-                metric=record.metric,
-                quantization=record.quantization,
-                partition_key=record.partition_key,
-                partitions=int(partitions or 0),
-                vector_bytes=vector_sql.size_bytes(connection, name),
-                item_bytes=int(item_bytes or 0),
-                full_vector_bytes=int(full_vector_bytes or 0),
-                index_bytes=_index_bytes(database_url, name),
-                index_status="",
-            )
-        found.append(_with_status(statistics, saved_index_status(database_url, name)))
-    return found
-
-
-def _with_status(statistics: CollectionStatistics, status: str) -> CollectionStatistics:
-    return CollectionStatistics(**{**statistics.__dict__, "index_status": status})
-
-
-def _index_bytes(database_url: str, collection: str) -> int | None:
-    path = index_path(database_url, collection)
-    if path is None or not path.exists():
-        return None
-    sidecar = path.with_suffix(path.suffix + ".json")
-    return path.stat().st_size + (sidecar.stat().st_size if sidecar.exists() else 0)
-
-
-def last_recalls(session: Session) -> dict[str, dict[str, Any]]:
-    """Return, per collection, the last recall a maintenance run measured, with when and by which run."""
-    found: dict[str, dict[str, Any]] = {}
-    for run in session.scalars(_RECENT_RUNS):
-        for name, figures in ((run.details or {}).get("recall") or {}).items():
-            if name not in found and isinstance(figures, dict):
-                found[name] = {**figures, "run_status": run.status}
-    return found
-
-
-def last_cache_hit_rate(session: Session) -> dict[str, Any] | None:
-    """Return the L1 cache figures of the last run of any kind that recorded them, or None.
-
-    A run that searched through a `SessionMemory` records ``details["cache"]`` (hits, misses, hit_rate);
-    the cache lives in that run's process, so nothing else can report it afterwards.
-    """
-    query = select(RunSummary).order_by(RunSummary.started_at.desc()).limit(RUNS_LOOKED_BACK)
-    for run in session.scalars(query):
-        cache = (run.details or {}).get("cache")
-        if isinstance(cache, dict) and isinstance(cache.get("hit_rate"), int | float):
-            return {**cache, "kind": run.kind, "started_at": format_timestamp(run.started_at)}
-    return None
-
-
-_RECENT_RUNS = (
-    select(RunSummary).where(RunSummary.kind == RUN_KIND).order_by(RunSummary.started_at.desc()).limit(RUNS_LOOKED_BACK)
-)
-
-
-def _recent_details(session: Session) -> list[dict[str, Any]]:
-    return [run.details or {} for run in session.scalars(_RECENT_RUNS)]
 
 
 def _is_int(value: object) -> bool:

@@ -77,15 +77,6 @@ class CollectionSpec:
         """The dimension of every vector in the collection."""
         return self.fingerprint.dimension
 
-    @property
-    def keeps_full_vectors(self) -> bool:
-        """Whether full-precision vectors are kept beside the searched ones.
-
-        Quantized collections need them to re-score candidates; inner-product collections to rank at
-        all, since sqlite-vec has no inner-product distance.
-        """
-        return self.quantization != "none" or self.metric == "inner_product"
-
 
 def check_vectors(spec: CollectionSpec, fingerprint: EmbedderFingerprint, vectors: np.ndarray) -> np.ndarray:
     """Return `vectors` as a contiguous float32 matrix if `spec` may store them.

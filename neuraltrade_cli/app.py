@@ -294,7 +294,7 @@ def memory_stats(db: DatabaseOption = None, as_json: JsonOption = False) -> None
     import json
     from dataclasses import asdict
 
-    from models import vector_maintenance
+    from models import vector_statistics
     from models.engine import resolve_database_url, session_scope
     from models.migrations import current_revision
 
@@ -303,12 +303,12 @@ def memory_stats(db: DatabaseOption = None, as_json: JsonOption = False) -> None
     def read() -> tuple[list[Any], dict[str, dict[str, Any]], dict[str, Any] | None]:
         if current_revision(url) is None:
             raise _NotInitialised()
-        collections = vector_maintenance.collection_statistics(url)
+        collections = vector_statistics.collection_statistics(url)
         with session_scope(url) as session:
             return (
                 collections,
-                vector_maintenance.last_recalls(session),
-                vector_maintenance.last_cache_hit_rate(session),
+                vector_statistics.last_recalls(session),
+                vector_statistics.last_cache_hit_rate(session),
             )
 
     try:

@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect import task
 
-from models import vector_maintenance
+from models import vector_compaction, vector_maintenance
 from models.vector_maintenance import MaintenanceConfig
 from neuraltrade.canonical import format_timestamp
 from neuraltrade.clock import Clock, SystemClock
@@ -48,20 +48,20 @@ def prune_collection(database_url: str, collection: str, retention_days: int | N
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
 def plan_vacuum(database_url: str, config: MaintenanceConfig) -> dict[str, Any]:
     """Return whether VACUUM and vector-table rebuilds are due, and why."""
-    return asdict(vector_maintenance.plan_vacuum(database_url, config, clock.now()))
+    return asdict(vector_compaction.plan_vacuum(database_url, config, clock.now()))
 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
 def rebuild_vector_table(database_url: str, collection: str) -> dict[str, Any]:
     """Rewrite the collection's sqlite-vec table densely, reclaiming partly empty chunks."""
-    return asdict(vector_maintenance.rebuild_vector_table(database_url, collection))
+    return asdict(vector_compaction.rebuild_vector_table(database_url, collection))
 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
 def vacuum_database(database_url: str) -> dict[str, Any]:
     """VACUUM the database; the result carries ``vacuumed_at``, which later runs read to schedule the next."""
     started = clock.now()
-    result = asdict(vector_maintenance.vacuum(database_url))
+    result = asdict(vector_compaction.vacuum(database_url))
     if result["action"] == "vacuumed":
         result["vacuumed_at"] = format_timestamp(started)
     return result
@@ -70,7 +70,7 @@ def vacuum_database(database_url: str) -> dict[str, Any]:
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
 def optimize_database(database_url: str) -> dict[str, Any]:
     """Run ``PRAGMA optimize``."""
-    return asdict(vector_maintenance.optimize(database_url))
+    return asdict(vector_compaction.optimize(database_url))
 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from models import repositories
 from models.engine import is_sqlite
+from models.vector_statistics import last_recalls
 
 METRICS_ENVIRONMENT_VARIABLE = "NEURALTRADE_METRICS_FILE"
 _FIGURES = ("rows_read", "rows_stored", "rows_quarantined", "embedded")
@@ -64,6 +65,15 @@ def collect_metrics(session: Session) -> CollectorRegistry:
             value = (run.details or {}).get(figure)
             if isinstance(value, (int, float)):
                 figures.labels(kind=run.kind, figure=figure).set(value)
+    recall = Gauge(
+        "neuraltrade_memory_recall",
+        "Recall@k of each vector collection's search path, measured by the last index maintenance.",
+        ["collection"],
+        registry=registry,
+    )
+    for collection, measured in last_recalls(session).items():
+        if isinstance(measured.get("recall"), (int, float)):
+            recall.labels(collection=collection).set(measured["recall"])
     return registry
 
 

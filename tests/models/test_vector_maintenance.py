@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from models import vector_maintenance, vector_sql
+from models import vector_compaction, vector_maintenance, vector_sql, vector_statistics
 from models.engine import session_scope
 from models.tables import RunSummary
 from models.vector_maintenance import MaintenanceConfig
@@ -301,7 +301,7 @@ def test_rebuilding_a_mostly_deleted_vector_table_shrinks_it_and_keeps_every_vec
     before = vector_bytes(database_url, "plain")
     expected = db.search(Query(vectors[0], k=5))
 
-    report = vector_maintenance.rebuild_vector_table(database_url, "plain")
+    report = vector_compaction.rebuild_vector_table(database_url, "plain")
 
     assert report.vectors == 600
     assert report.bytes_before == before
@@ -319,7 +319,7 @@ def test_rebuilding_a_quantized_partitioned_table_keeps_its_search_results(
     db = fill(database_url, "packed", vectors, quantization=quantization)
     expected = [db.search(Query(vectors[i], k=5)) for i in (0, 1, 2)]
 
-    vector_maintenance.rebuild_vector_table(database_url, "packed")
+    vector_compaction.rebuild_vector_table(database_url, "packed")
 
     reopened = VectorDB.open("packed", database_url=database_url)
     assert [reopened.search(Query(vectors[i], k=5)) for i in (0, 1, 2)] == expected
@@ -344,11 +344,11 @@ def record_vacuum(url: str, when: datetime) -> None:
 def test_vacuum_is_due_when_never_done_or_old_and_not_after_a_recent_one(database_url: str) -> None:
     config = MaintenanceConfig(vacuum_every_days=7)
 
-    never = vector_maintenance.plan_vacuum(database_url, config, NOW)
+    never = vector_compaction.plan_vacuum(database_url, config, NOW)
     record_vacuum(database_url, NOW - timedelta(days=8))
-    old = vector_maintenance.plan_vacuum(database_url, config, NOW)
+    old = vector_compaction.plan_vacuum(database_url, config, NOW)
     record_vacuum(database_url, NOW - timedelta(days=2))
-    recent = vector_maintenance.plan_vacuum(database_url, config, NOW)
+    recent = vector_compaction.plan_vacuum(database_url, config, NOW)
 
     assert (never.due, never.reason) == (True, "never vacuumed")
     assert old.due and "7 days old" in old.reason
@@ -362,19 +362,19 @@ def test_vacuum_is_due_when_free_pages_pass_the_ratio_and_reclaims_them(database
     with session_scope(database_url, write=True) as session:
         vector_sql.drop_table(session.connection(), "plain")
 
-    plan = vector_maintenance.plan_vacuum(database_url, MaintenanceConfig(max_free_page_ratio=0.2), NOW)
-    compaction = vector_maintenance.vacuum(database_url)
+    plan = vector_compaction.plan_vacuum(database_url, MaintenanceConfig(max_free_page_ratio=0.2), NOW)
+    compaction = vector_compaction.vacuum(database_url)
 
     assert plan.due and plan.free_page_ratio is not None and plan.free_page_ratio > 0.2
     assert compaction.action == "vacuumed"
     assert compaction.bytes_after is not None and compaction.bytes_before is not None
     assert compaction.bytes_after < compaction.bytes_before
-    assert not vector_maintenance.plan_vacuum(database_url, MaintenanceConfig(max_free_page_ratio=0.2), NOW).due
+    assert not vector_compaction.plan_vacuum(database_url, MaintenanceConfig(max_free_page_ratio=0.2), NOW).due
 
 
 def test_optimize_runs_outside_a_transaction_and_skips_other_databases(database_url: str) -> None:
-    assert vector_maintenance.optimize(database_url).action == "optimized"
-    skipped = vector_maintenance.optimize("postgresql+psycopg://nobody@localhost/none")
+    assert vector_compaction.optimize(database_url).action == "optimized"
+    skipped = vector_compaction.optimize("postgresql+psycopg://nobody@localhost/none")
     assert skipped.action == "skipped" and "SQLite only" in skipped.note
 
 
@@ -385,7 +385,7 @@ def test_statistics_describe_every_collection(database_url: str) -> None:
     fill(database_url, "graph", clustered(120), index_type="hnsw", metric="l2").rebuild_index()
     fill(database_url, "packed", clustered(30), quantization="binary", partition_key=None)
 
-    statistics = {entry.collection: entry for entry in vector_maintenance.collection_statistics(database_url)}
+    statistics = {entry.collection: entry for entry in vector_statistics.collection_statistics(database_url)}
 
     graph, packed = statistics["graph"], statistics["packed"]
     assert (graph.items, graph.vectors, graph.dimension, graph.metric, graph.partitions) == (120, 120, 32, "l2", 3)

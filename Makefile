@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/vectors.py
+	$(BIN)/python bench/memory_cache.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

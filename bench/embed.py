@@ -62,6 +62,11 @@ def case_neuraltrade(symbols: int, bars: int, workdir: str) -> dict[str, float]:
     seconds = time.perf_counter() - started
     vectors = sum(result["embedded"] for result in results)
     database = Path(workdir) / "bench.db"
+    # What stays on disk once the run is over: closing the last connection checkpoints the WAL into
+    # the database and removes it, as the CLI's exit does.
+    from models.engine import dispose_engines
+
+    dispose_engines()
     return {
         "vectors": vectors,
         "seconds": seconds,

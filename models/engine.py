@@ -29,6 +29,9 @@ PAGE_SIZE_BYTES = 16_384
 #: default 2 MiB cache, inserts spread over several partitions thrash it (measured: 8,157 vs 44,448
 #: inserts/s of 512-d vectors over 10 symbols, see docs/benchmarks.md).
 CACHE_SIZE_KIB = 262_144
+#: Size the WAL file is cut back to after a checkpoint. Without it SQLite keeps the file at its largest:
+#: embedding 50,000 vectors with two threads left an 837 MiB WAL beside a 262 MiB database.
+JOURNAL_SIZE_LIMIT_BYTES = 64 * 2**20
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -61,6 +64,7 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MILLISECONDS}")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
     cursor.execute(f"PRAGMA cache_size = -{CACHE_SIZE_KIB}")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()

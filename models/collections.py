@@ -129,12 +129,18 @@ def bump_version(session: Session, collection_id: int) -> int:
     return int(session.execute(statement).scalar_one())
 
 
+def remove_items(session: Session, collection: str, ids: Sequence[int]) -> None:
+    """Remove items `ids` of collection `collection` from all three stores (its vector table, the item
+    rows and the full vectors), without recording a write: the caller bumps the version once."""
+    vector_sql.delete(session.connection(), collection, ids)
+    memory_items.delete_rows(session, ids)
+
+
 def delete_items(session: Session, record: CollectionRecord, ids: Sequence[int]) -> int:
-    """Delete items `ids` (vectors and rows) of collection `record`; return how many went."""
+    """Delete items `ids` of collection `record` and record the write; return how many went."""
     if not ids:
         return 0
-    vector_sql.delete(session.connection(), record.name, ids)
-    memory_items.delete_rows(session, ids)
+    remove_items(session, record.name, ids)
     bump_version(session, record.id)
     return len(ids)
 

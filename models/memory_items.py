@@ -22,7 +22,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from models.base import from_microseconds, stored_microseconds, table_of
+from models.base import stored_microseconds, table_of
 from models.bulk import execute_many
 from models.tables import CollectionRecord, MemoryItemRecord, MemoryVectorRecord
 from neuraltrade.memory import Filter
@@ -173,18 +173,6 @@ def _field(name: str, kind: type) -> Any:
     return element.as_float()
 
 
-def matching_ids(
-    session: Session, collection_id: int, partitions: Sequence[str] | None, extra: ColumnElement[bool] | None
-) -> list[int]:
-    """Return the ids of the collection's items in `partitions` (all when None) that satisfy `extra`."""
-    query = select(MemoryItemRecord.id).where(MemoryItemRecord.collection_id == collection_id)
-    if partitions is not None:
-        query = query.where(MemoryItemRecord.partition.in_(partitions))
-    if extra is not None:
-        query = query.where(extra)
-    return list(session.scalars(query))
-
-
 def count(
     session: Session,
     collection_id: int,
@@ -198,22 +186,6 @@ def count(
     if extra is not None:
         query = query.where(extra)
     return int(session.scalar(query) or 0)
-
-
-_DESCRIBE = select(
-    MemoryItemRecord.id,
-    MemoryItemRecord.key,
-    MemoryItemRecord.metadata_,
-    stored_microseconds(MemoryItemRecord.timestamp),
-).where(MemoryItemRecord.id.in_(bindparam("ids", expanding=True)))
-
-
-def describe(session: Session, ids: Sequence[int]) -> dict[int, tuple[str, dict[str, Any], int]]:
-    """Return (key, metadata, timestamp in epoch microseconds) of each of `ids`, by id."""
-    if not ids:
-        return {}
-    rows = session.execute(_DESCRIBE, {"ids": list(ids)}).all()
-    return {int(row[0]): (row[1], row[2], int(row[3])) for row in rows}
 
 
 def full_vectors(session: Session, ids: Sequence[int], dimension: int) -> tuple[np.ndarray, np.ndarray]:
@@ -261,11 +233,6 @@ def filter_ids(session: Session, ids: Sequence[int], extra: ColumnElement[bool])
     return {
         int(value) for chunk in chunks(ids) for value in session.scalars(query.where(MemoryItemRecord.id.in_(chunk)))
     }
-
-
-def timestamps_to_datetimes(values: Sequence[int]) -> list[Any]:
-    """Return epoch-microsecond `values` as aware UTC datetimes."""
-    return [from_microseconds(value) for value in values]
 
 
 class HotReader:

@@ -33,7 +33,7 @@ from models.vector_store import VectorDB
 from neuraltrade.ann import HnswConfig, HnswIndex
 from neuraltrade.canonical import digest, format_timestamp
 from neuraltrade.errors import ConfigError, IndexFileError, MemoryIntegrityError, RecallBelowThreshold
-from neuraltrade.memory import Query, distances
+from neuraltrade.memory import Query, distance_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -441,14 +441,10 @@ def check_recall(report: RecallReport, threshold: float) -> None:
 
 
 def _vectors_of(db: VectorDB, session: Session, ids: list[int]) -> np.ndarray:
-    """Return the full-precision vectors of items `ids`, read one by one through the store."""
-    keys = memory_items.describe(session, ids)
-    rows = [np.empty((0, db.spec.dimension), dtype=np.float32)]
-    for number in ids:
-        item = db.get(keys[number][0])
-        if item is not None:
-            rows.append(np.asarray(item.vector, dtype=np.float32).reshape(1, -1))
-    return np.concatenate(rows)
+    """Return the full-precision vectors of items `ids`, in the order of `ids` (missing ones left out)."""
+    found, matrix = memory_items.full_vectors(session, ids, db.spec.dimension)
+    row_of = {int(number): row for row, number in enumerate(found.tolist())}
+    return matrix[[row_of[number] for number in ids if number in row_of]].reshape(-1, db.spec.dimension)
 
 
 def _brute_force(db: VectorDB, session: Session, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -464,38 +460,6 @@ def _brute_force(db: VectorDB, session: Session, queries: np.ndarray, k: int) ->
             order = np.lexsort((merged_ids, merged))[:k]
             best[position] = (merged_ids[order], merged[order])
     return best
-
-
-def distance_matrix(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Return the (queries x vectors) distances, row q equal to ``neuraltrade.memory.distances(metric, q, vectors)``.
-
-    The same definitions, computed for many queries at once: the per-query form recomputes every row norm of
-    `vectors` for each query, which made most of an audit's time.
-    """
-    matrix = np.asarray(vectors, dtype=np.float32)
-    rows = np.asarray(queries, dtype=np.float32)
-    if len(matrix) == 0 or len(rows) == 0:
-        return np.empty((len(rows), len(matrix)), dtype=np.float64)
-    dots = (rows @ matrix.T).astype(np.float64)
-    if metric == "inner_product":
-        return 1.0 - dots
-    if metric == "l2":
-        squared = (
-            np.einsum("ij,ij->i", matrix, matrix, dtype=np.float64)[np.newaxis, :]
-            - 2 * dots
-            + np.einsum("ij,ij->i", rows, rows, dtype=np.float64)[:, np.newaxis]
-        )
-        return np.sqrt(np.maximum(squared, 0.0))
-    if metric == "cosine":
-        norms = (
-            np.linalg.norm(rows, axis=1).astype(np.float64)[:, np.newaxis]
-            * np.linalg.norm(matrix, axis=1).astype(np.float64)[np.newaxis, :]
-        )
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cosines = np.where(norms > 0, dots / norms, 0.0)
-        return 1.0 - cosines
-    # Any other metric: the store's own definition, one query at a time.
-    return np.stack([distances(metric, row, matrix) for row in rows])
 
 
 # -- compaction ---------------------------------------------------------------------------------

@@ -53,7 +53,8 @@ class VectorSearch:
         partitions, rest = self._split(query.where)
         as_of = None if query.as_of is None else to_microseconds(query.as_of)
         extra = memory_items.condition(rest, partition_key=self.spec.partition_key, as_of=as_of)
-        if partitions is None and not query.exact:
+        # Without a filter, `VectorDB.search` has already asked the index.
+        if partitions is None and extra is not None and not query.exact:
             found = self._index_search(session, query, extra)
             if found is not None:
                 return found
@@ -198,8 +199,6 @@ class VectorSearch:
 
     def _stored_version(self, session: Session) -> int:
         return int(session.execute(_VERSION, {"id": self._collection_id}).scalar_one())
-
-    # -- the HNSW index -----------------------------------------------------------------------
 
 
 _VERSION = select(CollectionRecord.version).where(CollectionRecord.id == bindparam("id"))

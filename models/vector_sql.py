@@ -8,7 +8,7 @@ Every statement here binds its values; table names come from validated collectio
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sqlalchemy import Connection
@@ -105,44 +105,6 @@ def nearest_statement(
         parameters.append(json.dumps([int(value) for value in ids]))
     sql = f"SELECT item_id, distance FROM {table_name(collection)} WHERE {' AND '.join(clauses)} ORDER BY distance"
     return sql, tuple(parameters)
-
-
-def nearest(
-    connection: Connection,
-    collection: str,
-    quantization: str,
-    payload: np.ndarray,
-    k: int,
-    *,
-    partition: str | None = None,
-    ids: Sequence[int] | None = None,
-) -> list[tuple[int, float]]:
-    """Return the `k` (id, distance) pairs nearest to `payload`, exactly, optionally within one
-    `partition` and among `ids` only."""
-    sql, parameters = nearest_statement(collection, quantization, payload, k, partition=partition, ids=ids)
-    return [(int(row[0]), float(row[1])) for row in connection.exec_driver_sql(sql, parameters).all()]
-
-
-def vector(connection: Connection, collection: str, item: int) -> bytes | None:
-    """Return the stored searched vector of item `item` as raw bytes, or None."""
-    row = connection.exec_driver_sql(
-        f"SELECT embedding FROM {table_name(collection)} WHERE item_id = ?", (int(item),)
-    ).first()
-    return None if row is None else bytes(row[0])
-
-
-def scan(
-    connection: Connection, collection: str, dimension: int, *, batch: int = 20_000
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (ids, float32 matrix) batches of every stored float32 vector, in storage order.
-
-    One streaming scan: vec0 answers a rowid range by scanning, so paging by id would be quadratic.
-    """
-    result = connection.exec_driver_sql(f"SELECT item_id, embedding FROM {table_name(collection)}")
-    for rows in result.partitions(batch):
-        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), dimension)
-        yield ids, matrix
 
 
 def count(connection: Connection, collection: str) -> int:

@@ -15,11 +15,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import memory_items, vector_sql
@@ -31,6 +31,7 @@ from models.collections import (
     external_fingerprint,
     get_collection,
     index_path,
+    remove_items,
     spec_of,
 )
 from models.engine import get_engine, resolve_database_url, session_scope
@@ -44,7 +45,6 @@ from neuraltrade.errors import (
     ConfigError,
     DimensionMismatch,
     DuplicateItem,
-    NeuralTradeError,
     StorageError,
 )
 from neuraltrade.memory import (
@@ -268,8 +268,7 @@ class VectorDB(VectorSearch):
             stored = list(memory_items.stored_keys(session, numbers))
             if not stored:
                 return 0
-            vector_sql.delete(session.connection(), self.name, stored)
-            memory_items.delete_rows(session, stored)
+            remove_items(session, self.name, stored)
             version = bump_version(session, self._collection_id)
         self._after_write(keys, version, removed=stored)
         return len(stored)
@@ -305,20 +304,21 @@ class VectorDB(VectorSearch):
         partitions = None if partition_key is None else [meta[partition_key] for meta in metas]
         # Rows are written grouped by partition, which keeps sqlite-vec's chunk writes local.
         order = list(range(count)) if partitions is None else sorted(range(count), key=partitions.__getitem__)
+        ordered = matrix[order]
+        ordered_ids = [numbers[i] for i in order]
+        ordered_partitions = None if partitions is None else [partitions[i] for i in order]
         with self._write_session(session) as writer:
             stored = memory_items.stored_keys(writer, numbers)
             if stored:
                 self._check_stored(stored, numbers, keys, replace=replace)
-                vector_sql.delete(writer.connection(), self.name, list(stored))
-                memory_items.delete_rows(writer, list(stored))
-            ordered = matrix[order]
+                remove_items(writer, self.name, list(stored))
             memory_items.insert_rows(
                 writer,
                 {
-                    "id": [numbers[i] for i in order],
+                    "id": ordered_ids,
                     "collection_id": [self._collection_id] * count,
                     "key": [keys[i] for i in order],
-                    "partition": [None] * count if partitions is None else [partitions[i] for i in order],
+                    "partition": [None] * count if ordered_partitions is None else ordered_partitions,
                     "observation_id": [None] * count
                     if observation_ids is None
                     else [observation_ids[i] for i in order],
@@ -328,13 +328,13 @@ class VectorDB(VectorSearch):
                     "created_at": [to_microseconds(self._clock.now())] * count,
                 },
             )
-            memory_items.insert_vectors(writer, [numbers[i] for i in order], ordered)
+            memory_items.insert_vectors(writer, ordered_ids, ordered)
             vector_sql.insert(
                 writer.connection(),
                 self.name,
                 self.spec.quantization,
-                [numbers[i] for i in order],
-                None if partitions is None else [partitions[i] for i in order],
+                ordered_ids,
+                ordered_partitions,
                 self._payloads(writer, ordered),
             )
             version = bump_version(writer, self._collection_id)
@@ -353,23 +353,19 @@ class VectorDB(VectorSearch):
         try:
             with session_scope(self.database_url, write=True) as writer:
                 yield writer
-        except NeuralTradeError:
-            raise
-        except Exception as error:
-            if type(error).__name__ == "IntegrityError":
-                raise StorageError(f"collection {self.name!r} refused the write: {error}") from error
-            raise
+        except IntegrityError as error:
+            raise StorageError(f"collection {self.name!r} refused the write: {error}") from error
 
     def _check_stored(self, stored: dict[int, str], numbers: list[int], keys: list[str], *, replace: bool) -> None:
-        present = [key for number, key in zip(numbers, keys, strict=True) if number in stored]
-        clashes = [key for number, key in zip(numbers, keys, strict=True) if number in stored and stored[number] != key]
-        if clashes:
-            raise StorageError(
-                f"item id {clashes[0]!r} of collection {self.name!r} hashes to the same 63-bit id as stored item "
-                f"{stored[memory_items.item_id(self._collection_id, clashes[0])]!r}; rename one of them"
-            )
+        present = [(number, key) for number, key in zip(numbers, keys, strict=True) if number in stored]
+        for number, key in present:
+            if stored[number] != key:
+                raise StorageError(
+                    f"item id {key!r} of collection {self.name!r} hashes to the same 63-bit id as stored item "
+                    f"{stored[number]!r}; rename one of them"
+                )
         if not replace:
-            raise DuplicateItem(self.name, present)
+            raise DuplicateItem(self.name, [key for _, key in present])
 
     def _check_keys(self, ids: Sequence[str], *, unique: bool) -> list[str]:
         if isinstance(ids, str) or not isinstance(ids, Sequence | np.ndarray):
@@ -381,10 +377,12 @@ class VectorDB(VectorSearch):
                     f"item id {key!r} of collection {self.name!r} must be a non-empty string of at most "
                     f"{_KEY_LENGTH} characters"
                 )
-        if unique and len(set(keys)) != len(keys):
+        if unique:
             seen: set[str] = set()
-            repeated = next(key for key in keys if key in seen or seen.add(key))  # type: ignore[func-returns-value]
-            raise ConfigError(f"item id {repeated!r} appears twice in one write to collection {self.name!r}")
+            for key in keys:
+                if key in seen:
+                    raise ConfigError(f"item id {key!r} appears twice in one write to collection {self.name!r}")
+                seen.add(key)
         return keys
 
     def _moments(self, timestamps: Sequence[datetime] | Sequence[int] | np.ndarray | None, count: int) -> list[int]:
@@ -451,16 +449,16 @@ class VectorDB(VectorSearch):
             if cached is not None:
                 return cached
         number = memory_items.item_id(self._collection_id, id)
+        described = self._hot.describe([number])
+        if number not in described or described[number][0] != id:
+            return None
         with self._reader() as session:
-            described = memory_items.describe(session, [number])
-            if number not in described or described[number][0] != id:
-                return None
             _, matrix = memory_items.full_vectors(session, [number], self.spec.dimension)
         vector = matrix[0].copy()
-        # A cached item is handed to every caller: nothing in it may change.
+        # A cached item is handed to every caller: nothing in it may change (the metadata is read-only).
         vector.setflags(write=False)
         key, metadata, moment = described[number]
-        item = Item(id=key, vector=vector, metadata=MappingProxyType(metadata), timestamp=from_microseconds(moment))
+        item = Item(id=key, vector=vector, metadata=metadata, timestamp=from_microseconds(moment))
         if self.cache is not None:
             self.cache.put_item(self._cache_name, id, item)
         return item

@@ -29,6 +29,7 @@ __all__ = [
     "SearchResult",
     "check_metadata",
     "check_vectors",
+    "distance_matrix",
     "distances",
     "int8_scale",
     "quantize_binary",
@@ -175,22 +176,32 @@ def distances(metric: str, query: np.ndarray, vectors: np.ndarray) -> np.ndarray
     cosine: 1 - cos; l2: Euclidean distance; inner_product: 1 - dot. The same definitions hold on the
     exact, rescored and HNSW paths, so results are comparable whichever path answered.
     """
+    return distance_matrix(metric, np.asarray(query).reshape(1, -1), vectors)[0]
+
+
+def distance_matrix(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Return the (queries x vectors) distances; row q is ``distances(metric, queries[q], vectors)``.
+
+    Many queries at once (recall audits): every row norm of `vectors` is computed once, not per query.
+    """
     matrix = np.asarray(vectors, dtype=np.float32)
-    if len(matrix) == 0:
-        return np.empty(0, dtype=np.float64)
-    dots = (matrix @ query).astype(np.float64)
-    if metric == "inner_product":
-        return 1.0 - dots
+    rows = np.asarray(queries, dtype=np.float32)
+    if metric not in METRICS:
+        raise ConfigError(f"metric {metric!r} is not one of {', '.join(METRICS)}")
+    if len(matrix) == 0 or len(rows) == 0:
+        return np.empty((len(rows), len(matrix)), dtype=np.float64)
     if metric == "l2":
         # From the differences, not |x|^2 - 2x.q + |q|^2: that cancels catastrophically near zero.
-        differences = matrix - query
-        return np.sqrt(np.einsum("ij,ij->i", differences, differences, dtype=np.float64))
-    if metric == "cosine":
-        norms = np.linalg.norm(matrix, axis=1).astype(np.float64) * float(np.linalg.norm(query))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cosines = np.where(norms > 0, dots / norms, 0.0)
-        return 1.0 - cosines
-    raise ConfigError(f"metric {metric!r} is not one of {', '.join(METRICS)}")
+        return np.stack([np.sqrt(np.einsum("ij,ij->i", matrix - row, matrix - row, dtype=np.float64)) for row in rows])
+    dots = (rows @ matrix.T).astype(np.float64)
+    if metric == "inner_product":
+        return 1.0 - dots
+    norms = np.linalg.norm(rows, axis=1).astype(np.float64)[:, np.newaxis] * np.linalg.norm(matrix, axis=1).astype(
+        np.float64
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosines = np.where(norms > 0, dots / norms, 0.0)
+    return 1.0 - cosines
 
 
 def top_k(candidate_ids: Sequence[int], values: np.ndarray, k: int) -> list[tuple[int, float]]:

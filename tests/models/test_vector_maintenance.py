@@ -17,7 +17,7 @@ from models.vector_store import VectorDB
 from neuraltrade.ann import HnswConfig, HnswIndex
 from neuraltrade.canonical import format_timestamp
 from neuraltrade.errors import ConfigError, MemoryIntegrityError, RecallBelowThreshold
-from neuraltrade.memory import Query, distances
+from neuraltrade.memory import Query, distance_matrix, distances
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 DIMENSION = 32
@@ -214,10 +214,18 @@ def test_exact_search_audits_at_recall_one(database_url: str) -> None:
 def test_the_audits_distances_are_the_stores_definitions(metric: str) -> None:
     queries, vectors = uniform(7, seed=1), np.vstack([uniform(300, seed=2), np.zeros((1, DIMENSION), np.float32)])
 
-    batched = vector_maintenance.distance_matrix(metric, queries, vectors)
+    batched = distance_matrix(metric, queries, vectors)
 
-    expected = np.stack([distances(metric, query, vectors) for query in queries])
+    rows, matrix = queries.astype(np.float64), vectors.astype(np.float64)
+    dots = rows @ matrix.T
+    norms = np.linalg.norm(rows, axis=1)[:, None] * np.linalg.norm(matrix, axis=1)[None, :]
+    expected = {
+        "cosine": 1.0 - np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0),
+        "l2": np.linalg.norm(rows[:, None, :] - matrix[None, :, :], axis=2),
+        "inner_product": 1.0 - dots,
+    }[metric]
     np.testing.assert_allclose(batched, expected, rtol=1e-5, atol=1e-5)  # float32 dot products
+    np.testing.assert_allclose(batched[3], distances(metric, queries[3], vectors), rtol=1e-5, atol=1e-5)
 
 
 def test_hnsw_on_clustered_vectors_audits_at_the_default_threshold_or_better(database_url: str) -> None:

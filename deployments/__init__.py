@@ -71,6 +71,7 @@ DEPLOYMENT_SPECS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec("flows.ingest_bars:ingest_bars", "ingest_bars-default"),
     DeploymentSpec("flows.embed_observations:embed_observations", "embed_observations-default"),
     DeploymentSpec("flows.maintain_index:maintain_index", "maintain_index-default"),
+    DeploymentSpec("flows.run_backtests:run_backtests", "run_backtests-default"),
     DeploymentSpec("flows.nightly:nightly", "nightly-default", cron="0 2 * * 1-5"),
 )
 

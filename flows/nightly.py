@@ -9,21 +9,29 @@ from prefect import flow
 from flows.embed_observations import embed_observations
 from flows.ingest_bars import ingest_bars
 from flows.maintain_index import maintain_index
+from flows.run_backtests import run_backtests
 from models.engine import resolve_database_url
 
 
 @flow(name="nightly")
 def nightly(database_url: str | None = None, paths: list[str] | None = None) -> dict[str, Any]:
-    """Ingest the day's files (default: the shipped sample data), embed what is new, maintain the memory.
+    """Ingest the day's files (default: the shipped sample data), embed what is new, maintain the memory,
+    then backtest every strategy on every symbol.
 
-    Embedding and maintenance run even when a file was rejected, over what was stored; the night then
-    fails at the end with the ingestion error, so a bad file is never silent.
+    Later stages run even when a file was rejected, over what was stored; the night then fails at the
+    end with the ingestion error, so a bad file is never silent.
     """
     url = resolve_database_url(database_url)
     ingestion = ingest_bars(paths=paths, database_url=url, return_state=True)
     embedding = embed_observations(database_url=url)
     maintenance = maintain_index(database_url=url, return_state=True)
+    backtests = run_backtests(database_url=url, return_state=True)
     ingested = ingestion.result(raise_on_failure=False)
     if isinstance(ingested, BaseException):
         raise ingested
-    return {"ingestion": ingested, "embedding": embedding, "maintenance": maintenance.result()}
+    return {
+        "ingestion": ingested,
+        "embedding": embedding,
+        "maintenance": maintenance.result(),
+        "backtests": backtests.result(),
+    }

@@ -18,13 +18,11 @@ from sqlalchemy import Table, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from models.base import stored_microseconds, table_of, to_microseconds
+from models.base import Base, stored_microseconds, table_of, to_microseconds
 from models.bulk import BATCH_ROWS, execute_many
 from models.tables import (
     BarRecord,
-    CollectionRecord,
     MemoryItemRecord,
-    MemoryVectorRecord,
     ObservationRecord,
     QuarantinedRow,
     RunSummary,
@@ -178,20 +176,11 @@ def latest_runs_by_kind(session: Session) -> list[RunSummary]:
 
 
 def table_counts(session: Session) -> dict[str, int]:
-    """Return the number of rows of every table, by table name."""
-    counts = {}
-    models = (
-        BarRecord,
-        ObservationRecord,
-        CollectionRecord,
-        MemoryItemRecord,
-        MemoryVectorRecord,
-        QuarantinedRow,
-        RunSummary,
-    )
-    for model in models:
-        counts[model.__tablename__] = int(session.scalar(select(func.count()).select_from(model)) or 0)
-    return counts
+    """Return the number of rows of every table the models define, by table name."""
+    return {
+        table.name: int(session.scalar(select(func.count()).select_from(table)) or 0)
+        for table in Base.metadata.sorted_tables
+    }
 
 
 def symbols(session: Session) -> list[str]:

@@ -162,3 +162,6 @@ class RunSummary(Base):
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+import models.trading  # noqa: E402, F401  (registers the trading tables on the metadata)

@@ -110,3 +110,60 @@ class MemoryIntegrityError(NeuralTradeError):
         super().__init__(f"collection {collection!r} fails its integrity check: " + "; ".join(problems))
         self.collection = collection
         self.problems = problems
+
+
+class LookAheadError(NeuralTradeError):
+    """A strategy's signals on a bar changed when later bars were added: it read the future."""
+
+    def __init__(self, strategy: str, symbol: str, bar: int, timestamp: str) -> None:
+        super().__init__(
+            f"strategy {strategy!r} on {symbol}: its signal at bar {bar} ({timestamp}) changed when later bars "
+            "were added, so it reads bars it could not have seen"
+        )
+        self.strategy = strategy
+        self.symbol = symbol
+        self.bar = bar
+        self.timestamp = timestamp
+
+
+class InvalidOrder(NeuralTradeError):
+    """An order cannot be placed as given: a bad size, prices on the wrong side, an unknown symbol."""
+
+
+class IllegalTransition(NeuralTradeError):
+    """An order was asked to move to a status its lifecycle does not allow from where it is."""
+
+    def __init__(self, client_order_id: str, current: str, requested: str) -> None:
+        super().__init__(f"order {client_order_id!r} cannot go from {current} to {requested}")
+        self.client_order_id = client_order_id
+        self.current = current
+        self.requested = requested
+
+
+class DuplicateOrder(NeuralTradeError):
+    """A client order id was reused for a different order (the same order again is accepted idempotently)."""
+
+    def __init__(self, client_order_id: str, reason: str) -> None:
+        super().__init__(f"client order id {client_order_id!r} already names another order: {reason}")
+        self.client_order_id = client_order_id
+        self.reason = reason
+
+
+class UnknownStrategy(NeuralTradeError):
+    """A strategy was named that the platform does not have, or given a parameter it does not take."""
+
+
+class UnknownRun(NeuralTradeError):
+    """A backtest run id was named that is not stored."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no backtest run {run_id!r} is stored")
+        self.run_id = run_id
+
+
+class UnknownOrder(NeuralTradeError):
+    """A client order id was named that the order manager or the database does not hold."""
+
+    def __init__(self, client_order_id: str) -> None:
+        super().__init__(f"no order with client order id {client_order_id!r} is known")
+        self.client_order_id = client_order_id

@@ -48,7 +48,7 @@ def test_init_creates_the_schema_that_status_then_reports(tmp_path: Path) -> Non
     shown = runner.invoke(app, ["status", "--db", url])
 
     assert created.exit_code == 0, created.output
-    assert "schema revision 0002" in created.output
+    assert "schema revision 0003" in created.output
     assert shown.exit_code == 0, shown.output
     for table in ("bars", "observations", "memory_items", "quarantined_rows", "run_summaries"):
         assert table in shown.output

@@ -47,8 +47,20 @@ def test_the_night_ingests_embeds_records_its_runs_and_exports_metrics(
             ("embed_observations", "completed"),
             ("ingest_bars", "completed"),
             ("maintain_index", "completed"),
+            ("run_backtests", "completed"),
         ]
     assert summary["maintenance"]["recall"]["market_state"]["recall"] == 1.0
+    # Every shipped strategy backtested on the one symbol, each run stored with its trades and equity.
+    backtests = summary["backtests"]
+    assert sorted(run["strategy"] for run in backtests["runs"]) == [
+        "mean_reversion",
+        "memory_vote",
+        "momentum",
+        "neural",
+        "sma_cross",
+    ]
+    assert counts["backtest_runs"] == counts["backtest_equity"] == 5
+    assert counts["backtest_trades"] == sum(run["trades"] for run in backtests["runs"]), backtests["runs"]
     assert summary["maintenance"]["integrity"]["market_state"]["vectors"] == 120 - WINDOW + 1
     exported = metrics_file.read_text()
     assert 'neuraltrade_table_rows{table="bars"} 120.0' in exported
@@ -72,7 +84,7 @@ def test_running_the_night_again_changes_nothing(
     assert {table: count for table, count in after.items() if table != "run_summaries"} == {
         table: count for table, count in before.items() if table != "run_summaries"
     }
-    assert after["run_summaries"] == before["run_summaries"] + 3
+    assert after["run_summaries"] == before["run_summaries"] + 4
 
 
 def test_a_rejected_file_fails_the_night_after_the_good_files_are_stored_and_embedded(

@@ -52,7 +52,7 @@ def test_upgrading_an_empty_file_creates_every_table_of_the_metadata(empty_url: 
     upgrade_database(empty_url)
 
     assert schema_tables(empty_url) == {*Base.metadata.tables, ALEMBIC_TABLE}
-    assert current_revision(empty_url) == "0002"
+    assert current_revision(empty_url) == "0003"
 
 
 def test_upgrading_twice_is_harmless(database_url: str) -> None:

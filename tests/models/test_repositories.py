@@ -330,13 +330,5 @@ def test_table_counts_follow_the_writes(database_url: str) -> None:
 
     with session_scope(database_url) as session:
         counts = repositories.table_counts(session)
-        assert counts == {
-            "bars": 12,
-            "observations": 0,
-            "collections": 0,
-            "memory_items": 0,
-            "memory_vectors": 0,
-            "quarantined_rows": 2,
-            "run_summaries": 1,
-        }
+        assert counts == {**dict.fromkeys(counts, 0), "bars": 12, "quarantined_rows": 2, "run_summaries": 1}
         assert session.scalar(select(RunSummary.kind)) == "k"

@@ -1,0 +1,77 @@
+"""Flow `run_backtests`: every configured strategy on every symbol, each run stored with its trades and equity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows import task_runner
+from neuraltrade.backtest import BacktestConfig
+from neuraltrade.canonical import digest
+from neuraltrade.risk import RiskLimits
+from tasks.backtest import StrategySpec, backtest_symbol
+from tasks.database import prepare_database
+from tasks.embed import list_symbols
+from tasks.runs import current_run_id, finish_run, start_run
+
+#: What the night tests: every strategy the platform ships, with its default parameters.
+DEFAULT_STRATEGIES = ("sma_cross", "mean_reversion", "momentum", "neural", "memory_vote")
+#: The night's risk limits: a halt at a 50% drawdown and at a 10% daily loss, and no leverage.
+DEFAULT_RISK = {"max_drawdown_halt_pct": 0.5, "daily_loss_limit_pct": 0.1, "max_leverage": 1.0}
+
+
+@flow(name="run_backtests", task_runner=task_runner())
+def run_backtests(
+    database_url: str | None = None,
+    strategies: list[str] | None = None,
+    parameters: dict[str, dict[str, Any]] | None = None,
+    symbols: list[str] | None = None,
+    cash: float = 10_000.0,
+    commission: float = 0.001,
+    risk: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Backtest `strategies` (default: all) on `symbols` (default: every stored symbol) and store each run.
+
+    `parameters` maps a strategy name to its parameters; `risk` holds `RiskLimits` fields. A strategy
+    that fails on one symbol (too little history for its model, no market memory yet) does not stop the
+    others; the run then fails at the end, naming every failure. A strategy that needs more history than
+    a symbol has is skipped for it, with the reason in the summary.
+    """
+    url = prepare_database(database_url)
+    config = BacktestConfig(cash=cash, commission=commission)
+    limits = RiskLimits(**(DEFAULT_RISK if risk is None else risk))
+    names = list(strategies or DEFAULT_STRATEGIES)
+    chosen = symbols or list_symbols(url)
+    specs = [StrategySpec(name=name, params=(parameters or {}).get(name, {})) for name in names]
+    run_id = start_run(
+        url,
+        "run_backtests",
+        digest({"config": config.digest, "risk": limits.digest, "strategies": [vars(spec) for spec in specs]}),
+        str(current_run_id()),
+    )
+    futures = [
+        (spec.name, symbol, backtest_symbol.submit(url, symbol, spec, config, limits))
+        for spec in specs
+        for symbol in chosen
+    ]
+    runs: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    for name, symbol, future in futures:
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            failures.append({"strategy": name, "symbol": symbol, "error": str(outcome)})
+        elif "skipped" in outcome:
+            skipped.append(outcome)
+        else:
+            runs.append(outcome)
+    summary = {"runs": runs, "skipped": skipped, "failures": failures, "backtest_config_digest": config.digest}
+    finish_run(url, run_id, "failed" if failures else "completed", summary)
+    if failures:
+        first = failures[0]
+        raise RuntimeError(
+            f"{len(failures)} of {len(futures)} backtests failed; first: {first['strategy']} on {first['symbol']}: "
+            f"{first['error']}"
+        )
+    return summary

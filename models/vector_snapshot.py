@@ -1,0 +1,73 @@
+"""Load a point-in-time `MemorySnapshot` of a stored vector collection (or one of its partitions).
+
+One read transaction, one statement for the items and their full-precision vectors: the snapshot is
+what the collection held at one moment, and every later search bounds itself with its own ``as_of``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select
+
+from models.base import stored_microseconds
+from models.collections import get_collection, spec_of
+from models.engine import session_scope
+from models.tables import MemoryItemRecord, MemoryVectorRecord
+from neuraltrade.errors import ConfigError, StorageError
+from neuraltrade.memory_snapshot import MemorySnapshot
+
+
+def snapshot(database_url: str, collection: str, partition: str | None = None) -> MemorySnapshot:
+    """Return the items of `collection` in `partition` (all of them when None), searchable in memory.
+
+    The snapshot answers ``search(Query)`` as ``VectorDB.search`` with ``exact=True`` does, from memory;
+    items written after it was taken are not in it.
+
+    Raises
+    ------
+    CollectionNotFound
+        If no collection is called `collection`.
+    ConfigError
+        If a partition is named and the collection has no partition key.
+    StorageError
+        If a stored vector is not of the collection's dimension.
+    """
+    with session_scope(database_url) as session:
+        record = get_collection(session, collection)
+        spec = spec_of(record)
+        if partition is not None and spec.partition_key is None:
+            raise ConfigError(f"collection {collection!r} has no partition key, was asked for partition {partition!r}")
+        statement = (
+            select(
+                MemoryItemRecord.id,
+                MemoryItemRecord.key,
+                MemoryItemRecord.metadata_,
+                stored_microseconds(MemoryItemRecord.timestamp),
+                MemoryVectorRecord.vector,
+            )
+            .join(MemoryVectorRecord, MemoryVectorRecord.id == MemoryItemRecord.id)
+            .where(MemoryItemRecord.collection_id == record.id)
+        )
+        if partition is not None:
+            statement = statement.where(MemoryItemRecord.partition == partition)
+        rows = session.execute(statement).all()
+        version = int(record.version)
+    width = spec.dimension * np.dtype(np.float32).itemsize
+    for row in rows:
+        if len(row[4]) != width:
+            raise StorageError(
+                f"item {row[1]!r} of collection {collection!r} has a {len(row[4])}-byte vector, "
+                f"expected {width} ({spec.dimension} float32 values)"
+            )
+    vectors = np.frombuffer(b"".join(row[4] for row in rows), dtype=np.float32).reshape(len(rows), spec.dimension)
+    return MemorySnapshot(
+        keys=[row[1] for row in rows],
+        vectors=vectors,
+        timestamps=np.fromiter((row[3] for row in rows), dtype=np.int64, count=len(rows)),
+        metadata=[row[2] for row in rows],
+        metric=spec.metric,
+        ids=np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
+        spec=spec,
+        partition=partition,
+        version=version,
+    )

@@ -1,0 +1,163 @@
+"""What a backtest produces: equity per bar, closed trades, order events, decisions, and their statistics."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from neuraltrade.backtest.broker import OpenTrade, OrderEvent
+from neuraltrade.backtest.config import BacktestConfig
+from neuraltrade.backtest.market import MarketData
+from neuraltrade.backtest.trade import ClosedTrade
+from neuraltrade.canonical import digest, format_timestamp, stable_id
+from neuraltrade.strategies.base import SignalFrame, Strategy
+from neuraltrade.types import Direction, Signal
+
+if TYPE_CHECKING:
+    from neuraltrade.backtest.statistics import Statistics
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A decision that reached the order book: the symbol, the timeline bar, the symbol's own bar."""
+
+    symbol: str
+    bar: int
+    symbol_bar: int
+    target: float
+    confidence: float
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    """The outcome of one backtest; statistics are computed on first use."""
+
+    strategy: Strategy
+    config: BacktestConfig
+    market: MarketData
+    equity: np.ndarray
+    trades: tuple[ClosedTrade, ...]
+    open_trades: tuple[OpenTrade, ...]
+    events: tuple[OrderEvent, ...]
+    decisions: tuple[Decision, ...]
+    frames: Mapping[str, SignalFrame]
+    rejections: tuple[Any, ...] = ()
+
+    @cached_property
+    def statistics(self) -> Statistics:
+        """The backtesting.py statistics of this run (see docs/statistics.md)."""
+        from neuraltrade.backtest.statistics import compute_statistics
+
+        prices = self.market.close[0] if len(self.market.symbols) == 1 else self.market.close.T
+        return compute_statistics(
+            equity=self.equity,
+            timestamps=self.market.timestamps,
+            trades=self.trades,
+            prices=prices,
+            warmup_bars=self.warmup_bars,
+        )
+
+    @property
+    def warmup_bars(self) -> int:
+        """The bar before the first one any symbol could decide on: where backtesting.py starts Buy & Hold."""
+        starts = []
+        for symbol, frame in self.frames.items():
+            positions = self.market.bar_index[symbol]
+            starts.append(int(positions[min(max(frame.warmup, 0), len(positions) - 1)]))
+        return max(0, min(starts, default=0) - 1)
+
+    @property
+    def drawdown_pct(self) -> np.ndarray:
+        """Drawdown from the running peak of equity, in percent (positive)."""
+        peak = np.maximum.accumulate(self.equity)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(peak > 0, 100.0 * (1.0 - self.equity / peak), 0.0)
+
+    @cached_property
+    def config_digest(self) -> str:
+        """SHA-256 of the strategy's name and parameters and of the backtest configuration."""
+        return digest(
+            {
+                "strategy": self.strategy.name,
+                "strategy_config": self.strategy.config.digest,
+                "backtest_config": self.config.digest,
+            }
+        )
+
+    @cached_property
+    def data_digest(self) -> str:
+        """SHA-256 of the bars the run read (symbols, timestamps and OHLCV)."""
+        hasher = hashlib.sha256()
+        for symbol in self.market.symbols:
+            history = self.market.histories[symbol]
+            hasher.update(symbol.encode() + b"\x1f")
+            for values in (history.timestamps, history.open, history.high, history.low, history.close, history.volume):
+                hasher.update(np.ascontiguousarray(values).tobytes())
+        return hasher.hexdigest()
+
+    @cached_property
+    def run_id(self) -> str:
+        """A stable id: the same strategy, configuration and bars give the same run id."""
+        return str(stable_id("backtest_run", self.config_digest, self.data_digest))
+
+    def signals(self) -> list[Signal]:
+        """Return each decision as a `Signal` whose causal links name the bar's observation and what it used."""
+        signals = []
+        for decision in self.decisions:
+            history = self.market.histories[decision.symbol]
+            frame = self.frames[decision.symbol]
+            timestamp = self.bar_time(decision.bar)
+            observation = history.observation_id(decision.symbol_bar)
+            direction = (
+                Direction.LONG if decision.target > 0 else Direction.SHORT if decision.target < 0 else Direction.NEUTRAL
+            )
+            features = {
+                name: float(values[decision.symbol_bar])
+                for name, values in frame.features.items()
+                if np.isfinite(values[decision.symbol_bar])
+            }
+            signal = Signal(
+                id=stable_id("signal", self.strategy.strategy_id, decision.symbol, timestamp),
+                strategy_id=self.strategy.strategy_id,
+                timestamp=timestamp,
+                symbol=decision.symbol,
+                direction=direction,
+                confidence=min(1.0, max(0.0, decision.confidence if np.isfinite(decision.confidence) else 0.0)),
+                features=features,
+                reasoning=f"target {decision.target:+.0f} after the close of {format_timestamp(timestamp)}",
+                causal_links=[observation],
+            )
+            for link in frame.links.get(decision.symbol_bar, ()):
+                signal.add_causal_link(link)
+            signals.append(signal)
+        return signals
+
+    def bar_time(self, bar: int) -> datetime:
+        """The aware UTC datetime of timeline bar `bar`."""
+        return self.market.datetimes[bar]
+
+    def trade_rows(self) -> list[dict[str, Any]]:
+        """The closed trades as JSON-ready rows (the CLI contract's keys, plus symbol, commission and exit reason)."""
+        return [
+            {
+                "symbol": trade.symbol,
+                "entry_bar": trade.entry_bar,
+                "exit_bar": trade.exit_bar,
+                "entry_time": format_timestamp(trade.entry_time),
+                "exit_time": format_timestamp(trade.exit_time),
+                "size": trade.size,
+                "entry_price": trade.entry_price,
+                "exit_price": trade.exit_price,
+                "pnl": trade.pnl,
+                "return_pct": trade.return_pct,
+                "commission": trade.commission,
+                "exit_reason": trade.exit_reason.value,
+            }
+            for trade in self.trades
+        ]

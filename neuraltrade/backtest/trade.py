@@ -1,0 +1,60 @@
+"""Closed trades: what a backtest or the paper broker reports once a position, or part of it, is closed."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class ExitReason(enum.Enum):
+    """Why a trade was closed."""
+
+    SIGNAL = "signal"
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFIT = "take_profit"
+    TRAILING_STOP = "trailing_stop"
+    END = "end"
+    OUT_OF_MONEY = "out_of_money"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClosedTrade:
+    """One closed trade (or closed part of one), defined as backtesting.py 0.6 defines its trades.
+
+    `size` is signed (negative for a short). `entry_price` includes the spread, never the commission;
+    `commission` is what was paid at entry and exit together; `pnl` is ``size * (exit - entry) -
+    commission``; `return_pct` is ``sign(size) * (exit / entry - 1) - commission / (|size| * entry)``, in
+    percent. `entry_bar` and `exit_bar` index the run's common timeline.
+    """
+
+    symbol: str
+    entry_bar: int
+    exit_bar: int
+    entry_time: datetime
+    exit_time: datetime
+    size: float
+    entry_price: float
+    exit_price: float
+    commission: float
+    exit_reason: ExitReason = ExitReason.SIGNAL
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    tag: str | None = None
+
+    @property
+    def pnl(self) -> float:
+        """Profit (positive) or loss in cash, after both commissions."""
+        return self.size * (self.exit_price - self.entry_price) - self.commission
+
+    @property
+    def return_pct(self) -> float:
+        """Return in percent of the entry notional, after both commissions."""
+        sign = 1.0 if self.size > 0 else -1.0
+        gross = sign * (self.exit_price / self.entry_price - 1.0)
+        return 100.0 * (gross - self.commission / (abs(self.size) * self.entry_price))
+
+    @property
+    def duration(self) -> float:
+        """Seconds the trade was open."""
+        return (self.exit_time - self.entry_time).total_seconds()

@@ -1,0 +1,714 @@
+"""Self-contained HTML report of one backtest run: equity, drawdown, trades on price, statistics, trades.
+
+The page needs nothing but a browser and can be mailed or archived as it is: CSS and a small vanilla script
+are inline, the data is embedded as JSON, and its Content-Security-Policy allows no fetch at all and runs
+only the report's own script and style (by hash), so even text that slipped past escaping could not execute.
+The script draws the charts as SVG; when it is done it sets ``document.body.dataset.rendered`` to the charts
+drawn (``"equity,drawdown,price:NVDA"``) or, on any exception, to ``"error"`` with the message in ``#error``.
+
+Long series are reduced in Python to the first and last bar plus the lowest and highest value of each of
+about 2,000 equal buckets (min/max decimation), so every peak and trough of a 100,000-bar run stays visible
+at a few thousand points.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from neuraltrade.canonical import format_microseconds, parse_timestamp
+from neuraltrade.errors import SerializationError, ValidationError
+
+#: Most points of one series embedded in the page; longer series are decimated to min/max per bucket.
+MAX_POINTS = 4_000
+_MICROSECONDS_PER_DAY = 86_400_000_000
+_TRADE_KEYS = frozenset(
+    {"symbol", "entry_bar", "exit_bar", "entry_price", "exit_price", "size", "pnl", "return_pct", "exit_reason"}
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportData:
+    """Everything a report shows about one run; arrays hold one value per bar of the run's timeline.
+
+    `timestamps` are int64 microseconds since the epoch (UTC), strictly increasing; `drawdown_pct` is
+    positive percent below the running peak; `prices` maps each symbol to its close per bar (NaN where it
+    has none); each trade maps ``symbol, entry_bar, exit_bar, entry_time, exit_time, size, entry_price,
+    exit_price, pnl, return_pct, exit_reason`` (a negative size is a short, `exit_bar` None an open trade).
+    """
+
+    run_id: str
+    strategy: str
+    config: Mapping[str, Any]
+    config_digest: str
+    statistics: Mapping[str, Any]
+    timestamps: np.ndarray
+    equity: np.ndarray
+    drawdown_pct: np.ndarray
+    prices: Mapping[str, np.ndarray]
+    trades: Sequence[Mapping[str, Any]]
+
+    def __post_init__(self) -> None:
+        where = f"report of run {self.run_id!r}"
+        bars = len(self.timestamps)
+        if bars == 0:
+            raise ValidationError(f"{where}: the run has no bars")
+        steps = np.flatnonzero(np.diff(np.asarray(self.timestamps, dtype=np.int64)) <= 0)
+        if steps.size:
+            raise ValidationError(f"{where}: timestamps do not increase at bar {int(steps[0]) + 1}")
+        series = {"equity": self.equity, "drawdown_pct": self.drawdown_pct}
+        series.update({f"prices[{symbol!r}]": values for symbol, values in self.prices.items()})
+        for name, values in series.items():
+            if np.shape(values) != (bars,):
+                raise ValidationError(f"{where}: {name} has shape {np.shape(values)}, the run has {bars} bars")
+        for name in ("equity", "drawdown_pct"):
+            bad = np.flatnonzero(~np.isfinite(np.asarray(series[name], dtype=np.float64)))
+            if bad.size:
+                raise ValidationError(f"{where}: {name} is not finite at bar {int(bad[0])}")
+        for number, trade in enumerate(self.trades):
+            missing = sorted(_TRADE_KEYS - trade.keys())
+            if missing:
+                raise ValidationError(f"{where}: trade {number} has no {', '.join(missing)}")
+            if trade["symbol"] not in self.prices:
+                raise ValidationError(f"{where}: trade {number} is in {trade['symbol']!r}, which has no prices")
+            entry, exit_bar = trade["entry_bar"], trade["exit_bar"]
+            if not 0 <= entry < bars or not (exit_bar is None or entry <= exit_bar < bars):
+                raise ValidationError(
+                    f"{where}: trade {number} spans bars {entry} to {exit_bar}, outside the run's 0 to {bars - 1}"
+                )
+
+
+def render_report(data: ReportData) -> str:
+    """Return the report of `data` as one self-contained HTML page.
+
+    Parameters
+    ----------
+    data
+        The run to show.
+
+    Returns
+    -------
+    str
+        The page; it references no URL, so it renders the same offline.
+    """
+    payload, buy_and_hold_drawn = _chart_payload(data)
+    stamps = format_microseconds([int(data.timestamps[0]), int(data.timestamps[-1])])
+    title = f"Backtest {data.strategy} · {data.run_id}"
+    policy = (
+        "default-src 'none'; base-uri 'none'; form-action 'none'; "
+        f"script-src '{_sha256(SCRIPT)}'; style-src '{_sha256(STYLE)}'"
+    )
+    legend = '<span class="key equity">Equity</span>' + (
+        '<span class="key buy-hold">Buy &amp; hold</span>' if buy_and_hold_drawn else ""
+    )
+    traded = {trade["symbol"] for trade in data.trades}
+    charts = [
+        _chart_section("chart-equity", "Equity", legend),
+        _chart_section("chart-drawdown", "Drawdown [%]", ""),
+        *(
+            _chart_section(f"chart-price-{index}", f"Price · {symbol}", _trade_legend() if symbol in traded else "")
+            for index, symbol in enumerate(data.prices)
+        ),
+    ]
+    parts = [
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
+        f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
+        f"<title>{_escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<header>\n",
+        f'<h1>Backtest report: {_escape(data.strategy)}</h1>\n<dl class="meta">\n',
+        f"<dt>Run</dt><dd>{_escape(data.run_id)}</dd>\n",
+        f"<dt>Strategy</dt><dd>{_escape(data.strategy)}</dd>\n",
+        f"<dt>Config digest</dt><dd><code>{_escape(data.config_digest)}</code></dd>\n",
+        f"<dt>Period</dt><dd>{_escape(_display_time(stamps[0]))} to {_escape(_display_time(stamps[1]))} ",
+        f"({len(data.timestamps):,} bars, {len(data.trades):,} trades)</dd>\n</dl>\n</header>\n",
+        '<div id="error" class="error" role="alert" hidden></div>\n<main>\n',
+        *charts,
+        "<noscript><p>The charts need JavaScript; the tables below do not.</p></noscript>\n",
+        '<section class="table"><h2>Statistics</h2>\n',
+        _statistics_table(data.statistics),
+        f'</section>\n<section class="table"><h2>Trades ({len(data.trades):,})</h2>\n',
+        _trades_table(data.trades),
+        '</section>\n<section class="table"><h2>Configuration</h2>\n<pre class="config">',
+        _escape(json.dumps(data.config, indent=2, sort_keys=True, default=str)),
+        "</pre></section>\n</main>\n",
+        f'<script type="application/json" id="report-data">{_embedded_json(payload)}</script>\n',
+        f"<script>{SCRIPT}</script>\n</body>\n</html>\n",
+    ]
+    return "".join(parts)
+
+
+def downsample_indices(values: np.ndarray, max_points: int = MAX_POINTS) -> np.ndarray:
+    """Return sorted indices of at most `max_points` points of `values` that keep its shape on a chart.
+
+    Every index when there are no more than `max_points` values; otherwise the first and last index and,
+    in each of ``(max_points - 2) // 2`` equal buckets, the first index of the bucket's lowest and of its
+    highest value (NaN ignored; an all-NaN bucket keeps its first index, so a gap stays a gap).
+    """
+    if max_points < 4:
+        raise ValidationError(f"max_points must be at least 4, was {max_points}")
+    values = np.asarray(values, dtype=np.float64)
+    count = len(values)
+    if count <= max_points:
+        return np.arange(count)
+    buckets = (max_points - 2) // 2
+    starts = np.linspace(0, count, buckets + 1).astype(np.int64)[:-1]
+    bucket_of = np.repeat(np.arange(buckets), np.diff(np.append(starts, count)))
+    finite = np.isfinite(values)
+    kept = [np.array([0, count - 1])]
+    for filled, reduce in ((np.inf, np.minimum), (-np.inf, np.maximum)):
+        candidates = np.where(finite, values, filled)
+        extremes = reduce.reduceat(candidates, starts)
+        positions = np.flatnonzero(candidates == extremes[bucket_of])
+        _, first = np.unique(bucket_of[positions], return_index=True)
+        kept.append(positions[first])
+    return np.unique(np.concatenate(kept))
+
+
+def _chart_payload(data: ReportData) -> tuple[dict[str, Any], bool]:
+    timestamps = np.asarray(data.timestamps, dtype=np.int64)
+    equity = np.asarray(data.equity, dtype=np.float64)
+    holding = _buy_and_hold(float(equity[0]), data.prices)
+    columns: dict[str, np.ndarray | None] = {
+        "equity": equity,
+        "buy_hold": holding,
+        # Drawn below zero, so the filled area hangs from the running peak.
+        "drawdown": -np.asarray(data.drawdown_pct, dtype=np.float64),
+        **{
+            f"price {number}": np.asarray(values, dtype=np.float64)
+            for number, values in enumerate(data.prices.values())
+        },
+    }
+    kept = {name: None if values is None else downsample_indices(values) for name, values in columns.items()}
+    series = {name: _series(columns[name], indices) for name, indices in kept.items()}
+    trades = [_trade_payload(trade) for trade in data.trades]
+    # Times are embedded only for bars some point or trade sits on; the script interpolates between them.
+    used = [np.array([0, len(timestamps) - 1]), *(indices for indices in kept.values() if indices is not None)]
+    used.append(
+        np.array([bar for trade in trades for bar in (trade["entry_bar"], trade["exit_bar"]) if bar is not None])
+    )
+    bars = np.unique(np.concatenate(used).astype(np.int64))
+    milliseconds = timestamps[bars] // 1000
+    offsets = milliseconds - milliseconds[0]
+    # Steps in the largest common unit (a day for daily bars) keep the embedded times a few digits each.
+    unit = int(np.gcd.reduce(offsets)) or 1
+    payload = {
+        "bars": len(timestamps),
+        "intraday": bool(np.any(timestamps % _MICROSECONDS_PER_DAY)),
+        "time": {
+            "bar_step": np.diff(bars, prepend=0).tolist(),
+            "origin_ms": int(milliseconds[0]),
+            "unit_ms": unit,
+            "step": np.diff(offsets // unit, prepend=0).tolist(),
+        },
+        "equity": series["equity"],
+        "buy_hold": series["buy_hold"],
+        "drawdown": series["drawdown"],
+        "prices": [
+            {"symbol": symbol, **(series[f"price {number}"] or {})} for number, symbol in enumerate(data.prices)
+        ],
+        "trades": trades,
+    }
+    return payload, holding is not None
+
+
+def _buy_and_hold(start: float, prices: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Equity of `start` cash split equally over the priced symbols, each share bought at its first price and held."""
+    growth = []
+    for values in prices.values():
+        values = np.asarray(values, dtype=np.float64)
+        priced = np.isfinite(values) & (values > 0)
+        if not priced.any():
+            continue
+        first = int(np.argmax(priced))
+        last_priced = np.maximum.accumulate(np.where(priced, np.arange(len(values)), first))
+        # A symbol's share is cash until its first price.
+        growth.append(np.where(np.arange(len(values)) < first, 1.0, values[last_priced] / values[first]))
+    if not growth:
+        return None
+    return start * np.mean(growth, axis=0)
+
+
+def _series(values: np.ndarray | None, indices: np.ndarray | None) -> dict[str, list[Any]] | None:
+    """Points at `indices` as bar steps (first bar, then differences) and rounded values; None for no series."""
+    if values is None or indices is None:
+        return None
+    return {"bar_step": np.diff(indices, prepend=0).tolist(), "value": _rounded(values[indices])}
+
+
+def _rounded(values: np.ndarray) -> list[float | None]:
+    """`values` to six significant digits of the series' largest value (far finer than a pixel), NaN as None."""
+    finite = np.isfinite(values)
+    largest = float(np.max(np.abs(values[finite]))) if finite.any() else 0.0
+    decimals = max(0, 6 - math.floor(math.log10(largest))) if largest > 0 else 0
+    rounded = np.round(np.where(finite, values, 0.0), decimals).tolist()
+    return [value if keep else None for value, keep in zip(rounded, finite.tolist(), strict=True)]
+
+
+def _trade_payload(trade: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "symbol": str(trade["symbol"]),
+        "entry_bar": int(trade["entry_bar"]),
+        "exit_bar": None if trade["exit_bar"] is None else int(trade["exit_bar"]),
+        "size": _number(trade["size"]),
+        "entry_price": _number(trade["entry_price"]),
+        "exit_price": _number(trade["exit_price"]),
+        "pnl": _number(trade["pnl"]),
+        "return_pct": _number(trade["return_pct"]),
+        "exit_reason": _text(trade["exit_reason"]),
+    }
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return str(value)
+
+
+def _embedded_json(payload: Any) -> str:
+    """JSON that cannot end its script element or open a comment in it: ``<``, ``>`` and ``&`` as escapes."""
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    for character, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(character, escape)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _sha256(source: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode("ascii")
+
+
+def _escape(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _chart_section(element_id: str, heading: str, legend: str) -> str:
+    return (
+        f'<section class="chart" id="{element_id}"><h2>{_escape(heading)}<span class="legend">{legend}</span></h2>'
+        '<svg class="plot" role="img"></svg><div class="tooltip" hidden></div></section>\n'
+    )
+
+
+def _trade_legend() -> str:
+    return (
+        '<span class="key long">long entry</span><span class="key short">short entry</span>'
+        '<span class="key win">exit, profit</span><span class="key loss">exit, loss</span>'
+    )
+
+
+def _statistics_table(statistics: Mapping[str, Any]) -> str:
+    if not statistics:
+        return "<p>No statistics.</p>\n"
+    rows = [
+        f'<tr><th scope="row">{_escape(_label(key))}</th>'
+        f'<td class="number">{_escape(_format_value(key, value))}</td></tr>'
+        for key, value in statistics.items()
+    ]
+    return '<table class="statistics">\n' + "\n".join(rows) + "\n</table>\n"
+
+
+def _trades_table(trades: Sequence[Mapping[str, Any]]) -> str:
+    if not trades:
+        return "<p>No trades.</p>\n"
+    headings = ["#", "Symbol", "Side", "Size", "Entry", "Entry price", "Exit", "Exit price", "P&L", "Return [%]"]
+    head = "".join(f"<th>{_escape(heading)}</th>" for heading in [*headings, "Exit reason"])
+    rows = []
+    for number, trade in enumerate(trades, start=1):
+        pnl = _number(trade["pnl"]) or 0.0
+        outcome = "win" if pnl > 0 else "loss" if pnl < 0 else "flat"
+        size = _number(trade["size"]) or 0.0
+        cells = [
+            (str(number), "number"),
+            (str(trade["symbol"]), ""),
+            ("long" if size > 0 else "short", ""),
+            (_format_number(abs(size)), "number"),
+            (_display_time(trade.get("entry_time")), ""),
+            (_format_number(trade["entry_price"]), "number"),
+            (_display_time(trade.get("exit_time")), ""),
+            (_format_number(trade["exit_price"]), "number"),
+            (_format_number(trade["pnl"]), "number pnl"),
+            (_format_number(trade["return_pct"]), "number pnl"),
+            (_text(trade["exit_reason"]), ""),
+        ]
+        row = "".join(
+            f'<td class="{css}">{_escape(text)}</td>' if css else f"<td>{_escape(text)}</td>" for text, css in cells
+        )
+        rows.append(f'<tr class="{outcome}">{row}</tr>')
+    return (
+        f'<table class="trades">\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody></table>\n"
+    )
+
+
+def _label(key: str) -> str:
+    words = str(key).split("_")
+    unit = ""
+    if len(words) > 1 and words[-1] == "pct":
+        words, unit = words[:-1], " [%]"
+    sentence = " ".join(words)
+    return sentence[:1].upper() + sentence[1:] + unit
+
+
+def _format_value(key: str, value: Any) -> str:
+    if isinstance(value, (str, datetime)):
+        return _display_time(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, (int, float, np.integer, np.floating)) or value is None:
+        return _format_number(value)
+    return str(value)
+
+
+def _format_number(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return f"{int(value):,}"
+    number = float(value)
+    if math.isnan(number):
+        return "n/a"
+    if math.isinf(number):
+        return "∞" if number > 0 else "-∞"
+    if number == 0:
+        return "0"
+    return f"{number:,.2f}" if abs(number) >= 1 else f"{number:.4g}"
+
+
+def _display_time(value: Any) -> str:
+    """An ISO timestamp or aware datetime as ``2024-03-14 15:30`` UTC (the date alone at midnight); other text as is."""
+    if value is None:
+        return "–"
+    try:
+        moment = value if isinstance(value, datetime) else parse_timestamp(str(value))
+    except SerializationError:
+        return str(value)
+    if moment.tzinfo is None:
+        return moment.isoformat(sep=" ")
+    if (moment.hour, moment.minute, moment.second, moment.microsecond) == (0, 0, 0, 0):
+        return f"{moment:%Y-%m-%d}"
+    return f"{moment:%Y-%m-%d %H:%M}" + (f":{moment:%S}" if moment.second or moment.microsecond else "")
+
+
+STYLE = """
+:root { --ink: #1f2933; --muted: #616e7c; --grid: #e4e7eb; --frame: #cbd2d9; --up: #1a9850; --down: #d73027;
+  --flat: #8a8f98; --equity: #1f4e9c; --price: #3e4c59; }
+* { box-sizing: border-box; }
+body { margin: 0; padding: 16px 24px 40px; font: 14px/1.4 system-ui, sans-serif; color: var(--ink); background: #fff; }
+h1 { font-size: 20px; margin: 0 0 8px; }
+h2 { font-size: 15px; margin: 14px 0 4px; }
+dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0 0 8px; }
+dl.meta dt { color: var(--muted); }
+dl.meta dd { margin: 0; overflow-wrap: anywhere; }
+.error { background: #fde8e8; border: 1px solid var(--down); padding: 8px 12px; white-space: pre-wrap;
+  font: 12px monospace; }
+.chart { position: relative; }
+svg.plot { display: block; width: 100%; }
+.legend { font-weight: normal; font-size: 12px; color: var(--muted); }
+.legend .key::before { content: ""; display: inline-block; width: 14px; height: 3px; margin: 0 4px 3px 14px;
+  vertical-align: middle; background: var(--flat); }
+.legend .equity::before { background: var(--equity); }
+.legend .long::before, .legend .win::before { background: var(--up); }
+.legend .short::before, .legend .loss::before { background: var(--down); }
+.grid { stroke: var(--grid); }
+.frame { fill: none; stroke: var(--frame); }
+.tick { font-size: 11px; fill: var(--muted); }
+.series { fill: none; stroke-width: 1.5; stroke-linejoin: round; }
+.series.equity { stroke: var(--equity); }
+.series.buy-hold { stroke: var(--flat); stroke-width: 1.2; stroke-dasharray: 4 3; }
+.series.drawdown { stroke: var(--down); stroke-width: 1; }
+.area.drawdown { fill: var(--down); fill-opacity: 0.25; }
+.series.price { stroke: var(--price); stroke-width: 1.2; }
+.marker { stroke: #fff; stroke-width: 1; }
+.long, .win { fill: var(--up); stroke: var(--up); }
+.short, .loss { fill: var(--down); stroke: var(--down); }
+.flat { fill: var(--flat); stroke: var(--flat); }
+.marker.long, .marker.short, .marker.win, .marker.loss, .marker.flat { stroke: #fff; }
+.link { fill: none; stroke-width: 1; stroke-dasharray: 3 2; }
+.crosshair { stroke: #9aa5b1; stroke-dasharray: 2 2; }
+.dot { fill: #fff; stroke: var(--ink); stroke-width: 1.5; }
+.tooltip { position: absolute; pointer-events: none; background: rgba(255, 255, 255, 0.95);
+  border: 1px solid var(--frame); border-radius: 4px; padding: 4px 8px; font-size: 12px; white-space: nowrap;
+  box-shadow: 0 1px 3px rgba(0, 0, 0, 0.15); }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+th, td { padding: 3px 10px; border-bottom: 1px solid var(--grid); text-align: left; font-weight: normal; }
+thead th, .statistics th { color: var(--muted); }
+td.number { text-align: right; }
+tr.win td.pnl { color: var(--up); }
+tr.loss td.pnl { color: var(--down); }
+.config { background: #f5f7fa; padding: 8px 12px; overflow-x: auto; }
+"""
+
+SCRIPT = """
+(() => {
+  "use strict";
+  const body = document.body;
+  const fail = (error) => {
+    const box = document.getElementById("error");
+    box.textContent = "The charts could not be drawn: " + ((error && error.stack) || String(error));
+    box.hidden = false;
+    body.dataset.rendered = "error";
+  };
+  window.addEventListener("error", (event) => fail(event.error || event.message));
+  try {
+    const data = JSON.parse(document.getElementById("report-data").textContent);
+    const namespace = document.querySelector("svg.plot").namespaceURI;
+    const make = (parent, name, attributes, text) => {
+      const node = document.createElementNS(namespace, name);
+      for (const [key, value] of Object.entries(attributes || {})) node.setAttribute(key, value);
+      if (text !== undefined) node.textContent = text;
+      parent.appendChild(node);
+      return node;
+    };
+    const lastBar = Math.max(1, data.bars - 1);
+    const expand = (steps) => { let at = 0; return steps.map((step) => (at += step)); };
+    const timeBars = expand(data.time.bar_step);
+    const timeMs = expand(data.time.step).map((units) => data.time.origin_ms + units * data.time.unit_ms);
+    const decode = (series) => series && {bar: expand(series.bar_step), value: series.value};
+    const below = (array, value) => {  // index of the last element <= value (0 if none)
+      let low = 0, high = array.length - 1;
+      while (low < high) {
+        const middle = (low + high + 1) >> 1;
+        if (array[middle] <= value) low = middle; else high = middle - 1;
+      }
+      return low;
+    };
+    const nearest = (array, value) => {
+      const index = below(array, value);
+      return index + 1 < array.length && array[index + 1] - value < value - array[index] ? index + 1 : index;
+    };
+    const timeAt = (bar) => {
+      const index = below(timeBars, bar);
+      if (timeBars[index] >= bar || index + 1 >= timeBars.length) return timeMs[index];
+      const share = (bar - timeBars[index]) / (timeBars[index + 1] - timeBars[index]);
+      return timeMs[index] + share * (timeMs[index + 1] - timeMs[index]);
+    };
+    const pad = (number) => String(number).padStart(2, "0");
+    const dayOf = (date) => date.getUTCFullYear() + "-" + pad(date.getUTCMonth() + 1) + "-" + pad(date.getUTCDate());
+    const clockOf = (date) => pad(date.getUTCHours()) + ":" + pad(date.getUTCMinutes());
+    const formatTime = (ms) => {
+      const date = new Date(ms);
+      return data.intraday ? dayOf(date) + " " + clockOf(date) : dayOf(date);
+    };
+    const MINUTE = 60e3, DAY = 1440 * MINUTE, YEAR = 365.25 * DAY;
+    const STEPS = [[1, "m"], [5, "m"], [15, "m"], [30, "m"], [60, "m"], [120, "m"], [360, "m"], [720, "m"],
+      [1, "d"], [1, "w"], [1, "M"], [3, "M"], [6, "M"], [1, "Y"], [2, "Y"], [5, "Y"], [10, "Y"], [25, "Y"],
+      [50, "Y"], [100, "Y"]];
+    const SPAN = {m: MINUTE, d: DAY, w: 7 * DAY, M: YEAR / 12, Y: YEAR};
+    const bucketOf = (ms, count, unit) => {
+      const date = new Date(ms);
+      if (unit === "Y") return Math.floor(date.getUTCFullYear() / count);
+      if (unit === "M") return Math.floor((date.getUTCFullYear() * 12 + date.getUTCMonth()) / count);
+      if (unit === "w") return Math.floor((ms / DAY + 3) / 7);  // weeks start on Monday; 1970-01-01 was a Thursday
+      if (unit === "d") return Math.floor(ms / DAY);
+      return Math.floor(ms / (count * MINUTE));
+    };
+    const tickLabel = (ms, unit) => {
+      const date = new Date(ms);
+      if (unit === "Y") return String(date.getUTCFullYear());
+      if (unit === "M") return date.getUTCFullYear() + "-" + pad(date.getUTCMonth() + 1);
+      if (unit === "m") return pad(date.getUTCMonth() + 1) + "-" + pad(date.getUTCDate()) + " " + clockOf(date);
+      return dayOf(date);
+    };
+    const dateTicks = (x, width) => {
+      const span = timeMs[timeMs.length - 1] - timeMs[0];
+      const wanted = Math.max(2, Math.floor(width / 90));
+      const [count, unit] = STEPS.find(([n, u]) => span / (n * SPAN[u]) <= wanted) || STEPS[STEPS.length - 1];
+      const ticks = [];
+      let previous = bucketOf(timeMs[0], count, unit), lastX = -Infinity;
+      for (let index = 1; index < timeMs.length; index++) {
+        const bucket = bucketOf(timeMs[index], count, unit);
+        if (bucket === previous) continue;
+        previous = bucket;
+        const position = x(timeBars[index]);
+        if (position - lastX < 70) continue;
+        ticks.push([position, tickLabel(timeMs[index], unit)]);
+        lastX = position;
+      }
+      return ticks;
+    };
+    const niceStep = (span, count) => {
+      const rough = span / count, magnitude = Math.pow(10, Math.floor(Math.log10(rough))), ratio = rough / magnitude;
+      return (ratio < 1.5 ? 1 : ratio < 3 ? 2 : ratio < 7 ? 5 : 10) * magnitude;
+    };
+    const formatNumber = (value, decimals) => value.toLocaleString("en-US",
+      {minimumFractionDigits: decimals, maximumFractionDigits: decimals});
+    const formatValue = (value) => Math.abs(value) >= 1 || value === 0 ? formatNumber(value, 2)
+      : value.toLocaleString("en-US", {maximumSignificantDigits: 4});
+    const MARGIN = {left: 78, right: 18, top: 10, bottom: 26};
+
+    const draw = (section, spec) => {
+      const svg = section.querySelector("svg.plot"), tip = section.querySelector(".tooltip");
+      svg.replaceChildren();
+      const width = Math.max(320, section.clientWidth || 960), height = spec.height;
+      svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+      svg.setAttribute("width", width);
+      svg.setAttribute("height", height);
+      const left = MARGIN.left, right = width - MARGIN.right, top = MARGIN.top, bottom = height - MARGIN.bottom;
+      const x = (bar) => left + (bar / lastBar) * (right - left);
+      let low = Infinity, high = -Infinity;
+      const widen = (value) => {
+        if (value === null || !Number.isFinite(value)) return;
+        low = Math.min(low, value);
+        high = Math.max(high, value);
+      };
+      spec.series.forEach((series) => series.value.forEach(widen));
+      (spec.extent || []).forEach(widen);
+      if (low === Infinity) { low = 0; high = 1; }
+      if (spec.zeroTop) high = Math.max(high, 0);
+      if (high - low < 1e-12 * Math.max(1, Math.abs(high))) {
+        low -= Math.abs(low) * 0.05 || 1;
+        high += Math.abs(high) * 0.05 || 1;
+      }
+      const margin = (high - low) * 0.04;
+      low -= margin;
+      if (!spec.zeroTop) high += margin;
+      const y = (value) => bottom - ((value - low) / (high - low)) * (bottom - top);
+      const axes = make(svg, "g", {class: "axes"});
+      const step = niceStep(high - low, Math.max(2, Math.floor((bottom - top) / 45)));
+      const decimals = Math.max(0, Math.min(8, -Math.floor(Math.log10(step))));
+      for (let value = Math.ceil(low / step) * step; value <= high; value += step) {
+        const position = y(value).toFixed(1);
+        make(axes, "line", {class: "grid", x1: left, x2: right, y1: position, y2: position});
+        const label = formatNumber(Math.abs(value) < step / 1e6 ? 0 : value, decimals) + (spec.unit || "");
+        make(axes, "text", {class: "tick y", x: left - 6, y: position, "text-anchor": "end",
+          "dominant-baseline": "middle"}, label);
+      }
+      for (const [position, label] of dateTicks(x, right - left)) {
+        make(axes, "line", {class: "grid", x1: position.toFixed(1), x2: position.toFixed(1), y1: top, y2: bottom});
+        make(axes, "text", {class: "tick x", x: position.toFixed(1), y: bottom + 17, "text-anchor": "middle"}, label);
+      }
+      make(axes, "rect", {class: "frame", x: left, y: top, width: right - left, height: bottom - top});
+      for (const series of spec.series) {
+        let path = "", pen = false, points = 0;
+        series.value.forEach((value, index) => {
+          if (value === null) { pen = false; return; }
+          path += (pen ? "L" : "M") + x(series.bar[index]).toFixed(1) + "," + y(value).toFixed(1);
+          pen = true;
+          points += 1;
+        });
+        if (series.area && points > 0) {
+          const base = y(0).toFixed(1), first = x(series.bar[0]).toFixed(1);
+          const last = x(series.bar[series.bar.length - 1]).toFixed(1);
+          const outline = "M" + first + "," + base + "L" + path.slice(1) + "L" + last + "," + base + "Z";
+          make(svg, "path", {class: "area " + series.css, d: outline});
+        }
+        make(svg, "path", {class: "series " + series.css, d: path, "data-points": points});
+      }
+      const crosshair = make(svg, "line", {class: "crosshair", y1: top, y2: bottom, visibility: "hidden"});
+      const dots = spec.series.map(() => make(svg, "circle", {class: "dot", r: 3, visibility: "hidden"}));
+      const markers = make(svg, "g", {class: "trades"});
+      for (const trade of spec.trades || []) {
+        const outcome = trade.pnl > 0 ? "win" : trade.pnl < 0 ? "loss" : "flat";
+        const long = trade.size > 0;
+        const title = (long ? "long " : "short ") + formatValue(Math.abs(trade.size)) + " " + trade.symbol
+          + " at " + formatValue(trade.entry_price) + (trade.exit_bar === null ? " (open)" : " to "
+          + formatValue(trade.exit_price) + ", P&L " + formatValue(trade.pnl || 0)
+          + " (" + formatNumber(trade.return_pct || 0, 2) + " %), " + trade.exit_reason);
+        const entryX = x(trade.entry_bar), entryY = y(trade.entry_price);
+        const group = make(markers, "g", {class: "trade " + outcome});
+        if (trade.exit_bar !== null) {
+          make(group, "line", {class: "link " + outcome, x1: entryX.toFixed(1), y1: entryY.toFixed(1),
+            x2: x(trade.exit_bar).toFixed(1), y2: y(trade.exit_price).toFixed(1)});
+        }
+        const apex = long ? -7 : 7, foot = long ? 5 : -5;
+        const triangle = "M" + entryX.toFixed(1) + "," + (entryY + apex).toFixed(1)
+          + "L" + (entryX + 6).toFixed(1) + "," + (entryY + foot).toFixed(1)
+          + "L" + (entryX - 6).toFixed(1) + "," + (entryY + foot).toFixed(1) + "Z";
+        const entry = make(group, "path", {class: "marker entry " + (long ? "long" : "short"), d: triangle});
+        make(entry, "title", {}, title);
+        if (trade.exit_bar !== null) {
+          const exit = make(group, "circle", {class: "marker exit " + outcome, r: 4.5,
+            cx: x(trade.exit_bar).toFixed(1), cy: y(trade.exit_price).toFixed(1)});
+          make(exit, "title", {}, title);
+        }
+      }
+      const hide = () => {
+        tip.hidden = true;
+        crosshair.setAttribute("visibility", "hidden");
+        dots.forEach((dot) => dot.setAttribute("visibility", "hidden"));
+      };
+      svg.onmouseleave = hide;
+      svg.onmousemove = (event) => {
+        const box = svg.getBoundingClientRect(), px = event.clientX - box.left, py = event.clientY - box.top;
+        if (px < left || px > right || py < top || py > bottom) { hide(); return; }
+        const bar = Math.round(((px - left) / (right - left)) * lastBar);
+        const lines = [formatTime(timeAt(bar))];
+        spec.series.forEach((series, index) => {
+          const at = nearest(series.bar, bar), value = series.value[at];
+          if (value === null) { dots[index].setAttribute("visibility", "hidden"); return; }
+          dots[index].setAttribute("cx", x(series.bar[at]).toFixed(1));
+          dots[index].setAttribute("cy", y(value).toFixed(1));
+          dots[index].setAttribute("visibility", "visible");
+          lines.push(series.label + ": " + formatValue(value) + (spec.unit || ""));
+        });
+        for (const trade of spec.trades || []) {
+          if (trade.entry_bar === bar) {
+            lines.push("entry " + (trade.size > 0 ? "long" : "short") + " at " + formatValue(trade.entry_price));
+          }
+          if (trade.exit_bar === bar) {
+            lines.push("exit at " + formatValue(trade.exit_price) + ", P&L " + formatValue(trade.pnl || 0));
+          }
+        }
+        crosshair.setAttribute("x1", x(bar).toFixed(1));
+        crosshair.setAttribute("x2", x(bar).toFixed(1));
+        crosshair.setAttribute("visibility", "visible");
+        tip.replaceChildren(...lines.map((line) => {
+          const row = document.createElement("div");
+          row.textContent = line;
+          return row;
+        }));
+        tip.hidden = false;
+        const offset = box.top - section.getBoundingClientRect().top;
+        tip.style.left = Math.min(px + 14, width - tip.offsetWidth - 4) + "px";
+        tip.style.top = offset + Math.max(0, py - tip.offsetHeight - 10) + "px";
+      };
+    };
+
+    const charts = [["equity", document.getElementById("chart-equity"), {height: 300, series: [
+      {css: "equity", label: "Equity", ...decode(data.equity)},
+      ...(data.buy_hold ? [{css: "buy-hold", label: "Buy & hold", ...decode(data.buy_hold)}] : [])]}],
+      ["drawdown", document.getElementById("chart-drawdown"), {height: 150, zeroTop: true, unit: "%",
+        series: [{css: "drawdown", label: "Drawdown", area: true, ...decode(data.drawdown)}]}]];
+    data.prices.forEach((price, index) => {
+      const trades = data.trades.filter((trade) => trade.symbol === price.symbol);
+      const extent = trades.flatMap((trade) => [trade.entry_price, trade.exit_bar === null ? null : trade.exit_price]);
+      charts.push(["price:" + price.symbol, document.getElementById("chart-price-" + index),
+        {height: 260, series: [{css: "price", label: price.symbol, ...decode(price)}], trades, extent}]);
+    });
+    const drawAll = () => charts.map(([name, section, spec]) => { draw(section, spec); return name; });
+    const drawn = drawAll();
+    for (const [, section] of charts) {
+      const box = section.querySelector("svg.plot").getBoundingClientRect();
+      // Where each chart landed on the page, for screenshots of it.
+      const edges = [box.left + window.scrollX, box.top + window.scrollY, box.width, box.height];
+      section.dataset.box = edges.map(Math.round).join(",");
+    }
+    body.dataset.rendered = drawn.join(",");
+    let pending = 0;
+    window.addEventListener("resize", () => {
+      clearTimeout(pending);
+      pending = setTimeout(() => { try { drawAll(); } catch (error) { fail(error); } }, 150);
+    });
+  } catch (error) {
+    fail(error);
+  }
+})();
+"""

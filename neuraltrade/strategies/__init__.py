@@ -1,0 +1,1 @@
+"""Strategies: rules from a symbol's bar history to signals (see `neuraltrade.strategies.base`)."""

@@ -1,0 +1,223 @@
+"""The contract between strategies and the engine: a symbol's bar history in, a frame of signals out.
+
+A strategy sees one symbol's bars as arrays (`PriceHistory`) and returns, for every bar, what it wants
+to hold after seeing that bar's close (`SignalFrame.target`: +1 long, -1 short, 0 flat, NaN "no new
+decision"). The engine turns a decision on bar i into an order that fills on bar i+1 (or at bar i's
+close with ``trade_on_close``); a decision on the last bar never fills. A decision for the side
+already held, with no order working, changes nothing.
+
+Signals are computed over the whole history at once, which is what makes parameter sweeps fast, so
+causality is a property the engine *checks*: `verify_causality` recomputes the frame on prefixes of the
+history and refuses a strategy whose decision on any bar changes once later bars exist
+(`LookAheadError`). Strategies that need per-bar state compute it in a loop over the arrays, reading
+only indices <= i.
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from neuraltrade.bars import timestamps_to_microseconds
+from neuraltrade.canonical import digest
+from neuraltrade.errors import ConfigError, LookAheadError, ValidationError
+from neuraltrade.types import Observation
+
+_PRICE_FIELDS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True, eq=False)
+class PriceHistory:
+    """One symbol's bars in time order, as float64 arrays sharing one int64 microsecond time axis."""
+
+    symbol: str
+    timestamps: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    def __post_init__(self) -> None:
+        count = len(self.timestamps)
+        for name in _PRICE_FIELDS:
+            if len(getattr(self, name)) != count:
+                raise ValidationError(
+                    f"{self.symbol} history: {name} has {len(getattr(self, name))} values for {count} timestamps"
+                )
+        if count > 1 and not bool(np.all(np.diff(self.timestamps) > 0)):
+            raise ValidationError(f"{self.symbol} history: timestamps are not strictly increasing")
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, symbol: str | None = None) -> PriceHistory:
+        """Build the history of one symbol from a bar frame (see `neuraltrade.bars`)."""
+        if symbol is not None:
+            frame = frame.loc[frame["symbol"] == symbol]
+        symbols = frame["symbol"].unique()
+        if len(symbols) != 1:
+            raise ValidationError(f"a price history holds one symbol, the frame holds {sorted(map(str, symbols))}")
+        frame = frame.sort_values("timestamp")
+        arrays = {name: frame[name].to_numpy(dtype="float64", copy=True) for name in _PRICE_FIELDS}
+        return cls(symbol=str(symbols[0]), timestamps=timestamps_to_microseconds(frame["timestamp"]), **arrays)
+
+    def head(self, count: int) -> PriceHistory:
+        """Return the first `count` bars (views, no copy): what the strategy knew at bar ``count - 1``."""
+        return PriceHistory(
+            symbol=self.symbol,
+            timestamps=self.timestamps[:count],
+            **{name: getattr(self, name)[:count] for name in _PRICE_FIELDS},
+        )
+
+    def observation_id(self, bar: int) -> uuid.UUID:
+        """Return the stable id of the observation (market state) of bar `bar`."""
+        return Observation.ids_for(self.symbol, [int(self.timestamps[bar])])[0]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class SignalFrame:
+    """A strategy's decisions over every bar of one history.
+
+    `target` is +1 (be long), -1 (be short), 0 (be flat) or NaN (no new decision) after each bar's close;
+    `confidence` lies in [0, 1] where a decision is taken. The optional exit arrays are distances from the
+    fill price as fractions (0.02 = 2%), NaN where none. `entry_limit` and `entry_stop` turn an entry into
+    a limit, stop or stop-limit order priced relative to the decision bar's close (-0.01: 1% below), NaN
+    for a market order; `valid_bars` cancels an entry still unfilled that many bars after its decision.
+    `links` maps a bar to the ids of the records that decision used besides the bar's own observation
+    (memory items, patterns, model versions); `features` holds per-bar values worth recording with each
+    signal. `warmup` is the first bar whose decision can be defined at all. `details` carries run-level
+    facts (a model version, an out-of-sample hit rate).
+    """
+
+    target: np.ndarray
+    confidence: np.ndarray
+    stop_loss: np.ndarray | None = None
+    take_profit: np.ndarray | None = None
+    trailing_stop: np.ndarray | None = None
+    entry_limit: np.ndarray | None = None
+    entry_stop: np.ndarray | None = None
+    valid_bars: int | None = None
+    links: Mapping[int, tuple[uuid.UUID, ...]] = field(default_factory=dict)
+    features: Mapping[str, np.ndarray] = field(default_factory=dict)
+    warmup: int = 0
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def check(self, history: PriceHistory, strategy: str) -> None:
+        """Raise `ValidationError` unless every array has one value per bar and targets are -1, 0, 1 or NaN."""
+        count = len(history)
+        arrays = {"target": self.target, "confidence": self.confidence, **self._exits(), **self._entries()}
+        arrays.update({f"feature {name!r}": values for name, values in self.features.items()})
+        for name, values in arrays.items():
+            if values.shape != (count,):
+                raise ValidationError(
+                    f"strategy {strategy!r} on {history.symbol}: {name} has shape {values.shape}, needs ({count},)"
+                )
+        decided = ~np.isnan(self.target)
+        bad = decided & ~np.isin(self.target, (-1.0, 0.0, 1.0))
+        if bad.any():
+            bar = int(np.flatnonzero(bad)[0])
+            raise ValidationError(
+                f"strategy {strategy!r} on {history.symbol}: target at bar {bar} is {float(self.target[bar])!r}; "
+                "use -1, 0, 1 or NaN"
+            )
+        confidence = self.confidence[decided]
+        if confidence.size and not bool(np.all((confidence >= 0.0) & (confidence <= 1.0))):
+            raise ValidationError(f"strategy {strategy!r} on {history.symbol}: confidence outside [0, 1]")
+        for name, values in self._exits().items():
+            given = values[~np.isnan(values)]
+            if given.size and not bool(np.all(given > 0.0)):
+                raise ValidationError(f"strategy {strategy!r} on {history.symbol}: {name} distances must be > 0")
+
+        for name, values in self._entries().items():
+            given = values[~np.isnan(values)]
+            if given.size and not bool(np.all(np.isfinite(given) & (given > -1.0))):
+                raise ValidationError(f"strategy {strategy!r} on {history.symbol}: {name} offsets must be > -1")
+        if self.valid_bars is not None and self.valid_bars < 1:
+            raise ValidationError(f"strategy {strategy!r}: valid_bars must be >= 1, was {self.valid_bars!r}")
+
+    def _entries(self) -> dict[str, np.ndarray]:
+        named = {"entry_limit": self.entry_limit, "entry_stop": self.entry_stop}
+        return {name: values for name, values in named.items() if values is not None}
+
+    def _exits(self) -> dict[str, np.ndarray]:
+        named = {"stop_loss": self.stop_loss, "take_profit": self.take_profit, "trailing_stop": self.trailing_stop}
+        return {name: values for name, values in named.items() if values is not None}
+
+    def decisions(self) -> np.ndarray:
+        """Return the indices of the bars that carry a decision."""
+        return np.flatnonzero(~np.isnan(self.target))
+
+
+@dataclass(frozen=True, kw_only=True)
+class StrategyConfig:
+    """Base of every strategy's parameters: frozen, keyword-only, with a digest stored with each run."""
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the parameters."""
+        return digest(self)
+
+    def to_plain(self) -> dict[str, Any]:
+        """Return the parameters as a plain dict."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
+class Strategy(abc.ABC):
+    """A named rule from bar history to signals; `name` is registered, `config` identifies the version."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: StrategyConfig) -> None:
+        self.config = config
+
+    @property
+    def strategy_id(self) -> str:
+        """The strategy's name and the first 12 hex digits of its config digest, e.g. ``sma_cross-3f2a9c1b0d4e``."""
+        return f"{self.name}-{self.config.digest[:12]}"
+
+    @abc.abstractmethod
+    def signals(self, history: PriceHistory) -> SignalFrame:
+        """Return one decision per bar of `history`, each using only bars up to its own."""
+
+
+def verify_causality(
+    strategy: Strategy, history: PriceHistory, frame: SignalFrame, *, cuts: Sequence[int] | None = None
+) -> None:
+    """Raise `LookAheadError` if `strategy`'s decisions on a prefix of `history` differ from `frame`'s.
+
+    `cuts` are prefix lengths to recompute on. By default: two spread over the history, and the bar after
+    the middle and the last decisions, where a strategy peeking one bar ahead shows it (its decision on
+    a prefix's last bar has no next bar to read). A decision that changes once later bars exist was
+    computed from them.
+    """
+    count = len(history)
+    if cuts is None:
+        decided = frame.decisions()
+        chosen = {max(2, count // 3), max(2, 2 * count // 3)}
+        if len(decided):
+            chosen |= {int(decided[len(decided) // 2]) + 1, int(decided[-1]) + 1}
+        cuts = sorted(chosen - {count})
+    for cut in cuts:
+        if not 0 < cut <= count:
+            raise ConfigError(f"causality cut {cut} lies outside the history of {count} bars")
+        partial = strategy.signals(history.head(cut))
+        for name in ("target", "confidence", "stop_loss", "take_profit", "trailing_stop", "entry_limit", "entry_stop"):
+            full_values, cut_values = getattr(frame, name), getattr(partial, name)
+            if full_values is None and cut_values is None:
+                continue
+            if full_values is None or cut_values is None:
+                differs = np.ones(cut, dtype=bool)
+            else:
+                differs = ~np.isclose(full_values[:cut], cut_values, rtol=1e-9, atol=1e-12, equal_nan=True)
+            if differs.any():
+                bar = int(np.flatnonzero(differs)[0])
+                when = pd.Timestamp(int(history.timestamps[bar]), unit="us", tz="UTC").isoformat()
+                raise LookAheadError(strategy.strategy_id, history.symbol, bar, when)

@@ -1,0 +1,150 @@
+"""The strategies the platform has, by name, and how a strategy is built from parameters given as text.
+
+``build_strategy("sma_cross", {"fast": "10", "slow": "30"})`` is what the CLI and the sweeps call: values
+may be strings (as typed on a command line) or already numbers, and are converted to the type of the
+configuration's field. An unknown strategy or parameter raises `UnknownStrategy` listing the valid
+ones; a value of the wrong kind or out of range raises `ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from neuraltrade.errors import ConfigError, UnknownStrategy
+from neuraltrade.strategies.base import Strategy, StrategyConfig
+from neuraltrade.strategies.mean_reversion import MeanReversion, MeanReversionConfig
+from neuraltrade.strategies.memory_vote import MemorySearcher, MemoryVote, MemoryVoteConfig
+from neuraltrade.strategies.momentum import Momentum, MomentumConfig
+from neuraltrade.strategies.neural import Neural, NeuralConfig
+from neuraltrade.strategies.sma_cross import SmaCross, SmaCrossConfig
+
+Parameter = str | float | int | bool | None
+
+#: Every strategy by name: its class and its configuration's class.
+STRATEGIES: dict[str, tuple[type[Strategy], type[StrategyConfig]]] = {
+    SmaCross.name: (SmaCross, SmaCrossConfig),
+    MeanReversion.name: (MeanReversion, MeanReversionConfig),
+    Momentum.name: (Momentum, MomentumConfig),
+    Neural.name: (Neural, NeuralConfig),
+    MemoryVote.name: (MemoryVote, MemoryVoteConfig),
+}
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+_NONE = {"none", "null", ""}
+
+
+def strategy_names() -> list[str]:
+    """Return the names of every strategy, sorted."""
+    return sorted(STRATEGIES)
+
+
+def parameter_names(name: str) -> list[str]:
+    """Return the parameter names of strategy `name`, in the configuration's order."""
+    return [item.name for item in dataclasses.fields(_entry(name)[1])]
+
+
+def build_config(name: str, params: Mapping[str, Parameter]) -> StrategyConfig:
+    """Return strategy `name`'s configuration with `params` (text or values) over the defaults.
+
+    Raises
+    ------
+    UnknownStrategy
+        If the strategy or one of the parameters does not exist (the message lists the valid ones).
+    ConfigError
+        If a value cannot be read as its field's type, or the configuration refuses it.
+    """
+    config_class = _entry(name)[1]
+    hints = typing.get_type_hints(config_class)
+    known = [item.name for item in dataclasses.fields(config_class)]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise UnknownStrategy(
+            f"strategy {name!r} has no parameter {', '.join(map(repr, unknown))}; its parameters are {', '.join(known)}"
+        )
+    values = {key: _convert(name, key, value, hints[key]) for key, value in params.items()}
+    return config_class(**values)
+
+
+def build_strategy(
+    name: str, params: Mapping[str, Parameter] | None = None, *, searcher: MemorySearcher | None = None
+) -> Strategy:
+    """Return strategy `name` configured with `params` (see `build_config`).
+
+    `searcher` is the vector memory that ``memory_vote`` asks (required for it, ignored by the others).
+
+    Raises
+    ------
+    UnknownStrategy
+        If the strategy or one of the parameters does not exist.
+    ConfigError
+        If a value is refused, or ``memory_vote`` is built without a searcher.
+    """
+    config = build_config(name, params or {})
+    if isinstance(config, MemoryVoteConfig):
+        if searcher is None:
+            raise ConfigError("strategy 'memory_vote' needs a vector memory to search (searcher=...)")
+        return MemoryVote(config, searcher)
+    strategy_class = _entry(name)[0]
+    return strategy_class(config)
+
+
+def _entry(name: str) -> tuple[type[Strategy], type[StrategyConfig]]:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise UnknownStrategy(f"no strategy {name!r}; the strategies are {', '.join(strategy_names())}") from None
+
+
+def _convert(strategy: str, name: str, value: Parameter, hint: Any) -> Any:
+    """Return `value` as the field type `hint` (int, float, str, bool, or one of them or None)."""
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    optional = type(None) in kinds
+    kinds = tuple(kind for kind in kinds if kind is not type(None))
+    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in _NONE)):
+        return None
+    for kind in kinds:
+        converted = _as_kind(value, kind)
+        if converted is not None:
+            return converted
+    wanted = " or ".join(kind.__name__ for kind in kinds) + (" or none" if optional else "")
+    raise ConfigError(f"{strategy} parameter {name} must be {wanted}, was {value!r}")
+
+
+def _as_kind(value: Parameter, kind: type) -> Any:
+    """Return `value` as `kind`, or None if it is not one (no silent truncation of 2.5 to 2)."""
+    text = value.strip() if isinstance(value, str) else None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        lowered = (text or "").lower()
+        return True if lowered in _TRUE else False if lowered in _FALSE else None
+    if kind is int:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            return int(value) if value.is_integer() else None
+        try:
+            return int(text) if text is not None else None
+        except ValueError:
+            return None
+    if kind is float:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            number = float(text) if text is not None else None
+        except ValueError:
+            return None
+        return number if number is not None and math.isfinite(number) else None
+    if kind is str:
+        return value if isinstance(value, str) else None
+    return None

@@ -1,0 +1,203 @@
+"""`neuraltrade backtest` and `neuraltrade report`: thin commands over the backtester and the stored runs.
+
+The JSON printed by ``backtest --json`` is a contract scripts depend on: every statistic of
+docs/statistics.md at the top level under its snake_case key (``trades`` is the number of closed
+trades), and the closed trades themselves under ``closed_trades``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from neuraltrade_cli.app import DatabaseOption, _Failure, _reporting_failures, _run, app, console, errors
+
+#: The statistics the contract names, in the order the table shows them.
+CONTRACT_KEYS = (
+    "equity_final",
+    "return_pct",
+    "buy_hold_return_pct",
+    "cagr_pct",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "max_drawdown_pct",
+    "trades",
+    "win_rate_pct",
+    "exposure_pct",
+    "profit_factor",
+    "expectancy_pct",
+    "sqn",
+    "kelly",
+    "commissions",
+)
+
+
+def parse_parameters(pairs: list[str]) -> dict[str, str]:
+    """Read ``name=value`` pairs; a malformed or repeated pair is an error naming it."""
+    parameters: dict[str, str] = {}
+    for pair in pairs:
+        name, separator, value = pair.partition("=")
+        if not separator or not name.strip() or not value.strip():
+            raise _Failure(f"--param {pair!r} is not name=value (e.g. --param fast=10)")
+        if name.strip() in parameters:
+            raise _Failure(f"--param {name.strip()!r} is given twice")
+        parameters[name.strip()] = value.strip()
+    return parameters
+
+
+@app.command()
+@_reporting_failures
+def backtest(
+    data: Annotated[Path, typer.Option("--data", help="Bars to test on: a CSV or Parquet file (Yahoo, OHLCV).")],
+    strategy: Annotated[str, typer.Option("--strategy", help="Strategy name, e.g. sma_cross.")] = "sma_cross",
+    param: Annotated[list[str] | None, typer.Option("--param", help="A strategy parameter, name=value.")] = None,
+    cash: Annotated[float, typer.Option("--cash", help="Starting cash.")] = 10_000.0,
+    commission: Annotated[float, typer.Option("--commission", help="Relative commission per fill.")] = 0.0,
+    spread: Annotated[float, typer.Option("--spread", help="Relative spread paid on entry.")] = 0.0,
+    margin: Annotated[float, typer.Option("--margin", help="Margin requirement; 1/margin is the leverage.")] = 1.0,
+    trade_on_close: Annotated[bool, typer.Option("--trade-on-close", help="Fill at the decision bar's close.")] = False,
+    close_at_end: Annotated[bool, typer.Option("--close-at-end", help="Close open trades after the last bar.")] = False,
+    symbol: Annotated[str | None, typer.Option("--symbol", help="Symbol name (default: from the file).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (a stable contract).")] = False,
+) -> None:
+    """Backtest one strategy on one file of bars and print its statistics and trades."""
+    parameters = parse_parameters(param or [])
+    outcome = _run(
+        lambda: _backtest_file(
+            data, strategy, parameters, cash, commission, spread, margin, trade_on_close, close_at_end, symbol
+        )
+    )
+    result, rejected = outcome
+    if rejected:
+        errors.print(f"warning: {data}: {rejected} rows could not be read and were left out", highlight=False)
+    document = backtest_document(result, parameters)
+    if as_json:
+        print(json.dumps(document, allow_nan=False))
+        return
+    console.print(_statistics_table(document))
+    console.print(_trades_table(document["closed_trades"]))
+
+
+def _backtest_file(
+    path: Path,
+    strategy_name: str,
+    parameters: dict[str, str],
+    cash: float,
+    commission: float,
+    spread: float,
+    margin: float,
+    trade_on_close: bool,
+    close_at_end: bool,
+    symbol: str | None,
+) -> tuple[Any, int]:
+    from neuraltrade.backtest import BacktestConfig, MarketData, run_backtest
+    from neuraltrade.errors import FileRejected
+    from neuraltrade.ingest import read_bars
+    from neuraltrade.strategies.registry import build_strategy
+
+    strategy = build_strategy(strategy_name, parameters)
+    config = BacktestConfig(
+        cash=cash,
+        commission=commission,
+        spread=spread,
+        margin=margin,
+        trade_on_close=trade_on_close,
+        close_at_end=close_at_end,
+    )
+    if not path.exists():
+        raise FileRejected(str(path), "no such file")
+    parsed = read_bars(path, symbol=symbol)
+    if parsed.frame.empty:
+        raise FileRejected(str(path), "holds no readable bars")
+    market = MarketData.from_frame(parsed.frame)
+    return run_backtest(market, strategy, config), len(parsed.rejected)
+
+
+def backtest_document(result: Any, parameters: dict[str, str]) -> dict[str, Any]:
+    """The JSON object of the CLI contract: statistics at the top level, then the closed trades."""
+    statistics = result.statistics.to_dict()
+    document: dict[str, Any] = {key: statistics[key] for key in CONTRACT_KEYS}
+    document.update({key: value for key, value in statistics.items() if key not in document})
+    document.update(
+        {
+            "strategy": result.strategy.name,
+            "strategy_id": result.strategy.strategy_id,
+            "parameters": result.strategy.config.to_plain(),
+            "symbols": list(result.market.symbols),
+            "bars": len(result.market),
+            "run_id": result.run_id,
+            "config_digest": result.config_digest,
+            "data_digest": result.data_digest,
+            "closed_trades": result.trade_rows(),
+        }
+    )
+    del parameters  # the strategy's own parameters (defaults filled in) are what is reported
+    return document
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "n/a"
+        return f"{value:,.4f}" if abs(value) < 1000 else f"{value:,.2f}"
+    return str(value)
+
+
+def _statistics_table(document: dict[str, Any]) -> Table:
+    title = f"{document['strategy_id']} on {', '.join(document['symbols'])} ({document['bars']} bars)"
+    table = Table(title=title, show_header=False)
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for key in CONTRACT_KEYS:
+        table.add_row(key, _number(document[key]))
+    for key in ("start", "end", "volatility_ann_pct", "var_95_pct", "cvar_95_pct", "max_drawdown_duration_days"):
+        if key in document:
+            table.add_row(key, _number(document[key]))
+    table.add_row("run_id", document["run_id"])
+    return table
+
+
+def _trades_table(trades: list[dict[str, Any]], shown: int = 10) -> Table:
+    table = Table(title=f"closed trades ({len(trades)}; last {min(shown, len(trades))} shown)")
+    for column in ("entry_time", "exit_time", "size", "entry_price", "exit_price", "pnl", "return_pct"):
+        table.add_column(column, justify="left" if column.endswith("time") else "right")
+    for trade in trades[-shown:]:
+        table.add_row(
+            trade["entry_time"][:10],
+            trade["exit_time"][:10],
+            _number(trade["size"]),
+            _number(trade["entry_price"]),
+            _number(trade["exit_price"]),
+            _number(trade["pnl"]),
+            _number(trade["return_pct"]),
+        )
+    return table
+
+
+@app.command()
+@_reporting_failures
+def report(
+    run_id: Annotated[str, typer.Argument(help="A stored backtest run id (see `neuraltrade runs`).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file to write.")] = None,
+    db: DatabaseOption = None,
+) -> None:
+    """Write a self-contained HTML report of a stored backtest run (equity, drawdown, trades on price)."""
+    target = output or Path(f"report-{run_id}.html")
+    html = _run(lambda: _render_stored(run_id, db))
+    target.write_text(html, encoding="utf-8")
+    console.print(f"wrote {target} ({target.stat().st_size / 1024:,.0f} KiB)")
+
+
+def _render_stored(run_id: str, database_url: str | None) -> str:
+    from neuraltrade.report import render_report
+    from tasks.backtest import report_data
+
+    return render_report(report_data(database_url, run_id))

@@ -1,0 +1,242 @@
+"""Backtest tasks: one strategy on one symbol's stored bars; store the run, its signals, orders and model.
+
+A run's id derives from its configuration and the bars it read, so running the night again stores the
+same run again (its trades and equity replaced, its signals and orders upserted), never a second copy.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from prefect import task
+
+from models import repositories
+from models.engine import session_scope
+from models.trading_repositories import (
+    StoredModelVersion,
+    StoredRun,
+    load_run,
+    save_model_version,
+    save_orders,
+    save_rejections,
+    save_run,
+    save_signals,
+)
+from models.vector_store import VectorDB
+from neuraltrade.backtest import BacktestConfig, BacktestResult, MarketData, run_backtest
+from neuraltrade.backtest.controls import SizingConfig, risk_check, sizer_for
+from neuraltrade.canonical import to_plain
+from neuraltrade.clock import Clock, SystemClock
+from neuraltrade.errors import NotEnoughHistory, UnknownSymbol
+from neuraltrade.paper import managed_orders
+from neuraltrade.report import ReportData
+from neuraltrade.risk import RiskLimits, RiskManager
+from neuraltrade.session_memory import SessionMemory
+from neuraltrade.strategies.base import PriceHistory, Strategy
+from neuraltrade.strategies.neural import Neural, NeuralConfig, train_latest
+from neuraltrade.strategies.registry import build_strategy
+from tasks import progress
+from tasks.embed import MARKET_STATE_COLLECTION
+from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
+
+clock: Clock = SystemClock()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StrategySpec:
+    """A strategy by name with its parameters (strings or numbers, as on the command line)."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
+def backtest_symbol(
+    database_url: str,
+    symbol: str,
+    strategy: StrategySpec,
+    config: BacktestConfig,
+    limits: RiskLimits | None = None,
+    sizing: SizingConfig | None = None,
+) -> dict[str, Any]:
+    """Backtest `strategy` on every stored bar of `symbol` and store the run; return its summary."""
+    with session_scope(database_url) as session:
+        frame, _ = repositories.load_bars(session, symbol)
+    if frame.empty:
+        raise UnknownSymbol(symbol)
+    history = PriceHistory.from_frame(frame)
+    market = MarketData.from_histories([history])
+    cache = SessionMemory()
+    searcher = None
+    if strategy.name == "memory_vote":
+        searcher = VectorDB.open(MARKET_STATE_COLLECTION, database_url=database_url, cache=cache)
+    built = build_strategy(strategy.name, dict(strategy.params), searcher=searcher)
+    try:
+        result = _backtest(market, built, config, limits, sizing)
+    except NotEnoughHistory as error:
+        # Too short a history for this strategy is a fact about the data, not a failure of the night.
+        progress.report("backtest", f"{built.name}:{symbol}", 1)
+        return {"strategy": built.name, "strategy_id": built.strategy_id, "symbol": symbol, "skipped": str(error)}
+    details: dict[str, Any] = {key: to_plain(value) for key, value in result.frames[symbol].details.items()}
+    details["rejections"] = len(result.rejections)
+    if limits is not None:
+        details["risk_limits_digest"] = limits.digest
+    if searcher is not None:
+        counters = cache.statistics
+        details["cache"] = {"hit_rate": counters.hit_rate, "hits": counters.hits, "misses": counters.misses}
+    model = None
+    if isinstance(built, Neural):
+        assert isinstance(built.config, NeuralConfig)
+        try:
+            model = train_latest(history, built.config, walk_forward=result.frames[symbol])
+            details["model_version"] = model.version_id
+        except NotEnoughHistory as error:
+            details["model_version"] = None
+            details["model_skipped"] = str(error)
+    run_id = uuid.UUID(result.run_id)
+    stored = stored_run(result, details)
+    with session_scope(database_url, write=True) as session:
+        save_run(session, stored)
+        save_signals(session, result.signals(), run_id)
+        save_orders(session, managed_orders(result, run_id), run_id)
+        save_rejections(session, result.rejections, run_id)
+        if model is not None:
+            save_model_version(
+                session,
+                StoredModelVersion(
+                    id=model.version_id,
+                    strategy=built.name,
+                    symbol=symbol,
+                    trained_from=model.trained_from,
+                    trained_to=model.trained_to,
+                    train_samples=model.train_samples,
+                    test_samples=model.test_samples,
+                    out_of_sample_hit_rate=model.out_of_sample_hit_rate,
+                    parameters=model.parameters,
+                    model=model.model,
+                    created_at=clock.now(),
+                ),
+            )
+    progress.report("backtest", f"{built.name}:{symbol}", 1)
+    statistics = result.statistics
+    extras: dict[str, Any] = {
+        name: details[name] for name in ("out_of_sample_hit_rate", "model_version") if name in details
+    }
+    if "cache" in details:
+        extras["cache_hit_rate"] = details["cache"]["hit_rate"]
+    return {
+        "run_id": str(run_id),
+        "strategy": built.name,
+        "strategy_id": built.strategy_id,
+        "symbol": symbol,
+        "trades": statistics.trades,
+        "return_pct": _finite(statistics.return_pct),
+        "sharpe": _finite(statistics.sharpe),
+        "max_drawdown_pct": _finite(statistics.max_drawdown_pct),
+        "rejections": len(result.rejections),
+        **extras,
+    }
+
+
+def _backtest(
+    market: MarketData,
+    strategy: Strategy,
+    config: BacktestConfig,
+    limits: RiskLimits | None,
+    sizing: SizingConfig | None,
+) -> BacktestResult:
+    return run_backtest(
+        market,
+        strategy,
+        config,
+        sizer=sizer_for(sizing) if sizing is not None else None,
+        risk=risk_check(RiskManager(limits), strategy.strategy_id) if limits is not None else None,
+        record_orders=True,
+    )
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def stored_run(result: BacktestResult, details: Mapping[str, Any]) -> StoredRun:
+    """The storable form of `result`: identity, configuration, statistics, trades and equity."""
+    times = result.market.datetimes
+    return StoredRun(
+        id=uuid.UUID(result.run_id),
+        strategy=result.strategy.name,
+        strategy_id=result.strategy.strategy_id,
+        config_digest=result.config_digest,
+        strategy_config=to_plain(result.strategy.config),
+        backtest_config=to_plain(result.config),
+        symbols=tuple(result.market.symbols),
+        start=times[0],
+        end=times[-1],
+        bars=len(result.market),
+        data_digest=result.data_digest,
+        statistics=result.statistics.to_dict(),
+        details=dict(details),
+        created_at=clock.now(),
+        trades=result.trades,
+        timestamps=np.asarray(result.market.timestamps, dtype=np.int64),
+        equity=result.equity,
+        drawdown_pct=result.drawdown_pct,
+    )
+
+
+def report_data(database_url: str | None, run_id: str) -> ReportData:
+    """Read stored run `run_id` and the closes of its symbols into the report's input."""
+    from models.engine import resolve_database_url
+    from neuraltrade.errors import UnknownRun
+
+    url = resolve_database_url(database_url)
+    try:
+        identifier = uuid.UUID(run_id)
+    except ValueError:
+        raise UnknownRun(run_id) from None
+    with session_scope(url) as session:
+        run = load_run(session, identifier)
+        prices = {}
+        for symbol in run.symbols:
+            frame, _ = repositories.load_bars(session, symbol)
+            history = PriceHistory.from_frame(frame) if not frame.empty else None
+            closes = np.full(len(run.timestamps), np.nan)
+            if history is not None:
+                positions = np.searchsorted(history.timestamps, run.timestamps)
+                inside = positions < len(history)
+                found = inside.copy()
+                found[inside] = history.timestamps[positions[inside]] == run.timestamps[inside]
+                closes[found] = history.close[positions[found]]
+            prices[symbol] = closes
+    trades = [
+        {
+            "symbol": trade.symbol,
+            "entry_bar": trade.entry_bar,
+            "exit_bar": trade.exit_bar,
+            "entry_time": trade.entry_time.isoformat(),
+            "exit_time": trade.exit_time.isoformat(),
+            "size": trade.size,
+            "entry_price": trade.entry_price,
+            "exit_price": trade.exit_price,
+            "pnl": trade.pnl,
+            "return_pct": trade.return_pct,
+            "exit_reason": trade.exit_reason.value,
+        }
+        for trade in run.trades
+    ]
+    return ReportData(
+        run_id=str(run.id),
+        strategy=run.strategy_id,
+        config={"strategy": dict(run.strategy_config), "backtest": dict(run.backtest_config)},
+        config_digest=run.config_digest,
+        statistics=dict(run.statistics),
+        timestamps=run.timestamps,
+        equity=run.equity,
+        drawdown_pct=run.drawdown_pct,
+        prices=prices,
+        trades=trades,
+    )

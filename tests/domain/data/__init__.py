@@ -1,0 +1,1 @@
+"""Golden data files of the domain tests (no test code lives here)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -157,11 +157,13 @@ class PaperBroker:
     """Fills orders against bars as they arrive, by the backtester's rules, through the order lifecycle.
 
     Orders placed after the bar at index i fill from bar i+1 (its open for a market order), exactly as a
-    backtest decision on bar i would.
+    backtest decision on bar i would. An order is taken as given: a sell against a long position closes
+    it, oldest trade first (netting, as backtesting.py without hedging), so the configuration's
+    exclusive-orders switch does not apply here.
     """
 
     def __init__(self, symbols: Iterable[str], config: BacktestConfig | None = None) -> None:
-        self.config = config or BacktestConfig()
+        self.config = replace(config or BacktestConfig(), exclusive_orders=False)
         self.market = _LiveMarket(tuple(symbols))
         self.broker = SimulatedBroker(self.config, self.market)  # type: ignore[arg-type]
         start = datetime(1970, 1, 1, tzinfo=UTC)

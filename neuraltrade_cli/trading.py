@@ -201,3 +201,38 @@ def _render_stored(run_id: str, database_url: str | None) -> str:
     from tasks.backtest import report_data
 
     return render_report(report_data(database_url, run_id))
+
+
+@app.command()
+@_reporting_failures
+def runs(
+    db: DatabaseOption = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", help="Only runs of this strategy.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first.")] = 20,
+) -> None:
+    """List stored backtest runs, newest first, with their headline figures."""
+    overviews = _run(lambda: _list_runs(db, strategy, limit))
+    table = Table(title=f"backtest runs ({len(overviews)})")
+    for column in ("run_id", "strategy", "symbols", "bars", "trades", "return_pct", "sharpe", "created"):
+        table.add_column(column, justify="right" if column in ("bars", "trades", "return_pct", "sharpe") else "left")
+    for overview in overviews:
+        statistics = overview.statistics
+        table.add_row(
+            str(overview.id),
+            overview.strategy_id,
+            ",".join(overview.symbols),
+            str(overview.bars),
+            _number(statistics.get("trades")),
+            _number(statistics.get("return_pct")),
+            _number(statistics.get("sharpe")),
+            overview.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+def _list_runs(database_url: str | None, strategy: str | None, limit: int) -> list[Any]:
+    from models.engine import resolve_database_url, session_scope
+    from models.trading_repositories import list_runs
+
+    with session_scope(resolve_database_url(database_url)) as session:
+        return list_runs(session, limit=limit, strategy=strategy)

@@ -1,0 +1,124 @@
+"""`neuraltrade backtest` (a JSON contract checked against backtesting.py's own figures) and `neuraltrade report`."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from neuraltrade_cli import app
+from neuraltrade_cli.trading import CONTRACT_KEYS
+from tests.browser import render_dom, require_chromium
+
+runner = CliRunner()
+GOLDEN = Path(__file__).parent.parent / "domain" / "data" / "statistics_golden.json"
+SAMPLE = Path(__file__).parent.parent.parent / "neuraltrade" / "sample_data" / "NVDA.csv"
+TRADE_KEYS = ("entry_bar", "exit_bar", "entry_time", "exit_time", "size", "entry_price", "exit_price", "pnl")
+
+
+def _golden_cases() -> list[dict]:
+    cases = json.loads(GOLDEN.read_text())["cases"]
+    return [case for case in cases if case["name"].startswith("nvda_") and case["parameters"]]
+
+
+@pytest.fixture(scope="module")
+def nvda_1000(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 1,000 bars of NVDA, the data backtesting.py's golden figures were computed on."""
+    target = tmp_path_factory.mktemp("bars") / "NVDA.csv"
+    target.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:1001]))
+    return target
+
+
+@pytest.mark.parametrize("case", _golden_cases(), ids=lambda case: f"{case['name']}-{case['finalize_trades']}")
+def test_backtest_json_equals_backtesting_py_on_the_same_bars(nvda_1000: Path, case: dict) -> None:
+    arguments = ["backtest", "--data", str(nvda_1000), "--strategy", "sma_cross", "--cash", "10000"]
+    arguments += ["--commission", "0.002", "--json"]
+    arguments += [f"--param=fast={case['parameters']['fast']}", f"--param=slow={case['parameters']['slow']}"]
+    if case["finalize_trades"]:
+        arguments.append("--close-at-end")
+
+    result = runner.invoke(app, arguments)
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert list(document)[: len(CONTRACT_KEYS)] == list(CONTRACT_KEYS)
+    expected = case["expected"]
+    for key in CONTRACT_KEYS:
+        if expected[key] is None:
+            assert document[key] is None, key
+        else:
+            assert document[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-9), key
+    assert len(document["closed_trades"]) == len(case["trades"]) == document["trades"]
+    for ours, theirs in zip(document["closed_trades"], case["trades"], strict=True):
+        for key in ("entry_bar", "exit_bar", "entry_time", "exit_time", "size"):
+            assert ours[key] == theirs[key], key
+        assert ours["entry_price"] == pytest.approx(theirs["entry_price"], rel=1e-12)
+        assert ours["exit_price"] == pytest.approx(theirs["exit_price"], rel=1e-12)
+    assert round(document["equity_final"], 2) == round(expected["equity_final"], 2)
+
+
+def test_backtest_prints_a_readable_table_without_json(nvda_1000: Path) -> None:
+    result = runner.invoke(app, ["backtest", "--data", str(nvda_1000), "--param", "fast=5", "--param", "slow=40"])
+
+    assert result.exit_code == 0, result.output
+    assert "equity_final" in result.stdout and "closed trades" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--strategy", "sma_crossing"], "no strategy 'sma_crossing'"),
+        (["--param", "fast"], "--param 'fast' is not name=value"),
+        (["--param", "speed=3"], "speed"),
+        (["--param", "fast=30", "--param", "slow=10"], "fast"),
+        (["--commission", "0.5"], "commission"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_value(nvda_1000: Path, arguments: list[str], message: str) -> None:
+    result = runner.invoke(app, ["backtest", "--data", str(nvda_1000), *arguments])
+
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.output
+
+
+def test_a_missing_data_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "none.csv"
+    result = runner.invoke(app, ["backtest", "--data", str(missing)])
+    assert result.exit_code == 1 and str(missing) in result.output
+
+
+def test_report_writes_a_self_contained_page_whose_charts_render(database_url: str, tmp_path: Path) -> None:
+    from models import repositories
+    from models.engine import session_scope
+    from neuraltrade.backtest import BacktestConfig
+    from neuraltrade.ingest import read_bars
+    from tasks.backtest import StrategySpec, backtest_symbol
+
+    chromium = require_chromium()
+    del chromium
+    frame = read_bars(SAMPLE).frame.drop(columns=["line"], errors="ignore").iloc[:600]
+    with session_scope(database_url, write=True) as session:
+        repositories.upsert_bars(session, frame, source="test", now=datetime(2026, 1, 1, tzinfo=UTC))
+    summary = backtest_symbol.fn(database_url, "NVDA", StrategySpec(name="sma_cross"), BacktestConfig())
+    page = tmp_path / "report.html"
+
+    result = runner.invoke(app, ["report", summary["run_id"], "--db", database_url, "--output", str(page)])
+
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert "http://" not in html and "https://" not in html
+    dom = render_dom(page)
+    assert 'data-rendered="equity,drawdown,price:NVDA"' in dom
+    assert summary["trades"] > 0 and not math.isnan(summary["return_pct"])
+    listed = runner.invoke(app, ["runs", "--db", database_url])
+    assert listed.exit_code == 0 and summary["run_id"] in listed.stdout
+
+
+def test_report_of_an_unknown_run_is_one_line(database_url: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", "not-a-run", "--db", database_url, "--output", str(tmp_path / "x.html")])
+    assert result.exit_code == 1 and "no backtest run 'not-a-run'" in result.output

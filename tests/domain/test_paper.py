@@ -1,0 +1,161 @@
+"""The paper broker fills as the backtester does, and backtest orders become lifecycle records."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from neuraltrade.backtest import BacktestConfig, run_backtest
+from neuraltrade.backtest.controls import risk_check, sizer_for
+from neuraltrade.errors import InvalidOrder, ValidationError
+from neuraltrade.oms import client_order_id_for, order_id_for
+from neuraltrade.paper import PaperBroker, managed_orders
+from neuraltrade.risk import RiskLimits, RiskManager
+from neuraltrade.sizing import FixedFraction
+from neuraltrade.types import Bar, Order, OrderSide, OrderStatus, OrderType
+from tests.domain.backtest_support import history, market, scripted
+
+
+def bars_of(data, index):
+    moment = datetime.fromtimestamp(int(data.timestamps[index]) / 1e6, UTC)
+    return {
+        data.symbol: Bar(
+            symbol=data.symbol,
+            timestamp=moment,
+            open=float(data.open[index]),
+            high=float(data.high[index]),
+            low=float(data.low[index]),
+            close=float(data.close[index]),
+            volume=float(data.volume[index]),
+        )
+    }
+
+
+def order(client_order_id, side, quantity, kind=OrderType.MARKET, limit=None, stop=None):
+    return Order(
+        id=order_id_for(client_order_id),
+        client_order_id=client_order_id,
+        symbol="A",
+        side=side,
+        type=kind,
+        quantity=quantity,
+        limit_price=limit,
+        stop_price=stop,
+    )
+
+
+def test_the_paper_broker_fills_a_market_order_at_the_next_open_like_a_backtest():
+    data = history("A", [100, 101, 103, 104], closes=[100.5, 102, 103.5, 105])
+    config = BacktestConfig(cash=10_000.0, commission=0.001, order_size=50, verify_causality=False)
+    paper = PaperBroker(["A"], config)
+    paper.on_bars(bars_of(data, 0))
+    placed = paper.submit(order("buy-1", OrderSide.BUY, 50))
+    assert placed.status is OrderStatus.ACCEPTED
+    changed = paper.on_bars(bars_of(data, 1))
+    assert [managed.status for managed in changed] == [OrderStatus.FILLED]
+    assert changed[0].average_fill_price == 101.0
+    paper.submit(order("sell-1", OrderSide.SELL, 50))
+    paper.on_bars(bars_of(data, 2))
+    paper.on_bars(bars_of(data, 3))
+
+    backtest = run_backtest(market(data), scripted({"A": {0: 1, 1: 0}}), config)
+    assert paper.closed_trades == list(backtest.trades)
+    assert paper.cash == pytest.approx(backtest.equity[-1])
+
+
+def test_a_resubmitted_order_is_the_same_order():
+    data = history("A", [100, 101])
+    paper = PaperBroker(["A"])
+    paper.on_bars(bars_of(data, 0))
+    first = paper.submit(order("buy-1", OrderSide.BUY, 10))
+    again = paper.submit(order("buy-1", OrderSide.BUY, 10))
+    assert again == first and len(paper.broker.orders) == 1
+
+
+def test_a_limit_order_waits_for_its_price_and_can_be_cancelled():
+    data = history("A", [100, 100, 100], lows=[99, 99, 99])
+    paper = PaperBroker(["A"])
+    paper.on_bars(bars_of(data, 0))
+    paper.submit(order("buy-low", OrderSide.BUY, 10, OrderType.LIMIT, limit=95.0))
+    assert paper.on_bars(bars_of(data, 1)) == []
+    cancelled = paper.cancel("buy-low")
+    assert cancelled.status is OrderStatus.CANCELLED
+    assert paper.on_bars(bars_of(data, 2)) == [] and paper.position("A") == 0
+
+
+def test_the_paper_broker_refuses_bars_out_of_order_and_unknown_symbols():
+    data = history("A", [100, 101])
+    paper = PaperBroker(["A"])
+    paper.on_bars(bars_of(data, 1))
+    with pytest.raises(ValidationError, match="is not after"):
+        paper.on_bars(bars_of(data, 0))
+    with pytest.raises(InvalidOrder, match="does not trade 'B'"):
+        paper.submit(
+            Order(
+                id=order_id_for("b"),
+                client_order_id="b",
+                symbol="B",
+                side=OrderSide.BUY,
+                type=OrderType.MARKET,
+                quantity=1,
+            )
+        )
+
+
+def test_every_backtest_order_becomes_a_lifecycle_record_with_its_fills():
+    data = history("A", [10, 10, 12, 12, 9, 9, 9])
+    result = run_backtest(market(data), scripted({"A": {0: 1, 3: -1, 6: 1}}), record_orders=True)
+    run_id = uuid.UUID(int=7)
+    orders = managed_orders(result, run_id)
+    statuses = sorted(managed.status.value for managed in orders)
+    # Entry long, its close and the short entry fill; the close and entry decided on the last bar expire.
+    assert statuses == ["expired", "expired", "filled", "filled", "filled"]
+    filled = [managed for managed in orders if managed.status is OrderStatus.FILLED]
+    assert all(managed.filled_quantity == managed.order.quantity for managed in filled)
+    (long_trade,) = result.trades
+    (short_trade,) = result.open_trades
+    assert sorted(managed.filled_quantity for managed in filled) == sorted(
+        [long_trade.size, long_trade.size, -short_trade.size]
+    )
+    assert all(managed.signal_id is not None for managed in orders)
+    # The same run converts to the same ids: a re-run stores nothing new.
+    assert [managed.client_order_id for managed in managed_orders(result, run_id)] == [
+        managed.client_order_id for managed in orders
+    ]
+
+
+def test_risk_rejections_are_kept_with_their_reason_and_nothing_is_ordered():
+    data = history("A", [100.0] * 10)
+    limits = RiskLimits(max_order_notional=1_000.0)
+    result = run_backtest(
+        market(data),
+        scripted({"A": {1: 1}}),
+        BacktestConfig(verify_causality=False),
+        risk=risk_check(RiskManager(limits), "scripted"),
+        record_orders=True,
+    )
+    assert result.trades == () and result.open_trades == ()
+    (rejection,) = result.rejections
+    assert rejection.rule == "max_order_notional" and "1,000.00" in rejection.reason
+
+
+def test_a_sizer_decides_the_units_of_each_entry():
+    data = history("A", [100.0] * 10)
+    result = run_backtest(
+        market(data),
+        scripted({"A": {1: 1}}),
+        BacktestConfig(verify_causality=False),
+        sizer=sizer_for(FixedFraction(fraction=0.25)),
+    )
+    (trade,) = result.open_trades
+    assert trade.size == 25 and np.isclose(result.equity[-1], 10_000.0)
+
+
+def test_client_order_ids_are_deterministic():
+    moment = datetime(2024, 1, 2, tzinfo=UTC)
+    first = client_order_id_for(strategy_id="s", symbol="A", timestamp=moment, purpose="entry")
+    assert first == client_order_id_for(strategy_id="s", symbol="A", timestamp=moment, purpose="entry")
+    assert first != client_order_id_for(strategy_id="s", symbol="A", timestamp=moment, purpose="close")

@@ -1,0 +1,98 @@
+"""The backtest task: a run stored with its trades, equity, signals, orders and rejections, idempotently."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import repositories
+from models.engine import session_scope
+from models.trading_repositories import latest_model_version, load_rejections, load_run, load_signals
+from neuraltrade.backtest import BacktestConfig
+from neuraltrade.errors import UnknownRun, UnknownSymbol
+from neuraltrade.ingest import read_bars
+from neuraltrade.risk import RiskLimits
+from tasks.backtest import StrategySpec, backtest_symbol, report_data
+
+SAMPLE = Path(__file__).parent.parent.parent / "neuraltrade" / "sample_data" / "NVDA.csv"
+
+
+@pytest.fixture
+def with_bars(database_url: str) -> str:
+    frame = read_bars(SAMPLE).frame.drop(columns=["line"], errors="ignore").iloc[:800]
+    with session_scope(database_url, write=True) as session:
+        repositories.upsert_bars(session, frame, source="test", now=datetime(2026, 1, 1, tzinfo=UTC))
+    return database_url
+
+
+def test_a_backtest_is_stored_with_its_trades_equity_signals_and_orders(with_bars: str) -> None:
+    summary = backtest_symbol.fn(with_bars, "NVDA", StrategySpec(name="sma_cross"), BacktestConfig(commission=0.001))
+
+    with session_scope(with_bars) as session:
+        run = load_run(session, uuid.UUID(summary["run_id"]))
+        counts = repositories.table_counts(session)
+        signals = load_signals(session, run.id)
+    assert run.strategy == "sma_cross" and run.symbols == ("NVDA",) and run.bars == 800
+    assert len(run.trades) == summary["trades"] == run.statistics["trades"] > 0
+    assert len(run.equity) == len(run.timestamps) == 800
+    assert run.equity[0] == 10_000.0 and np.all(run.drawdown_pct >= 0)
+    assert len(run.config_digest) == 64
+    # Every decision is a signal linked to its bar's observation; every signal placed orders.
+    assert len(signals) == counts["signals"] > 0
+    assert all(signal.causal_links for signal in signals)
+    assert counts["orders"] >= len(signals) and counts["order_events"] > counts["orders"]
+
+
+def test_running_a_backtest_again_stores_nothing_new(with_bars: str) -> None:
+    spec = StrategySpec(name="mean_reversion", params={"lookback": "15"})
+    first = backtest_symbol.fn(with_bars, "NVDA", spec, BacktestConfig())
+    with session_scope(with_bars) as session:
+        before = repositories.table_counts(session)
+
+    again = backtest_symbol.fn(with_bars, "NVDA", spec, BacktestConfig())
+
+    with session_scope(with_bars) as session:
+        after = repositories.table_counts(session)
+    assert again["run_id"] == first["run_id"]
+    assert after == before
+
+
+def test_risk_rejections_are_stored_with_the_run(with_bars: str) -> None:
+    limits = RiskLimits(max_order_notional=100.0)
+    summary = backtest_symbol.fn(with_bars, "NVDA", StrategySpec(name="sma_cross"), BacktestConfig(), limits)
+
+    with session_scope(with_bars) as session:
+        rejections = load_rejections(session, uuid.UUID(summary["run_id"]))
+    assert summary["trades"] == 0 and summary["rejections"] == len(rejections) > 0
+    assert {rejection.rule for rejection in rejections} == {"max_order_notional"}
+    assert all("max_order_notional 100.00" in rejection.reason for rejection in rejections)
+
+
+def test_the_neural_strategy_stores_its_model_version_and_out_of_sample_hit_rate(with_bars: str) -> None:
+    params = {"train_bars": "200", "min_train_samples": "150", "retrain_every": "100"}
+    summary = backtest_symbol.fn(with_bars, "NVDA", StrategySpec(name="neural", params=params), BacktestConfig())
+
+    assert 0.0 <= summary["out_of_sample_hit_rate"] <= 1.0
+    with session_scope(with_bars) as session:
+        run = load_run(session, uuid.UUID(summary["run_id"]))
+        model = latest_model_version(session, "neural", "NVDA")
+    assert model is not None and model.id == run.details["model_version"] == summary["model_version"]
+    assert model.model and model.out_of_sample_hit_rate == summary["out_of_sample_hit_rate"]
+
+
+def test_an_unknown_symbol_is_named(database_url: str) -> None:
+    with pytest.raises(UnknownSymbol, match="'MSFT'"):
+        backtest_symbol.fn(database_url, "MSFT", StrategySpec(name="sma_cross"), BacktestConfig())
+
+
+def test_report_data_reads_a_stored_run_with_its_prices(with_bars: str) -> None:
+    summary = backtest_symbol.fn(with_bars, "NVDA", StrategySpec(name="momentum"), BacktestConfig())
+    data = report_data(with_bars, summary["run_id"])
+    assert data.run_id == summary["run_id"] and len(data.prices["NVDA"]) == len(data.timestamps) == 800
+    assert not np.isnan(data.prices["NVDA"]).any()
+    with pytest.raises(UnknownRun):
+        report_data(with_bars, str(uuid.UUID(int=1)))

@@ -216,8 +216,7 @@ class _Simulation:
         decision = Decision(symbol=symbol, bar=bar, symbol_bar=index, target=target, confidence=confidence)
         self.decisions.append(decision)
         if target == 0:
-            self.broker.cancel_orders(symbol, bar, "the strategy turned flat")
-            self.broker.close_trades(symbol, bar)
+            self._flatten(symbol, bar, "the strategy turned flat")
             return
         direction = 1 if target > 0 else -1
         size = direction * self.config.order_size
@@ -228,6 +227,7 @@ class _Simulation:
             if self.sizer is not None:
                 size = float(self.sizer(intent, self.market.histories[symbol].head(index + 1), account))
                 if size == 0 or not math.isfinite(size):
+                    self._flatten(symbol, bar, "the sizer gave the new position no units")
                     return
             if self.risk is not None:
                 units = size if abs(size) >= 1 else size * account.equity * self.config.leverage / price
@@ -235,6 +235,7 @@ class _Simulation:
                 reasons = list(self.risk(intent, after, account))
                 if reasons:
                     self.rejections.extend(reasons)
+                    self._flatten(symbol, bar, "the new position was refused by the risk manager")
                     return
         close = self.market.lists["valuation"][row][bar]
         limit, stop = _at(frame.entry_limit, index), _at(frame.entry_stop, index)
@@ -253,6 +254,12 @@ class _Simulation:
                 client_order_id=f"{self.strategy_id}:{symbol}:{int(self.market.timestamps[bar])}",
             )
         )
+
+    def _flatten(self, symbol: str, bar: int, reason: str) -> None:
+        """Carry out the exit half of a decision whose entry will not be placed (exits always pass)."""
+        if self.config.exclusive_orders or reason == "the strategy turned flat":
+            self.broker.cancel_orders(symbol, bar, reason)
+            self.broker.close_trades(symbol, bar)
 
     def _account(self, bar: int) -> Account:
         value = self.market.lists["valuation"]

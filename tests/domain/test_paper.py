@@ -159,3 +159,20 @@ def test_client_order_ids_are_deterministic():
     first = client_order_id_for(strategy_id="s", symbol="A", timestamp=moment, purpose="entry")
     assert first == client_order_id_for(strategy_id="s", symbol="A", timestamp=moment, purpose="entry")
     assert first != client_order_id_for(strategy_id="s", symbol="A", timestamp=moment, purpose="close")
+
+
+def test_a_refused_reversal_still_closes_the_position_it_was_leaving():
+    # The halt refuses new risk once equity is 20% below its peak; the exit half of the decision still runs.
+    data = history("A", [100, 100, 70, 70, 70, 70])
+    limits = RiskLimits(max_drawdown_halt_pct=0.2)
+    result = run_backtest(
+        market(data),
+        scripted({"A": {0: 1, 3: -1}}),
+        BacktestConfig(verify_causality=False),
+        risk=risk_check(RiskManager(limits), "scripted"),
+        record_orders=True,
+    )
+    (closed,) = result.trades
+    assert closed.exit_bar == 4 and result.open_trades == ()
+    (rejection,) = result.rejections
+    assert rejection.rule == "max_drawdown_halt_pct"

@@ -21,7 +21,8 @@ def snapshot(database_url: str, collection: str, partition: str | None = None) -
     """Return the items of `collection` in `partition` (all of them when None), searchable in memory.
 
     The snapshot answers ``search(Query)`` as ``VectorDB.search`` with ``exact=True`` does, from memory;
-    items written after it was taken are not in it.
+    items written after it was taken are not in it, and a partition's snapshot knows no other partition
+    (a query filtered on another symbol finds nothing).
 
     Raises
     ------

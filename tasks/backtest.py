@@ -26,7 +26,7 @@ from models.trading_repositories import (
     save_run,
     save_signals,
 )
-from models.vector_store import VectorDB
+from models.vector_snapshot import snapshot
 from neuraltrade.backtest import BacktestConfig, BacktestResult, MarketData, run_backtest
 from neuraltrade.backtest.controls import SizingConfig, risk_check, sizer_for
 from neuraltrade.canonical import to_plain
@@ -35,7 +35,6 @@ from neuraltrade.errors import NotEnoughHistory, UnknownSymbol
 from neuraltrade.paper import managed_orders
 from neuraltrade.report import ReportData
 from neuraltrade.risk import RiskLimits, RiskManager
-from neuraltrade.session_memory import SessionMemory
 from neuraltrade.strategies.base import PriceHistory, Strategy
 from neuraltrade.strategies.neural import Neural, NeuralConfig, train_latest
 from neuraltrade.strategies.registry import build_strategy
@@ -70,10 +69,11 @@ def backtest_symbol(
         raise UnknownSymbol(symbol)
     history = PriceHistory.from_frame(frame)
     market = MarketData.from_histories([history])
-    cache = SessionMemory()
     searcher = None
     if strategy.name == "memory_vote":
-        searcher = VectorDB.open(MARKET_STATE_COLLECTION, database_url=database_url, cache=cache)
+        # The symbol's market states in memory, searched exactly and point in time (every query has its
+        # as_of): the store's own exact search, answered from one read instead of a query per bar.
+        searcher = snapshot(database_url, MARKET_STATE_COLLECTION, symbol)
     built = build_strategy(strategy.name, dict(strategy.params), searcher=searcher)
     try:
         result = _backtest(market, built, config, limits, sizing)
@@ -86,8 +86,7 @@ def backtest_symbol(
     if limits is not None:
         details["risk_limits_digest"] = limits.digest
     if searcher is not None:
-        counters = cache.statistics
-        details["cache"] = {"hit_rate": counters.hit_rate, "hits": counters.hits, "misses": counters.misses}
+        details["memory"] = {"collection": MARKET_STATE_COLLECTION, "items": len(searcher), "version": searcher.version}
     model = None
     if isinstance(built, Neural):
         assert isinstance(built.config, NeuralConfig)
@@ -126,8 +125,8 @@ def backtest_symbol(
     extras: dict[str, Any] = {
         name: details[name] for name in ("out_of_sample_hit_rate", "model_version") if name in details
     }
-    if "cache" in details:
-        extras["cache_hit_rate"] = details["cache"]["hit_rate"]
+    if "memory" in details:
+        extras["memory_items"] = details["memory"]["items"]
     return {
         "run_id": str(run_id),
         "strategy": built.name,

@@ -209,7 +209,7 @@ def nightly(
     paths: Annotated[list[Path] | None, typer.Argument(help="Bar files (default: the shipped sample data).")] = None,
     db: DatabaseOption = None,
 ) -> None:
-    """Run the nightly pipeline: ingest, check, embed."""
+    """Run the nightly pipeline: ingest, check, embed, maintain the memory, backtest every strategy."""
     from flows.nightly import nightly as nightly_flow
     from neuraltrade.sample_data import sample_paths
 
@@ -218,12 +218,16 @@ def nightly(
         "ingest": ("ingesting", "files", len(files)),
         "embed": ("embedding", "symbols", None),
         "maintain": ("maintaining", "collections", None),
+        "backtest": ("backtesting", "runs", None),
     }
     with _progress(stages):
         summary = _run(lambda: nightly_flow(database_url=db, paths=files))
     _print_ingestion(summary["ingestion"]["files"])
     console.print(f"stored {summary['embedding']['embedded']:,} new vectors")
     _print_maintenance(summary["maintenance"])
+    from neuraltrade_cli.trading import print_backtests
+
+    print_backtests(summary["backtests"])
     status(db)
 
 

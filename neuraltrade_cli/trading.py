@@ -230,6 +230,32 @@ def runs(
     console.print(table)
 
 
+def print_backtests(summary: dict[str, Any]) -> None:
+    """Print the night's backtests: one row per strategy and symbol, skipped ones with their reason."""
+    table = Table(title="Backtests")
+    for column in ("strategy", "symbol", "trades", "return %", "sharpe", "max dd %", "notes"):
+        table.add_column(column, justify="left" if column in ("strategy", "symbol", "notes") else "right")
+    for run in sorted(summary["runs"], key=lambda run: (run["strategy"], run["symbol"])):
+        notes = []
+        if run.get("out_of_sample_hit_rate") is not None:
+            notes.append(f"OOS hit rate {run['out_of_sample_hit_rate']:.3f}")
+        if run.get("rejections"):
+            notes.append(f"{run['rejections']:,} risk rejections")
+        table.add_row(
+            run["strategy"],
+            run["symbol"],
+            str(run["trades"]),
+            _number(run["return_pct"]),
+            _number(run["sharpe"]),
+            _number(run["max_drawdown_pct"]),
+            "; ".join(notes),
+        )
+    for run in summary.get("skipped", []):
+        table.add_row(run["strategy"], run["symbol"], "", "", "", "", f"skipped: {run['skipped']}")
+    console.print(table)
+    console.print("`neuraltrade runs` lists the runs; `neuraltrade report RUN_ID` draws one.")
+
+
 def _list_runs(database_url: str | None, strategy: str | None, limit: int) -> list[Any]:
     from models.engine import resolve_database_url, session_scope
     from models.trading_repositories import list_runs

@@ -79,7 +79,7 @@ def backtest_symbol(
         result = _backtest(market, built, config, limits, sizing)
     except NotEnoughHistory as error:
         # Too short a history for this strategy is a fact about the data, not a failure of the night.
-        progress.report("backtest", f"{built.name}:{symbol}", 1)
+        progress.report("backtest", f"{built.name} {symbol}", 0)
         return {"strategy": built.name, "strategy_id": built.strategy_id, "symbol": symbol, "skipped": str(error)}
     details: dict[str, Any] = {key: to_plain(value) for key, value in result.frames[symbol].details.items()}
     details["rejections"] = len(result.rejections)
@@ -120,7 +120,7 @@ def backtest_symbol(
                     created_at=clock.now(),
                 ),
             )
-    progress.report("backtest", f"{built.name}:{symbol}", 1)
+    progress.report("backtest", f"{built.name} {symbol}", len(market))
     statistics = result.statistics
     extras: dict[str, Any] = {
         name: details[name] for name in ("out_of_sample_hit_rate", "model_version") if name in details

@@ -81,6 +81,7 @@ def test_nightly_reports_every_file_and_the_tables(
     assert "NVDA.csv" in result.output
     assert "stored 89 new vectors" in result.output
     assert "ingest_bars" in result.output and "embed_observations" in result.output
+    assert "Backtests" in result.output and "sma_cross" in result.output and "run_backtests" in result.output
 
 
 def test_ingesting_a_partly_bad_file_stores_the_rest_and_names_the_failed_checks(

@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/vectors.py
 	$(BIN)/python bench/memory_cache.py
+	$(BIN)/python bench/backtest.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -152,7 +152,7 @@ class StoredRun(RunOverview):
 _OVERVIEW_FIELDS = tuple(field.name for field in dataclasses.fields(RunOverview))
 _RUN_JSON_FIELDS = ("strategy_config", "backtest_config", "symbols", "statistics", "details")
 # ClosedTrade's own fields (exit_reason stored by value); pnl and return_pct are stored too, for queries.
-_TRADE_FIELDS = tuple(field.name for field in dataclasses.fields(ClosedTrade) if field.name != "exit_reason")
+_TRADE_FIELDS = tuple(name for name in ClosedTrade._fields if name != "exit_reason")
 
 
 def _overview_values(run: RunOverview) -> dict[str, Any]:

@@ -213,7 +213,8 @@ def runs(
     """List stored backtest runs, newest first, with their headline figures."""
     overviews = _run(lambda: _list_runs(db, strategy, limit))
     table = Table(title=f"backtest runs ({len(overviews)})")
-    for column in ("run_id", "strategy", "symbols", "bars", "trades", "return_pct", "sharpe", "created"):
+    table.add_column("run_id", no_wrap=True, min_width=36)
+    for column in ("strategy", "symbols", "bars", "trades", "return_pct", "sharpe", "created"):
         table.add_column(column, justify="right" if column in ("bars", "trades", "return_pct", "sharpe") else "left")
     for overview in overviews:
         statistics = overview.statistics

@@ -10,6 +10,7 @@ and bar for bar. It returns None, and the event loop runs instead, when an accou
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -70,8 +71,9 @@ def run_decisions(
                 strict=True,
             )
         )
-    if rows > 1:
-        pending.sort(key=lambda item: (item[1], item[2]))
+    if rows == 1:
+        return _run_single(market, config, pending)
+    pending.sort(key=lambda item: (item[1], item[2]))
     cash = config.cash
     # Per row: open trade as [size, entry price, entry bar, opening order] or None.
     open_trade: list[list[float] | None] = [None] * rows
@@ -122,6 +124,91 @@ def run_decisions(
         for row, trade in sorted(enumerate(open_trade), key=lambda item: _opened(item[1]))
         if trade is not None
     ]
+    return equity, trades, still_open, decisions
+
+
+def _run_single(
+    market: MarketData, config: BacktestConfig, pending: list[tuple[int, int, int, int, float, float]]
+) -> tuple[np.ndarray, list[ClosedTrade], list[tuple[int, int, float, float]], list[Decision]] | None:
+    """`run_decisions` for one symbol, where each order fills before the next decision: one flat loop."""
+    symbol = market.symbols[0]
+    count = len(market)
+    opens, values = market.lists["open"][0], market.lists["valuation"][0]
+    commission, fixed, spread = config.commission, config.fixed_commission, config.spread
+    leverage, order_size, fractional, on_close = (
+        config.leverage,
+        config.order_size,
+        config.fractional,
+        config.trade_on_close,
+    )
+    cash = config.cash
+    size = entry = 0.0  # the open trade: signed units (0: none) and entry price
+    entry_bar = 0
+    closed: list[tuple[int, int, int, float, float, float, float, ExitReason]] = []
+    decisions: list[Decision] = []
+    marks: list[Mark] = []
+    waiting: tuple[int, int, float] | None = None  # (fill bar, placed bar, target)
+    for fill_bar, placed_bar, _, symbol_bar, target, confidence in [*pending, (count, count, 0, 0, math.nan, 0.0)]:
+        if waiting is not None and waiting[0] <= placed_bar:
+            bar, placed, wanted = waiting
+            waiting = None
+            price = values[bar - 1] if on_close and bar > 0 else opens[bar]
+            filled_at = placed if on_close else bar
+            if size:
+                quantity = abs(size)
+                exit_commission = fixed + quantity * price * commission
+                total = exit_commission + fixed + quantity * entry * commission
+                closed.append((0, entry_bar, filled_at, size, entry, price, total, ExitReason.SIGNAL))
+                cash = cash + (size * (price - entry) - exit_commission)
+                size = 0.0
+            if wanted != 0:
+                long = wanted > 0
+                adjusted = price * (1.0 + spread) if long else price * (1.0 - spread)
+                per_unit = adjusted + price * commission
+                available = max(0.0, cash) * leverage
+                if order_size < 1:
+                    budget = available * order_size - fixed
+                    units = budget / per_unit if fractional else float(budget // per_unit)
+                else:
+                    units = order_size
+                if units > 0 and units * per_unit + fixed <= available:
+                    size, entry, entry_bar = (units if long else -units), adjusted, filled_at
+                    cash -= fixed + units * adjusted * commission
+            mark = (bar, cash, (size,), (size * entry,))
+            if marks and marks[-1][0] == bar:
+                marks[-1] = mark
+            else:
+                marks.append(mark)
+        if target != target:  # the sentinel after the last decision
+            break
+        if waiting is None and ((target > 0 and size > 0) or (target < 0 and size < 0) or (target == 0 and size == 0)):
+            continue
+        decisions.append(Decision(symbol, placed_bar, symbol_bar, target, confidence))
+        if fill_bar < count:
+            waiting = (fill_bar, placed_bar, target)
+    last = count - 1
+    if config.close_at_end and size:
+        exit_bar = last - 1 if on_close and last > 0 else last
+        price = opens[last]
+        if on_close or price != price:
+            price = values[exit_bar]
+        quantity = abs(size)
+        exit_commission = fixed + quantity * price * commission
+        total = exit_commission + fixed + quantity * entry * commission
+        closed.append((0, entry_bar, exit_bar, size, entry, price, total, ExitReason.END))
+        cash = cash + (size * (price - entry) - exit_commission)
+        size = 0.0
+        mark = (last, cash, (0.0,), (0.0,))
+        if marks and marks[-1][0] == last:
+            marks[-1] = mark
+        else:
+            marks.append(mark)
+    equity = equity_curve(market, marks, config.cash)
+    if bool((equity <= 0).any()):
+        return None
+    times = market.datetimes
+    trades = [_closed_trade(market, item, times) for item in closed]
+    still_open = [(0, entry_bar, size, entry)] if size else []
     return equity, trades, still_open, decisions
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 
 class ExitReason(enum.Enum):
@@ -18,9 +18,11 @@ class ExitReason(enum.Enum):
     OUT_OF_MONEY = "out_of_money"
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ClosedTrade:
+class ClosedTrade(NamedTuple):
     """One closed trade (or closed part of one), defined as backtesting.py 0.6 defines its trades.
+
+    Immutable and compared by value; a named tuple rather than a dataclass because a sweep builds
+    thousands of them per second (a third of the cost).
 
     `size` is signed (negative for a short). `entry_price` includes the spread, never the commission;
     `commission` is what was paid at entry and exit together; `pnl` is ``size * (exit - entry) -

@@ -122,3 +122,40 @@ def test_report_writes_a_self_contained_page_whose_charts_render(database_url: s
 def test_report_of_an_unknown_run_is_one_line(database_url: str, tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", "not-a-run", "--db", database_url, "--output", str(tmp_path / "x.html")])
     assert result.exit_code == 1 and "no backtest run 'not-a-run'" in result.output
+
+
+def test_sweep_ranks_every_combination_and_names_the_skipped(nvda_1000: Path) -> None:
+    arguments = ["sweep", "--data", str(nvda_1000), "--grid", "fast=5,10,30", "--grid", "slow=20..21"]
+    result = runner.invoke(app, [*arguments, "--workers", "1", "--json"])
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert [(row["fast"], row["slow"]) for row in document["rows"]] == [(5, 20), (5, 21), (10, 20), (10, 21)]
+    assert [skipped["params"] for skipped in document["skipped"]] == [
+        {"fast": 30, "slow": 20},
+        {"fast": 30, "slow": 21},
+    ]
+    assert all("fast" in skipped["reason"] for skipped in document["skipped"])
+    # Each row is the backtest of its own parameters: the same as a single backtest of them.
+    one = json.loads(
+        runner.invoke(
+            app, ["backtest", "--data", str(nvda_1000), "--param=fast=10", "--param=slow=21", "--json"]
+        ).stdout
+    )
+    assert document["rows"][3]["equity_final"] == one["equity_final"] and document["rows"][3]["sharpe"] == one["sharpe"]
+
+
+def test_walk_forward_reports_out_of_sample_folds(nvda_1000: Path) -> None:
+    arguments = ["walk-forward", "--data", str(nvda_1000), "--grid", "fast=5,10", "--grid", "slow=20,40"]
+    result = runner.invoke(app, [*arguments, "--train-bars", "400", "--test-bars", "200", "--json"])
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert len(document["folds"]) == 3
+    assert document["folds"][0]["test_start"] > "2000-08"  # after the first 400 bars
+    assert document["out_of_sample"]["trades"] == sum(fold["statistics"]["trades"] for fold in document["folds"])
+
+
+def test_a_malformed_grid_is_one_line(nvda_1000: Path) -> None:
+    result = runner.invoke(app, ["sweep", "--data", str(nvda_1000), "--grid", "fast"])
+    assert result.exit_code == 1 and "--grid 'fast' is not name=v1,v2" in result.output

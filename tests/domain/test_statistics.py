@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -231,7 +230,7 @@ def test_impossible_inputs_are_refused_naming_the_value(options: dict[str, Any],
 def test_an_impossible_trade_is_refused_naming_it(change: dict[str, Any]) -> None:
     timestamps, prices = _daily(5), np.linspace(1.0, 2.0, 5)
     trade = _trade(timestamps, prices, 1, 2)
-    broken = replace(trade, **change)
+    broken = trade._replace(**change)
     with pytest.raises(ValidationError, match=f"trade of TEST from bar {broken.entry_bar} to {broken.exit_bar}"):
         compute_statistics(equity=np.ones(5), timestamps=timestamps, trades=[trade, broken], prices=prices)
 

@@ -354,3 +354,13 @@ def test_strategy_ids_change_with_any_parameter() -> None:
     ids = {build_strategy("sma_cross", {"fast": str(fast)}).strategy_id for fast in range(2, 12)}
     assert len(ids) == 10
     assert all(strategy_id.startswith("sma_cross-") for strategy_id in ids)
+
+
+def test_the_rolling_average_is_pandas_rolling_mean_to_the_bit() -> None:
+    generator = np.random.default_rng(11)
+    for _ in range(200):
+        values = generator.normal(0, 1, 400) * 10.0 ** generator.integers(-3, 6)
+        values[generator.random(400) < 0.05] = np.nan
+        window = int(generator.integers(1, 80))
+        expected = pd.Series(values).rolling(window).mean().to_numpy()
+        assert np.array_equal(moving_average(values, window), expected, equal_nan=True)

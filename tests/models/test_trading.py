@@ -211,7 +211,7 @@ def test_a_failed_resave_leaves_the_stored_run_whole(database_url: str) -> None:
     with session_scope(database_url, write=True) as session:
         save_run(session, run(trades=4))
     # A trade without a symbol fails on insert, after the old trades were deleted.
-    nameless = dataclasses.replace(trade(1), symbol=None)  # type: ignore[arg-type]
+    nameless = trade(1)._replace(symbol=None)
     broken = run(trades=[trade(0), nameless])
 
     with session_scope(database_url, write=True) as session:

@@ -1,0 +1,198 @@
+"""`neuraltrade sweep` and `neuraltrade walk-forward`: parameter research on one file of bars."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from neuraltrade_cli.app import _Failure, _reporting_failures, _run, app, console
+from neuraltrade_cli.trading import _number
+
+DataOption = Annotated[Path, typer.Option("--data", help="Bars to test on: a CSV or Parquet file (Yahoo, OHLCV).")]
+StrategyOption = Annotated[str, typer.Option("--strategy", help="Strategy name, e.g. sma_cross.")]
+GridOption = Annotated[
+    list[str], typer.Option("--grid", help="A parameter's values: name=v1,v2,... or name=low..high (integers).")
+]
+MetricOption = Annotated[str, typer.Option("--metric", help="The statistic to maximise (drawdowns: minimise).")]
+CommissionOption = Annotated[float, typer.Option("--commission", help="Relative commission per fill.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def parse_space(pairs: list[str]) -> dict[str, Any]:
+    """Read ``name=v1,v2`` (choices) and ``name=low..high`` (every integer) into a parameter space."""
+    space: dict[str, Any] = {}
+    for pair in pairs:
+        name, separator, values = pair.partition("=")
+        name = name.strip()
+        if not separator or not name or not values.strip():
+            raise _Failure(f"--grid {pair!r} is not name=v1,v2 or name=low..high (e.g. --grid fast=5,10,20)")
+        if name in space:
+            raise _Failure(f"--grid {name!r} is given twice")
+        if ".." in values:
+            low, _, high = values.partition("..")
+            try:
+                space[name] = (int(low), int(high))
+            except ValueError:
+                raise _Failure(f"--grid {pair!r}: a range takes two integers, low..high") from None
+        else:
+            space[name] = [_value(value.strip()) for value in values.split(",") if value.strip()]
+    if not space:
+        raise _Failure("give at least one --grid name=values")
+    return space
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def _market(path: Path) -> Any:
+    from neuraltrade.backtest import MarketData
+    from neuraltrade.errors import FileRejected
+    from neuraltrade.ingest import read_bars
+
+    if not path.exists():
+        raise FileRejected(str(path), "no such file")
+    parsed = read_bars(path)
+    if parsed.frame.empty:
+        raise FileRejected(str(path), "holds no readable bars")
+    return MarketData.from_frame(parsed.frame)
+
+
+def _progress_bar(label: str) -> Progress:
+    return Progress(label, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+
+
+@app.command()
+@_reporting_failures
+def sweep(
+    data: DataOption,
+    grid_values: GridOption,
+    strategy: StrategyOption = "sma_cross",
+    random: Annotated[int | None, typer.Option("--random", help="Sample this many combinations instead.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random sample.")] = 0,
+    metric: MetricOption = "sharpe",
+    commission: CommissionOption = 0.0,
+    workers: Annotated[int | None, typer.Option("--workers", help="Processes (default: every core).")] = None,
+    top: Annotated[int, typer.Option("--top", help="Rows to show.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Backtest every combination of parameters (or a random sample of them), in parallel, and rank them."""
+    from neuraltrade import research
+    from neuraltrade.backtest import BacktestConfig
+
+    space = parse_space(grid_values)
+
+    def search() -> Any:
+        combinations = research.random_sample(space, random, seed) if random else research.grid(space)
+        market = _market(data)
+        with _progress_bar("sweeping") as progress:
+            task = progress.add_task("sweep", total=len(combinations))
+            return research.sweep(
+                market,
+                strategy,
+                combinations,
+                BacktestConfig(commission=commission),
+                workers=workers,
+                metric=metric,
+                progress=lambda done, total: progress.update(task, completed=done),
+            )
+
+    result = _run(search)
+    if as_json:
+        print(json.dumps({"metric": metric, "rows": result.records(), "skipped": _skipped(result)}, default=str))
+        return
+    table = Table(title=f"{strategy}: {len(result.rows)} combinations by {metric} ({len(result.skipped)} skipped)")
+    for column in ("parameters", metric, "return_pct", "max_drawdown_pct", "trades"):
+        table.add_column(column, justify="left" if column == "parameters" else "right")
+    for row in result.ranked()[:top]:
+        parameters = ", ".join(f"{name}={value}" for name, value in row.params.items())
+        figures = [_number(row.statistics.get(key)) for key in (metric, "return_pct", "max_drawdown_pct", "trades")]
+        table.add_row(parameters, *figures)
+    console.print(table)
+
+
+def _skipped(result: Any) -> list[dict[str, Any]]:
+    return [{"params": skipped.params, "reason": skipped.reason} for skipped in result.skipped]
+
+
+@app.command("walk-forward")
+@_reporting_failures
+def walk_forward(
+    data: DataOption,
+    grid_values: GridOption,
+    train_bars: Annotated[int, typer.Option("--train-bars", help="Bars each optimisation reads.")],
+    test_bars: Annotated[int, typer.Option("--test-bars", help="Bars each out-of-sample test covers.")],
+    strategy: StrategyOption = "sma_cross",
+    mode: Annotated[str, typer.Option("--mode", help="rolling or anchored train windows.")] = "rolling",
+    metric: MetricOption = "sharpe",
+    commission: CommissionOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Optimise on each train window, test the best parameters on the next bars; report out of sample only."""
+    from neuraltrade import research
+    from neuraltrade.backtest import BacktestConfig
+
+    space = parse_space(grid_values)
+
+    def walk() -> Any:
+        market = _market(data)
+        with _progress_bar("walking forward") as progress:
+            task = progress.add_task("folds", total=None)
+            return research.walk_forward(
+                market,
+                strategy,
+                space,
+                BacktestConfig(commission=commission),
+                train_bars=train_bars,
+                test_bars=test_bars,
+                mode=mode,
+                metric=metric,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+
+    result = _run(walk)
+    folds = [
+        {
+            "fold": fold.number,
+            "test_start": fold.test_start_time.isoformat(),
+            "test_end": fold.test_end_time.isoformat(),
+            "params": fold.params,
+            "statistics": fold.statistics,
+        }
+        for fold in result.folds
+    ]
+    if as_json:
+        print(json.dumps({"mode": mode, "metric": metric, "out_of_sample": result.statistics, "folds": folds}))
+        return
+    table = Table(title=f"{strategy} walk-forward ({mode}, {len(folds)} folds): out-of-sample figures only")
+    for column in ("fold", "test window", "parameters", "return_pct", metric, "trades"):
+        justify = "right" if column in ("fold", "return_pct", metric, "trades") else "left"
+        table.add_column(column, justify=justify, no_wrap=column == "test window")
+    for fold in folds:
+        parameters = ", ".join(f"{name}={value}" for name, value in (fold["params"] or {}).items()) or "(cash)"
+        statistics = fold["statistics"]
+        table.add_row(
+            str(fold["fold"]),
+            f"{fold['test_start'][:10]} .. {fold['test_end'][:10]}",
+            parameters,
+            _number(statistics.get("return_pct")),
+            _number(statistics.get(metric)),
+            _number(statistics.get("trades")),
+        )
+    console.print(table)
+    stitched = result.statistics
+    console.print(
+        f"stitched out-of-sample: return {_number(stitched.get('return_pct'))} %, {metric} "
+        f"{_number(stitched.get(metric))}, max drawdown {_number(stitched.get('max_drawdown_pct'))} %, "
+        f"{_number(stitched.get('trades'))} trades"
+    )

@@ -176,8 +176,8 @@ def walk_forward(
         return
     table = Table(title=f"{strategy} walk-forward ({mode}, {len(folds)} folds): out-of-sample figures only")
     for column in ("fold", "test window", "parameters", "return_pct", metric, "trades"):
-        justify = "right" if column in ("fold", "return_pct", metric, "trades") else "left"
-        table.add_column(column, justify=justify, no_wrap=column == "test window")
+        right = column in ("fold", "return_pct", metric, "trades")
+        table.add_column(column, justify="right" if right else "left", no_wrap=column == "test window")
     for fold in folds:
         parameters = ", ".join(f"{name}={value}" for name, value in (fold["params"] or {}).items()) or "(cash)"
         statistics = fold["statistics"]

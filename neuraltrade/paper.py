@@ -13,9 +13,6 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
-
-import numpy as np
 
 from neuraltrade.backtest.broker import OrderEvent, OrderEventKind, SimulatedBroker, WorkingOrder
 from neuraltrade.backtest.config import BacktestConfig
@@ -261,8 +258,3 @@ class PaperBroker:
         if event.kind is OrderEventKind.EXPIRED:
             return self.orders.expire(client_order_id, event.reason)
         return None
-
-
-def equity_array(values: Iterable[float]) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """Return `values` as a float64 array (a convenience for reports of paper accounts)."""
-    return np.fromiter(values, dtype=np.float64)

@@ -139,7 +139,7 @@ def walk_forward(
     as_json: JsonOption = False,
 ) -> None:
     """Optimise on each train window, test the best parameters on the next bars; report out of sample only."""
-    from neuraltrade import research
+    from neuraltrade import walk_forward as walking
     from neuraltrade.backtest import BacktestConfig
 
     space = parse_space(grid_values)
@@ -148,7 +148,7 @@ def walk_forward(
         market = _market(data)
         with _progress_bar("walking forward") as progress:
             task = progress.add_task("folds", total=None)
-            return research.walk_forward(
+            return walking.walk_forward(
                 market,
                 strategy,
                 space,

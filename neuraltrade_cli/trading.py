@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from neuraltrade_cli.app import DatabaseOption, _Failure, _reporting_failures, _run, app, console, errors
@@ -141,14 +142,18 @@ def backtest_document(result: Any, parameters: dict[str, str]) -> dict[str, Any]
     return document
 
 
-def _number(value: Any) -> str:
+def _number(value: Any, digits: int = 4) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
         if not math.isfinite(value):
             return "n/a"
-        return f"{value:,.4f}" if abs(value) < 1000 else f"{value:,.2f}"
+        return f"{value:,.{digits}f}" if abs(value) < 1000 else f"{value:,.2f}"
     return str(value)
+
+
+def _percent(value: Any) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:,.1f}"
 
 
 def _statistics_table(document: dict[str, Any]) -> Table:
@@ -212,23 +217,24 @@ def runs(
 ) -> None:
     """List stored backtest runs, newest first, with their headline figures."""
     overviews = _run(lambda: _list_runs(db, strategy, limit))
-    table = Table(title=f"backtest runs ({len(overviews)})")
-    table.add_column("run_id", no_wrap=True, min_width=36)
-    for column in ("strategy", "symbols", "bars", "trades", "return_pct", "sharpe", "created"):
-        table.add_column(column, justify="right" if column in ("bars", "trades", "return_pct", "sharpe") else "left")
+    # Every column whole, even past a narrow terminal's edge: `report` needs the whole run id.
+    table = Table(title=f"backtest runs ({len(overviews)})", box=None, pad_edge=False, padding=(0, 1))
+    table.add_column("run id", no_wrap=True, min_width=36)
+    for column in ("strategy", "symbols", "trades", "return %", "sharpe"):
+        right = column in ("trades", "return %", "sharpe")
+        table.add_column(column, no_wrap=True, justify="right" if right else "left")
     for overview in overviews:
         statistics = overview.statistics
         table.add_row(
             str(overview.id),
-            overview.strategy_id,
+            overview.strategy,
             ",".join(overview.symbols),
-            str(overview.bars),
             _number(statistics.get("trades")),
-            _number(statistics.get("return_pct")),
-            _number(statistics.get("sharpe")),
-            overview.created_at.strftime("%Y-%m-%d %H:%M"),
+            _percent(statistics.get("return_pct")),
+            _number(statistics.get("sharpe"), digits=2),
         )
-    console.print(table)
+    wide = Console(width=max(console.width, 100), file=console.file, force_terminal=console.is_terminal)
+    wide.print(table)
 
 
 def print_backtests(summary: dict[str, Any]) -> None:
@@ -258,8 +264,8 @@ def print_backtests(summary: dict[str, Any]) -> None:
 
 
 def _list_runs(database_url: str | None, strategy: str | None, limit: int) -> list[Any]:
+    from models.backtest_runs import list_runs
     from models.engine import resolve_database_url, session_scope
-    from models.trading_repositories import list_runs
 
     with session_scope(resolve_database_url(database_url)) as session:
         return list_runs(session, limit=limit, strategy=strategy)

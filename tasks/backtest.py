@@ -15,17 +15,9 @@ import numpy as np
 from prefect import task
 
 from models import repositories
+from models.backtest_runs import StoredModelVersion, StoredRun, load_run, save_model_version, save_run
 from models.engine import session_scope
-from models.trading_repositories import (
-    StoredModelVersion,
-    StoredRun,
-    load_run,
-    save_model_version,
-    save_orders,
-    save_rejections,
-    save_run,
-    save_signals,
-)
+from models.order_records import save_orders, save_rejections, save_signals
 from models.vector_snapshot import snapshot
 from neuraltrade.backtest import BacktestConfig, BacktestResult, MarketData, run_backtest
 from neuraltrade.backtest.controls import SizingConfig, risk_check, sizer_for

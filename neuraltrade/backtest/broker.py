@@ -266,7 +266,7 @@ class SimulatedBroker:
         quantity = min(wanted, self._participation_cap(order.row, bar))
         if quantity <= 0:
             return
-        self._reduce(trade, quantity, price, fill_bar, ExitReason.SIGNAL)
+        self.reduce_trade(trade, quantity, price, fill_bar, ExitReason.SIGNAL)
         order.filled += quantity
         self._finish(order, bar, quantity, price, done=quantity >= wanted)
 
@@ -303,7 +303,7 @@ class SimulatedBroker:
             if trade.symbol != order.symbol or (trade.size > 0) == long:
                 continue
             closing = min(abs(trade.size), abs(need))
-            self._reduce(trade, closing, price, fill_bar, ExitReason.SIGNAL)
+            self.reduce_trade(trade, closing, price, fill_bar, ExitReason.SIGNAL)
             need += closing if need < 0 else -closing
             if need == 0:
                 break
@@ -345,7 +345,7 @@ class SimulatedBroker:
         self.cash -= self._fixed + abs(size) * price * self._commission
         return trade
 
-    def _reduce(self, trade: OpenTrade, quantity: float, price: float, bar: int, reason: ExitReason) -> None:
+    def reduce_trade(self, trade: OpenTrade, quantity: float, price: float, bar: int, reason: ExitReason) -> None:
         """Close `quantity` units of `trade` at `price`; the rest of the trade stays open."""
         sign = 1.0 if trade.size > 0 else -1.0
         closed_size = sign * quantity
@@ -404,7 +404,7 @@ class SimulatedBroker:
             price, reason = (max(open_price, target) if long else min(open_price, target)), ExitReason.TAKE_PROFIT
         quantity = min(abs(trade.size), self._participation_cap(row, bar))
         if quantity > 0:
-            self._reduce(trade, quantity, price, bar, reason)
+            self.reduce_trade(trade, quantity, price, bar, reason)
 
     def _stop_first(self, long: bool, open_price: float, stop: float, target: float) -> bool:
         if (open_price <= stop) if long else (open_price >= stop):
@@ -436,4 +436,4 @@ class SimulatedBroker:
     def liquidate(self, bar: int, reason: ExitReason) -> None:
         """Close every open trade at its symbol's last close at `bar` (out of money)."""
         for trade in list(self.trades):
-            self._reduce(trade, abs(trade.size), self._value[trade.row][bar], bar, reason)
+            self.reduce_trade(trade, abs(trade.size), self._value[trade.row][bar], bar, reason)

@@ -227,7 +227,7 @@ class _Simulation:
             if self.sizer is not None:
                 size = float(self.sizer(intent, self.market.histories[symbol].head(index + 1), account))
                 if size == 0 or not math.isfinite(size):
-                    self._flatten(symbol, bar, "the sizer gave the new position no units")
+                    self._leave(symbol, bar, "the sizer gave the new position no units")
                     return
             if self.risk is not None:
                 units = size if abs(size) >= 1 else size * account.equity * self.config.leverage / price
@@ -235,7 +235,7 @@ class _Simulation:
                 reasons = list(self.risk(intent, after, account))
                 if reasons:
                     self.rejections.extend(reasons)
-                    self._flatten(symbol, bar, "the new position was refused by the risk manager")
+                    self._leave(symbol, bar, "the new position was refused by the risk manager")
                     return
         close = self.market.lists["valuation"][row][bar]
         limit, stop = _at(frame.entry_limit, index), _at(frame.entry_stop, index)
@@ -256,10 +256,13 @@ class _Simulation:
         )
 
     def _flatten(self, symbol: str, bar: int, reason: str) -> None:
+        self.broker.cancel_orders(symbol, bar, reason)
+        self.broker.close_trades(symbol, bar)
+
+    def _leave(self, symbol: str, bar: int, reason: str) -> None:
         """Carry out the exit half of a decision whose entry will not be placed (exits always pass)."""
-        if self.config.exclusive_orders or reason == "the strategy turned flat":
-            self.broker.cancel_orders(symbol, bar, reason)
-            self.broker.close_trades(symbol, bar)
+        if self.config.exclusive_orders:
+            self._flatten(symbol, bar, reason)
 
     def _account(self, bar: int) -> Account:
         value = self.market.lists["valuation"]
@@ -342,7 +345,7 @@ class _Simulation:
             price = prices["open"][trade.row][last]
             if on_close or price != price:
                 price = prices["valuation"][trade.row][exit_bar]
-            self.broker._reduce(trade, abs(trade.size), price, exit_bar, ExitReason.END)
+            self.broker.reduce_trade(trade, abs(trade.size), price, exit_bar, ExitReason.END)
         self._mark(last)
 
     def _result(self) -> BacktestResult:

@@ -130,7 +130,12 @@ def run_decisions(
 def _run_single(
     market: MarketData, config: BacktestConfig, pending: list[tuple[int, int, int, int, float, float]]
 ) -> tuple[np.ndarray, list[ClosedTrade], list[tuple[int, int, float, float]], list[Decision]] | None:
-    """`run_decisions` for one symbol, where each order fills before the next decision: one flat loop."""
+    """`run_decisions` for one symbol, where each order fills before the next decision: one flat loop.
+
+    The fill and close rules are `_fill`'s and `_close`'s, written out in the loop: with one symbol a call
+    per fill was a quarter of the run, and sweeps run this thousands of times. The property test against
+    the event loop covers both copies.
+    """
     symbol = market.symbols[0]
     count = len(market)
     opens, values = market.lists["open"][0], market.lists["valuation"][0]

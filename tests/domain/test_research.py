@@ -19,15 +19,14 @@ from neuraltrade.research import (
     SweepPool,
     SweepResult,
     SweepRow,
-    fold_windows,
     grid,
     market_window,
     random_sample,
     sweep,
-    walk_forward,
 )
 from neuraltrade.sample_data import sample_paths
 from neuraltrade.strategies.base import PriceHistory, SignalFrame, Strategy, StrategyConfig
+from neuraltrade.walk_forward import fold_windows, walk_forward
 
 DAY_US = 86_400_000_000
 START_US = 1_577_836_800_000_000  # 2020-01-01T00:00:00Z

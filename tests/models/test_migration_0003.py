@@ -11,11 +11,12 @@ from sqlalchemy import inspect
 
 from alembic import command
 from models import trading
+from models.backtest_runs import list_runs, save_run
 from models.base import Base, table_of
 from models.engine import dispose_engines, get_engine, session_scope
 from models.migrations import alembic_config, current_revision, downgrade_database, upgrade_database
+from models.order_records import save_signals
 from models.repositories import upsert_bars
-from models.trading_repositories import list_runs, save_run, save_signals
 from tests.models.test_migrations import schema_tables
 from tests.models.test_repositories import bar_frame
 from tests.models.test_trading import RUN_ID, managed_orders, run, save, signal

@@ -1,4 +1,5 @@
-"""Specification of the trading repositories (`models.trading_repositories`): lossless, idempotent writes."""
+"""Specification of the trading repositories (`models.backtest_runs`, `models.order_records`): lossless, idempotent
+writes."""
 
 from __future__ import annotations
 
@@ -19,8 +20,27 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from models.backtest_runs import (
+    RunOverview,
+    StoredModelVersion,
+    StoredRun,
+    latest_model_version,
+    list_runs,
+    load_run,
+    save_model_version,
+    save_run,
+)
 from models.engine import dispose_engines, session_scope
 from models.migrations import upgrade_database
+from models.order_records import (
+    StoredRejection,
+    load_order,
+    load_rejections,
+    load_signals,
+    save_orders,
+    save_rejections,
+    save_signals,
+)
 from models.trading import (
     BacktestEquityRecord,
     BacktestRunRecord,
@@ -29,23 +49,6 @@ from models.trading import (
     OrderRecord,
     RiskRejectionRecord,
     SignalRecord,
-)
-from models.trading_repositories import (
-    RunOverview,
-    StoredModelVersion,
-    StoredRejection,
-    StoredRun,
-    latest_model_version,
-    list_runs,
-    load_order,
-    load_rejections,
-    load_run,
-    load_signals,
-    save_model_version,
-    save_orders,
-    save_rejections,
-    save_run,
-    save_signals,
 )
 from neuraltrade.backtest.trade import ClosedTrade, ExitReason
 from neuraltrade.clock import FixedClock

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from models import repositories
+from models.backtest_runs import latest_model_version, load_run
 from models.engine import session_scope
-from models.trading_repositories import latest_model_version, load_rejections, load_run, load_signals
+from models.order_records import load_rejections, load_signals
 from neuraltrade.backtest import BacktestConfig
 from neuraltrade.errors import UnknownRun, UnknownSymbol
 from neuraltrade.ingest import read_bars

@@ -1,0 +1,307 @@
+"""Repositories of the trading engine's signals, orders (with their events) and risk rejections.
+
+Every function takes the caller's session and writes idempotently: saving the same thing twice changes
+nothing. Orders are upserted but never moved back: a copy older (by event sequence) than the stored one is
+ignored, and a client order id reused for another order raises `DuplicateOrder`. Save a run
+(`models.backtest_runs`) before what refers to it, and signals before the orders placed on them (foreign keys).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.backtest_runs import _FRESH, _json_ready, _require_aware, _upsert_all
+from models.base import table_of
+from models.bulk import execute_many
+from models.repositories import _insert
+from models.trading import OrderEventRecord, OrderRecord, RiskRejectionRecord, SignalRecord
+from neuraltrade.canonical import stable_id
+from neuraltrade.errors import DuplicateOrder, UnknownOrder
+from neuraltrade.oms import ManagedOrder, OrderEvent
+from neuraltrade.types import Direction, Order, OrderSide, OrderStatus, OrderType, Signal, TimeInForce
+
+#: Keys per IN (...) list: SQLite binds at most 32,766 variables.
+_KEYS_PER_STATEMENT = 10_000
+_ORDER_CONTENT = ("symbol", "side", "type", "quantity", "limit_price", "stop_price", "time_in_force")
+
+
+def _in_chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), _KEYS_PER_STATEMENT):
+        yield values[start : start + _KEYS_PER_STATEMENT]
+
+
+# -- signals ------------------------------------------------------------------------------------------
+
+
+def save_signals(session: Session, signals: Iterable[Signal], run_id: uuid.UUID | None = None) -> int:
+    """Store `signals` (of run `run_id`, or live if None), updating stored ones; return how many were given."""
+    signals = list(signals)
+    if not signals:
+        return 0
+    columns: dict[str, list[Any]] = {
+        "id": [signal.id for signal in signals],
+        "strategy_id": [signal.strategy_id for signal in signals],
+        "symbol": [signal.symbol for signal in signals],
+        "timestamp": [signal.timestamp for signal in signals],
+        "direction": [signal.direction.value for signal in signals],
+        "confidence": [float(signal.confidence) for signal in signals],
+        "features": [{name: float(value) for name, value in signal.features.items()} for signal in signals],
+        "reasoning": [signal.reasoning for signal in signals],
+        "causal_links": [[str(link) for link in signal.causal_links] for signal in signals],
+        "run_id": [run_id] * len(signals),
+    }
+    _upsert_all(session, table_of(SignalRecord), columns)
+    return len(signals)
+
+
+def load_signals(session: Session, run_id: uuid.UUID | None = None) -> list[Signal]:
+    """Return the signals of run `run_id` (the live ones if None), by timestamp."""
+    query = select(SignalRecord).where(
+        SignalRecord.run_id.is_(None) if run_id is None else SignalRecord.run_id == run_id
+    )
+    return [
+        Signal(
+            id=row.id,
+            strategy_id=row.strategy_id,
+            timestamp=row.timestamp,
+            symbol=row.symbol,
+            direction=Direction(row.direction),
+            confidence=row.confidence,
+            features=dict(row.features),
+            reasoning=row.reasoning,
+            causal_links=[uuid.UUID(link) for link in row.causal_links],
+        )
+        for row in session.scalars(query.order_by(SignalRecord.timestamp, SignalRecord.id), execution_options=_FRESH)
+    ]
+
+
+# -- orders -------------------------------------------------------------------------------------------
+
+
+def _order_content(managed: ManagedOrder, run_id: uuid.UUID | None) -> tuple[Any, ...]:
+    order = managed.order
+    return (
+        order.symbol,
+        order.side.value,
+        order.type.value,
+        float(order.quantity),
+        order.limit_price,
+        order.stop_price,
+        order.time_in_force.value,
+        managed.signal_id,
+        run_id,
+    )
+
+
+def _refuse_reused_ids(session: Session, orders: Sequence[ManagedOrder], run_id: uuid.UUID | None) -> None:
+    given = {managed.client_order_id: managed for managed in orders}
+    stored_columns = [getattr(OrderRecord, name) for name in (*_ORDER_CONTENT, "signal_id", "run_id")]
+    for chunk in _in_chunks(list(given)):
+        query = select(OrderRecord.client_order_id, *stored_columns).where(OrderRecord.client_order_id.in_(chunk))
+        for client_order_id, *stored in session.execute(query):
+            wanted = _order_content(given[client_order_id], run_id)
+            if tuple(stored) != wanted:
+                raise DuplicateOrder(client_order_id, f"stored as {tuple(stored)}, was given {wanted}")
+
+
+def save_orders(session: Session, managed_orders: Iterable[ManagedOrder], run_id: uuid.UUID | None = None) -> int:
+    """Store orders (of run `run_id`, or live if None) and their events; return how many orders were given.
+
+    A stored order is updated only by a newer state of itself (more events); its events already stored
+    are kept.
+
+    Raises
+    ------
+    DuplicateOrder
+        If a client order id is stored for another order (other content, signal or run).
+    """
+    orders = list(managed_orders)
+    if not orders:
+        return 0
+    _refuse_reused_ids(session, orders, run_id)
+    table = table_of(OrderRecord)
+    columns: dict[str, list[Any]] = {
+        "id": [managed.id for managed in orders],
+        "client_order_id": [managed.client_order_id for managed in orders],
+        "symbol": [managed.order.symbol for managed in orders],
+        "side": [managed.order.side.value for managed in orders],
+        "type": [managed.order.type.value for managed in orders],
+        "quantity": [float(managed.order.quantity) for managed in orders],
+        "limit_price": [managed.order.limit_price for managed in orders],
+        "stop_price": [managed.order.stop_price for managed in orders],
+        "time_in_force": [managed.order.time_in_force.value for managed in orders],
+        "status": [managed.status.value for managed in orders],
+        "filled_quantity": [managed.filled_quantity for managed in orders],
+        "average_fill_price": [managed.average_fill_price for managed in orders],
+        "last_sequence": [managed.events[-1].sequence for managed in orders],
+        "signal_id": [managed.signal_id for managed in orders],
+        "run_id": [run_id] * len(orders),
+        "created_at": [managed.created_at for managed in orders],
+        "updated_at": [managed.updated_at for managed in orders],
+    }
+    statement = _insert(session, table)
+    excluded = statement.excluded
+    changing = ("status", "filled_quantity", "average_fill_price", "last_sequence", "updated_at")
+    statement = statement.on_conflict_do_update(
+        index_elements=["id"],
+        set_={name: excluded[name] for name in changing},
+        where=table.c.last_sequence < excluded.last_sequence,
+    )
+    execute_many(session, statement, table, columns)
+
+    events = [event for managed in orders for event in managed.events]
+    event_table = table_of(OrderEventRecord)
+    event_columns: dict[str, list[Any]] = {
+        "id": [event.id for event in events],
+        "order_id": [event.order_id for event in events],
+        "sequence": [event.sequence for event in events],
+        "timestamp": [event.timestamp for event in events],
+        "previous_status": [None if event.previous is None else event.previous.value for event in events],
+        "status": [event.status.value for event in events],
+        "fill_quantity": [float(event.fill_quantity) for event in events],
+        "fill_price": [event.fill_price for event in events],
+        "reason": [event.reason for event in events],
+    }
+    execute_many(session, _insert(session, event_table).on_conflict_do_nothing(), event_table, event_columns)
+    return len(orders)
+
+
+def load_order(session: Session, client_order_id: str) -> ManagedOrder:
+    """Return the stored order of `client_order_id` with its events, as the order manager held it.
+
+    Raises
+    ------
+    UnknownOrder
+        If no order of `client_order_id` is stored.
+    """
+    query = select(OrderRecord).where(OrderRecord.client_order_id == client_order_id)
+    row = session.scalars(query, execution_options=_FRESH).one_or_none()
+    if row is None:
+        raise UnknownOrder(client_order_id)
+    event_rows = session.scalars(
+        select(OrderEventRecord).where(OrderEventRecord.order_id == row.id).order_by(OrderEventRecord.sequence)
+    ).all()
+    events = tuple(
+        OrderEvent(
+            order_id=event.order_id,
+            sequence=event.sequence,
+            timestamp=event.timestamp,
+            previous=None if event.previous_status is None else OrderStatus(event.previous_status),
+            status=OrderStatus(event.status),
+            fill_quantity=event.fill_quantity,
+            fill_price=event.fill_price,
+            reason=event.reason,
+        )
+        for event in event_rows
+    )
+    status = OrderStatus(row.status)
+    order = Order(
+        id=row.id,
+        client_order_id=row.client_order_id,
+        symbol=row.symbol,
+        side=OrderSide(row.side),
+        type=OrderType(row.type),
+        quantity=row.quantity,
+        limit_price=row.limit_price,
+        stop_price=row.stop_price,
+        time_in_force=TimeInForce(row.time_in_force),
+        status=status,
+    )
+    return ManagedOrder(
+        order=order,
+        status=status,
+        filled_quantity=row.filled_quantity,
+        average_fill_price=row.average_fill_price,
+        events=events,
+        signal_id=row.signal_id,
+    )
+
+
+# -- risk rejections ----------------------------------------------------------------------------------
+
+
+class Rejection(Protocol):
+    """What the risk checks report for an order they refuse (any object with these attributes)."""
+
+    @property
+    def client_order_id(self) -> str: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def timestamp(self) -> datetime: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def details(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredRejection:
+    """A risk rejection as stored (a `Rejection`), with its run."""
+
+    client_order_id: str
+    symbol: str
+    timestamp: datetime
+    rule: str
+    reason: str
+    details: Mapping[str, Any]
+    run_id: uuid.UUID | None = None
+
+
+def rejection_id_for(client_order_id: str, rule: str) -> uuid.UUID:
+    """Return the stable id of the rejection of order `client_order_id` by risk rule `rule`."""
+    return stable_id("risk_rejection", client_order_id, rule)
+
+
+def save_rejections(session: Session, rejections: Iterable[Rejection], run_id: uuid.UUID | None = None) -> int:
+    """Store risk rejections (of run `run_id`, or live if None); one already stored is kept as it is.
+
+    Returns how many were new.
+    """
+    given = list(rejections)
+    if not given:
+        return 0
+    for rejection in given:
+        _require_aware(f"rejection of order {rejection.client_order_id!r} timestamp", rejection.timestamp)
+    table = table_of(RiskRejectionRecord)
+    columns: dict[str, list[Any]] = {
+        "id": [rejection_id_for(rejection.client_order_id, rejection.rule) for rejection in given],
+        "run_id": [run_id] * len(given),
+        **{
+            name: [getattr(rejection, name) for rejection in given]
+            for name in ("client_order_id", "symbol", "timestamp", "rule", "reason")
+        },
+        "details": [_json_ready(rejection.details) for rejection in given],
+    }
+    return execute_many(session, _insert(session, table).on_conflict_do_nothing(), table, columns)
+
+
+def load_rejections(session: Session, run_id: uuid.UUID | None = None) -> list[StoredRejection]:
+    """Return the rejections of run `run_id` (the live ones if None), by timestamp."""
+    query = select(RiskRejectionRecord).where(
+        RiskRejectionRecord.run_id.is_(None) if run_id is None else RiskRejectionRecord.run_id == run_id
+    )
+    rows = session.scalars(
+        query.order_by(RiskRejectionRecord.timestamp, RiskRejectionRecord.id), execution_options=_FRESH
+    )
+    return [
+        StoredRejection(
+            client_order_id=row.client_order_id,
+            symbol=row.symbol,
+            timestamp=row.timestamp,
+            rule=row.rule,
+            reason=row.reason,
+            details=row.details,
+            run_id=row.run_id,
+        )
+        for row in rows
+    ]

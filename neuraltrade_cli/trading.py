@@ -233,34 +233,38 @@ def runs(
             _percent(statistics.get("return_pct")),
             _number(statistics.get("sharpe"), digits=2),
         )
-    wide = Console(width=max(console.width, 100), file=console.file, force_terminal=console.is_terminal)
-    wide.print(table)
+    _wide().print(table)
 
 
 def print_backtests(summary: dict[str, Any]) -> None:
     """Print the night's backtests: one row per strategy and symbol, skipped ones with their reason."""
-    table = Table(title="Backtests")
+    table = Table(title="Backtests", box=None, pad_edge=False, padding=(0, 1))
     for column in ("strategy", "symbol", "trades", "return %", "sharpe", "max dd %", "notes"):
-        table.add_column(column, justify="left" if column in ("strategy", "symbol", "notes") else "right")
+        table.add_column(column, no_wrap=True, justify="left" if column in ("strategy", "symbol", "notes") else "right")
     for run in sorted(summary["runs"], key=lambda run: (run["strategy"], run["symbol"])):
         notes = []
         if run.get("out_of_sample_hit_rate") is not None:
             notes.append(f"OOS hit rate {run['out_of_sample_hit_rate']:.3f}")
         if run.get("rejections"):
-            notes.append(f"{run['rejections']:,} risk rejections")
+            notes.append(f"{run['rejections']:,} refused by risk")
         table.add_row(
             run["strategy"],
             run["symbol"],
             str(run["trades"]),
-            _number(run["return_pct"]),
-            _number(run["sharpe"]),
-            _number(run["max_drawdown_pct"]),
+            _percent(run["return_pct"]),
+            _number(run["sharpe"], digits=2),
+            _percent(run["max_drawdown_pct"]),
             "; ".join(notes),
         )
     for run in summary.get("skipped", []):
         table.add_row(run["strategy"], run["symbol"], "", "", "", "", f"skipped: {run['skipped']}")
-    console.print(table)
+    _wide().print(table)
     console.print("`neuraltrade runs` lists the runs; `neuraltrade report RUN_ID` draws one.")
+
+
+def _wide() -> Console:
+    """The console, at least 100 columns wide: these tables' rows stay whole past a narrow terminal's edge."""
+    return Console(width=max(console.width, 100), file=console.file, force_terminal=console.is_terminal)
 
 
 def _list_runs(database_url: str | None, strategy: str | None, limit: int) -> list[Any]:

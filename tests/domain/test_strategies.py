@@ -61,43 +61,6 @@ def test_sma_cross_decides_on_exactly_the_bars_a_rolling_mean_crossover_fires(sy
         assert np.array_equal(np.flatnonzero(frame.target == -1.0), np.flatnonzero(down)), (fast, slow)
 
 
-@pytest.mark.parametrize(("fast", "slow"), [(10, 20), (3, 7), (5, 50)])
-@pytest.mark.filterwarnings("ignore")  # pandas deprecations inside backtesting.py's own statistics
-def test_sma_cross_enters_where_backtesting_py_enters(fast: int, slow: int) -> None:
-    pytest.importorskip("backtesting")
-    from backtesting import Backtest
-    from backtesting import Strategy as ReferenceStrategy
-    from backtesting.lib import crossover
-
-    history = real_history("NVDA")
-
-    def simple_average(values: np.ndarray, bars: int) -> pd.Series:
-        return pd.Series(values).rolling(bars).mean()
-
-    class Reference(ReferenceStrategy):
-        def init(self) -> None:
-            self.fast = self.I(simple_average, self.data.Close, fast)
-            self.slow = self.I(simple_average, self.data.Close, slow)
-
-        def next(self) -> None:
-            if crossover(self.fast, self.slow):
-                self.position.close()
-                self.buy()
-            elif crossover(self.slow, self.fast):
-                self.position.close()
-                self.sell()
-
-    data = pd.DataFrame(
-        {"Open": history.open, "High": history.high, "Low": history.low, "Close": history.close},
-        index=pd.to_datetime(history.timestamps, unit="us"),
-    )
-    stats = Backtest(data, Reference, cash=1e9, finalize_trades=True).run()
-    decided_bars = stats._trades["EntryBar"].to_numpy() - 1
-    frame = SmaCross(SmaCrossConfig(fast=fast, slow=slow)).signals(history)
-    # A decision on the last bar has no next bar to fill on.
-    assert list(decided_bars) == [bar for bar in frame.decisions() if bar < len(history) - 1]
-
-
 def test_sma_cross_warms_up_for_as_many_bars_as_backtesting_py_skips() -> None:
     frame = SmaCross(SmaCrossConfig(fast=10, slow=30)).signals(real_history("NVDA"))
     assert frame.warmup == 30

@@ -66,18 +66,31 @@ def backtest(
     close_at_end: Annotated[bool, typer.Option("--close-at-end", help="Close open trades after the last bar.")] = False,
     symbol: Annotated[str | None, typer.Option("--symbol", help="Symbol name (default: from the file).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (a stable contract).")] = False,
+    db: DatabaseOption = None,
 ) -> None:
-    """Backtest one strategy on one file of bars and print its statistics and trades."""
+    """Backtest one strategy on one file of bars and print its statistics and trades.
+
+    ``memory_vote`` reads the market memory of ``--db`` (filled by ``neuraltrade nightly`` or ``embed``).
+    """
     parameters = parse_parameters(param or [])
-    outcome = _run(
-        lambda: _backtest_file(
-            data, strategy, parameters, cash, commission, spread, margin, trade_on_close, close_at_end, symbol
+
+    def run() -> tuple[Any, int]:
+        from neuraltrade.backtest import BacktestConfig
+
+        config = BacktestConfig(
+            cash=cash,
+            commission=commission,
+            spread=spread,
+            margin=margin,
+            trade_on_close=trade_on_close,
+            close_at_end=close_at_end,
         )
-    )
-    result, rejected = outcome
+        return _backtest_file(data, strategy, parameters, config, symbol, db)
+
+    result, rejected = _run(run)
     if rejected:
         errors.print(f"warning: {data}: {rejected} rows could not be read and were left out", highlight=False)
-    document = backtest_document(result, parameters)
+    document = backtest_document(result)
     if as_json:
         print(json.dumps(document, allow_nan=False))
         return
@@ -89,38 +102,45 @@ def _backtest_file(
     path: Path,
     strategy_name: str,
     parameters: dict[str, str],
-    cash: float,
-    commission: float,
-    spread: float,
-    margin: float,
-    trade_on_close: bool,
-    close_at_end: bool,
+    config: Any,
     symbol: str | None,
+    database_url: str | None,
 ) -> tuple[Any, int]:
-    from neuraltrade.backtest import BacktestConfig, MarketData, run_backtest
+    from neuraltrade.backtest import MarketData, run_backtest
     from neuraltrade.errors import FileRejected
     from neuraltrade.ingest import read_bars
-    from neuraltrade.strategies.registry import build_strategy
+    from neuraltrade.strategies.registry import build_config, build_strategy
 
-    strategy = build_strategy(strategy_name, parameters)
-    config = BacktestConfig(
-        cash=cash,
-        commission=commission,
-        spread=spread,
-        margin=margin,
-        trade_on_close=trade_on_close,
-        close_at_end=close_at_end,
-    )
+    build_config(strategy_name, parameters)  # a bad name or parameter is reported before the file is read
     if not path.exists():
         raise FileRejected(str(path), "no such file")
     parsed = read_bars(path, symbol=symbol)
     if parsed.frame.empty:
         raise FileRejected(str(path), "holds no readable bars")
     market = MarketData.from_frame(parsed.frame)
+    searcher = None
+    if strategy_name == "memory_vote":
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from models.collections import CollectionNotFound
+        from models.engine import resolve_database_url
+        from models.vector_snapshot import snapshot
+        from tasks.embed import MARKET_STATE_COLLECTION
+
+        url = resolve_database_url(database_url)
+        only = market.symbols[0] if len(market.symbols) == 1 else None
+        try:
+            searcher = snapshot(url, MARKET_STATE_COLLECTION, only)
+        except (CollectionNotFound, SQLAlchemyError):
+            raise _Failure(
+                f"strategy 'memory_vote' reads the market memory of {url}, which holds none: "
+                f"run `neuraltrade nightly --db {url}` (or `ingest` and `embed`) first"
+            ) from None
+    strategy = build_strategy(strategy_name, parameters, searcher=searcher)
     return run_backtest(market, strategy, config), len(parsed.rejected)
 
 
-def backtest_document(result: Any, parameters: dict[str, str]) -> dict[str, Any]:
+def backtest_document(result: Any) -> dict[str, Any]:
     """The JSON object of the CLI contract: statistics at the top level, then the closed trades."""
     statistics = result.statistics.to_dict()
     document: dict[str, Any] = {key: statistics[key] for key in CONTRACT_KEYS}
@@ -138,7 +158,6 @@ def backtest_document(result: Any, parameters: dict[str, str]) -> dict[str, Any]
             "closed_trades": result.trade_rows(),
         }
     )
-    del parameters  # the strategy's own parameters (defaults filled in) are what is reported
     return document
 
 

@@ -159,3 +159,12 @@ def test_walk_forward_reports_out_of_sample_folds(nvda_1000: Path) -> None:
 def test_a_malformed_grid_is_one_line(nvda_1000: Path) -> None:
     result = runner.invoke(app, ["sweep", "--data", str(nvda_1000), "--grid", "fast"])
     assert result.exit_code == 1 and "--grid 'fast' is not name=v1,v2" in result.output
+
+
+def test_memory_vote_without_a_market_memory_says_how_to_make_one(nvda_1000: Path, database_url: str) -> None:
+    result = runner.invoke(
+        app, ["backtest", "--data", str(nvda_1000), "--strategy", "memory_vote", "--db", database_url]
+    )
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "neuraltrade nightly --db" in lines[0], result.output

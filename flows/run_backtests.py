@@ -9,6 +9,7 @@ from prefect import flow
 from flows import task_runner
 from neuraltrade.backtest import BacktestConfig
 from neuraltrade.canonical import digest
+from neuraltrade.errors import BacktestsFailed
 from neuraltrade.risk import RiskLimits
 from tasks.backtest import StrategySpec, backtest_symbol
 from tasks.database import prepare_database
@@ -72,9 +73,5 @@ def run_backtests(
     summary = {"runs": runs, "skipped": skipped, "failures": failures, "backtest_config_digest": config.digest}
     finish_run(url, run_id, "failed" if failures else "completed", summary)
     if failures:
-        first = failures[0]
-        raise RuntimeError(
-            f"{len(failures)} of {len(futures)} backtests failed; first: {first['strategy']} on {first['symbol']}: "
-            f"{first['error']}"
-        )
+        raise BacktestsFailed(failures, len(futures))
     return summary

@@ -140,7 +140,8 @@ class StoredRun(RunOverview):
 _OVERVIEW_FIELDS = tuple(field.name for field in dataclasses.fields(RunOverview))
 _RUN_JSON_FIELDS = ("strategy_config", "backtest_config", "symbols", "statistics", "details")
 # ClosedTrade's own fields (exit_reason stored by value); pnl and return_pct are stored too, for queries.
-_TRADE_FIELDS = tuple(name for name in ClosedTrade._fields if name != "exit_reason")
+# decision_bar is not stored: the trade's signal_id names the decision, through its tag.
+_TRADE_FIELDS = tuple(name for name in ClosedTrade._fields if name not in ("exit_reason", "decision_bar"))
 
 
 def _overview_values(run: RunOverview) -> dict[str, Any]:
@@ -197,6 +198,12 @@ def save_run(session: Session, run: StoredRun) -> uuid.UUID:
 
 def _overview_of(record: BacktestRunRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in _OVERVIEW_FIELDS}
+
+
+def find_run(session: Session, run_id: uuid.UUID) -> RunOverview | None:
+    """Return the overview of the run stored under `run_id`, or None (without reading trades or equity)."""
+    record = session.get(BacktestRunRecord, run_id)
+    return None if record is None else RunOverview(**_overview_of(record))
 
 
 def load_run(session: Session, run_id: uuid.UUID) -> StoredRun:

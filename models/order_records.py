@@ -257,9 +257,11 @@ class StoredRejection:
     run_id: uuid.UUID | None = None
 
 
-def rejection_id_for(client_order_id: str, rule: str) -> uuid.UUID:
-    """Return the stable id of the rejection of order `client_order_id` by risk rule `rule`."""
-    return stable_id("risk_rejection", client_order_id, rule)
+def rejection_id_for(client_order_id: str, rule: str, run_id: uuid.UUID | None = None) -> uuid.UUID:
+    """Return the stable id of the rejection of order `client_order_id` by risk rule `rule` (in run `run_id`)."""
+    if run_id is None:
+        return stable_id("risk_rejection", client_order_id, rule)
+    return stable_id("risk_rejection", run_id, client_order_id, rule)
 
 
 def save_rejections(session: Session, rejections: Iterable[Rejection], run_id: uuid.UUID | None = None) -> int:
@@ -274,7 +276,7 @@ def save_rejections(session: Session, rejections: Iterable[Rejection], run_id: u
         _require_aware(f"rejection of order {rejection.client_order_id!r} timestamp", rejection.timestamp)
     table = table_of(RiskRejectionRecord)
     columns: dict[str, list[Any]] = {
-        "id": [rejection_id_for(rejection.client_order_id, rejection.rule) for rejection in given],
+        "id": [rejection_id_for(rejection.client_order_id, rejection.rule, run_id) for rejection in given],
         "run_id": [run_id] * len(given),
         **{
             name: [getattr(rejection, name) for rejection in given]

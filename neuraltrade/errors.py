@@ -167,3 +167,16 @@ class UnknownOrder(NeuralTradeError):
     def __init__(self, client_order_id: str) -> None:
         super().__init__(f"no order with client order id {client_order_id!r} is known")
         self.client_order_id = client_order_id
+
+
+class BacktestsFailed(NeuralTradeError):
+    """Some backtests of a night failed; the others were stored."""
+
+    def __init__(self, failures: list[dict[str, str]], total: int) -> None:
+        first = failures[0]
+        super().__init__(
+            f"{len(failures)} of {total} backtests failed; first: {first['strategy']} on {first['symbol']}: "
+            f"{first['error']}"
+        )
+        self.failures = failures
+        self.total = total

@@ -22,6 +22,7 @@ cores: 7 ms instead of 0.14 ms).
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from neuraltrade.canonical import canonical_json
 from neuraltrade.errors import ConfigError, DimensionMismatch, InvalidVector
 from neuraltrade.memory import METRICS, CollectionSpec, distances, top_k
 from neuraltrade.memory_query import Filter, Query, SearchResult
@@ -112,9 +114,22 @@ class MemorySnapshot:
         self._stamps = [_EPOCH + timedelta(microseconds=int(moment)) for moment in self._moments]
         self._row_of_id = {int(number): row for row, number in enumerate(self._ids)}
         self._masks: dict[str, np.ndarray] = {}
+        self._digest: str | None = None
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of what a search can read: keys, times, vectors, metadata and the metric."""
+        if self._digest is None:
+            hasher = hashlib.sha256(self.metric.encode())
+            hasher.update("\x1f".join(self._keys).encode())
+            hasher.update(np.ascontiguousarray(self._moments).tobytes())
+            hasher.update(self._vectors.tobytes())
+            hasher.update(canonical_json([dict(item) for item in self._metadata]))
+            self._digest = hasher.hexdigest()
+        return self._digest
 
     def __repr__(self) -> str:
         where = "" if self.partition is None else f", partition={self.partition!r}"

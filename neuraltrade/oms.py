@@ -15,14 +15,14 @@ import math
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
 
 from neuraltrade.canonical import stable_id
 from neuraltrade.clock import Clock
 from neuraltrade.errors import DuplicateOrder, IllegalTransition, InvalidOrder, UnknownOrder, ValidationError
-from neuraltrade.types import Order, OrderStatus
+from neuraltrade.types import Order, OrderStatus, require_aware
 
 _S = OrderStatus
 
@@ -52,12 +52,6 @@ def _exact(value: float) -> Decimal:
     return Decimal(repr(float(value)))
 
 
-def _aware(name: str, moment: datetime) -> datetime:
-    if not isinstance(moment, datetime) or moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValidationError(f"{name} {moment!r} is not an aware datetime; give it a time zone")
-    return moment.astimezone(UTC)
-
-
 def client_order_id_for(*, strategy_id: str, symbol: str, timestamp: datetime, purpose: str) -> str:
     """Return the deterministic client order id of what `strategy_id` sends for `symbol` at `timestamp`.
 
@@ -68,7 +62,7 @@ def client_order_id_for(*, strategy_id: str, symbol: str, timestamp: datetime, p
     for name, value in (("strategy_id", strategy_id), ("symbol", symbol), ("purpose", purpose)):
         if not isinstance(value, str) or not value:
             raise ValidationError(f"client order id {name} must be a non-empty string, was {value!r}")
-    moment = _aware("client order id timestamp", timestamp)
+    moment = require_aware("client order id timestamp", timestamp)
     return stable_id("client_order", strategy_id, symbol, moment, purpose).hex
 
 
@@ -339,4 +333,4 @@ class OrderManager:
         return managed
 
     def _now(self) -> datetime:
-        return _aware("order manager clock time", self._clock.now())
+        return require_aware("order manager clock time", self._clock.now())

@@ -16,9 +16,8 @@ from datetime import UTC, datetime
 
 from neuraltrade.backtest.broker import OrderEvent, OrderEventKind, SimulatedBroker, WorkingOrder
 from neuraltrade.backtest.config import BacktestConfig
-from neuraltrade.backtest.result import BacktestResult
+from neuraltrade.backtest.result import BacktestResult, signal_id_for
 from neuraltrade.backtest.trade import ClosedTrade
-from neuraltrade.canonical import stable_id
 from neuraltrade.errors import InvalidOrder, ValidationError
 from neuraltrade.oms import ManagedOrder, OrderManager, client_order_id_for, order_id_for
 from neuraltrade.types import Bar, Order, OrderSide, OrderType, TimeInForce
@@ -85,7 +84,7 @@ def managed_orders(result: BacktestResult, run_id: uuid.UUID) -> list[ManagedOrd
             )
             identities[id(order)] = client_order_id
             quantity = _quantity(result, order)
-            signal = stable_id("signal", result.strategy.strategy_id, order.symbol, times[order.placed_bar])
+            signal = signal_id_for(run_id, result.strategy.strategy_id, order.symbol, times[order.placed_bar])
             manager.submit(_domain_order(order, client_order_id, quantity), signal_id=signal)
             manager.accept(client_order_id, "accepted by the simulated broker")
             continue
@@ -122,7 +121,6 @@ class _LiveMarket:
     symbols: tuple[str, ...]
     lists: dict[str, list[list[float]]] = field(init=False)
     datetimes: list[datetime] = field(init=False, default_factory=list)
-    timestamps: list[int] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         names = ("open", "high", "low", "close", "volume", "valuation")
@@ -146,7 +144,6 @@ class _LiveMarket:
             previous = self.lists["valuation"][row][-1] if self.datetimes else math.nan
             self.lists["valuation"][row].append(bar.close if bar else previous)
         self.datetimes.append(moment)
-        self.timestamps.append(int(moment.timestamp() * 1_000_000))
         return len(self.datetimes) - 1
 
 
@@ -203,8 +200,11 @@ class PaperBroker:
             raise InvalidOrder(f"order {order.client_order_id!r}: the paper broker does not trade {order.symbol!r}")
         if not self.market.datetimes:
             raise InvalidOrder(f"order {order.client_order_id!r} came before the first bar; nothing to fill it at")
-        self._clock.moment = self.market.datetimes[-1]
-        self.orders.submit(order, signal_id=signal_id)
+        if order.time_in_force is not TimeInForce.GTC:
+            raise InvalidOrder(
+                f"order {order.client_order_id!r} is {order.time_in_force.value}; the paper broker works orders until "
+                "filled or cancelled (gtc) and does not simulate day, ioc or fok orders"
+            )
         sign = 1.0 if order.side is OrderSide.BUY else -1.0
         working = WorkingOrder(
             order.symbol,
@@ -219,7 +219,10 @@ class PaperBroker:
             client_order_id=order.client_order_id,
             units=order.quantity,
         )
+        # The broker checks the order first: one it refuses must not be left in the lifecycle as new.
         self.broker.submit(working)
+        self._clock.moment = self.market.datetimes[-1]
+        self.orders.submit(order, signal_id=signal_id)
         self._identities[id(working)] = order.client_order_id
         self.orders.accept(order.client_order_id, "accepted by the paper broker")
         self._seen_events = len(self.broker.events)

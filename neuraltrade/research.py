@@ -164,10 +164,20 @@ def build(source: StrategySource, params: Mapping[str, Any]) -> Strategy:
     return source(params)
 
 
+#: Strategies (by id) this process has already checked for look-ahead: a walk-forward evaluates the same
+#: combination on every fold's window, and the check is about the strategy's code and parameters.
+_checked: set[str] = set()
+
+
 def _evaluate(market: MarketData, source: StrategySource, config: BacktestConfig, params: Combination) -> Outcome:
     try:
         strategy = build(source, params)
-        result = run_backtest(market, strategy, config)
+        if config.verify_causality and strategy.strategy_id in _checked:
+            result = run_backtest(market, strategy, dataclasses.replace(config, verify_causality=False))
+        else:
+            result = run_backtest(market, strategy, config)
+        if config.verify_causality:
+            _checked.add(strategy.strategy_id)
         statistics = result.statistics.to_dict()
     except _SKIPPED_ERRORS as error:
         return SkippedCombination(params=params, reason=f"{type(error).__name__}: {error}")

@@ -27,11 +27,12 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from neuraltrade.canonical import canonical_json, digest, parse_timestamp, to_plain
 from neuraltrade.errors import ConfigError, SerializationError, ValidationError
+from neuraltrade.types import require_aware
 
 #: Relative slack under which a measured value still counts as at (not above) its limit.
 TOLERANCE = 1e-9
@@ -120,7 +121,7 @@ class OrderRequest:
         object.__setattr__(
             self, "price", _require_number(f"order {self.client_order_id} price", self.price, positive=True)
         )
-        object.__setattr__(self, "timestamp", _require_aware(f"order {self.client_order_id} timestamp", self.timestamp))
+        object.__setattr__(self, "timestamp", require_aware(f"order {self.client_order_id} timestamp", self.timestamp))
 
     @property
     def notional(self) -> float:
@@ -145,7 +146,7 @@ class PortfolioState:
     peak_equity: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "timestamp", _require_aware("portfolio state timestamp", self.timestamp))
+        object.__setattr__(self, "timestamp", require_aware("portfolio state timestamp", self.timestamp))
         for name in ("equity", "day_start_equity", "peak_equity"):
             object.__setattr__(self, name, _require_number(f"portfolio {name}", getattr(self, name), positive=True))
         positions = {
@@ -206,7 +207,7 @@ class RiskRejection:
     def __post_init__(self) -> None:
         if self.rule not in _RULES:
             raise ValidationError(f"risk rejection rule must be one of {', '.join(_RULES)}, was {self.rule!r}")
-        object.__setattr__(self, "timestamp", _require_aware("risk rejection timestamp", self.timestamp))
+        object.__setattr__(self, "timestamp", require_aware("risk rejection timestamp", self.timestamp))
         object.__setattr__(self, "details", {str(key): float(value) for key, value in self.details.items()})
 
     def to_plain(self) -> dict[str, Any]:
@@ -487,11 +488,3 @@ def _require_number(name: str, value: object, *, positive: bool = False) -> floa
     if positive and number <= 0:
         raise ValidationError(f"{name} must be positive, was {value!r}")
     return number
-
-
-def _require_aware(name: str, moment: object) -> datetime:
-    if not isinstance(moment, datetime):
-        raise ValidationError(f"{name} must be a datetime, was {moment!r}")
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValidationError(f"{name} {moment.isoformat()} is naive; give it a time zone")
-    return moment.astimezone(UTC)

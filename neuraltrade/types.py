@@ -29,7 +29,8 @@ from neuraltrade.errors import SerializationError, ValidationError
 RecordT = TypeVar("RecordT")
 
 
-def _require_aware(name: str, moment: datetime) -> datetime:
+def require_aware(name: str, moment: datetime) -> datetime:
+    """Return `moment` in UTC; raise `ValidationError` naming `name` if it is not an aware datetime in range."""
     if not isinstance(moment, datetime):
         raise ValidationError(f"{name} must be a datetime, was {moment!r}")
     if moment.tzinfo is None or moment.utcoffset() is None:
@@ -82,7 +83,7 @@ class Bar(_Record):
     def __post_init__(self) -> None:
         if not self.symbol:
             raise ValidationError("bar symbol must not be empty")
-        object.__setattr__(self, "timestamp", _require_aware("bar timestamp", self.timestamp))
+        object.__setattr__(self, "timestamp", require_aware("bar timestamp", self.timestamp))
         for name in ("open", "high", "low", "close"):
             _require_finite(f"bar {name}", getattr(self, name), minimum=0.0, strict=True)
         _require_finite("bar volume", self.volume, minimum=0.0)
@@ -124,7 +125,7 @@ class Observation(_Record):
             raise ValidationError(f"observation id must be a UUID, was {self.id!r}")
         if not self.symbol:
             raise ValidationError("observation symbol must not be empty")
-        object.__setattr__(self, "timestamp", _require_aware("observation timestamp", self.timestamp))
+        object.__setattr__(self, "timestamp", require_aware("observation timestamp", self.timestamp))
         _require_finite("observation price", self.price, minimum=0.0, strict=True)
         _require_finite("observation volume", self.volume, minimum=0.0)
         _require_finite("observation spread", self.spread, minimum=0.0)
@@ -137,7 +138,7 @@ class Observation(_Record):
     @staticmethod
     def id_for(symbol: str, timestamp: datetime) -> uuid.UUID:
         """Return the stable id of the observation of `symbol` at `timestamp`."""
-        return stable_id("observation", symbol, _require_aware("observation timestamp", timestamp))
+        return stable_id("observation", symbol, require_aware("observation timestamp", timestamp))
 
     @staticmethod
     def ids_for(symbol: str, timestamps: Sequence[int]) -> list[uuid.UUID]:
@@ -186,7 +187,7 @@ class Signal(_Record):
             raise ValidationError("signal strategy_id must not be empty")
         if not self.symbol:
             raise ValidationError("signal symbol must not be empty")
-        self.timestamp = _require_aware("signal timestamp", self.timestamp)
+        self.timestamp = require_aware("signal timestamp", self.timestamp)
         if not isinstance(self.direction, Direction):
             raise ValidationError(f"signal direction must be a Direction, was {self.direction!r}")
         if (

@@ -216,7 +216,7 @@ def report(
     """Write a self-contained HTML report of a stored backtest run (equity, drawdown, trades on price)."""
     target = output or Path(f"report-{run_id}.html")
     html = _run(lambda: _render_stored(run_id, db))
-    target.write_text(html, encoding="utf-8")
+    _run(lambda: target.write_text(html, encoding="utf-8"))
     console.print(f"wrote {target} ({target.stat().st_size / 1024:,.0f} KiB)")
 
 
@@ -232,7 +232,7 @@ def _render_stored(run_id: str, database_url: str | None) -> str:
 def runs(
     db: DatabaseOption = None,
     strategy: Annotated[str | None, typer.Option("--strategy", help="Only runs of this strategy.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs, newest first.")] = 20,
 ) -> None:
     """List stored backtest runs, newest first, with their headline figures."""
     overviews = _run(lambda: _list_runs(db, strategy, limit))

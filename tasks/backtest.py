@@ -9,18 +9,27 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from prefect import task
 
 from models import repositories
-from models.backtest_runs import StoredModelVersion, StoredRun, load_run, save_model_version, save_run
+from models.backtest_runs import (
+    StoredModelVersion,
+    StoredRun,
+    find_run,
+    load_run,
+    save_model_version,
+    save_run,
+)
 from models.engine import session_scope
 from models.order_records import save_orders, save_rejections, save_signals
 from models.vector_snapshot import snapshot
 from neuraltrade.backtest import BacktestConfig, BacktestResult, MarketData, run_backtest
 from neuraltrade.backtest.controls import SizingConfig, risk_check, sizer_for
+from neuraltrade.backtest.result import configuration_digest, market_digest, run_id_for, signal_id_for
 from neuraltrade.canonical import to_plain
 from neuraltrade.clock import Clock, SystemClock
 from neuraltrade.errors import NotEnoughHistory, UnknownSymbol
@@ -54,7 +63,13 @@ def backtest_symbol(
     limits: RiskLimits | None = None,
     sizing: SizingConfig | None = None,
 ) -> dict[str, Any]:
-    """Backtest `strategy` on every stored bar of `symbol` and store the run; return its summary."""
+    """Backtest `strategy` on every stored bar of `symbol` and store the run; return its summary.
+
+    The run's id derives from everything that shapes it: the strategy and its parameters, the backtest
+    configuration, the risk limits, the sizing, the bars and (for the memory strategy) the memory read.
+    A run already stored under that id was computed from exactly these and is not computed again, so a
+    second night on the same data changes nothing and costs little.
+    """
     with session_scope(database_url) as session:
         frame, _ = repositories.load_bars(session, symbol)
     if frame.empty:
@@ -62,11 +77,26 @@ def backtest_symbol(
     history = PriceHistory.from_frame(frame)
     market = MarketData.from_histories([history])
     searcher = None
+    memory: dict[str, Any] | None = None
     if strategy.name == "memory_vote":
         # The symbol's market states in memory, searched exactly and point in time (every query has its
         # as_of): the store's own exact search, answered from one read instead of a query per bar.
         searcher = snapshot(database_url, MARKET_STATE_COLLECTION, symbol)
+        memory = {"collection": MARKET_STATE_COLLECTION, "items": len(searcher), "digest": searcher.digest}
     built = build_strategy(strategy.name, dict(strategy.params), searcher=searcher)
+    config_digest = configuration_digest(
+        built,
+        config,
+        risk=limits.digest if limits is not None else None,
+        sizing=sizing.digest if sizing is not None else None,
+        memory=memory["digest"] if memory is not None else None,
+    )
+    run_id = run_id_for(config_digest, market_digest(market))
+    with session_scope(database_url) as session:
+        stored = find_run(session, run_id)
+    if stored is not None:
+        progress.report("backtest", f"{built.name} {symbol}", 0)
+        return _summary(run_id, built, symbol, stored.statistics, stored.details)
     try:
         result = _backtest(market, built, config, limits, sizing)
     except NotEnoughHistory as error:
@@ -77,8 +107,8 @@ def backtest_symbol(
     details["rejections"] = len(result.rejections)
     if limits is not None:
         details["risk_limits_digest"] = limits.digest
-    if searcher is not None:
-        details["memory"] = {"collection": MARKET_STATE_COLLECTION, "items": len(searcher), "version": searcher.version}
+    if memory is not None:
+        details["memory"] = memory
     model = None
     if isinstance(built, Neural):
         assert isinstance(built.config, NeuralConfig)
@@ -88,11 +118,11 @@ def backtest_symbol(
         except NotEnoughHistory as error:
             details["model_version"] = None
             details["model_skipped"] = str(error)
-    run_id = uuid.UUID(result.run_id)
-    stored = stored_run(result, details)
+    now = clock.now()
+    statistics = result.statistics.to_dict()
     with session_scope(database_url, write=True) as session:
-        save_run(session, stored)
-        save_signals(session, result.signals(), run_id)
+        save_run(session, stored_run(result, run_id, config_digest, statistics, details, now))
+        save_signals(session, result.signals(run_id), run_id)
         save_orders(session, managed_orders(result, run_id), run_id)
         save_rejections(session, result.rejections, run_id)
         if model is not None:
@@ -109,11 +139,16 @@ def backtest_symbol(
                     out_of_sample_hit_rate=model.out_of_sample_hit_rate,
                     parameters=model.parameters,
                     model=model.model,
-                    created_at=clock.now(),
+                    created_at=now,
                 ),
             )
     progress.report("backtest", f"{built.name} {symbol}", len(market))
-    statistics = result.statistics
+    return _summary(run_id, built, symbol, statistics, details)
+
+
+def _summary(
+    run_id: uuid.UUID, strategy: Strategy, symbol: str, statistics: Mapping[str, Any], details: Mapping[str, Any]
+) -> dict[str, Any]:
     extras: dict[str, Any] = {
         name: details[name] for name in ("out_of_sample_hit_rate", "model_version") if name in details
     }
@@ -121,14 +156,14 @@ def backtest_symbol(
         extras["memory_items"] = details["memory"]["items"]
     return {
         "run_id": str(run_id),
-        "strategy": built.name,
-        "strategy_id": built.strategy_id,
+        "strategy": strategy.name,
+        "strategy_id": strategy.strategy_id,
         "symbol": symbol,
-        "trades": statistics.trades,
-        "return_pct": _finite(statistics.return_pct),
-        "sharpe": _finite(statistics.sharpe),
-        "max_drawdown_pct": _finite(statistics.max_drawdown_pct),
-        "rejections": len(result.rejections),
+        "trades": statistics["trades"],
+        "return_pct": statistics["return_pct"],
+        "sharpe": statistics["sharpe"],
+        "max_drawdown_pct": statistics["max_drawdown_pct"],
+        "rejections": details.get("rejections", 0),
         **extras,
     }
 
@@ -150,18 +185,31 @@ def _backtest(
     )
 
 
-def _finite(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
+def stored_run(
+    result: BacktestResult,
+    run_id: uuid.UUID,
+    config_digest: str,
+    statistics: Mapping[str, Any],
+    details: Mapping[str, Any],
+    created_at: datetime,
+) -> StoredRun:
+    """The storable form of `result` as run `run_id`: identity, configuration, statistics, trades, equity.
 
-
-def stored_run(result: BacktestResult, details: Mapping[str, Any]) -> StoredRun:
-    """The storable form of `result`: identity, configuration, statistics, trades and equity."""
+    Each trade opened by a decision carries that decision's signal id (in its tag), which the store keeps.
+    """
     times = result.market.datetimes
+    strategy_id = result.strategy.strategy_id
+    trades = tuple(
+        trade._replace(tag=str(signal_id_for(run_id, strategy_id, trade.symbol, times[trade.decision_bar])))
+        if trade.decision_bar is not None
+        else trade
+        for trade in result.trades
+    )
     return StoredRun(
-        id=uuid.UUID(result.run_id),
+        id=run_id,
         strategy=result.strategy.name,
-        strategy_id=result.strategy.strategy_id,
-        config_digest=result.config_digest,
+        strategy_id=strategy_id,
+        config_digest=config_digest,
         strategy_config=to_plain(result.strategy.config),
         backtest_config=to_plain(result.config),
         symbols=tuple(result.market.symbols),
@@ -169,10 +217,10 @@ def stored_run(result: BacktestResult, details: Mapping[str, Any]) -> StoredRun:
         end=times[-1],
         bars=len(result.market),
         data_digest=result.data_digest,
-        statistics=result.statistics.to_dict(),
+        statistics=dict(statistics),
         details=dict(details),
-        created_at=clock.now(),
-        trades=result.trades,
+        created_at=created_at,
+        trades=trades,
         timestamps=np.asarray(result.market.timestamps, dtype=np.int64),
         equity=result.equity,
         drawdown_pct=result.drawdown_pct,

@@ -58,6 +58,8 @@ class OpenTrade:
     trailing_level: float | None = None
     tag: str | None = None
     client_order_id: str = ""
+    entry_fee: float = 0.0
+    decision_bar: int | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -88,6 +90,7 @@ class WorkingOrder:
     units: float | None = None
     filled: float = 0.0
     triggered: bool = False
+    decision_bar: int | None = None
 
     @property
     def is_long(self) -> bool:
@@ -135,8 +138,12 @@ class SimulatedBroker:
         """Queue `order`; with exclusive orders an entry first cancels the symbol's orders and closes its trades."""
         if not math.isfinite(order.size) or order.size == 0:
             raise InvalidOrder(f"order {order.client_order_id or order.symbol!r} has size {order.size!r}")
-        if abs(order.size) >= 1 and not self.config.fractional and not float(order.size).is_integer():
-            raise InvalidOrder(f"order {order.client_order_id or order.symbol!r} size {order.size!r} is not whole")
+        units = order.units if order.units is not None else (abs(order.size) if abs(order.size) >= 1 else None)
+        if units is not None and not self.config.fractional and not float(units).is_integer():
+            raise InvalidOrder(
+                f"order {order.client_order_id or order.symbol!r} asks for {units!r} units, not a whole number; "
+                "fractional units need BacktestConfig(fractional=True)"
+            )
         self._check_levels(order)
         if order.parent is None and self.config.exclusive_orders:
             self.cancel_orders(order.symbol, order.placed_bar, "replaced by a new order (exclusive orders)")
@@ -242,7 +249,10 @@ class SimulatedBroker:
             price = self._value[row][bar - 1] if self.config.trade_on_close and bar > 0 else open_price
             if stop is not None:
                 price = max(price, stop) if long else min(price, stop)
-        fill_bar = order.placed_bar if market and self.config.trade_on_close else bar
+        # A close-priced fill belongs to the bar whose close it took: the decision bar, then (for the rest of a
+        # partly filled order) the bar before this one.
+        on_close = market and self.config.trade_on_close
+        fill_bar = (order.placed_bar if order.filled == 0 else bar - 1) if on_close else bar
         if order.parent is not None:
             self._fill_close(order, bar, fill_bar, price)
         else:
@@ -308,6 +318,10 @@ class SimulatedBroker:
             if need == 0:
                 break
         if need and abs(need) * per_unit + self._fixed > self._margin_available(bar, row, price) * self._leverage:
+            closed = quantity - abs(need)
+            if closed > 0:  # the part that closed open trades did fill; only the rest is refused
+                order.filled += closed
+                self.events.append(OrderEvent(bar, OrderEventKind.PARTIALLY_FILLED, order, closed, price))
             self.orders.remove(order)
             self.events.append(OrderEvent(bar, OrderEventKind.CANCELLED, order, reason="insufficient margin"))
             return
@@ -340,6 +354,8 @@ class SimulatedBroker:
             trailing,
             order.tag,
             order.client_order_id,
+            self._fixed,
+            order.decision_bar,
         )
         self.trades.append(trade)
         self.cash -= self._fixed + abs(size) * price * self._commission
@@ -350,7 +366,9 @@ class SimulatedBroker:
         sign = 1.0 if trade.size > 0 else -1.0
         closed_size = sign * quantity
         exit_commission = self._fixed + quantity * price * self._commission
-        entry_commission = self._fixed + quantity * trade.entry_price * self._commission
+        # The entry's fixed fee was paid once, at the open: it goes with the first part closed.
+        entry_commission = trade.entry_fee + quantity * trade.entry_price * self._commission
+        trade.entry_fee = 0.0
         self.cash += closed_size * (price - trade.entry_price) - exit_commission
         self.closed.append(
             ClosedTrade(
@@ -367,6 +385,7 @@ class SimulatedBroker:
                 stop_loss=trade.stop_loss,
                 take_profit=trade.take_profit,
                 tag=trade.tag,
+                decision_bar=trade.decision_bar,
             )
         )
         if quantity >= abs(trade.size):

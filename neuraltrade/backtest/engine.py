@@ -151,6 +151,7 @@ class _Simulation:
         self.day = -1
         self.out_of_money_bar: int | None = None
         self.strategy_id = strategy.strategy_id
+        self.trade_returns: list[float] = []
 
     def _due(self) -> tuple[np.ndarray, dict[int, list[tuple[int, int]]]]:
         """Timeline bars carrying a decision, and per bar the (symbol row, symbol bar) decided there."""
@@ -220,6 +221,7 @@ class _Simulation:
             return
         direction = 1 if target > 0 else -1
         size = direction * self.config.order_size
+        units: float | None = None  # units a sizer asked for, however few: never read as a margin fraction
         if self.sizer is not None or self.risk is not None:
             price = self.market.lists["valuation"][row][bar]
             intent = OrderIntent(symbol, bar, direction, price, confidence)
@@ -229,9 +231,11 @@ class _Simulation:
                 if size == 0 or not math.isfinite(size):
                     self._leave(symbol, bar, "the sizer gave the new position no units")
                     return
+                units = abs(size)
             if self.risk is not None:
-                units = size if abs(size) >= 1 else size * account.equity * self.config.leverage / price
-                after = units if self.config.exclusive_orders else held + units
+                estimate = size if units is not None or abs(size) >= 1 else size * account.equity / price
+                after = estimate * (self.config.leverage if units is None and abs(size) < 1 else 1.0)
+                after = after if self.config.exclusive_orders else held + after
                 reasons = list(self.risk(intent, after, account))
                 if reasons:
                     self.rejections.extend(reasons)
@@ -251,7 +255,9 @@ class _Simulation:
                 stop_loss_distance=_at(frame.stop_loss, index),
                 take_profit_distance=_at(frame.take_profit, index),
                 trailing_distance=_at(frame.trailing_stop, index),
+                decision_bar=bar,
                 client_order_id=f"{self.strategy_id}:{symbol}:{int(self.market.timestamps[bar])}",
+                units=units,
             )
         )
 
@@ -268,7 +274,9 @@ class _Simulation:
         value = self.market.lists["valuation"]
         prices = {symbol: value[row][bar] for row, symbol in enumerate(self.market.symbols)}
         positions = {symbol: self.broker.position(symbol) for symbol in self.market.symbols}
-        returns = tuple(trade.return_pct for trade in self.broker.closed)
+        closed = self.broker.closed
+        self.trade_returns.extend(trade.return_pct for trade in closed[len(self.trade_returns) :])
+        returns = tuple(self.trade_returns)
         return Account(
             self.broker.equity(bar),
             positions,

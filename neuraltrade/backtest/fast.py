@@ -23,6 +23,10 @@ from neuraltrade.backtest.result import Decision
 from neuraltrade.backtest.trade import ClosedTrade, ExitReason
 from neuraltrade.strategies.base import SignalFrame
 
+#: A closed trade before it becomes a `ClosedTrade`: (row, entry bar, exit bar, size, entry price, exit price,
+#: commission, exit reason, decision bar).
+Closed = tuple[int, int, int, float, float, float, float, ExitReason, int]
+
 
 def fast_path_applies(config: BacktestConfig, frames: Mapping[str, SignalFrame]) -> bool:
     """Whether `run_decisions` reproduces the event loop for this configuration and these signals."""
@@ -77,7 +81,7 @@ def run_decisions(
     cash = config.cash
     # Per row: open trade as [size, entry price, entry bar, opening order] or None.
     open_trade: list[list[float] | None] = [None] * rows
-    closed: list[tuple[int, int, int, float, float, float, float, ExitReason]] = []
+    closed: list[Closed] = []
     decisions: list[Decision] = []
     marks: list[Mark] = []
     # Process placements and fills in time order: an order placed on bar d fills on its symbol's next bar.
@@ -148,8 +152,8 @@ def _run_single(
     )
     cash = config.cash
     size = entry = 0.0  # the open trade: signed units (0: none) and entry price
-    entry_bar = 0
-    closed: list[tuple[int, int, int, float, float, float, float, ExitReason]] = []
+    entry_bar = decided = 0
+    closed: list[Closed] = []
     decisions: list[Decision] = []
     marks: list[Mark] = []
     waiting: tuple[int, int, float] | None = None  # (fill bar, placed bar, target)
@@ -163,7 +167,7 @@ def _run_single(
                 quantity = abs(size)
                 exit_commission = fixed + quantity * price * commission
                 total = exit_commission + fixed + quantity * entry * commission
-                closed.append((0, entry_bar, filled_at, size, entry, price, total, ExitReason.SIGNAL))
+                closed.append((0, entry_bar, filled_at, size, entry, price, total, ExitReason.SIGNAL, decided))
                 cash = cash + (size * (price - entry) - exit_commission)
                 size = 0.0
             if wanted != 0:
@@ -177,7 +181,7 @@ def _run_single(
                 else:
                     units = order_size
                 if units > 0 and units * per_unit + fixed <= available:
-                    size, entry, entry_bar = (units if long else -units), adjusted, filled_at
+                    size, entry, entry_bar, decided = (units if long else -units), adjusted, filled_at, placed
                     cash -= fixed + units * adjusted * commission
             mark = (bar, cash, (size,), (size * entry,))
             if marks and marks[-1][0] == bar:
@@ -200,7 +204,7 @@ def _run_single(
         quantity = abs(size)
         exit_commission = fixed + quantity * price * commission
         total = exit_commission + fixed + quantity * entry * commission
-        closed.append((0, entry_bar, exit_bar, size, entry, price, total, ExitReason.END))
+        closed.append((0, entry_bar, exit_bar, size, entry, price, total, ExitReason.END, decided))
         cash = cash + (size * (price - entry) - exit_commission)
         size = 0.0
         mark = (last, cash, (0.0,), (0.0,))
@@ -221,7 +225,7 @@ def _fill(
     item: tuple[int, int, int, int, float],
     cash: float,
     open_trade: list[list[float] | None],
-    closed: list[tuple[int, int, int, float, float, float, float, ExitReason]],
+    closed: list[Closed],
     marks: list[Mark],
     opens: list[list[float]],
     values: list[list[float]],
@@ -259,7 +263,7 @@ def _fill(
         if units > 0 and units * per_unit + config.fixed_commission <= available:
             signed = units if long else -units
             opened[0] += 1
-            open_trade[row] = [signed, adjusted, float(fill_bar), float(opened[0])]
+            open_trade[row] = [signed, adjusted, float(fill_bar), float(opened[0]), float(placed)]
             cash -= config.fixed_commission + units * adjusted * config.commission
     _mark(marks, bar, cash, open_trade, len(open_trade))
     return cash
@@ -277,14 +281,14 @@ def _close(
     bar: int,
     reason: ExitReason,
     cash: float,
-    closed: list[tuple[int, int, int, float, float, float, float, ExitReason]],
+    closed: list[Closed],
     config: BacktestConfig,
 ) -> float:
-    size, entry, entry_bar = trade[0], trade[1], trade[2]
+    size, entry, entry_bar, decided = trade[0], trade[1], trade[2], int(trade[4])
     quantity = abs(size)
     exit_commission = config.fixed_commission + quantity * price * config.commission
     entry_commission = config.fixed_commission + quantity * entry * config.commission
-    closed.append((row, int(entry_bar), bar, size, entry, price, exit_commission + entry_commission, reason))
+    closed.append((row, int(entry_bar), bar, size, entry, price, exit_commission + entry_commission, reason, decided))
     # Associated as backtesting.py does (cash += pl - commission), so equity agrees to the last bit.
     return cash + (size * (price - entry) - exit_commission)
 
@@ -299,10 +303,8 @@ def _mark(marks: list[Mark], bar: int, cash: float, open_trade: list[list[float]
         marks.append(mark)
 
 
-def _closed_trade(
-    market: MarketData, item: tuple[int, int, int, float, float, float, float, ExitReason], times: list[datetime]
-) -> ClosedTrade:
-    row, entry_bar, exit_bar, size, entry, price, commission, reason = item
+def _closed_trade(market: MarketData, item: Closed, times: list[datetime]) -> ClosedTrade:
+    row, entry_bar, exit_bar, size, entry, price, commission, reason, decided = item
     return ClosedTrade(
         symbol=market.symbols[row],
         entry_bar=entry_bar,
@@ -314,4 +316,5 @@ def _closed_trade(
         exit_price=price,
         commission=commission,
         exit_reason=reason,
+        decision_bar=decided,
     )

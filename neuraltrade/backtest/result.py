@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,35 @@ from neuraltrade.types import Direction, Signal
 
 if TYPE_CHECKING:
     from neuraltrade.backtest.statistics import Statistics
+
+
+def configuration_digest(strategy: Strategy, config: BacktestConfig, **controls: str | None) -> str:
+    """SHA-256 of what shapes a run besides its bars: the strategy, its parameters, the backtest
+    configuration, and any `controls` (digests of risk limits, sizing, the memory read) that are given."""
+    parts = {"strategy": strategy.name, "strategy_config": strategy.config.digest, "backtest_config": config.digest}
+    parts.update({name: value for name, value in controls.items() if value is not None})
+    return digest(parts)
+
+
+def market_digest(market: MarketData) -> str:
+    """SHA-256 of the bars of `market` (symbols, timestamps and OHLCV)."""
+    hasher = hashlib.sha256()
+    for symbol in market.symbols:
+        history = market.histories[symbol]
+        hasher.update(symbol.encode() + b"\x1f")
+        for values in (history.timestamps, history.open, history.high, history.low, history.close, history.volume):
+            hasher.update(np.ascontiguousarray(values).tobytes())
+    return hasher.hexdigest()
+
+
+def run_id_for(config_digest: str, data_digest: str) -> uuid.UUID:
+    """The stable id of the run of configuration `config_digest` on bars `data_digest`."""
+    return stable_id("backtest_run", config_digest, data_digest)
+
+
+def signal_id_for(run_id: uuid.UUID, strategy_id: str, symbol: str, moment: datetime) -> uuid.UUID:
+    """The stable id of the signal of run `run_id` for `symbol` after the bar at `moment`."""
+    return stable_id("signal", run_id, strategy_id, symbol, moment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,32 +112,24 @@ class BacktestResult:
     @cached_property
     def config_digest(self) -> str:
         """SHA-256 of the strategy's name and parameters and of the backtest configuration."""
-        return digest(
-            {
-                "strategy": self.strategy.name,
-                "strategy_config": self.strategy.config.digest,
-                "backtest_config": self.config.digest,
-            }
-        )
+        return configuration_digest(self.strategy, self.config)
 
     @cached_property
     def data_digest(self) -> str:
         """SHA-256 of the bars the run read (symbols, timestamps and OHLCV)."""
-        hasher = hashlib.sha256()
-        for symbol in self.market.symbols:
-            history = self.market.histories[symbol]
-            hasher.update(symbol.encode() + b"\x1f")
-            for values in (history.timestamps, history.open, history.high, history.low, history.close, history.volume):
-                hasher.update(np.ascontiguousarray(values).tobytes())
-        return hasher.hexdigest()
+        return market_digest(self.market)
 
     @cached_property
     def run_id(self) -> str:
         """A stable id: the same strategy, configuration and bars give the same run id."""
-        return str(stable_id("backtest_run", self.config_digest, self.data_digest))
+        return str(run_id_for(self.config_digest, self.data_digest))
 
-    def signals(self) -> list[Signal]:
-        """Return each decision as a `Signal` whose causal links name the bar's observation and what it used."""
+    def signals(self, run_id: uuid.UUID | None = None) -> list[Signal]:
+        """Return each decision as a `Signal` whose causal links name the bar's observation and what it used.
+
+        Signal ids belong to the run (`signal_id_for`), `run_id` or by default this result's own.
+        """
+        run = uuid.UUID(self.run_id) if run_id is None else run_id
         signals = []
         for decision in self.decisions:
             history = self.market.histories[decision.symbol]
@@ -123,7 +145,7 @@ class BacktestResult:
                 if np.isfinite(values[decision.symbol_bar])
             }
             signal = Signal(
-                id=stable_id("signal", self.strategy.strategy_id, decision.symbol, timestamp),
+                id=signal_id_for(run, self.strategy.strategy_id, decision.symbol, timestamp),
                 strategy_id=self.strategy.strategy_id,
                 timestamp=timestamp,
                 symbol=decision.symbol,

@@ -27,7 +27,8 @@ class ClosedTrade(NamedTuple):
     `size` is signed (negative for a short). `entry_price` includes the spread, never the commission;
     `commission` is what was paid at entry and exit together; `pnl` is ``size * (exit - entry) -
     commission``; `return_pct` is ``sign(size) * (exit / entry - 1) - commission / (|size| * entry)``, in
-    percent. `entry_bar` and `exit_bar` index the run's common timeline.
+    percent. `entry_bar` and `exit_bar` index the run's common timeline; `decision_bar` is the bar whose
+    decision opened the trade (its signal), None for a trade opened by a direct order.
     """
 
     symbol: str
@@ -43,6 +44,7 @@ class ClosedTrade(NamedTuple):
     stop_loss: float | None = None
     take_profit: float | None = None
     tag: str | None = None
+    decision_bar: int | None = None
 
     @property
     def pnl(self) -> float:

@@ -17,7 +17,21 @@ from tests.browser import render_dom, require_chromium
 runner = CliRunner()
 GOLDEN = Path(__file__).parent.parent / "domain" / "data" / "statistics_golden.json"
 SAMPLE = Path(__file__).parent.parent.parent / "neuraltrade" / "sample_data" / "NVDA.csv"
-TRADE_KEYS = ("entry_bar", "exit_bar", "entry_time", "exit_time", "size", "entry_price", "exit_price", "pnl")
+TRADE_KEYS = {
+    "symbol",
+    "entry_bar",
+    "exit_bar",
+    "entry_time",
+    "exit_time",
+    "size",
+    "entry_price",
+    "exit_price",
+    "pnl",
+    "return_pct",
+    "commission",
+    "exit_reason",
+}
+IDENTITY_KEYS = {"strategy", "strategy_id", "parameters", "symbols", "bars", "run_id", "config_digest", "data_digest"}
 
 
 def _golden_cases() -> list[dict]:
@@ -46,6 +60,7 @@ def test_backtest_json_equals_backtesting_py_on_the_same_bars(nvda_1000: Path, c
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert list(document)[: len(CONTRACT_KEYS)] == list(CONTRACT_KEYS)
+    assert set(document) >= IDENTITY_KEYS and all(set(trade) == TRADE_KEYS for trade in document["closed_trades"])
     expected = case["expected"]
     for key in CONTRACT_KEYS:
         if expected[key] is None:

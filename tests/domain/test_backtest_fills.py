@@ -245,3 +245,32 @@ def test_bad_configuration_names_the_value():
 def test_a_signal_frame_with_a_bad_target_is_refused_with_its_bar():
     with pytest.raises(ValidationError, match=r"target at bar 1 is 2\.0"):
         run(history("A", [10, 10, 10]), {"A": {1: 2}})
+
+
+def test_a_fixed_fee_is_paid_once_at_entry_however_many_parts_close_the_trade():
+    config = BacktestConfig(
+        cash=10_000.0, fixed_commission=5.0, order_size=300, max_participation=0.1, verify_causality=False
+    )
+    prices = history("A", [10, 10, 10, 10, 10, 10, 10, 10], volumes=[1000] * 8)
+    result = run(prices, {"A": {0: 1}}, config)
+    # Three entry fills (3 fees) and, once closed at the end, no other fee: equity fell by 15.
+    assert len(result.open_trades) == 3
+    assert result.equity[-1] == pytest.approx(10_000 - 15)
+    closing = run(prices, {"A": {0: 1, 3: 0}}, config)
+    # Three lots, each closed in one or more parts: entry fees 3 x 5, one exit fee per fill.
+    fills = [event for event in closing.events if event.kind.value in ("filled", "partially_filled")]
+    assert sum(trade.commission for trade in closing.trades) == pytest.approx(5.0 * len(fills))
+    assert closing.equity[-1] == pytest.approx(10_000 + sum(trade.pnl for trade in closing.trades))
+
+
+def test_a_sizers_units_below_one_are_units_not_a_margin_fraction():
+    from neuraltrade.backtest.controls import sizer_for
+    from neuraltrade.sizing import FixedFraction
+
+    data = market(history("A", [50_000.0] * 5))
+    config = BacktestConfig(cash=10_000.0, fractional=True, verify_causality=False)
+    result = run_backtest(
+        data, scripted({"A": {1: 1}}), config, sizer=sizer_for(FixedFraction(fraction=0.5, fractional=True))
+    )
+    (trade,) = result.open_trades
+    assert trade.size == pytest.approx(0.1)  # half of 10,000 at 50,000

@@ -424,7 +424,7 @@ def test_a_client_order_id_is_the_same_in_any_time_zone() -> None:
 
 
 def test_a_client_order_id_needs_an_aware_timestamp_and_non_empty_parts() -> None:
-    with pytest.raises(ValidationError, match="aware"):
+    with pytest.raises(ValidationError, match="naive; give it a time zone"):
         client_order_id_for(strategy_id="s", symbol="A", timestamp=datetime(2024, 1, 1), purpose="entry")
     with pytest.raises(ValidationError, match="purpose"):
         client_order_id_for(strategy_id="s", symbol="A", timestamp=START, purpose="")

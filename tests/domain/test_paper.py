@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -15,7 +16,7 @@ from neuraltrade.oms import client_order_id_for, order_id_for
 from neuraltrade.paper import PaperBroker, managed_orders
 from neuraltrade.risk import RiskLimits, RiskManager
 from neuraltrade.sizing import FixedFraction
-from neuraltrade.types import Bar, Order, OrderSide, OrderStatus, OrderType
+from neuraltrade.types import Bar, Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from tests.domain.backtest_support import history, market, scripted
 
 
@@ -44,6 +45,7 @@ def order(client_order_id, side, quantity, kind=OrderType.MARKET, limit=None, st
         quantity=quantity,
         limit_price=limit,
         stop_price=stop,
+        time_in_force=TimeInForce.GTC,
     )
 
 
@@ -62,7 +64,8 @@ def test_the_paper_broker_fills_a_market_order_at_the_next_open_like_a_backtest(
     paper.on_bars(bars_of(data, 3))
 
     backtest = run_backtest(market(data), scripted({"A": {0: 1, 1: 0}}), config)
-    assert paper.closed_trades == list(backtest.trades)
+    # The same fills; only the backtest's trades name the decision that opened them.
+    assert paper.closed_trades == [trade._replace(decision_bar=None) for trade in backtest.trades]
     assert paper.cash == pytest.approx(backtest.equity[-1])
 
 
@@ -101,6 +104,7 @@ def test_the_paper_broker_refuses_bars_out_of_order_and_unknown_symbols():
                 side=OrderSide.BUY,
                 type=OrderType.MARKET,
                 quantity=1,
+                time_in_force=TimeInForce.GTC,
             )
         )
 
@@ -176,3 +180,28 @@ def test_a_refused_reversal_still_closes_the_position_it_was_leaving():
     assert closed.exit_bar == 4 and result.open_trades == ()
     (rejection,) = result.rejections
     assert rejection.rule == "max_drawdown_halt_pct"
+
+
+def test_an_order_the_broker_refuses_leaves_no_order_behind():
+    paper = PaperBroker(["A"])
+    paper.on_bars(bars_of(history("A", [100, 101]), 0))
+    with pytest.raises(InvalidOrder, match="not a whole number"):
+        paper.submit(order("half", OrderSide.BUY, 0.5))
+    assert "half" not in paper.orders
+    daily = dataclasses.replace(order("daily", OrderSide.BUY, 1), time_in_force=TimeInForce.DAY)
+    with pytest.raises(InvalidOrder, match="is day"):
+        paper.submit(daily)
+    assert "daily" not in paper.orders
+
+
+def test_a_sell_beyond_the_margin_fills_the_part_that_closes_the_long():
+    data = history("A", [100, 100, 100, 100])
+    paper = PaperBroker(["A"], BacktestConfig(cash=1_000.0))
+    paper.on_bars(bars_of(data, 0))
+    paper.submit(order("buy", OrderSide.BUY, 5))
+    paper.on_bars(bars_of(data, 1))
+    paper.submit(order("sell", OrderSide.SELL, 30))
+    (changed,) = paper.on_bars(bars_of(data, 2))
+    # 5 close the long; the 25-unit short would need 2,500 of margin: refused, and the 5 stay filled.
+    assert changed.status is OrderStatus.CANCELLED and changed.filled_quantity == 5
+    assert paper.position("A") == 0

@@ -48,18 +48,60 @@ def test_a_backtest_is_stored_with_its_trades_equity_signals_and_orders(with_bar
     assert counts["orders"] >= len(signals) and counts["order_events"] > counts["orders"]
 
 
-def test_running_a_backtest_again_stores_nothing_new(with_bars: str) -> None:
+def _contents(database_url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, so that a test sees any change, not only a change of counts."""
+    from sqlalchemy import select
+
+    from models.base import Base
+
+    with session_scope(database_url) as session:
+        return {
+            table.name: sorted(map(tuple, session.execute(select(table)).all()), key=repr)
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def test_running_a_backtest_again_changes_no_row(with_bars: str) -> None:
     spec = StrategySpec(name="mean_reversion", params={"lookback": "15"})
+    limits = RiskLimits(max_order_notional=5_000.0)
+    first = backtest_symbol.fn(with_bars, "NVDA", spec, BacktestConfig(), limits)
+    before = _contents(with_bars)
+
+    again = backtest_symbol.fn(with_bars, "NVDA", spec, BacktestConfig(), limits)
+
+    assert again == first
+    assert _contents(with_bars) == before
+
+
+def test_other_risk_limits_make_another_run_and_leave_the_first_whole(with_bars: str) -> None:
+    spec = StrategySpec(name="sma_cross")
     first = backtest_symbol.fn(with_bars, "NVDA", spec, BacktestConfig())
     with session_scope(with_bars) as session:
-        before = repositories.table_counts(session)
+        first_signals = load_signals(session, uuid.UUID(first["run_id"]))
 
-    again = backtest_symbol.fn(with_bars, "NVDA", spec, BacktestConfig())
+    second = backtest_symbol.fn(with_bars, "NVDA", spec, BacktestConfig(), RiskLimits(max_order_notional=100.0))
 
+    assert second["run_id"] != first["run_id"]
     with session_scope(with_bars) as session:
-        after = repositories.table_counts(session)
-    assert again["run_id"] == first["run_id"]
-    assert after == before
+        assert load_signals(session, uuid.UUID(first["run_id"])) == first_signals
+        assert len(load_run(session, uuid.UUID(first["run_id"])).trades) == first["trades"]
+        assert load_rejections(session, uuid.UUID(first["run_id"])) == []
+        assert len(load_rejections(session, uuid.UUID(second["run_id"]))) == second["rejections"] > 0
+
+
+def test_each_stored_trade_names_the_signal_that_opened_it(with_bars: str) -> None:
+    from sqlalchemy import select
+
+    from models.trading import BacktestTradeRecord
+
+    summary = backtest_symbol.fn(with_bars, "NVDA", StrategySpec(name="sma_cross"), BacktestConfig())
+    run_id = uuid.UUID(summary["run_id"])
+    with session_scope(with_bars) as session:
+        signal_ids = {signal.id for signal in load_signals(session, run_id)}
+        linked = session.scalars(
+            select(BacktestTradeRecord.signal_id).where(BacktestTradeRecord.run_id == run_id)
+        ).all()
+    assert linked and set(linked) <= signal_ids
 
 
 def test_risk_rejections_are_stored_with_the_run(with_bars: str) -> None:

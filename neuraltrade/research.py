@@ -15,6 +15,7 @@ Nothing here prints: callers that want a progress bar pass ``progress(done, tota
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import multiprocessing
 import os
@@ -134,7 +135,7 @@ class _Job:
 
 Outcome = SweepRow | SkippedCombination
 #: A task: the window of the market (first bar, bar after the last) and its (index, combination) items.
-Task = tuple[tuple[int, int], list[tuple[int, Combination]]]
+Task = tuple[tuple[int, int], list[tuple[int, Combination]], int]
 
 _worker_job: _Job | None = None
 _worker_windows: dict[tuple[int, int], MarketData] = {}
@@ -148,13 +149,14 @@ def _initialise_worker(job: _Job) -> None:
 
 def _run_task(task: Task) -> list[tuple[int, Outcome]]:
     assert _worker_job is not None, "the pool initializer did not run"
-    window, items = task
+    window, items, scope = task
     if window not in _worker_windows:
         if len(_worker_windows) >= 4:  # a walk-forward's windows arrive in order: keep only the recent ones
             _worker_windows.clear()
         _worker_windows[window] = market_window(_worker_job.market, *window)
     market = _worker_windows[window]
-    return [(index, _evaluate(market, _worker_job.source, _worker_job.config, params)) for index, params in items]
+    job = _worker_job
+    return [(index, _evaluate(market, job.source, job.config, params, scope)) for index, params in items]
 
 
 def build(source: StrategySource, params: Mapping[str, Any]) -> Strategy:
@@ -164,20 +166,24 @@ def build(source: StrategySource, params: Mapping[str, Any]) -> Strategy:
     return source(params)
 
 
-#: Strategies (by id) this process has already checked for look-ahead: a walk-forward evaluates the same
-#: combination on every fold's window, and the check is about the strategy's code and parameters.
-_checked: set[str] = set()
+#: Strategies (by id) this process has checked for look-ahead within one sweep or walk-forward (its scope):
+#: a walk-forward evaluates the same combination on every fold's window, and the check is about the
+#: strategy's code and parameters. Scoped per call, so that each new sweep checks every strategy again.
+_checked: set[tuple[int, str]] = set()
+_scopes = itertools.count()
 
 
-def _evaluate(market: MarketData, source: StrategySource, config: BacktestConfig, params: Combination) -> Outcome:
+def _evaluate(
+    market: MarketData, source: StrategySource, config: BacktestConfig, params: Combination, scope: int
+) -> Outcome:
     try:
         strategy = build(source, params)
-        if config.verify_causality and strategy.strategy_id in _checked:
+        if config.verify_causality and (scope, strategy.strategy_id) in _checked:
             result = run_backtest(market, strategy, dataclasses.replace(config, verify_causality=False))
         else:
             result = run_backtest(market, strategy, config)
         if config.verify_causality:
-            _checked.add(strategy.strategy_id)
+            _checked.add((scope, strategy.strategy_id))
         statistics = result.statistics.to_dict()
     except _SKIPPED_ERRORS as error:
         return SkippedCombination(params=params, reason=f"{type(error).__name__}: {error}")
@@ -291,11 +297,13 @@ def _sweep_result(metric: str, outcomes: Sequence[Outcome]) -> SweepResult:
     )
 
 
-def _chunks(windows: Sequence[tuple[int, int]], items: Sequence[Combination], processes: int) -> list[Task]:
+def _chunks(windows: Sequence[tuple[int, int]], items: Sequence[Combination], processes: int, scope: int) -> list[Task]:
     total = len(windows) * len(items)
     size = max(1, math.ceil(total / (processes * CHUNKS_PER_WORKER)))
     numbered = list(enumerate(items))
-    return [(window, numbered[start : start + size]) for window in windows for start in range(0, len(numbered), size)]
+    return [
+        (window, numbered[start : start + size], scope) for window in windows for start in range(0, len(numbered), size)
+    ]
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -318,14 +326,15 @@ def _run_windows(
     total = len(windows) * len(items)
     found: list[dict[int, Outcome]] = [{} for _ in windows]
     position = {window: number for number, window in enumerate(windows)}
-    tasks = _chunks(windows, items, workers or os.cpu_count() or 1)
+    scope = next(_scopes)
+    tasks = _chunks(windows, items, workers or os.cpu_count() or 1, scope)
     processes = min(workers or os.cpu_count() or 1, len(tasks))
     done = 0
     if processes <= 1:
         for window in windows:
             market = market_window(job.market, *window)
             for index, params in enumerate(items):
-                found[position[window]][index] = _evaluate(market, job.source, job.config, params)
+                found[position[window]][index] = _evaluate(market, job.source, job.config, params, scope)
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -340,7 +349,7 @@ def _run_windows(
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    window, _ = pending.pop(future)
+                    window = pending.pop(future)[0]
                     outcomes = future.result()
                     found[position[window]].update(outcomes)
                     done += len(outcomes)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuraltrade.backtest import BacktestConfig, MarketData, run_backtest
-from neuraltrade.errors import ConfigError
+from neuraltrade.errors import ConfigError, LookAheadError
 from neuraltrade.ingest import read_bars
 from neuraltrade.research import (
     SweepPool,
@@ -312,3 +312,30 @@ def test_each_fold_starts_from_the_previous_folds_equity_and_the_stitched_curve_
     sequential = walk_forward(nvda(400), "sma_cross", space, CONFIG, train_bars=200, test_bars=50, mode=mode, workers=1)
     assert [fold.params for fold in sequential.folds] == [fold.params for fold in result.folds]
     np.testing.assert_array_equal(sequential.equity, result.equity)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeekConfig(StrategyConfig):
+    lag: int = 1
+
+
+class Peek(Strategy):
+    """Long before every rise: it reads the next close."""
+
+    name = "peek"
+
+    def signals(self, history: PriceHistory) -> SignalFrame:
+        target = np.full(len(history), np.nan)
+        target[:-1] = np.where(history.close[1:] > history.close[:-1], 1.0, 0.0)
+        return SignalFrame(target=target, confidence=np.where(np.isnan(target), np.nan, 1.0))
+
+
+def _peek(params: Mapping[str, Any]) -> Strategy:
+    return Peek(PeekConfig(**params))
+
+
+def test_every_sweep_checks_its_strategies_for_look_ahead_again() -> None:
+    market = nvda(300)
+    for _ in range(2):
+        with pytest.raises(LookAheadError, match="peek"):
+            sweep(market, _peek, [{"lag": 1}], CONFIG, workers=1)

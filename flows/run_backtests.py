@@ -70,7 +70,14 @@ def run_backtests(
             skipped.append(outcome)
         else:
             runs.append(outcome)
-    summary = {"runs": runs, "skipped": skipped, "failures": failures, "backtest_config_digest": config.digest}
+    summary = {
+        "runs": runs,
+        "skipped": skipped,
+        "failures": failures,
+        "backtested": len(runs),
+        "failed": len(failures),
+        "backtest_config_digest": config.digest,
+    }
     finish_run(url, run_id, "failed" if failures else "completed", summary)
     if failures:
         raise BacktestsFailed(failures, len(futures))

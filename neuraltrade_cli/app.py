@@ -450,6 +450,8 @@ _RUN_FIGURES = (
     ("rows_stored", "stored"),
     ("rows_quarantined", "quarantined"),
     ("embedded", "embedded"),
+    ("backtested", "backtests"),
+    ("failed", "failed"),
 )
 
 

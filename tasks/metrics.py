@@ -20,7 +20,7 @@ from models.engine import is_sqlite
 from models.vector_statistics import last_recalls
 
 METRICS_ENVIRONMENT_VARIABLE = "NEURALTRADE_METRICS_FILE"
-_FIGURES = ("rows_read", "rows_stored", "rows_quarantined", "embedded")
+_FIGURES = ("rows_read", "rows_stored", "rows_quarantined", "embedded", "backtested", "failed")
 
 
 def metrics_path(database_url: str) -> Path:

@@ -66,6 +66,7 @@ def test_the_night_ingests_embeds_records_its_runs_and_exports_metrics(
     assert 'neuraltrade_table_rows{table="bars"} 120.0' in exported
     assert f'neuraltrade_last_run_rows{{figure="embedded",kind="embed_observations"}} {120 - WINDOW + 1}.0' in exported
     assert 'neuraltrade_memory_recall{collection="market_state"} 1.0' in exported
+    assert 'neuraltrade_last_run_rows{figure="backtested",kind="run_backtests"} 5.0' in exported
 
 
 def test_running_the_night_again_changes_nothing(

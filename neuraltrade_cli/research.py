@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from neuraltrade_cli.app import _Failure, _reporting_failures, _run, app, console
-from neuraltrade_cli.trading import _number
+from neuraltrade_cli.trading import _number, read_market
 
 DataOption = Annotated[Path, typer.Option("--data", help="Bars to test on: a CSV or Parquet file (Yahoo, OHLCV).")]
 StrategyOption = Annotated[str, typer.Option("--strategy", help="Strategy name, e.g. sma_cross.")]
@@ -55,19 +55,6 @@ def _value(text: str) -> Any:
     return text
 
 
-def _market(path: Path) -> Any:
-    from neuraltrade.backtest import MarketData
-    from neuraltrade.errors import FileRejected
-    from neuraltrade.ingest import read_bars
-
-    if not path.exists():
-        raise FileRejected(str(path), "no such file")
-    parsed = read_bars(path)
-    if parsed.frame.empty:
-        raise FileRejected(str(path), "holds no readable bars")
-    return MarketData.from_frame(parsed.frame)
-
-
 def _progress_bar(label: str) -> Progress:
     return Progress(label, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
 
@@ -94,7 +81,7 @@ def sweep(
 
     def search() -> Any:
         combinations = research.random_sample(space, random, seed) if random else research.grid(space)
-        market = _market(data)
+        market, _ = read_market(data)
         with _progress_bar("sweeping") as progress:
             task = progress.add_task("sweep", total=len(combinations))
             return research.sweep(
@@ -145,7 +132,7 @@ def walk_forward(
     space = parse_space(grid_values)
 
     def walk() -> Any:
-        market = _market(data)
+        market, _ = read_market(data)
         with _progress_bar("walking forward") as progress:
             task = progress.add_task("folds", total=None)
             return walking.walk_forward(

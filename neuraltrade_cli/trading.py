@@ -87,9 +87,7 @@ def backtest(
         )
         return _backtest_file(data, strategy, parameters, config, symbol, db)
 
-    result, rejected = _run(run)
-    if rejected:
-        errors.print(f"warning: {data}: {rejected} rows could not be read and were left out", highlight=False)
+    result, _ = _run(run)
     document = backtest_document(result)
     if as_json:
         print(json.dumps(document, allow_nan=False))
@@ -106,18 +104,11 @@ def _backtest_file(
     symbol: str | None,
     database_url: str | None,
 ) -> tuple[Any, int]:
-    from neuraltrade.backtest import MarketData, run_backtest
-    from neuraltrade.errors import FileRejected
-    from neuraltrade.ingest import read_bars
+    from neuraltrade.backtest import run_backtest
     from neuraltrade.strategies.registry import build_config, build_strategy
 
     build_config(strategy_name, parameters)  # a bad name or parameter is reported before the file is read
-    if not path.exists():
-        raise FileRejected(str(path), "no such file")
-    parsed = read_bars(path, symbol=symbol)
-    if parsed.frame.empty:
-        raise FileRejected(str(path), "holds no readable bars")
-    market = MarketData.from_frame(parsed.frame)
+    market, rejected = read_market(path, symbol)
     searcher = None
     if strategy_name == "memory_vote":
         from sqlalchemy.exc import SQLAlchemyError
@@ -137,7 +128,40 @@ def _backtest_file(
                 f"run `neuraltrade nightly --db {url}` (or `ingest` and `embed`) first"
             ) from None
     strategy = build_strategy(strategy_name, parameters, searcher=searcher)
-    return run_backtest(market, strategy, config), len(parsed.rejected)
+    return run_backtest(market, strategy, config), rejected
+
+
+def read_market(path: Path, symbol: str | None = None) -> tuple[Any, int]:
+    """Read a bar file into market data, checked as ingestion checks it; return it and the rows left out.
+
+    Rows that cannot be read or fail a quality check are left out with a warning naming how many, the
+    first one's line and why; the rest is tested.
+    """
+    from neuraltrade.backtest import MarketData
+    from neuraltrade.errors import FileRejected
+    from neuraltrade.ingest import read_bars
+    from tasks.quality import check_bars
+
+    if not path.exists():
+        raise FileRejected(str(path), "no such file")
+    parsed = read_bars(path, symbol=symbol)
+    frame = parsed.frame
+    failures = check_bars(frame) if not frame.empty else {}
+    left_out = len(parsed.rejected) + len(failures)
+    if left_out:
+        if failures:
+            first = min(failures)
+            where = f"line {int(frame['line'].iloc[first])}: {', '.join(failures[first])}"
+        else:
+            where = f"line {parsed.rejected[0].line}: {parsed.rejected[0].reason}"
+        errors.print(
+            f"warning: {path}: {left_out} rows could not be read or failed a check and were left out (first: {where})",
+            highlight=False,
+        )
+        frame = frame.drop(index=frame.index[sorted(failures)])
+    if frame.empty:
+        raise FileRejected(str(path), "holds no bars that pass the checks")
+    return MarketData.from_frame(frame), left_out
 
 
 def backtest_document(result: Any) -> dict[str, Any]:

@@ -251,22 +251,7 @@ def report_data(database_url: str | None, run_id: str) -> ReportData:
                 found[inside] = history.timestamps[positions[inside]] == run.timestamps[inside]
                 closes[found] = history.close[positions[found]]
             prices[symbol] = closes
-    trades = [
-        {
-            "symbol": trade.symbol,
-            "entry_bar": trade.entry_bar,
-            "exit_bar": trade.exit_bar,
-            "entry_time": trade.entry_time.isoformat(),
-            "exit_time": trade.exit_time.isoformat(),
-            "size": trade.size,
-            "entry_price": trade.entry_price,
-            "exit_price": trade.exit_price,
-            "pnl": trade.pnl,
-            "return_pct": trade.return_pct,
-            "exit_reason": trade.exit_reason.value,
-        }
-        for trade in run.trades
-    ]
+    trades = [trade.to_row() for trade in run.trades]
     return ReportData(
         run_id=str(run.id),
         strategy=run.strategy_id,

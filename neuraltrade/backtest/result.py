@@ -166,20 +166,4 @@ class BacktestResult:
 
     def trade_rows(self) -> list[dict[str, Any]]:
         """The closed trades as JSON-ready rows (the CLI contract's keys, plus symbol, commission and exit reason)."""
-        return [
-            {
-                "symbol": trade.symbol,
-                "entry_bar": trade.entry_bar,
-                "exit_bar": trade.exit_bar,
-                "entry_time": format_timestamp(trade.entry_time),
-                "exit_time": format_timestamp(trade.exit_time),
-                "size": trade.size,
-                "entry_price": trade.entry_price,
-                "exit_price": trade.exit_price,
-                "pnl": trade.pnl,
-                "return_pct": trade.return_pct,
-                "commission": trade.commission,
-                "exit_reason": trade.exit_reason.value,
-            }
-            for trade in self.trades
-        ]
+        return [trade.to_row() for trade in self.trades]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from neuraltrade.canonical import format_timestamp
 
 
 class ExitReason(enum.Enum):
@@ -57,6 +59,23 @@ class ClosedTrade(NamedTuple):
         sign = 1.0 if self.size > 0 else -1.0
         gross = sign * (self.exit_price / self.entry_price - 1.0)
         return 100.0 * (gross - self.commission / (abs(self.size) * self.entry_price))
+
+    def to_row(self) -> dict[str, Any]:
+        """The trade as a JSON-ready row: the CLI contract's keys, plus symbol, commission and exit reason."""
+        return {
+            "symbol": self.symbol,
+            "entry_bar": self.entry_bar,
+            "exit_bar": self.exit_bar,
+            "entry_time": format_timestamp(self.entry_time),
+            "exit_time": format_timestamp(self.exit_time),
+            "size": self.size,
+            "entry_price": self.entry_price,
+            "exit_price": self.exit_price,
+            "pnl": self.pnl,
+            "return_pct": self.return_pct,
+            "commission": self.commission,
+            "exit_reason": self.exit_reason.value,
+        }
 
     @property
     def duration(self) -> float:

@@ -183,3 +183,15 @@ def test_memory_vote_without_a_market_memory_says_how_to_make_one(nvda_1000: Pat
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "neuraltrade nightly --db" in lines[0], result.output
+
+
+def test_rows_that_cannot_be_read_are_left_out_with_a_warning(nvda_1000: Path, tmp_path: Path) -> None:
+    lines = nvda_1000.read_text().splitlines(keepends=True)
+    broken = tmp_path / "NVDA.csv"
+    broken.write_text("".join([*lines[:500], "1999-13-45,x,y,z,w,v,u\n", *lines[500:]]))
+
+    result = runner.invoke(app, ["backtest", "--data", str(broken), "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert "1 rows could not be read or failed a check and were left out (first: line 501" in result.stderr
+    assert json.loads(result.stdout)["bars"] == 1000

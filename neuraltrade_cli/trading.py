@@ -157,6 +157,7 @@ def read_market(path: Path, symbol: str | None = None) -> tuple[Any, int]:
         errors.print(
             f"warning: {path}: {left_out} rows could not be read or failed a check and were left out (first: {where})",
             highlight=False,
+            soft_wrap=True,
         )
         frame = frame.drop(index=frame.index[sorted(failures)])
     if frame.empty:

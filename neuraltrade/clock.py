@@ -7,6 +7,19 @@ from typing import Protocol
 
 from neuraltrade.errors import ConfigError
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def from_microseconds(microseconds: int) -> datetime:
+    """The aware UTC datetime `microseconds` after the Unix epoch (exact: integer arithmetic)."""
+    return EPOCH + timedelta(microseconds=int(microseconds))
+
+
+def to_microseconds(moment: datetime) -> int:
+    """Microseconds from the Unix epoch to the aware datetime `moment` (exact: no float rounding)."""
+    return (moment - EPOCH) // _MICROSECOND
+
 
 class Clock(Protocol):
     """Something that tells the current time as an aware UTC datetime."""

@@ -25,21 +25,20 @@ import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, cast
 
 import numpy as np
 
 from neuraltrade.canonical import canonical_json
+from neuraltrade.clock import from_microseconds, to_microseconds
 from neuraltrade.errors import ConfigError, DimensionMismatch, InvalidVector
 from neuraltrade.memory import METRICS, CollectionSpec, distances, top_k
 from neuraltrade.memory_query import Filter, Query, SearchResult
 
 __all__ = ["MemorySnapshot", "matches"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 #: Filters whose item masks are kept; a backtest asks with one or two filters, never hundreds.
 _CACHED_FILTERS = 64
 
@@ -111,7 +110,7 @@ class MemorySnapshot:
         self._keys = [str(keys[i]) for i in order]
         # Read-only views, as the store hands out: results sharing an item cannot change each other.
         self._metadata: list[Mapping[str, Any]] = [MappingProxyType(_plain(metadata[i])) for i in order]
-        self._stamps = [_EPOCH + timedelta(microseconds=int(moment)) for moment in self._moments]
+        self._stamps = [from_microseconds(int(moment)) for moment in self._moments]
         self._row_of_id = {int(number): row for row, number in enumerate(self._ids)}
         self._masks: dict[str, np.ndarray] = {}
         self._digest: str | None = None
@@ -154,7 +153,7 @@ class MemorySnapshot:
             raise DimensionMismatch(self.name, self.dimension, int(query.vector.shape[0]))
         end = len(self._keys)
         if query.as_of is not None:
-            bound = (query.as_of - _EPOCH) // _MICROSECOND
+            bound = to_microseconds(query.as_of)
             end = int(np.searchsorted(self._moments, bound, side="left"))
         rows = None
         if query.where is not None:
@@ -280,7 +279,7 @@ def _microseconds(timestamps: Sequence[int] | Sequence[datetime] | np.ndarray, c
         if isinstance(value, datetime):
             if value.tzinfo is None:
                 raise ConfigError(f"snapshot timestamp {position} ({value.isoformat()}) is naive; give it a time zone")
-            moments[position] = (value - _EPOCH) // _MICROSECOND
+            moments[position] = to_microseconds(value)
         elif isinstance(value, int | np.integer) and not isinstance(value, bool):
             moments[position] = int(value)
         else:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
+from neuraltrade.clock import from_microseconds
 from neuraltrade.errors import ValidationError
 from neuraltrade.strategies.base import PriceHistory
 
@@ -40,10 +41,7 @@ class MarketData:
     @cached_property
     def datetimes(self) -> list[datetime]:
         """The timeline as aware UTC datetimes."""
-        return [
-            datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
-            for micros in self.timestamps.tolist()
-        ]
+        return [from_microseconds(micros) for micros in self.timestamps.tolist()]
 
     @cached_property
     def lists(self) -> dict[str, list[list[float]]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from itertools import chain
 from typing import Any
 
@@ -20,11 +20,11 @@ import numpy as np
 
 from neuraltrade.backtest.trade import ClosedTrade
 from neuraltrade.canonical import format_timestamp
+from neuraltrade.clock import from_microseconds
 from neuraltrade.errors import ValidationError
 
 _MICROSECONDS_PER_SECOND = 1_000_000
 _MICROSECONDS_PER_DAY = 86_400 * _MICROSECONDS_PER_SECOND
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Resolutions a pandas Timedelta reports, coarsest first, in microseconds (backtesting.py rounds durations up
 #: to the resolution of the bar period).
 _RESOLUTIONS = (_MICROSECONDS_PER_DAY, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)
@@ -179,8 +179,8 @@ def compute_statistics(
         value_at_risk, expected_shortfall = _tail_risk(growth_per_bar - 1)
 
     return Statistics(
-        start=_EPOCH + timedelta(microseconds=int(timestamps[0])),
-        end=_EPOCH + timedelta(microseconds=int(timestamps[-1])),
+        start=from_microseconds(int(timestamps[0])),
+        end=from_microseconds(int(timestamps[-1])),
         duration_days=span / _MICROSECONDS_PER_DAY,
         exposure_pct=exposure * 100,
         equity_final=equity_final,

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from neuraltrade.canonical import stable_id
+from neuraltrade.clock import from_microseconds, to_microseconds
 from neuraltrade.embedding import EmbedderFingerprint, WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.errors import ConfigError, FingerprintMismatch, ValidationError
 from neuraltrade.memory_query import Filter, Query, SearchResult
@@ -35,7 +36,6 @@ from neuraltrade.strategies.parameters import require_integer, require_number
 
 #: Keeps a neighbour at distance 0 (the same state stored twice) from outweighing all the others.
 DISTANCE_FLOOR = 0.01
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class MemorySearcher(Protocol):
@@ -191,8 +191,8 @@ def _item_uuid(result: SearchResult) -> uuid.UUID:
 
 
 def _moment(microseconds: int | np.integer[Any]) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(microseconds))
+    return from_microseconds(int(microseconds))
 
 
 def _microseconds(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    return to_microseconds(moment)

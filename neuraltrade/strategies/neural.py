@@ -26,19 +26,18 @@ import uuid
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
 
 from neuraltrade.canonical import digest, stable_id
+from neuraltrade.clock import from_microseconds
 from neuraltrade.embedding import WindowEmbedderConfig
 from neuraltrade.errors import ConfigError, NotEnoughHistory, SerializationError
 from neuraltrade.strategies.base import PriceHistory, SignalFrame, Strategy, StrategyConfig
 from neuraltrade.strategies.indicators import decide_on_change, market_state_vectors
 from neuraltrade.strategies.parameters import require_integer, require_number
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -343,4 +342,4 @@ def _probability_of_rise(model: Any, inputs: np.ndarray) -> np.ndarray:
 
 
 def _moment(microseconds: int | np.integer[Any]) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(microseconds))
+    return from_microseconds(int(microseconds))

@@ -152,11 +152,11 @@ class SimulatedBroker:
         self.events.append(OrderEvent(order.placed_bar, OrderEventKind.PLACED, order, abs(order.size)))
         return order
 
-    def close_trades(self, symbol: str, bar: int, tag: str | None = None) -> None:
+    def close_trades(self, symbol: str, bar: int) -> None:
         """Queue market orders closing every open trade of `symbol`."""
         for trade in self.trades:
             if trade.symbol == symbol:
-                close = WorkingOrder(symbol, trade.row, -trade.size, bar, parent=trade, tag=tag)
+                close = WorkingOrder(symbol, trade.row, -trade.size, bar, parent=trade)
                 close.client_order_id = f"{trade.client_order_id}:close@{bar}" if trade.client_order_id else ""
                 self.orders.append(close)
                 self.events.append(OrderEvent(bar, OrderEventKind.PLACED, close, abs(trade.size)))

@@ -21,7 +21,7 @@ import numpy as np
 from neuraltrade.backtest.broker import OpenTrade, SimulatedBroker, WorkingOrder
 from neuraltrade.backtest.config import BacktestConfig
 from neuraltrade.backtest.fast import fast_path_applies, run_decisions
-from neuraltrade.backtest.ledger import Mark, equity_curve
+from neuraltrade.backtest.ledger import Mark, equity_curve, record
 from neuraltrade.backtest.market import MarketData
 from neuraltrade.backtest.result import BacktestResult, Decision
 from neuraltrade.backtest.trade import ExitReason
@@ -222,9 +222,9 @@ class _Simulation:
         direction = 1 if target > 0 else -1
         size = direction * self.config.order_size
         units: float | None = None  # units a sizer asked for, however few: never read as a margin fraction
+        close = self.market.lists["valuation"][row][bar]
         if self.sizer is not None or self.risk is not None:
-            price = self.market.lists["valuation"][row][bar]
-            intent = OrderIntent(symbol, bar, direction, price, confidence)
+            intent = OrderIntent(symbol, bar, direction, close, confidence)
             account = self._account(bar)
             if self.sizer is not None:
                 size = float(self.sizer(intent, self.market.histories[symbol].head(index + 1), account))
@@ -233,15 +233,16 @@ class _Simulation:
                     return
                 units = abs(size)
             if self.risk is not None:
-                estimate = size if units is not None or abs(size) >= 1 else size * account.equity / price
-                after = estimate * (self.config.leverage if units is None and abs(size) < 1 else 1.0)
-                after = after if self.config.exclusive_orders else held + after
+                # The position the order would leave, in units (a margin fraction valued at the close).
+                fraction = units is None and abs(size) < 1
+                after = size * account.equity * self.config.leverage / close if fraction else size
+                if not self.config.exclusive_orders:
+                    after += held
                 reasons = list(self.risk(intent, after, account))
                 if reasons:
                     self.rejections.extend(reasons)
                     self._leave(symbol, bar, "the new position was refused by the risk manager")
                     return
-        close = self.market.lists["valuation"][row][bar]
         limit, stop = _at(frame.entry_limit, index), _at(frame.entry_stop, index)
         self.broker.submit(
             WorkingOrder(
@@ -305,12 +306,8 @@ class _Simulation:
             units[trade.row] += trade.size
             basis[trade.row] += trade.size * trade.entry_price
         mark = (bar, self.broker.cash, tuple(units), tuple(basis))
-        if self.marks and self.marks[-1][1:] == mark[1:]:
-            return
-        if self.marks and self.marks[-1][0] == bar:
-            self.marks[-1] = mark
-        else:
-            self.marks.append(mark)
+        if not self.marks or self.marks[-1][1:] != mark[1:]:
+            record(self.marks, mark)
 
     def _first_broke(self, start: int, stop: int) -> int | None:
         """The first bar in [start, stop) on which the unchanged positions leave no equity, if any."""

@@ -17,7 +17,7 @@ from datetime import datetime
 import numpy as np
 
 from neuraltrade.backtest.config import BacktestConfig
-from neuraltrade.backtest.ledger import Mark, equity_curve
+from neuraltrade.backtest.ledger import Mark, equity_curve, record
 from neuraltrade.backtest.market import MarketData
 from neuraltrade.backtest.result import Decision
 from neuraltrade.backtest.trade import ClosedTrade, ExitReason
@@ -118,7 +118,7 @@ def run_decisions(
                 price = values[row][exit_bar]
             cash = _close(row, trade, price, exit_bar, ExitReason.END, cash, closed, config)
             open_trade[row] = None
-        _mark(marks, last, cash, open_trade, rows)
+        _mark(marks, last, cash, open_trade)
     equity = equity_curve(market, marks, config.cash)
     if bool((equity <= 0).any()):
         return None
@@ -183,11 +183,7 @@ def _run_single(
                 if units > 0 and units * per_unit + fixed <= available:
                     size, entry, entry_bar, decided = (units if long else -units), adjusted, filled_at, placed
                     cash -= fixed + units * adjusted * commission
-            mark = (bar, cash, (size,), (size * entry,))
-            if marks and marks[-1][0] == bar:
-                marks[-1] = mark
-            else:
-                marks.append(mark)
+            record(marks, (bar, cash, (size,), (size * entry,)))
         if target != target:  # the sentinel after the last decision
             break
         if waiting is None and ((target > 0 and size > 0) or (target < 0 and size < 0) or (target == 0 and size == 0)):
@@ -207,11 +203,7 @@ def _run_single(
         closed.append((0, entry_bar, exit_bar, size, entry, price, total, ExitReason.END, decided))
         cash = cash + (size * (price - entry) - exit_commission)
         size = 0.0
-        mark = (last, cash, (0.0,), (0.0,))
-        if marks and marks[-1][0] == last:
-            marks[-1] = mark
-        else:
-            marks.append(mark)
+        record(marks, (last, cash, (0.0,), (0.0,)))
     equity = equity_curve(market, marks, config.cash)
     if bool((equity <= 0).any()):
         return None
@@ -265,7 +257,7 @@ def _fill(
             opened[0] += 1
             open_trade[row] = [signed, adjusted, float(fill_bar), float(opened[0]), float(placed)]
             cash -= config.fixed_commission + units * adjusted * config.commission
-    _mark(marks, bar, cash, open_trade, len(open_trade))
+    _mark(marks, bar, cash, open_trade)
     return cash
 
 
@@ -293,14 +285,10 @@ def _close(
     return cash + (size * (price - entry) - exit_commission)
 
 
-def _mark(marks: list[Mark], bar: int, cash: float, open_trade: list[list[float] | None], rows: int) -> None:
+def _mark(marks: list[Mark], bar: int, cash: float, open_trade: list[list[float] | None]) -> None:
     units = tuple(trade[0] if trade is not None else 0.0 for trade in open_trade)
     basis = tuple(trade[0] * trade[1] if trade is not None else 0.0 for trade in open_trade)
-    mark = (bar, cash, units, basis)
-    if marks and marks[-1][0] == bar:
-        marks[-1] = mark
-    else:
-        marks.append(mark)
+    record(marks, (bar, cash, units, basis))
 
 
 def _closed_trade(market: MarketData, item: Closed, times: list[datetime]) -> ClosedTrade:

@@ -10,6 +10,14 @@ from neuraltrade.backtest.market import MarketData
 Mark = tuple[int, float, tuple[float, ...], tuple[float, ...]]
 
 
+def record(marks: list[Mark], mark: Mark) -> None:
+    """Append `mark`, or replace the last mark if it is of the same bar (the account's state at its end)."""
+    if marks and marks[-1][0] == mark[0]:
+        marks[-1] = mark
+    else:
+        marks.append(mark)
+
+
 def equity_curve(market: MarketData, marks: list[Mark], cash: float, broke_at: int | None = None) -> np.ndarray:
     """Return equity at every bar: each state holds until the next, positions valued at the last close.
 

@@ -134,7 +134,7 @@ class BacktestResult:
         for decision in self.decisions:
             history = self.market.histories[decision.symbol]
             frame = self.frames[decision.symbol]
-            timestamp = self.bar_time(decision.bar)
+            timestamp = self.market.datetimes[decision.bar]
             observation = history.observation_id(decision.symbol_bar)
             direction = (
                 Direction.LONG if decision.target > 0 else Direction.SHORT if decision.target < 0 else Direction.NEUTRAL
@@ -159,10 +159,6 @@ class BacktestResult:
                 signal.add_causal_link(link)
             signals.append(signal)
         return signals
-
-    def bar_time(self, bar: int) -> datetime:
-        """The aware UTC datetime of timeline bar `bar`."""
-        return self.market.datetimes[bar]
 
     def trade_rows(self) -> list[dict[str, Any]]:
         """The closed trades as JSON-ready rows (the CLI contract's keys, plus symbol, commission and exit reason)."""

@@ -88,19 +88,28 @@ def managed_orders(result: BacktestResult, run_id: uuid.UUID) -> list[ManagedOrd
             manager.submit(_domain_order(order, client_order_id, quantity), signal_id=signal)
             manager.accept(client_order_id, "accepted by the simulated broker")
             continue
-        client_order_id = identities[id(order)]
-        if event.kind in (OrderEventKind.FILLED, OrderEventKind.PARTIALLY_FILLED):
-            assert event.price is not None
-            managed = manager.get(client_order_id)
-            quantity = min(event.quantity, managed.remaining_quantity)
-            manager.fill(client_order_id, quantity, event.price)
-            if event.kind is OrderEventKind.FILLED and manager.get(client_order_id).remaining_quantity > 0:
-                manager.cancel(client_order_id, "the rest was not needed: the position was already closed")
-        elif event.kind is OrderEventKind.CANCELLED:
-            manager.cancel(client_order_id, event.reason)
-        elif event.kind is OrderEventKind.EXPIRED:
-            manager.expire(client_order_id, event.reason)
+        apply_event(manager, identities[id(order)], event)
     return manager.orders()
+
+
+def apply_event(manager: OrderManager, client_order_id: str, event: OrderEvent) -> ManagedOrder | None:
+    """Move order `client_order_id` through its lifecycle as the broker's `event` says; return it if it moved.
+
+    A fill never exceeds what is left of the order; an order the broker reports done with units left
+    (a close order whose trade was smaller) has the rest cancelled.
+    """
+    if event.kind in (OrderEventKind.FILLED, OrderEventKind.PARTIALLY_FILLED):
+        assert event.price is not None
+        quantity = min(event.quantity, manager.get(client_order_id).remaining_quantity)
+        managed = manager.fill(client_order_id, quantity, event.price)
+        if event.kind is OrderEventKind.FILLED and managed.remaining_quantity > 0:
+            managed = manager.cancel(client_order_id, "the rest was not needed: the position was already closed")
+        return managed
+    if event.kind is OrderEventKind.CANCELLED:
+        return manager.cancel(client_order_id, event.reason)
+    if event.kind is OrderEventKind.EXPIRED:
+        return manager.expire(client_order_id, event.reason)
+    return None
 
 
 def _quantity(result: BacktestResult, order: WorkingOrder) -> float:
@@ -253,11 +262,4 @@ class PaperBroker:
         client_order_id = self._identities.get(id(event.order))
         if client_order_id is None:
             return None  # an order of the broker's own making (the close of an exclusive entry)
-        if event.kind in (OrderEventKind.FILLED, OrderEventKind.PARTIALLY_FILLED):
-            assert event.price is not None
-            return self.orders.fill(client_order_id, event.quantity, event.price)
-        if event.kind is OrderEventKind.CANCELLED:
-            return self.orders.cancel(client_order_id, event.reason)
-        if event.kind is OrderEventKind.EXPIRED:
-            return self.orders.expire(client_order_id, event.reason)
-        return None
+        return apply_event(self.orders, client_order_id, event)

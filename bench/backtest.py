@@ -1,7 +1,7 @@
 """The backtester beside backtesting.py 0.6.5 and vectorbt: the same bars, the same SMA crossover, one run.
 
-Data: the first 2,000 daily bars of NVDA (/work/shared/data/daily/NVDA.csv, else the identical shipped
-neuraltrade/sample_data/NVDA.csv). Strategy: backtesting.py's ``SmaCross`` example - long when the 10-bar
+Data: the first 2,000 daily bars of NVDA, from the shipped neuraltrade/sample_data/NVDA.csv. Strategy:
+backtesting.py's ``SmaCross`` example - long when the 10-bar
 ``pd.Series(close).rolling(n).mean()`` crosses above the 20-bar one (``crossover``), short when it
 crosses below; cash 10,000, commission 0.2 % per fill, exclusive orders (each signal reverses), market
 orders filled at the next open, all-in whole units.
@@ -61,7 +61,6 @@ from neuraltrade.strategies.base import verify_causality
 from neuraltrade.strategies.registry import build_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_NVDA = Path("/work/shared/data/daily/NVDA.csv")
 SAMPLE_NVDA = ROOT / "neuraltrade" / "sample_data" / "NVDA.csv"
 BARS = 2_000
 CASH = 10_000.0
@@ -129,7 +128,7 @@ class SmaCross(Strategy):
 
 
 def data_path() -> Path:
-    return SHARED_NVDA if SHARED_NVDA.exists() else SAMPLE_NVDA
+    return SAMPLE_NVDA
 
 
 def backtesting_frame(path: Path) -> pd.DataFrame:

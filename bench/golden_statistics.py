@@ -36,7 +36,7 @@ from backtesting._util import _indicator_warmup_nbars
 from neuraltrade.canonical import format_timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
-NVDA = Path("/work/shared/data/daily/NVDA.csv")
+NVDA = ROOT / "neuraltrade" / "sample_data" / "NVDA.csv"
 OUTPUT = ROOT / "tests" / "domain" / "data" / "statistics_golden.json"
 NVDA_BARS = 1_000
 CASH = 10_000

@@ -14,11 +14,15 @@ from pathlib import Path
 
 import pytest
 
+#: Real market data the tests read, all inside the repository: the daily files shipped in the
+#: package (`neuraltrade/sample_data`) and fixtures vendored under `tests/data` (the one-minute index
+#: file whose header lacks its time column). Nothing outside the clone is read.
+TEST_DATA = Path(__file__).resolve().parent / "data"
+DAILY_DATA = Path(__file__).resolve().parents[1] / "neuraltrade" / "sample_data"
+INTRADAY_FILE = TEST_DATA / "intraday" / "INDEX_2006-01-02_1min.csv"
+
 #: Seconds the session's Prefect test server may take to answer; the default 30 is too tight on
 #: a loaded two-core machine.
-#: The real market data beside the project (tests may read it; the product never does).
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 HARNESS_STARTUP_TIMEOUT_SECONDS = 90
 
 _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="neuraltrade-prefect-home-"))
@@ -79,7 +83,7 @@ def database_url(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def sample_csv(tmp_path: Path) -> Path:
     """The first 120 bars of the real NVDA file, as a small daily file named NVDA.csv."""
-    source = SHARED_DATA / "daily" / "NVDA.csv"
+    source = DAILY_DATA / "NVDA.csv"
     target = tmp_path / "NVDA.csv"
     target.write_text("".join(source.read_text().splitlines(keepends=True)[:121]))
     return target

@@ -113,3 +113,72 @@ def test_every_test_folder_is_a_package() -> None:
 @pytest.mark.parametrize("layer", ["flows", "tasks", "models"])
 def test_the_outer_layers_exist_where_the_rule_expects_them(layer: str) -> None:
     assert (PROJECT_ROOT / layer / "__init__.py").is_file()
+
+
+#: Absolute paths a test or benchmark may name: system programs and files, and deliberately missing ones.
+SYSTEM_ROOTS = frozenset({"usr", "proc", "dev", "nonexistent"})
+#: The developers' data folder beside the clone, which CI and users do not have.
+SHARED_DATA_FOLDER = "/".join(("shared", "data"))
+
+
+def paths_outside_the_repository(path: Path) -> list[tuple[int, str]]:
+    """Return (line, what) for every place in `path` that names a file outside the repository.
+
+    Two forms are caught: a string literal that is an absolute path (other than `SYSTEM_ROOTS`) or
+    mentions the developers' ``shared/data`` folder, and ``__file__``'s ``parents[k]`` climbing above the
+    repository root.
+    """
+    depth = len(path.relative_to(PROJECT_ROOT).parts)
+    tree = ast.parse(path.read_text())
+    # A literal after a placeholder of an f-string continues a URL or a path built on something else.
+    continuations = {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values[1:]}
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+            if id(node) in continuations or any(character.isspace() for character in text):
+                continue  # prose and source text, or the tail of a built path
+            parts = text.split("/")
+            absolute = text.startswith("/") and len(parts) > 2 and parts[1].isidentifier()
+            if SHARED_DATA_FOLDER in text or (absolute and parts[1] not in SYSTEM_ROOTS):
+                found.append((node.lineno, text[:60]))
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "parents"
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, int)
+            and node.slice.value >= depth
+        ):
+            found.append((node.lineno, f"parents[{node.slice.value}] from {depth} levels down"))
+    return found
+
+
+def test_the_outside_path_scanner_sees_absolute_paths_shared_data_and_climbing_parents(tmp_path: Path) -> None:
+    probe = TESTS / "probe_outside_paths.py"
+    source = "\n".join(
+        [
+            'A = "/work/shared/data/daily/NVDA.csv"',
+            'B = "../shared/data"',
+            "C = Path(__file__).resolve().parents[2]",
+            'D = "/usr/bin/chromium"',
+            "E = Path(__file__).resolve().parents[1]",
+            'F = f"sqlite:///{tmp_path}/t.db"',
+            'G = f"{api}/deployments/name/{name}"',
+            '"""Reads /work/shared/data when asked."""',
+        ]
+    )
+    try:
+        probe.write_text(source)
+        assert [line for line, _ in paths_outside_the_repository(probe)] == [1, 2, 3]
+    finally:
+        probe.unlink()
+
+
+def test_no_test_or_benchmark_names_a_path_outside_the_repository() -> None:
+    files = sorted([*TESTS.rglob("*.py"), *(PROJECT_ROOT / "bench").rglob("*.py")])
+    assert len(files) > 20, f"found only {len(files)} test and benchmark files under {PROJECT_ROOT}"
+    offenders = {
+        str(path.relative_to(PROJECT_ROOT)): found for path in files if (found := paths_outside_the_repository(path))
+    }
+    assert offenders == {}

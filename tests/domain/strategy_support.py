@@ -16,9 +16,9 @@ from neuraltrade.memory import distances
 from neuraltrade.memory_query import Filter, Query, SearchResult
 from neuraltrade.strategies.base import PriceHistory
 from neuraltrade.strategies.indicators import bar_frame
-from tests.conftest import SHARED_DATA
+from tests.conftest import DAILY_DATA
 
-DAILY = SHARED_DATA / "daily"
+DAILY = DAILY_DATA
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,8 +29,9 @@ from neuraltrade.errors import (
 from neuraltrade.ingest import read_bars
 from neuraltrade.memory import METRICS, CollectionSpec, check_vectors
 from neuraltrade.synthetic import MarketConfig, generate_market
+from tests.conftest import DAILY_DATA
 
-DAILY = Path("/work/shared/data/daily")
+DAILY = DAILY_DATA
 PROPERTY = settings(max_examples=50, deadline=None)
 SAMPLED_WINDOWS = 200
 

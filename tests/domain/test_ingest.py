@@ -22,11 +22,11 @@ from neuraltrade.bars import BAR_COLUMNS, TIMESTAMP_DTYPE
 from neuraltrade.errors import FileRejected
 from neuraltrade.ingest import ParsedFile, read_bars, symbol_from_path
 from neuraltrade.synthetic import MarketConfig, generate_market, write_market_csv
+from tests.conftest import DAILY_DATA, INTRADAY_FILE
 
-DATA = Path("/work/shared/data")
-SHARED_FILES = sorted(DATA.glob("*/*.csv"))
-NVDA = DATA / "daily" / "NVDA.csv"
-INTRADAY = DATA / "intraday" / "INDEX_2006-01-02_1min.csv"
+SHARED_FILES = sorted([*DAILY_DATA.glob("*.csv"), INTRADAY_FILE])
+NVDA = DAILY_DATA / "NVDA.csv"
+INTRADAY = INTRADAY_FILE
 YAHOO_HEADER = "Date,Open,High,Low,Close,Adj Close,Volume"
 LONG_HEADER = "timestamp,symbol,open,high,low,close,volume"
 
@@ -94,7 +94,7 @@ def test_the_intraday_file_whose_header_lacks_time_is_read_as_intraday_with_date
 def test_a_yahoo_daily_file_takes_its_symbol_from_the_file_name_and_reads_close_not_adj_close(
     symbol: str,
 ) -> None:
-    path = DATA / "daily" / f"{symbol}.csv"
+    path = DAILY_DATA / f"{symbol}.csv"
     parsed = read_bars(path)
     assert parsed.layout == "daily"
     assert set(parsed.frame["symbol"]) == {symbol}

@@ -21,14 +21,17 @@ from models.migrations import upgrade_database
 from models.tables import BarRecord, QuarantinedRow
 from neuraltrade.errors import FileRejected
 from tasks.ingest import ingest_file
+from tests.conftest import DAILY_DATA, INTRADAY_FILE
 
-SHARED_DATA = Path("/work/shared/data")
 EXAMPLE_NUMBERS = itertools.count()
 DAILY_HEADER = "Date,Open,High,Low,Close,Adj Close,Volume"
 
 
 def shared_files() -> list[Path]:
-    return sorted(SHARED_DATA.rglob("*.csv"))
+    files = sorted([*DAILY_DATA.glob("*.csv"), INTRADAY_FILE])
+    missing = [path for path in files if not path.is_file()]
+    assert len(files) == 4 and not missing, f"the test data is incomplete: missing {missing}"
+    return files
 
 
 def bars_table(url: str) -> list[tuple[Any, ...]]:
@@ -71,7 +74,6 @@ class SharedIngest:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedIngest]:
     files = shared_files()
-    assert files, f"no sample files under {SHARED_DATA}"
     url = f"sqlite:///{tmp_path_factory.mktemp('shared')}/shared.db"
     upgrade_database(url)
     first = {path.name: ingest_file.fn(url, str(path)) for path in files}
@@ -81,10 +83,10 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedIngest]:
     dispose_engines()
 
 
-def test_the_shared_data_holds_daily_files_and_the_intraday_file_without_time_in_its_header() -> None:
-    names = {path.relative_to(SHARED_DATA).as_posix() for path in shared_files()}
-    assert {"daily/NVDA.csv", "daily/ORCL.csv", "daily/YHOO.csv", "intraday/INDEX_2006-01-02_1min.csv"} <= names
-    header = (SHARED_DATA / "intraday/INDEX_2006-01-02_1min.csv").read_text().splitlines()[0].lower().split(",")
+def test_the_test_data_holds_daily_files_and_the_intraday_file_without_time_in_its_header() -> None:
+    names = {path.name for path in shared_files()}
+    assert {"NVDA.csv", "ORCL.csv", "YHOO.csv", "INDEX_2006-01-02_1min.csv"} <= names
+    header = INTRADAY_FILE.read_text().splitlines()[0].lower().split(",")
     assert "time" not in header
 
 

@@ -1,4 +1,4 @@
-"""The backtester beside backtesting.py 0.6.5 and vectorbt: the same bars, the same SMA crossover, one run.
+"""The backtester beside backtesting.py 0.6.6 and vectorbt: the same bars, the same SMA crossover, one run.
 
 Data: the first 2,000 daily bars of NVDA, from the shipped neuraltrade/sample_data/NVDA.csv. Strategy:
 backtesting.py's ``SmaCross`` example - long when the 10-bar

@@ -1,14 +1,16 @@
 """Regenerate tests/domain/data/statistics_golden.json: backtesting.py's statistics of a few real runs.
 
-Each case runs backtesting.py 0.6.5 (a benchmark-only extra; the tests never import it) and stores what
+Each case runs backtesting.py 0.6.6 (a benchmark-only extra; the tests never import it) and stores what
 `neuraltrade.backtest.statistics.compute_statistics` needs to recompute the figures - the equity curve, the
 bar timestamps, the closed trades, the close prices and the indicator warm-up - beside backtesting.py's own
 figures under neuraltrade's names. tests/domain/test_statistics.py replays every case.
 
 Cases: an SMA crossover (strict crossing, long and short, `exclusive_orders=True`, cash 10,000, commission
 0.2 %) on the first 1,000 daily bars of NVDA for two parameter sets, each with and without
-`finalize_trades=True`; a strategy that never trades; and synthetic random walks with bars on every day
-(weekends present), every hour and every week, which exercise the other annualisations and resamplings.
+`finalize_trades=True`; a strategy that never trades; synthetic random walks with bars on every day
+(weekends present), every hour and every week, which exercise the other annualisations and resamplings;
+and minute bars within a single day, which leave no day return at all (0.6.6 then reports the annualised
+figures as undefined, where 0.6.5 counted the first day's missing return as a zero).
 
 Usage::
 
@@ -227,6 +229,8 @@ def build() -> dict[str, Any]:
     cases.append(_case("synthetic_hourly", _random_walk(every_hour, 2), SmaCross, False, fast=8, slow=24))
     every_week = pd.date_range("2015-01-04", periods=300, freq="W", tz="UTC")
     cases.append(_case("synthetic_weekly", _random_walk(every_week, 3), SmaCross, True, fast=5, slow=15))
+    every_minute = pd.date_range("2023-05-02 00:00", periods=1_200, freq="min", tz="UTC")
+    cases.append(_case("synthetic_one_day_minutes", _random_walk(every_minute, 4), SmaCross, True, fast=10, slow=40))
     return {
         "generated_by": "bench/golden_statistics.py",
         "backtesting_version": backtesting.__version__,

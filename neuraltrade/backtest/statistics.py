@@ -1,10 +1,10 @@
-"""Performance statistics of one backtest run, defined exactly as backtesting.py 0.6.5 defines them.
+"""Performance statistics of one backtest run, defined exactly as backtesting.py 0.6.6 defines them.
 
 Every figure of backtesting.py's ``compute_stats`` is recomputed here in plain numpy: the statistics run once
 per backtest inside parameter sweeps, where pandas' resampling and series overhead would dominate. The few
 deliberate departures (drawdowns reported positive, 0.0 commissions without trades, several symbols, exposure
-from `position_bars`, VaR and CVaR) and every definition are in docs/statistics.md; the golden test replays
-runs of backtesting.py and compares every figure.
+from `position_bars`, VaR and CVaR), every definition and what changed from 0.6.5 are in docs/statistics.md;
+the golden test replays runs of backtesting.py 0.6.6 and compares every figure.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ _RESOLUTIONS = (_MICROSECONDS_PER_DAY, 3_600_000_000, 60_000_000, 1_000_000, 1_0
 #: How many trailing bars backtesting.py reads to infer the bar period.
 _PERIOD_BARS = 100
 _TAIL_PROBABILITY = 0.05
+_DAYS_PER_YEAR = 365.25
 _NAN = math.nan
 
 
@@ -101,7 +102,7 @@ def compute_statistics(
     position_bars: np.ndarray | None = None,
     warmup_bars: int = 0,
 ) -> Statistics:
-    """Compute the statistics of one run as backtesting.py 0.6.5's ``compute_stats`` does.
+    """Compute the statistics of one run as backtesting.py 0.6.6's ``compute_stats`` does.
 
     Parameters
     ----------
@@ -151,8 +152,12 @@ def compute_statistics(
         last_of_group[-1] = True
         sampled = equity[last_of_group]
         period_returns = sampled[1:] / sampled[:-1] - 1
-        # numpy scalars, so that overflow gives infinity (and a negative root NaN) as in backtesting.py
-        growth = np.float64(1 + _geometric_mean(period_returns, len(sampled)))
+        if not sampled[:-1].all():
+            # a zero equity makes the next return 0/0, a missing return that 0.6.6 leaves out of every mean
+            period_returns = period_returns[~np.isnan(period_returns)]
+        # numpy scalars, so that overflow gives infinity (and a negative root NaN) as in backtesting.py; the
+        # first period has no return and, since 0.6.6, counts in no mean (a run within one day has none)
+        growth = np.float64(1 + _geometric_mean(period_returns))
         return_ann = float(growth**annual_days - 1)
         variance = np.float64(_sample_variance(period_returns) if len(period_returns) > 1 else _NAN)
         volatility_ann_pct = float(np.sqrt((variance + growth**2) ** annual_days - growth ** (2 * annual_days)) * 100)
@@ -164,7 +169,8 @@ def compute_statistics(
         )
         span = int(timestamps[-1] - timestamps[0])
         whole_days, remainder = divmod(span, _MICROSECONDS_PER_DAY)
-        years = (whole_days + (remainder // _MICROSECONDS_PER_SECOND) / 86_400) / annual_days
+        # Calendar years, whatever the bars (0.6.6; 0.6.5 divided calendar days by the periods per year).
+        years = (whole_days + (remainder // _MICROSECONDS_PER_SECOND) / 86_400) / _DAYS_PER_YEAR
         cagr_pct = float((np.float64(equity_final / equity_start) ** (1 / years) - 1) * 100) if years else _NAN
 
         drawdown = 1 - equity / np.maximum.accumulate(equity)
@@ -291,7 +297,7 @@ def _trade_figures(trades: Sequence[ClosedTrade], timestamps: np.ndarray, count_
         win_rate=win_rate,
         best=float(returns.max()),
         worst=float(returns.min()),
-        geometric_mean=_geometric_mean(returns, count),
+        geometric_mean=_geometric_mean(returns),
         max_duration=int(durations.max()),
         # pandas averages durations in float64 and truncates to whole microseconds before rounding up
         mean_duration=int(float(durations.sum()) / count),
@@ -395,12 +401,12 @@ def _annualisation(timestamps: np.ndarray, period: int | None) -> tuple[int, np.
     return (365 if weekend_share > 2 / 7 * 0.6 else 252), days
 
 
-def _geometric_mean(returns: np.ndarray, periods: int) -> float:
-    """backtesting.py's geometric mean: 0 if any return loses everything; `periods` may count a leading zero."""
+def _geometric_mean(returns: np.ndarray) -> float:
+    """backtesting.py's geometric mean: 0 if any return loses everything, NaN without any return."""
     growth = returns + 1
     if (growth <= 0).any():
         return 0.0
-    return float(np.exp(np.log(growth).sum() / periods) - 1) if periods else _NAN
+    return float(np.exp(np.log(growth).sum() / len(returns)) - 1) if len(returns) else _NAN
 
 
 def _drawdown_episodes(drawdown: np.ndarray, timestamps: np.ndarray) -> tuple[float, int | None, int | None]:

@@ -1,7 +1,7 @@
 """Behaviour of the backtest statistics: `neuraltrade.backtest.statistics`.
 
-The golden cases in data/statistics_golden.json are runs of backtesting.py 0.6.5; regenerate them with
-``.venv/bin/python bench/golden_statistics.py`` and review the diff.
+The golden cases in data/statistics_golden.json are runs of backtesting.py 0.6.6, the release matched;
+regenerate them with ``.venv/bin/python bench/golden_statistics.py`` and review the diff.
 """
 
 from __future__ import annotations
@@ -90,6 +90,49 @@ def test_every_statistic_equals_backtesting_py_on_its_own_runs(case: dict[str, A
             assert math.isnan(actual), f"{name}: {actual} where backtesting.py has NaN"
         else:
             assert actual == pytest.approx(expected, rel=1e-9, abs=0), name
+
+
+def test_the_golden_runs_are_of_the_matched_release() -> None:
+    assert GOLDEN["backtesting_version"] == "0.6.6"
+
+
+@pytest.mark.parametrize("case", GOLDEN["cases"][:4], ids=[case["name"] for case in GOLDEN["cases"][:4]])
+def test_cagr_counts_calendar_years_so_it_agrees_with_the_annualised_return(case: dict[str, Any]) -> None:
+    statistics = compute_statistics(
+        equity=np.array(case["equity"]),
+        timestamps=np.array(case["timestamps"], dtype=np.int64),
+        trades=[_golden_trade(row) for row in case["trades"]],
+        prices=np.array(case["prices"]),
+        warmup_bars=case["warmup_bars"],
+    )
+    growth = statistics.equity_final / case["equity"][0]
+    assert statistics.cagr_pct == pytest.approx((growth ** (365.25 / statistics.duration_days) - 1) * 100)
+    # 252 trading days a year compound the daily returns; calendar years compound the whole run: the two
+    # rates differ by the calendar's irregularity only (0.6.5 divided calendar days by 252: 30 % apart).
+    assert statistics.cagr_pct == pytest.approx(statistics.return_ann_pct, rel=0.01)
+
+
+def test_the_annualised_return_compounds_the_mean_of_the_day_returns_that_exist() -> None:
+    statistics = _statistics(np.array([100.0, 110.0, 121.0]))  # Wednesday to Friday: 252 trading days a year
+    # two returns of 10 %; the first day has none and does not count as a zero return
+    assert statistics.return_ann_pct == pytest.approx((1.1**252 - 1) * 100)
+    assert math.isnan(statistics.calmar) and statistics.sortino == math.inf  # no drawdown, no losing day
+
+
+def test_a_run_within_one_day_has_no_day_return_and_no_annualised_figures() -> None:
+    hourly = START_US + 3_600_000_000 * np.arange(12, dtype=np.int64)
+    statistics = _statistics(np.linspace(100.0, 90.0, 12), timestamps=hourly)
+    for name in ("return_ann_pct", "volatility_ann_pct", "sharpe", "sortino", "calmar"):
+        assert math.isnan(getattr(statistics, name)), name
+    assert statistics.cagr_pct == pytest.approx((0.9 ** (365.25 * 24 / 11) - 1) * 100)
+
+
+def test_returns_after_the_equity_reached_zero_are_missing_not_zero() -> None:
+    statistics = _statistics(np.array([100.0, 110.0, 0.0, 0.0, 0.0, 0.0]))  # a weekend inside: 365 days a year
+    variance = np.var([0.1, -1.0], ddof=1)  # the returns 0 / 0 after the second day are left out
+    assert statistics.return_ann_pct == 0.0  # a total loss makes the geometric mean 0, as in backtesting.py
+    assert statistics.volatility_ann_pct == pytest.approx(math.sqrt((variance + 1) ** 365 - 1) * 100)
+    assert statistics.sharpe == 0.0 and statistics.sortino == 0.0
 
 
 def test_a_run_without_trades_has_no_trade_figures_and_no_commissions() -> None:

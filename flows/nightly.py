@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow
 
+from flows import run_hooks
 from flows.embed_observations import embed_observations
 from flows.ingest_bars import ingest_bars
 from flows.maintain_index import maintain_index
@@ -13,7 +14,7 @@ from flows.run_backtests import run_backtests
 from models.engine import resolve_database_url
 
 
-@flow(name="nightly")
+@flow(name="nightly", **run_hooks())
 def nightly(database_url: str | None = None, paths: list[str] | None = None) -> dict[str, Any]:
     """Ingest the day's files (default: the shipped sample data), embed what is new, maintain the memory,
     then backtest every strategy on every symbol.

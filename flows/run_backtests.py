@@ -8,9 +8,11 @@ from prefect import flow
 
 from flows import task_runner
 from neuraltrade.backtest import BacktestConfig
+from neuraltrade.backtest.config import DEFAULT_COMMISSION
 from neuraltrade.canonical import digest
 from neuraltrade.errors import BacktestsFailed
 from neuraltrade.risk import RiskLimits
+from neuraltrade.sizing import VolatilityTarget
 from tasks.backtest import StrategySpec, backtest_symbol
 from tasks.database import prepare_database
 from tasks.embed import list_symbols
@@ -23,6 +25,12 @@ DEFAULT_STRATEGIES = ("sma_cross", "mean_reversion", "momentum", "neural", "memo
 #: would end every later trade and the night would measure nothing; pass ``max_drawdown_halt_pct`` to
 #: have one.
 DEFAULT_RISK = {"daily_loss_limit_pct": 0.1, "max_leverage": 1.0}
+#: The night's sizing: each entry is the position whose annualised volatility, estimated from the last 20
+#: daily returns, is 12% of equity, and never more than the equity itself (no leverage). All in, as
+#: backtesting.py sizes, stakes the whole account on every signal of a single stock, so one bad spell
+#: of a strategy wipes out years; sized by volatility, a run's return measures its decisions, and runs
+#: of volatile and quiet symbols take comparable risk. 12% is about a diversified stock index's volatility.
+DEFAULT_SIZING = {"annual_volatility": 0.12, "lookback": 20, "max_leverage": 1.0}
 
 
 @flow(name="run_backtests", task_runner=task_runner())
@@ -32,30 +40,41 @@ def run_backtests(
     parameters: dict[str, dict[str, Any]] | None = None,
     symbols: list[str] | None = None,
     cash: float = 10_000.0,
-    commission: float = 0.001,
+    commission: float = DEFAULT_COMMISSION,
     risk: dict[str, float] | None = None,
+    sizing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Backtest `strategies` (default: all) on `symbols` (default: every stored symbol) and store each run.
 
-    `parameters` maps a strategy name to its parameters; `risk` holds `RiskLimits` fields. A strategy
-    that fails on one symbol (too little history for its model, no market memory yet) does not stop the
-    others; the run then fails at the end, naming every failure. A strategy that needs more history than
-    a symbol has is skipped for it, with the reason in the summary.
+    `parameters` maps a strategy name to its parameters; `risk` holds `RiskLimits` fields; `sizing`
+    holds `VolatilityTarget` fields (default `DEFAULT_SIZING`: 12% annual volatility, at most 1 x equity)
+    and is part of each run's id. The commission defaults to `DEFAULT_COMMISSION`, the command line's.
+    A strategy that fails on one symbol (too little history for its model, no market memory yet) does
+    not stop the others; the run then fails at the end, naming every failure. A strategy that needs more
+    history than a symbol has is skipped for it, with the reason in the summary.
     """
     url = prepare_database(database_url)
     config = BacktestConfig(cash=cash, commission=commission)
     limits = RiskLimits(**(DEFAULT_RISK if risk is None else risk))
+    sizer = VolatilityTarget(**(DEFAULT_SIZING if sizing is None else sizing))
     names = list(strategies or DEFAULT_STRATEGIES)
     chosen = symbols or list_symbols(url)
     specs = [StrategySpec(name=name, params=(parameters or {}).get(name, {})) for name in names]
     run_id = start_run(
         url,
         "run_backtests",
-        digest({"config": config.digest, "risk": limits.digest, "strategies": [vars(spec) for spec in specs]}),
+        digest(
+            {
+                "config": config.digest,
+                "risk": limits.digest,
+                "sizing": sizer.digest,
+                "strategies": [vars(spec) for spec in specs],
+            }
+        ),
         str(current_run_id()),
     )
     futures = [
-        (spec.name, symbol, backtest_symbol.submit(url, symbol, spec, config, limits))
+        (spec.name, symbol, backtest_symbol.submit(url, symbol, spec, config, limits, sizer))
         for spec in specs
         for symbol in chosen
     ]
@@ -77,6 +96,8 @@ def run_backtests(
         "backtested": len(runs),
         "failed": len(failures),
         "backtest_config_digest": config.digest,
+        "commission": config.commission,
+        "sizing": {"kind": "volatility_target", **vars(sizer)},
     }
     finish_run(url, run_id, "failed" if failures else "completed", summary)
     if failures:

@@ -4,6 +4,9 @@ Every function takes the caller's session and writes idempotently: saving the sa
 nothing. Re-saving a backtest run under its id replaces its trades and equity curve in one savepoint; a
 model version is replaced under its id. Save a run before what refers to it (its signals, orders and risk
 rejections, `models.order_records`).
+
+`save_backtest` stores a backtest's result whole (run, trades, equity, signals, orders, rejections) under
+its `run_identity`: the one way a run is stored, by the nightly's task and by ``neuraltrade backtest``.
 """
 
 from __future__ import annotations
@@ -24,9 +27,17 @@ from models.base import table_of
 from models.bulk import execute_many
 from models.repositories import _insert
 from models.trading import BacktestEquityRecord, BacktestRunRecord, BacktestTradeRecord, ModelVersionRecord
+from neuraltrade.backtest.config import BacktestConfig
+from neuraltrade.backtest.controls import SizingConfig
+from neuraltrade.backtest.market import MarketData
+from neuraltrade.backtest.result import BacktestResult, configuration_digest, market_digest, run_id_for, signal_id_for
 from neuraltrade.backtest.trade import ClosedTrade, ExitReason
 from neuraltrade.canonical import stable_id, to_plain
 from neuraltrade.errors import UnknownRun, ValidationError
+from neuraltrade.paper import managed_orders
+from neuraltrade.risk import RiskLimits
+from neuraltrade.sizing import CappedKelly, FixedFraction, VolatilityTarget
+from neuraltrade.strategies.base import Strategy
 
 _HEX = frozenset("0123456789abcdef")
 # Writes here go through Core statements, which leave ORM objects a session already holds untouched;
@@ -243,6 +254,143 @@ def list_runs(session: Session, limit: int = 20, strategy: str | None = None) ->
         query = query.where(BacktestRunRecord.strategy == strategy)
     query = query.order_by(BacktestRunRecord.created_at.desc(), BacktestRunRecord.id).limit(limit)
     return [RunOverview(**_overview_of(record)) for record in session.scalars(query, execution_options=_FRESH)]
+
+
+# -- a backtest, whole ------------------------------------------------------------------------------
+
+#: How a stored run names its sizer.
+_SIZING_KINDS: dict[type, str] = {
+    FixedFraction: "fixed_fraction",
+    VolatilityTarget: "volatility_target",
+    CappedKelly: "capped_kelly",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunIdentity:
+    """What a run is stored under: the digest of everything that shaped it besides its bars, and its id."""
+
+    config_digest: str
+    run_id: uuid.UUID
+
+
+def run_identity(
+    strategy: Strategy,
+    config: BacktestConfig,
+    market: MarketData,
+    *,
+    limits: RiskLimits | None = None,
+    sizing: SizingConfig | None = None,
+    memory: Mapping[str, Any] | None = None,
+) -> RunIdentity:
+    """The identity of `strategy` run on `market` under `config`, the risk `limits`, the `sizing` and the
+    `memory` read (by its ``digest``): the same inputs give the same id, whoever runs them."""
+    config_digest = configuration_digest(
+        strategy,
+        config,
+        risk=limits.digest if limits is not None else None,
+        sizing=sizing.digest if sizing is not None else None,
+        memory=memory["digest"] if memory is not None else None,
+    )
+    return RunIdentity(config_digest=config_digest, run_id=run_id_for(config_digest, market_digest(market)))
+
+
+def run_details(
+    result: BacktestResult,
+    *,
+    limits: RiskLimits | None = None,
+    sizing: SizingConfig | None = None,
+    memory: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a stored run records besides its statistics: the strategy's own details (a model's hit rate, a
+    cache's), how many orders the risk manager refused, the risk limits and the sizing (their digests
+    are in the run's configuration digest; their values are kept for the report) and the memory read.
+
+    A run over several symbols keeps each symbol's strategy details under ``by_symbol``.
+    """
+    frames = {
+        symbol: {key: to_plain(value) for key, value in frame.details.items()}
+        for symbol, frame in result.frames.items()
+    }
+    details: dict[str, Any] = next(iter(frames.values())) if len(frames) == 1 else {"by_symbol": frames}
+    details["rejections"] = len(result.rejections)
+    if limits is not None:
+        details["risk_limits_digest"] = limits.digest
+        details["risk_limits"] = to_plain(limits)
+    if sizing is not None:
+        details["sizing"] = {"kind": _SIZING_KINDS[type(sizing)], **to_plain(sizing)}
+    if memory is not None:
+        details["memory"] = dict(memory)
+    return details
+
+
+def stored_run(
+    result: BacktestResult,
+    identity: RunIdentity,
+    statistics: Mapping[str, Any],
+    details: Mapping[str, Any],
+    created_at: datetime,
+) -> StoredRun:
+    """The storable form of `result` as run `identity`: identity, configuration, statistics, trades, equity.
+
+    Each trade opened by a decision carries that decision's signal id (in its tag), which the store keeps.
+    """
+    run_id = identity.run_id
+    times = result.market.datetimes
+    strategy_id = result.strategy.strategy_id
+    trades = tuple(
+        trade._replace(tag=str(signal_id_for(run_id, strategy_id, trade.symbol, times[trade.decision_bar])))
+        if trade.decision_bar is not None
+        else trade
+        for trade in result.trades
+    )
+    return StoredRun(
+        id=run_id,
+        strategy=result.strategy.name,
+        strategy_id=strategy_id,
+        config_digest=identity.config_digest,
+        strategy_config=to_plain(result.strategy.config),
+        backtest_config=to_plain(result.config),
+        symbols=tuple(result.market.symbols),
+        start=times[0],
+        end=times[-1],
+        bars=len(result.market),
+        data_digest=result.data_digest,
+        statistics=dict(statistics),
+        details=dict(details),
+        created_at=created_at,
+        trades=trades,
+        timestamps=np.asarray(result.market.timestamps, dtype=np.int64),
+        equity=result.equity,
+        drawdown_pct=result.drawdown_pct,
+    )
+
+
+def save_backtest(
+    session: Session,
+    result: BacktestResult,
+    identity: RunIdentity,
+    details: Mapping[str, Any],
+    *,
+    created_at: datetime,
+) -> bool:
+    """Store `result` (run with ``record_orders=True``) as run `identity` with its trades, equity, signals,
+    orders and risk rejections; return whether it stored it.
+
+    A run already stored under its id was computed from the same inputs, so nothing is written then:
+    storing the same backtest again changes no row, not even its time of creation.
+    """
+    # The order repositories build on this module's helpers, so they are imported here, not above.
+    from models.order_records import save_orders, save_rejections, save_signals
+
+    if find_run(session, identity.run_id) is not None:
+        return False
+    run_id = identity.run_id
+    save_run(session, stored_run(result, identity, result.statistics.to_dict(), details, created_at))
+    save_signals(session, result.signals(run_id), run_id)
+    save_orders(session, managed_orders(result, run_id), run_id)
+    save_rejections(session, result.rejections, run_id)
+    return True
 
 
 # -- model versions -----------------------------------------------------------------------------------

@@ -7,22 +7,26 @@ connection. Any other URL (``postgresql+psycopg://...``) is passed to SQLAlchemy
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
-from neuraltrade.errors import StorageError
+from neuraltrade.errors import DatabaseMissing, StorageError
 
 DATABASE_ENVIRONMENT_VARIABLE = "NEURALTRADE_DB"
 DEFAULT_DATABASE_URL = "sqlite:///data/neuraltrade.db"
+#: The kinds of database the models run on (PostgreSQL through the `postgres` extra).
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 BUSY_TIMEOUT_MILLISECONDS = 30_000
 PAGE_SIZE_BYTES = 16_384
 #: Page-cache ceiling in KiB (negative: KiB, per SQLite). sqlite-vec writes 2 MiB chunk blobs; with the
@@ -38,13 +42,60 @@ _engines_lock = threading.Lock()
 
 
 def resolve_database_url(database_url: str | None = None) -> str:
-    """Return `database_url`, else ``$NEURALTRADE_DB``, else the default file under ``./data/``."""
+    """Return `database_url`, else ``$NEURALTRADE_DB``, else the default file under ``./data/``.
+
+    Raises
+    ------
+    StorageError
+        If the URL is malformed or names a database kind neuraltrade does not run on.
+    """
     url = database_url or os.environ.get(DATABASE_ENVIRONMENT_VARIABLE) or DEFAULT_DATABASE_URL
     try:
-        make_url(url)
+        backend = make_url(url).get_backend_name()
     except ArgumentError as error:
         raise StorageError(f"database URL {url!r} is not a SQLAlchemy URL: {error}") from error
+    if backend not in SUPPORTED_BACKENDS:
+        raise StorageError(
+            f"database URL {display_url(url)!r}: {backend} is not supported; use a SQLite file "
+            "(sqlite:///path/to/file.db) or PostgreSQL (postgresql+psycopg://user@host/name, "
+            "pip install 'neuraltrade[postgres]')"
+        )
     return url
+
+
+def display_url(database_url: str) -> str:
+    """Return `database_url` as it may be shown: its password hidden."""
+    try:
+        return make_url(database_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return database_url
+
+
+def read_only_url(database_url: str | None = None) -> str:
+    """Return a URL that reads the database of `database_url` without creating or changing any file.
+
+    A SQLite file is opened through a read-only URI. When its write-ahead log is absent (the database
+    was closed cleanly) or the file cannot be written (a read-only mount), it is also opened as
+    *immutable*: SQLite then creates no ``-wal``/``-shm`` file beside it, which a read-only reader of a
+    WAL database otherwise would. Other databases are returned unchanged.
+
+    Raises
+    ------
+    DatabaseMissing
+        If the SQLite file does not exist.
+    """
+    url = resolve_database_url(database_url)
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return url
+    path = Path(database).expanduser().resolve()
+    if not path.is_file():
+        raise DatabaseMissing(display_url(url), str(path))
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    immutable = not writable or not Path(f"{path}-wal").exists()
+    options = "mode=ro" + ("&immutable=1" if immutable else "")
+    return str(parsed.set(database=f"file:{quote(str(path))}?{options}", query={"uri": "true"}))
 
 
 def is_sqlite(database_url: str) -> bool:
@@ -52,16 +103,14 @@ def is_sqlite(database_url: str) -> bool:
     return make_url(database_url).get_backend_name() == "sqlite"
 
 
-def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
-    import sqlite_vec
-
-    dbapi_connection.enable_load_extension(True)
-    sqlite_vec.load(dbapi_connection)
-    dbapi_connection.enable_load_extension(False)
+def _configure_sqlite_connection(
+    dbapi_connection: Any, _record: Any, *, busy_timeout_milliseconds: int = BUSY_TIMEOUT_MILLISECONDS
+) -> None:
+    _load_sqlite_vec(dbapi_connection)
     cursor = dbapi_connection.cursor()
     # page_size only takes effect on a new, empty file, before WAL is switched on.
     cursor.execute(f"PRAGMA page_size = {PAGE_SIZE_BYTES}")
-    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MILLISECONDS}")
+    cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_milliseconds}")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
@@ -73,6 +122,26 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
 
+def _configure_read_only_connection(
+    dbapi_connection: Any, _record: Any, *, busy_timeout_milliseconds: int = BUSY_TIMEOUT_MILLISECONDS
+) -> None:
+    # Journal, page and size settings are writes: a read-only connection takes the file as it is.
+    _load_sqlite_vec(dbapi_connection)
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_milliseconds}")
+    cursor.execute(f"PRAGMA cache_size = -{CACHE_SIZE_KIB}")
+    cursor.close()
+    dbapi_connection.isolation_level = None
+
+
+def _load_sqlite_vec(dbapi_connection: Any) -> None:
+    import sqlite_vec
+
+    dbapi_connection.enable_load_extension(True)
+    sqlite_vec.load(dbapi_connection)
+    dbapi_connection.enable_load_extension(False)
+
+
 def _begin_sqlite_transaction(connection: Any) -> None:
     # A writer takes the write lock when it begins, so two writers queue on the busy timeout instead
     # of failing when a read transaction cannot be upgraded.
@@ -80,27 +149,40 @@ def _begin_sqlite_transaction(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_database_engine(database_url: str) -> Engine:
+def create_database_engine(database_url: str, *, busy_timeout_seconds: float | None = None) -> Engine:
     """Return a new engine for `database_url`; SQLite files get sqlean, sqlite-vec and pragmas.
+
+    `busy_timeout_seconds` replaces SQLite's default wait for a locked database
+    (`BUSY_TIMEOUT_MILLISECONDS`).
 
     Raises
     ------
     StorageError
-        If the URL is malformed or the folder of a SQLite file cannot be created.
+        If the URL is malformed, its driver is not installed, or the folder of a SQLite file cannot be
+        created.
     """
     url = make_url(resolve_database_url(database_url))
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except (ImportError, NoSuchModuleError) as error:
+            raise StorageError(
+                f"database URL {display_url(str(url))!r} needs a driver that is not installed ({error}); "
+                "for PostgreSQL: pip install 'neuraltrade[postgres]' and write postgresql+psycopg://..."
+            ) from error
     import sqlean
 
     database = url.database or ""
+    read_only = database.startswith("file:") and "mode=ro" in database
     if database and database != ":memory:" and not database.startswith("file:"):
         try:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StorageError(f"cannot create the folder of database {database!r}: {error}") from error
-    engine = create_engine(url, module=sqlean, connect_args={"timeout": BUSY_TIMEOUT_MILLISECONDS / 1000})
-    event.listen(engine, "connect", _configure_sqlite_connection)
+    milliseconds = BUSY_TIMEOUT_MILLISECONDS if busy_timeout_seconds is None else round(busy_timeout_seconds * 1000)
+    engine = create_engine(url, module=sqlean, connect_args={"timeout": milliseconds / 1000})
+    configure = _configure_read_only_connection if read_only else _configure_sqlite_connection
+    event.listen(engine, "connect", functools.partial(configure, busy_timeout_milliseconds=milliseconds))
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
 

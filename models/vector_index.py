@@ -155,11 +155,20 @@ class IndexKeeper:
         self.save()
 
     def save(self) -> None:
-        """Write the index beside the database, atomically (nothing without a file or a fresh index)."""
+        """Write the index beside the database, atomically (nothing without a file or a fresh index).
+
+        Raises
+        ------
+        IndexFileError
+            If the file cannot be written (the index in memory is kept).
+        """
         with self._lock:
             if self.path is None or self._index is None or self._version < 0:
                 return
-            self._index.save(self.path, state={**self._state, "version": self._version})
+            try:
+                self._index.save(self.path, state={**self._state, "version": self._version})
+            except OSError as error:  # e.g. its folder cannot be made, or the disk is full
+                raise IndexFileError(str(self.path), f"cannot be written: {error}") from error
             self._dirty = False
 
     def save_if_changed(self) -> None:

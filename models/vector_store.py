@@ -35,6 +35,7 @@ from models.collections import (
     spec_of,
 )
 from models.engine import get_engine, resolve_database_url, session_scope
+from models.migrations import database_errors, ensure_schema, guard_database_errors
 from models.tables import CollectionRecord
 from models.vector_index import IndexKeeper
 from models.vector_search import VectorSearch
@@ -51,11 +52,14 @@ from neuraltrade.memory import (
     CollectionSpec,
     Filter,
     Item,
+    ItemId,
     Query,
     SearchResult,
     check_metadata,
+    check_timestamps,
     check_vectors,
     int8_scale,
+    normalise_item_id,
     quantize_binary,
     quantize_int8,
 )
@@ -69,11 +73,15 @@ INDEX_TYPES = ("exact", "hnsw")
 #: Candidates re-scored per wanted result, by quantization. One bit per dimension ranks far more
 #: coarsely than int8, so binary needs a wider net for the same recall (docs/benchmarks.md).
 DEFAULT_OVERSAMPLE = {"none": 1, "int8": 4, "binary": 16}
-_KEY_LENGTH = 256
 
 
+@guard_database_errors
 class VectorDB(VectorSearch):
     """A named, persistent vector collection with exact, quantized and HNSW search.
+
+    Items are named by a `str`, `int` or `uuid.UUID` id, kept and returned as its `str` form (``42`` and
+    ``"42"`` name the same item). Every error raised is a `NeuralTradeError`; the database's own failures
+    are a `DatabaseUnavailable` naming the database.
 
     Parameters
     ----------
@@ -92,7 +100,8 @@ class VectorDB(VectorSearch):
         The metadata field that partitions the collection (filters on it search one partition only),
         or None.
     database_url
-        The database (default: ``$NEURALTRADE_DB`` or ``./data/neuraltrade.db``); it must be migrated.
+        The database (default: ``$NEURALTRADE_DB``, else ``./data/neuraltrade.db``). A new or empty one, or
+        one at an older schema revision, is migrated to the newest when first opened.
     fingerprint
         The embedder of the vectors; collections refuse vectors of another embedder.
     oversample
@@ -141,6 +150,7 @@ class VectorDB(VectorSearch):
         self.cache = cache
         self.database_url = resolve_database_url(database_url)
         self._clock = clock or SystemClock()
+        ensure_schema(self.database_url)
         self._engine: Engine = get_engine(self.database_url)
         self._reader = sessionmaker(bind=self._engine)
         self._hot = memory_items.hot_reader(self._engine)
@@ -176,8 +186,11 @@ class VectorDB(VectorSearch):
         CollectionNotFound
             If no collection has that name.
         """
-        with session_scope(database_url) as session:
-            spec = spec_of(get_collection(session, name))
+        database_url = resolve_database_url(database_url)
+        with database_errors(database_url):
+            ensure_schema(database_url)
+            with session_scope(database_url) as session:
+                spec = spec_of(get_collection(session, name))
         return cls(
             spec.dimension,
             name=name,
@@ -203,7 +216,7 @@ class VectorDB(VectorSearch):
 
     def insert(
         self,
-        id: str,
+        id: ItemId,
         vector: np.ndarray,
         metadata: Mapping[str, Any] | None = None,
         *,
@@ -214,7 +227,7 @@ class VectorDB(VectorSearch):
 
     def upsert(
         self,
-        id: str,
+        id: ItemId,
         vector: np.ndarray,
         metadata: Mapping[str, Any] | None = None,
         *,
@@ -225,7 +238,7 @@ class VectorDB(VectorSearch):
 
     def insert_many(
         self,
-        ids: Sequence[str],
+        ids: Sequence[ItemId],
         vectors: np.ndarray,
         metadata: Sequence[Mapping[str, Any] | None] | None = None,
         *,
@@ -249,7 +262,7 @@ class VectorDB(VectorSearch):
 
     def upsert_many(
         self,
-        ids: Sequence[str],
+        ids: Sequence[ItemId],
         vectors: np.ndarray,
         metadata: Sequence[Mapping[str, Any] | None] | None = None,
         *,
@@ -260,9 +273,10 @@ class VectorDB(VectorSearch):
         """Like `insert_many`, but replace stored items of the same ids; a re-run is idempotent."""
         return self._write(ids, vectors, metadata, timestamps, observation_ids, session, replace=True)
 
-    def delete(self, ids: str | Sequence[str]) -> int:
-        """Delete items by id; return how many were stored. Unknown ids are ignored."""
-        keys = self._check_keys([ids] if isinstance(ids, str) else ids, unique=False)
+    def delete(self, ids: ItemId | Sequence[ItemId]) -> int:
+        """Delete items by id (one, or a sequence); return how many were stored. Unknown ids are ignored."""
+        single = isinstance(ids, str | bytes) or not isinstance(ids, Sequence | np.ndarray)
+        keys = self._check_keys([ids] if single else ids, unique=False)
         numbers = [memory_items.item_id(self._collection_id, key) for key in keys]
         with session_scope(self.database_url, write=True) as session:
             stored = list(memory_items.stored_keys(session, numbers))
@@ -275,7 +289,7 @@ class VectorDB(VectorSearch):
 
     def _write(
         self,
-        ids: Sequence[str],
+        ids: Sequence[ItemId],
         vectors: np.ndarray,
         metadata: Sequence[Mapping[str, Any] | None] | None,
         timestamps: Sequence[datetime] | Sequence[int] | np.ndarray | None,
@@ -296,7 +310,7 @@ class VectorDB(VectorSearch):
         metas = [
             check_metadata(self.spec, key, None if metadata is None else metadata[i]) for i, key in enumerate(keys)
         ]
-        moments = self._moments(timestamps, count)
+        moments = check_timestamps(timestamps, count, now=self._clock.now())
         if count == 0:
             return 0
         numbers = [memory_items.item_id(self._collection_id, key) for key in keys]
@@ -367,16 +381,10 @@ class VectorDB(VectorSearch):
         if not replace:
             raise DuplicateItem(self.name, [key for _, key in present])
 
-    def _check_keys(self, ids: Sequence[str], *, unique: bool) -> list[str]:
-        if isinstance(ids, str) or not isinstance(ids, Sequence | np.ndarray):
-            raise ConfigError(f"ids of collection {self.name!r} must be a sequence of strings, was {ids!r}")
-        keys = list(ids)
-        for key in keys:
-            if not isinstance(key, str) or not key or len(key) > _KEY_LENGTH:
-                raise ConfigError(
-                    f"item id {key!r} of collection {self.name!r} must be a non-empty string of at most "
-                    f"{_KEY_LENGTH} characters"
-                )
+    def _check_keys(self, ids: object, *, unique: bool) -> list[str]:
+        if isinstance(ids, str | bytes) or not isinstance(ids, Sequence | np.ndarray):
+            raise ConfigError(f"ids of collection {self.name!r} must be a sequence of ids, was {ids!r}")
+        keys = [normalise_item_id(value) for value in ids]
         if unique:
             seen: set[str] = set()
             for key in keys:
@@ -384,24 +392,6 @@ class VectorDB(VectorSearch):
                     raise ConfigError(f"item id {key!r} appears twice in one write to collection {self.name!r}")
                 seen.add(key)
         return keys
-
-    def _moments(self, timestamps: Sequence[datetime] | Sequence[int] | np.ndarray | None, count: int) -> list[int]:
-        if timestamps is None:
-            return [to_microseconds(self._clock.now())] * count
-        values = list(timestamps)
-        if len(values) != count:
-            raise ConfigError(f"{count} ids and {len(values)} timestamps do not pair up")
-        moments = []
-        for value in values:
-            if isinstance(value, datetime):
-                if value.tzinfo is None:
-                    raise ConfigError(f"timestamp {value.isoformat()} is naive; give it a time zone")
-                moments.append(to_microseconds(value))
-            elif isinstance(value, int | np.integer) and not isinstance(value, bool):
-                moments.append(int(value))
-            else:
-                raise ConfigError(f"timestamp {value!r} is neither an aware datetime nor epoch microseconds")
-        return moments
 
     def _payloads(self, session: Session, matrix: np.ndarray) -> np.ndarray:
         if self.spec.quantization == "none":
@@ -442,25 +432,26 @@ class VectorDB(VectorSearch):
 
     # -- reads --------------------------------------------------------------------------------
 
-    def get(self, id: str) -> Item | None:
+    def get(self, id: ItemId) -> Item | None:
         """Return the item stored under `id`, with its full-precision vector, or None."""
+        key = normalise_item_id(id)
         if self.cache is not None:
-            cached = self.cache.get_item(self._cache_name, id)
+            cached = self.cache.get_item(self._cache_name, key)
             if cached is not None:
                 return cached
-        number = memory_items.item_id(self._collection_id, id)
+        number = memory_items.item_id(self._collection_id, key)
         described = self._hot.describe([number])
-        if number not in described or described[number][0] != id:
+        if number not in described or described[number][0] != key:
             return None
         with self._reader() as session:
             _, matrix = memory_items.full_vectors(session, [number], self.spec.dimension)
         vector = matrix[0].copy()
         # A cached item is handed to every caller: nothing in it may change (the metadata is read-only).
         vector.setflags(write=False)
-        key, metadata, moment = described[number]
+        _, metadata, moment = described[number]
         item = Item(id=key, vector=vector, metadata=metadata, timestamp=from_microseconds(moment))
         if self.cache is not None:
-            self.cache.put_item(self._cache_name, id, item)
+            self.cache.put_item(self._cache_name, key, item)
         return item
 
     def count(self, where: Filter | None = None) -> int:
@@ -547,11 +538,14 @@ class VectorDB(VectorSearch):
 
         The database stays open for other users. Also called on leaving a ``with VectorDB(...)`` block.
         """
-        if self._keeper is not None:
-            self._keeper.save_if_changed()
-            self._keeper.close()
-        if self.cache is not None:
-            self.cache.invalidate(self._cache_name)
+        try:
+            if self._keeper is not None:
+                self._keeper.save_if_changed()
+        finally:
+            if self._keeper is not None:
+                self._keeper.close()
+            if self.cache is not None:
+                self.cache.invalidate(self._cache_name)
 
     def __enter__(self) -> VectorDB:
         return self

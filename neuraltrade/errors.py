@@ -71,6 +71,17 @@ class StorageError(NeuralTradeError):
     """The database cannot be opened, migrated or written as asked."""
 
 
+class DatabaseMissing(StorageError):
+    """A command that only reads was pointed at a database file that does not exist."""
+
+    def __init__(self, database_url: str, path: str) -> None:
+        super().__init__(
+            f"no database at {path} ({database_url}); `neuraltrade init` creates one, `neuraltrade nightly` fills it"
+        )
+        self.database_url = database_url
+        self.path = path
+
+
 class IndexFileError(NeuralTradeError):
     """A saved vector index cannot be loaded: a file is missing, unreadable, or the two files do not match."""
 
@@ -180,3 +191,65 @@ class BacktestsFailed(NeuralTradeError):
         )
         self.failures = failures
         self.total = total
+
+
+class InvalidItemId(NeuralTradeError):
+    """An item id is not a non-empty ``str``, ``int`` or ``uuid.UUID`` of at most 256 characters."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        try:
+            shown = repr(value)
+        except ValueError:  # an int of more digits than Python will write out
+            shown = f"<{type(value).__name__} too large to print>"
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        super().__init__(f"item id {shown} of type {type(value).__name__} {reason}")
+        self.value = value
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[object, str]]:
+        return type(self), (self.value, self.reason)
+
+
+class DatabaseUnavailable(StorageError):
+    """The database cannot be opened, read or written: a missing folder, a locked or corrupt file, no schema."""
+
+    def __init__(self, database_url: str, cause: str) -> None:
+        super().__init__(f"database {database_url}: {cause}")
+        self.database_url = database_url
+        self.cause = cause
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (self.database_url, self.cause)
+
+
+class DatabaseLocked(DatabaseUnavailable, TimeoutError):
+    """Another writer held the database past the busy timeout; the same work may pass if tried again.
+
+    Also a `TimeoutError`, which is what it is, so that retry policies that know nothing of neuraltrade
+    (`tasks.retry`) retry it.
+    """
+
+
+class DatabaseConnectionLost(DatabaseUnavailable, ConnectionError):
+    """The connection to a database server failed or dropped; the same work may pass if tried again.
+
+    Also a `ConnectionError`, so that retry policies that know nothing of neuraltrade retry it.
+    """
+
+
+class IngestionFailed(NeuralTradeError):
+    """Some files of an ingestion run failed (refused whole, holding no data row, every row quarantined);
+    the run's other files were stored, and `summary` reports every file."""
+
+    def __init__(self, failures: dict[str, str], summary: dict[str, object]) -> None:
+        shown = "; ".join(f"{path}: {reason}" for path, reason in failures.items())
+        files = summary.get("outcomes")
+        total = len(files) if isinstance(files, list) else len(failures)
+        # One failed file reads exactly as the reason it failed; several are counted first.
+        super().__init__(shown if len(failures) == 1 else f"{len(failures)} of {total} files failed: {shown}")
+        self.failures = failures
+        self.summary = summary
+
+    def __reduce__(self) -> tuple[type[IngestionFailed], tuple[dict[str, str], dict[str, object]]]:
+        # Rebuilt from its arguments when a flow's state is serialised, so `summary` survives the trip.
+        return (type(self), (self.failures, self.summary))

@@ -9,29 +9,36 @@ from __future__ import annotations
 
 import math
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from neuraltrade.clock import to_microseconds
 from neuraltrade.embedding import EmbedderFingerprint
-from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, InvalidVector
+from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, InvalidItemId, InvalidVector
 from neuraltrade.memory_query import Filter, Item, Query, SearchResult, check_field_name
 
 __all__ = [
+    "MAX_ITEM_ID_LENGTH",
     "METRICS",
     "QUANTIZATIONS",
     "CollectionSpec",
     "Filter",
     "Item",
+    "ItemId",
     "Query",
     "SearchResult",
     "check_metadata",
+    "check_timestamps",
     "check_vectors",
     "distance_matrix",
     "distances",
     "int8_scale",
+    "normalise_item_id",
     "quantize_binary",
     "quantize_int8",
     "top_k",
@@ -43,6 +50,11 @@ METRICS = ("cosine", "l2", "inner_product")
 QUANTIZATIONS = ("none", "int8", "binary")
 _QUANTIZATION_ALIASES = {"scalar": "int8"}
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
+#: What a caller may name an item by (numpy integers count as ints: ids often come from arrays); the store
+#: keeps and returns every id as its `str` form.
+ItemId = str | int | np.integer[Any] | uuid.UUID
+#: The longest item id stored (its text form, in characters).
+MAX_ITEM_ID_LENGTH = 256
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +89,66 @@ class CollectionSpec:
     def dimension(self) -> int:
         """The dimension of every vector in the collection."""
         return self.fingerprint.dimension
+
+
+def normalise_item_id(value: object) -> str:
+    """Return the text an item named `value` is stored and returned under.
+
+    A `str` stays as it is, an `int` becomes its decimal digits (``42`` and ``"42"`` name the same item)
+    and a `uuid.UUID` its hyphenated lower-case form. numpy integers count as integers; booleans do not,
+    although Python calls them integers (``True`` would silently name item ``"True"``).
+
+    Raises
+    ------
+    InvalidItemId
+        If `value` is of another type (float, bytes, None, bool, ...), empty, or longer than
+        `MAX_ITEM_ID_LENGTH` characters; the message names the value and its type.
+    """
+    if isinstance(value, str):
+        text = str(value)
+    elif isinstance(value, int | np.integer) and not isinstance(value, bool):
+        try:
+            text = str(int(value))
+        except ValueError:  # more digits than Python converts to text, so far too long anyway
+            raise InvalidItemId(value, f"is longer than {MAX_ITEM_ID_LENGTH} characters") from None
+    elif isinstance(value, uuid.UUID):
+        text = str(value)
+    else:
+        raise InvalidItemId(value, "is not a str, an int or a uuid.UUID")
+    if not text:
+        raise InvalidItemId(value, "is empty")
+    if len(text) > MAX_ITEM_ID_LENGTH:
+        raise InvalidItemId(value, f"is longer than {MAX_ITEM_ID_LENGTH} characters ({len(text)})")
+    return text
+
+
+def check_timestamps(
+    timestamps: Sequence[datetime] | Sequence[int] | np.ndarray | None, count: int, *, now: datetime
+) -> list[int]:
+    """Return `count` item timestamps in epoch microseconds; they are given as aware datetimes or epoch
+    microseconds, or not at all (None: every item is stamped `now`).
+
+    Raises
+    ------
+    ConfigError
+        If there are not `count` of them, or one is naive or of another type (it is named).
+    """
+    if timestamps is None:
+        return [to_microseconds(now)] * count
+    values = list(timestamps)
+    if len(values) != count:
+        raise ConfigError(f"{count} ids and {len(values)} timestamps do not pair up")
+    moments = []
+    for value in values:
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ConfigError(f"timestamp {value.isoformat()} is naive; give it a time zone")
+            moments.append(to_microseconds(value))
+        elif isinstance(value, int | np.integer) and not isinstance(value, bool):
+            moments.append(int(value))
+        else:
+            raise ConfigError(f"timestamp {value!r} is neither an aware datetime nor epoch microseconds")
+    return moments
 
 
 def check_vectors(spec: CollectionSpec, fingerprint: EmbedderFingerprint, vectors: np.ndarray) -> np.ndarray:

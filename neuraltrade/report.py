@@ -26,8 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from neuraltrade.canonical import format_microseconds, parse_timestamp
-from neuraltrade.errors import SerializationError, ValidationError
+from neuraltrade.canonical import format_microseconds
+from neuraltrade.errors import ValidationError
+from neuraltrade.formatting import (
+    format_fraction_as_percent,
+    format_money,
+    format_percent,
+    format_price,
+    format_quantity,
+    format_setting,
+    format_statistic,
+    format_time,
+    plain_setting,
+)
 from neuraltrade.report_assets import SCRIPT, STYLE
 
 #: Most points of one series embedded in the page; longer series are decimated to min/max per bucket.
@@ -42,14 +53,23 @@ _TRADE_KEYS = frozenset(
 class ReportData:
     """Everything a report shows about one run; arrays hold one value per bar of the run's timeline.
 
-    `timestamps` are int64 microseconds since the epoch (UTC), strictly increasing; `drawdown_pct` is
-    positive percent below the running peak; `prices` maps each symbol to its close per bar (NaN where it
-    has none); each trade maps ``symbol, entry_bar, exit_bar, entry_time, exit_time, size, entry_price,
-    exit_price, pnl, return_pct, exit_reason`` (a negative size is a short, `exit_bar` None an open trade).
+    `strategy` is the strategy's name and `parameters` its configuration, both shown in the header with
+    the symbols (those of `prices`), the period, the starting `cash`, the relative `commission` per fill
+    and the `sizing` (None: all in, backtesting.py's default); `config` is everything that configured the
+    run, shown whole at the end. `timestamps` are int64 microseconds since the epoch (UTC), strictly
+    increasing; `drawdown_pct` is positive percent below the running peak; `prices` maps each symbol to
+    its close per bar (NaN where it has none); each trade maps ``symbol, entry_bar, exit_bar, entry_time,
+    exit_time, size, entry_price, exit_price, pnl, return_pct, exit_reason`` (a negative size is a short,
+    `exit_bar` None an open trade).
     """
 
     run_id: str
     strategy: str
+    strategy_id: str = ""
+    parameters: Mapping[str, Any]
+    cash: float
+    commission: float
+    sizing: Mapping[str, Any] | None = None
     config: Mapping[str, Any]
     config_digest: str
     statistics: Mapping[str, Any]
@@ -103,8 +123,8 @@ def render_report(data: ReportData) -> str:
         The page; it references no URL, so it renders the same offline.
     """
     payload, buy_and_hold_drawn = _chart_payload(data)
-    stamps = format_microseconds([int(data.timestamps[0]), int(data.timestamps[-1])])
-    title = f"Backtest {data.strategy} · {data.run_id}"
+    symbols = ", ".join(data.prices)
+    title = f"Backtest {data.strategy} on {symbols} · {data.run_id}"
     policy = (
         "default-src 'none'; base-uri 'none'; form-action 'none'; "
         f"script-src '{_sha256(SCRIPT)}'; style-src '{_sha256(STYLE)}'"
@@ -112,12 +132,17 @@ def render_report(data: ReportData) -> str:
     legend = '<span class="key equity">Equity</span>' + (
         '<span class="key buy-hold">Buy &amp; hold</span>' if buy_and_hold_drawn else ""
     )
-    traded = {trade["symbol"] for trade in data.trades}
+    # The script switches the equity axis between linear and logarithmic (a page opened at #log starts so).
+    scale = (
+        '<button type="button" class="scale" aria-pressed="false" '
+        'title="Draw the equity on a logarithmic axis, where equal moves in percent are equal heights">'
+        "Log scale</button>"
+    )
     charts = [
-        _chart_section("chart-equity", "Equity", legend),
+        _chart_section("chart-equity", "Equity", legend, scale),
         _chart_section("chart-drawdown", "Drawdown [%]", ""),
         *(
-            _chart_section(f"chart-price-{index}", f"Price · {symbol}", _trade_legend() if symbol in traded else "")
+            _chart_section(f"chart-price-{index}", f"Price · {symbol}", _price_legend(data, symbol))
             for index, symbol in enumerate(data.prices)
         ),
     ]
@@ -126,12 +151,9 @@ def render_report(data: ReportData) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n',
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
         f"<title>{_escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<header>\n",
-        f'<h1>Backtest report: {_escape(data.strategy)}</h1>\n<dl class="meta">\n',
-        f"<dt>Run</dt><dd>{_escape(data.run_id)}</dd>\n",
-        f"<dt>Strategy</dt><dd>{_escape(data.strategy)}</dd>\n",
-        f"<dt>Config digest</dt><dd><code>{_escape(data.config_digest)}</code></dd>\n",
-        f"<dt>Period</dt><dd>{_escape(_display_time(stamps[0]))} to {_escape(_display_time(stamps[1]))} ",
-        f"({len(data.timestamps):,} bars, {len(data.trades):,} trades)</dd>\n</dl>\n</header>\n",
+        f"<h1>Backtest report: {_escape(data.strategy)} on {_escape(symbols)}</h1>\n",
+        _header(data),
+        "</header>\n",
         '<div id="error" class="error" role="alert" hidden></div>\n<main>\n',
         *charts,
         "<noscript><p>The charts need JavaScript; the tables below do not.</p></noscript>\n",
@@ -140,12 +162,43 @@ def render_report(data: ReportData) -> str:
         f'</section>\n<section class="table"><h2>Trades ({len(data.trades):,})</h2>\n',
         _trades_table(data.trades),
         '</section>\n<section class="table"><h2>Configuration</h2>\n<pre class="config">',
-        _escape(json.dumps(data.config, indent=2, sort_keys=True, default=str)),
+        _escape(json.dumps(plain_setting(data.config), indent=2, sort_keys=True, default=str)),
         "</pre></section>\n</main>\n",
         f'<script type="application/json" id="report-data">{_embedded_json(payload)}</script>\n',
         f"<script>{SCRIPT}</script>\n</body>\n</html>\n",
     ]
     return "".join(parts)
+
+
+def _header(data: ReportData) -> str:
+    """The run's identity and set-up as a definition list: what was run, on what, when, with what money."""
+    stamps = format_microseconds([int(data.timestamps[0]), int(data.timestamps[-1])])
+    period = (
+        f"{format_time(stamps[0])} to {format_time(stamps[1])} "
+        f"({len(data.timestamps):,} bars, {len(data.trades):,} trades)"
+    )
+    strategy = data.strategy + (f" ({data.strategy_id})" if data.strategy_id else "")
+    rows = [
+        ("Strategy", _escape(strategy)),
+        ("Parameters", _escape(format_setting(data.parameters) or "defaults")),
+        ("Symbols", _escape(", ".join(data.prices))),
+        ("Period", _escape(period)),
+        ("Cash", _escape(format_money(data.cash))),
+        ("Commission", _escape(f"{format_fraction_as_percent(data.commission)} of the notional per fill")),
+        ("Sizing", _escape(_sizing_text(data.sizing))),
+        ("Run", _escape(data.run_id)),
+        ("Config digest", f"<code>{_escape(data.config_digest)}</code>"),
+    ]
+    items = "".join(f"<dt>{name}</dt><dd>{value}</dd>\n" for name, value in rows)
+    return f'<dl class="meta">\n{items}</dl>\n'
+
+
+def _sizing_text(sizing: Mapping[str, Any] | None) -> str:
+    if not sizing:
+        return "all in: every entry takes the whole available margin"
+    settings = {name: value for name, value in sizing.items() if name != "kind"}
+    kind = str(sizing.get("kind", "sizer")).replace("_", " ")
+    return f"{kind}: {format_setting(settings)}" if settings else kind
 
 
 def downsample_indices(values: np.ndarray, max_points: int = MAX_POINTS) -> np.ndarray:
@@ -300,11 +353,20 @@ def _escape(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _chart_section(element_id: str, heading: str, legend: str) -> str:
+def _chart_section(element_id: str, heading: str, legend: str, controls: str = "") -> str:
     return (
-        f'<section class="chart" id="{element_id}"><h2>{_escape(heading)}<span class="legend">{legend}</span></h2>'
+        f'<section class="chart" id="{element_id}"><h2>{_escape(heading)}<span class="legend">{legend}</span>'
+        f"{controls}</h2>"
         '<svg class="plot" role="img"></svg><div class="tooltip" hidden></div></section>\n'
     )
+
+
+def _price_legend(data: ReportData, symbol: str) -> str:
+    # A run of a file that was never ingested has its trades but not its prices.
+    unpriced = not np.isfinite(np.asarray(data.prices[symbol], dtype=np.float64)).any()
+    note = '<span class="note">no prices stored for these bars: trades only</span>' if unpriced else ""
+    traded = any(trade["symbol"] == symbol for trade in data.trades)
+    return note + (_trade_legend() if traded else "")
 
 
 def _trade_legend() -> str:
@@ -319,7 +381,7 @@ def _statistics_table(statistics: Mapping[str, Any]) -> str:
         return "<p>No statistics.</p>\n"
     rows = [
         f'<tr><th scope="row">{_escape(_label(key))}</th>'
-        f'<td class="number">{_escape(_format_value(key, value))}</td></tr>'
+        f'<td class="number">{_escape(_statistic_text(key, value))}</td></tr>'
         for key, value in statistics.items()
     ]
     return '<table class="statistics">\n' + "\n".join(rows) + "\n</table>\n"
@@ -339,13 +401,13 @@ def _trades_table(trades: Sequence[Mapping[str, Any]]) -> str:
             (str(number), "number"),
             (str(trade["symbol"]), ""),
             ("long" if size > 0 else "short", ""),
-            (_format_number(abs(size)), "number"),
-            (_display_time(trade.get("entry_time")), ""),
-            (_format_number(trade["entry_price"]), "number"),
-            (_display_time(trade.get("exit_time")), ""),
-            (_format_number(trade["exit_price"]), "number"),
-            (_format_number(trade["pnl"]), "number pnl"),
-            (_format_number(trade["return_pct"]), "number pnl"),
+            (format_quantity(abs(size)), "number"),
+            (format_time(trade.get("entry_time")), ""),
+            (format_price(trade["entry_price"]), "number"),
+            (format_time(trade.get("exit_time")), ""),
+            (format_price(trade["exit_price"]), "number"),
+            (format_money(trade["pnl"]), "number pnl"),
+            (format_percent(trade["return_pct"]), "number pnl"),
             (_text(trade["exit_reason"]), ""),
         ]
         row = "".join(
@@ -357,52 +419,24 @@ def _trades_table(trades: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+#: Words of statistic names that read better otherwise (abbreviations, and "ann" for annual).
+_WORDS = {"cagr": "CAGR", "sqn": "SQN", "var": "VaR", "cvar": "CVaR", "ann": "(annual)", "hold": "& hold"}
+
+
 def _label(key: str) -> str:
     words = str(key).split("_")
     unit = ""
-    if len(words) > 1 and words[-1] == "pct":
-        words, unit = words[:-1], " [%]"
-    sentence = " ".join(words)
+    if len(words) > 1 and words[-1] in ("pct", "days"):
+        words, unit = words[:-1], " [%]" if words[-1] == "pct" else " [days]"
+    sentence = " ".join(_WORDS.get(word, word) for word in words)
     return sentence[:1].upper() + sentence[1:] + unit
 
 
-def _format_value(key: str, value: Any) -> str:
+def _statistic_text(key: str, value: Any) -> str:
     if isinstance(value, (str, datetime)):
-        return _display_time(value)
+        return format_time(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, enum.Enum):
         return str(value.value)
-    if isinstance(value, (int, float, np.integer, np.floating)) or value is None:
-        return _format_number(value)
-    return str(value)
-
-
-def _format_number(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return f"{int(value):,}"
-    number = float(value)
-    if math.isnan(number):
-        return "n/a"
-    if math.isinf(number):
-        return "∞" if number > 0 else "-∞"
-    if number == 0:
-        return "0"
-    return f"{number:,.2f}" if abs(number) >= 1 else f"{number:.4g}"
-
-
-def _display_time(value: Any) -> str:
-    """An ISO timestamp or aware datetime as ``2024-03-14 15:30`` UTC (the date alone at midnight); other text as is."""
-    if value is None:
-        return "–"
-    try:
-        moment = value if isinstance(value, datetime) else parse_timestamp(str(value))
-    except SerializationError:
-        return str(value)
-    if moment.tzinfo is None:
-        return moment.isoformat(sep=" ")
-    if (moment.hour, moment.minute, moment.second, moment.microsecond) == (0, 0, 0, 0):
-        return f"{moment:%Y-%m-%d}"
-    return f"{moment:%Y-%m-%d %H:%M}" + (f":{moment:%S}" if moment.second or moment.microsecond else "")
+    return format_statistic(key, value)

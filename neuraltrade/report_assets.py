@@ -2,7 +2,9 @@
 
 The script draws the charts as SVG from the JSON embedded in the page and marks the body with
 ``data-rendered`` once every chart is drawn; the page's Content-Security-Policy admits exactly these two
-blocks by their hashes, computed when a report is rendered.
+blocks by their hashes, computed when a report is rendered. The equity chart's "Log scale" button
+switches its axis between linear and logarithmic (``data-scale`` on the chart says which; a page opened
+with ``#log`` starts logarithmic).
 """
 
 STYLE = """
@@ -20,6 +22,12 @@ dl.meta dd { margin: 0; overflow-wrap: anywhere; }
 .chart { position: relative; }
 svg.plot { display: block; width: 100%; }
 .legend { font-weight: normal; font-size: 12px; color: var(--muted); }
+.chart h2 { display: flex; align-items: baseline; gap: 4px; }
+button.scale { margin-left: auto; font: 12px system-ui, sans-serif; color: var(--ink); background: #fff;
+  border: 1px solid var(--frame); border-radius: 4px; padding: 1px 10px; cursor: pointer; }
+button.scale:hover { border-color: var(--equity); }
+button.scale[aria-pressed="true"] { color: #fff; background: var(--equity); border-color: var(--equity); }
+.legend .note { margin-left: 14px; font-style: italic; }
 .legend .key::before { content: ""; display: inline-block; width: 14px; height: 3px; margin: 0 4px 3px 14px;
   vertical-align: middle; background: var(--flat); }
 .legend .equity::before { background: var(--equity); }
@@ -150,6 +158,8 @@ SCRIPT = """
       {minimumFractionDigits: decimals, maximumFractionDigits: decimals});
     const formatValue = (value) => Math.abs(value) >= 1 || value === 0 ? formatNumber(value, 2)
       : value.toLocaleString("en-US", {maximumSignificantDigits: 4});
+    // Units whole when whole (as neuraltrade.formatting.format_quantity): "12", never "12.00".
+    const formatQuantity = (value) => value.toLocaleString("en-US", {maximumFractionDigits: 4});
     const MARGIN = {left: 78, right: 18, top: 10, bottom: 26};
 
     const draw = (section, spec) => {
@@ -161,11 +171,16 @@ SCRIPT = """
       svg.setAttribute("height", height);
       const left = MARGIN.left, right = width - MARGIN.right, top = MARGIN.top, bottom = height - MARGIN.bottom;
       const x = (bar) => left + (bar / lastBar) * (right - left);
+      // On a log axis a value is placed by its logarithm; a value at or below zero has no place (a gap).
+      const log = spec.log === true;
+      const scaled = (value) => value === null || !Number.isFinite(value) ? null
+        : log ? (value > 0 ? Math.log10(value) : null) : value;
       let low = Infinity, high = -Infinity;
       const widen = (value) => {
-        if (value === null || !Number.isFinite(value)) return;
-        low = Math.min(low, value);
-        high = Math.max(high, value);
+        const at = scaled(value);
+        if (at === null) return;
+        low = Math.min(low, at);
+        high = Math.max(high, at);
       };
       spec.series.forEach((series) => series.value.forEach(widen));
       (spec.extent || []).forEach(widen);
@@ -178,16 +193,36 @@ SCRIPT = """
       const margin = (high - low) * 0.04;
       low -= margin;
       if (!spec.zeroTop) high += margin;
-      const y = (value) => bottom - ((value - low) / (high - low)) * (bottom - top);
+      const place = (at) => bottom - ((at - low) / (high - low)) * (bottom - top);
+      const y = (value) => place(scaled(value));
       const axes = make(svg, "g", {class: "axes"});
-      const step = niceStep(high - low, Math.max(2, Math.floor((bottom - top) / 45)));
-      const decimals = Math.max(0, Math.min(8, -Math.floor(Math.log10(step))));
-      for (let value = Math.ceil(low / step) * step; value <= high; value += step) {
+      const rows = Math.max(2, Math.floor((bottom - top) / 45));
+      const tick = (value, label) => {
         const position = y(value).toFixed(1);
         make(axes, "line", {class: "grid", x1: left, x2: right, y1: position, y2: position});
-        const label = formatNumber(Math.abs(value) < step / 1e6 ? 0 : value, decimals) + (spec.unit || "");
         make(axes, "text", {class: "tick y", x: left - 6, y: position, "text-anchor": "end",
-          "dominant-baseline": "middle"}, label);
+          "dominant-baseline": "middle"}, label + (spec.unit || ""));
+      };
+      if (log && high - low > 0.6) {
+        // 1, 2 and 5 of each decade when they fit, else every decade, every other decade, ...
+        const decades = [];
+        for (let power = Math.floor(low); power <= Math.ceil(high); power++) decades.push(power);
+        const fine = decades.flatMap((power) => [1, 2, 5].map((mantissa) => mantissa * Math.pow(10, power)));
+        const inside = (value) => Math.log10(value) >= low && Math.log10(value) <= high;
+        let values = fine.filter(inside);
+        if (values.length > rows) {
+          const every = Math.ceil(decades.length / rows);
+          values = decades.filter((power) => power % every === 0).map((power) => Math.pow(10, power)).filter(inside);
+        }
+        values.forEach((value) => tick(value, value.toLocaleString("en-US", {maximumSignificantDigits: 3})));
+      } else {
+        const lowValue = log ? Math.pow(10, low) : low, highValue = log ? Math.pow(10, high) : high;
+        const step = niceStep(highValue - lowValue, rows);
+        const decimals = Math.max(0, Math.min(8, -Math.floor(Math.log10(step))));
+        for (let value = Math.ceil(lowValue / step) * step; value <= highValue; value += step) {
+          if (log && value <= 0) continue;
+          tick(value, formatNumber(Math.abs(value) < step / 1e6 ? 0 : value, decimals));
+        }
       }
       for (const [position, label] of dateTicks(x, right - left)) {
         make(axes, "line", {class: "grid", x1: position.toFixed(1), x2: position.toFixed(1), y1: top, y2: bottom});
@@ -197,7 +232,7 @@ SCRIPT = """
       for (const series of spec.series) {
         let path = "", pen = false, points = 0;
         series.value.forEach((value, index) => {
-          if (value === null) { pen = false; return; }
+          if (scaled(value) === null) { pen = false; return; }
           path += (pen ? "L" : "M") + x(series.bar[index]).toFixed(1) + "," + y(value).toFixed(1);
           pen = true;
           points += 1;
@@ -216,7 +251,7 @@ SCRIPT = """
       for (const trade of spec.trades || []) {
         const outcome = trade.pnl > 0 ? "win" : trade.pnl < 0 ? "loss" : "flat";
         const long = trade.size > 0;
-        const title = (long ? "long " : "short ") + formatValue(Math.abs(trade.size)) + " " + trade.symbol
+        const title = (long ? "long " : "short ") + formatQuantity(Math.abs(trade.size)) + " " + trade.symbol
           + " at " + formatValue(trade.entry_price) + (trade.exit_bar === null ? " (open)" : " to "
           + formatValue(trade.exit_price) + ", P&L " + formatValue(trade.pnl || 0)
           + " (" + formatNumber(trade.return_pct || 0, 2) + " %), " + trade.exit_reason);
@@ -252,6 +287,11 @@ SCRIPT = """
         spec.series.forEach((series, index) => {
           const at = nearest(series.bar, bar), value = series.value[at];
           if (value === null) { dots[index].setAttribute("visibility", "hidden"); return; }
+          if (scaled(value) === null) {
+            dots[index].setAttribute("visibility", "hidden");
+            lines.push(series.label + ": " + formatValue(value) + (spec.unit || ""));
+            return;
+          }
           dots[index].setAttribute("cx", x(series.bar[at]).toFixed(1));
           dots[index].setAttribute("cy", y(value).toFixed(1));
           dots[index].setAttribute("visibility", "visible");
@@ -292,6 +332,22 @@ SCRIPT = """
         {height: 260, series: [{css: "price", label: price.symbol, ...decode(price)}], trades, extent}]);
     });
     const drawAll = () => charts.map(([name, section, spec]) => { draw(section, spec); return name; });
+    const [, equitySection, equitySpec] = charts[0];
+    const scaleButton = equitySection.querySelector("button.scale");
+    const setScale = (log) => {
+      equitySpec.log = log;
+      equitySection.dataset.scale = log ? "log" : "linear";
+      scaleButton.setAttribute("aria-pressed", String(log));
+    };
+    setScale(window.location.hash === "#log");
+    scaleButton.addEventListener("click", () => {
+      try {
+        setScale(!equitySpec.log);
+        draw(equitySection, equitySpec);
+      } catch (error) {
+        fail(error);
+      }
+    });
     const drawn = drawAll();
     for (const [, section] of charts) {
       const box = section.querySelector("svg.plot").getBoundingClientRect();

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import os
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from neuraltrade_cli.execution import CONSOLE_LEVEL_VARIABLE, guarded, run_flow, run_small_flow, start_prefect_server
+from neuraltrade_cli.output import Failure as _Failure
+from neuraltrade_cli.output import console, errors, progress_bars, safe
+from neuraltrade_cli.output import reporting_failures as _reporting_failures
 
 app = typer.Typer(
     name="neuraltrade",
@@ -21,14 +21,19 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Docstrings are Markdown: ``code`` renders as code, not as raw reST.
+    rich_markup_mode="markdown",
 )
-console = Console()
-errors = Console(stderr=True)
 ResultT = TypeVar("ResultT")
+
+# What the other command modules (trading, research) share with this one.
+__all__ = ["DatabaseOption", "_Failure", "_reporting_failures", "_run", "app", "console", "errors", "main", "safe"]
 
 DatabaseOption = Annotated[
     str | None,
-    typer.Option("--db", help="Database URL (default: $NEURALTRADE_DB or sqlite:///data/neuraltrade.db)."),
+    typer.Option(
+        "--db", metavar="URL", help="Database URL (default: $NEURALTRADE_DB or sqlite:///data/neuraltrade.db)."
+    ),
 ]
 
 
@@ -41,29 +46,11 @@ def configure(
     if not verbose:
         # Prefect's console shows a failed run with its traceback at ERROR; the command prints the
         # error itself, on one line. Runs still send their full logs to the Prefect API.
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        os.environ.setdefault(CONSOLE_LEVEL_VARIABLE, "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Without a server, Prefect starts a temporary one; its 20 s default start-up limit is too tight
     # for a first run (database migrations) on a busy two-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-
-
-class _Failure(Exception):
-    """An expected failure, printed as one line once any live display has stopped."""
-
-
-def _reporting_failures(command: Callable[..., None]) -> Callable[..., None]:
-    """Turn a `_Failure` raised by `command` into one line on stderr and exit status 1."""
-
-    @functools.wraps(command)
-    def run(*arguments: Any, **options: Any) -> None:
-        try:
-            command(*arguments, **options)
-        except _Failure as failure:
-            errors.print(f"[bold red]error:[/] {failure}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=1) from None
-
-    return run
 
 
 def _run(action: Callable[[], ResultT]) -> ResultT:
@@ -80,48 +67,8 @@ def _run(action: Callable[[], ResultT]) -> ResultT:
         raise _Failure(f"database: {str(getattr(error, 'orig', None) or error).splitlines()[0]}") from None
     except OSError as error:
         raise _Failure(f"{error.filename or 'file'}: {error.strerror or error}") from None
-
-
-@contextmanager
-def _progress(stages: dict[str, tuple[str, str, int | None]]) -> Iterator[None]:
-    """Show one progress bar per stage: ``{stage: (label, unit, total or None)}``, fed by the tasks."""
-    from tasks.progress import listening
-
-    with Progress(
-        SpinnerColumn(finished_text="[green]✓[/]"),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[count]}"),
-        TextColumn("{task.fields[rows]:,} rows"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        bars = {}
-        for stage, (label, unit, total) in stages.items():
-            count = f"0/{total} {unit}" if total else f"0 {unit}"
-            bars[stage] = progress.add_task(label, total=total, count=count, rows=0)
-
-        def listener(stage: str, item: str, units: int) -> None:
-            if stage not in bars:
-                return
-            label, unit, total = stages[stage]
-            task = progress.tasks[bars[stage]]
-            done = int(task.completed) + 1
-            count = f"{done}/{total} {unit}" if total else f"{done} {unit}"
-            progress.update(
-                bars[stage],
-                advance=1,
-                rows=task.fields["rows"] + units,
-                count=count,
-                description=f"{label} {item}",
-            )
-
-        with listening(listener):
-            yield
-        for stage, bar in bars.items():
-            # Open-ended stages are finished once the flow returns.
-            done = progress.tasks[bar].completed
-            progress.update(bar, total=done, completed=done, description=stages[stage][0])
+    except ImportError as error:
+        raise _Failure(f"{error}: a package is missing; reinstall with `pip install -e .`") from None
 
 
 def _print_ingestion(reports: list[dict[str, Any]]) -> None:
@@ -171,10 +118,17 @@ def init(db: DatabaseOption = None) -> None:
 @app.command()
 @_reporting_failures
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="CSV or Parquet bar files.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(metavar="PATH", help="CSV or Parquet bar files, or folders holding them."),
+    ],
     db: DatabaseOption = None,
-    symbol: Annotated[str | None, typer.Option(help="Symbol of every row (default: from the file name).")] = None,
-    timezone: Annotated[str, typer.Option(help="Zone of times written without an offset.")] = "UTC",
+    symbol: Annotated[
+        str | None, typer.Option(metavar="SYMBOL", help="Symbol of every row (default: from the file name).")
+    ] = None,
+    timezone: Annotated[
+        str, typer.Option(metavar="ZONE", help="IANA zone of times written without an offset, e.g. America/New_York.")
+    ] = "UTC",
 ) -> None:
     """Ingest bar files: check every row, store what passes, quarantine what fails."""
     from flows.ingest_bars import ingest_bars
@@ -182,7 +136,7 @@ def ingest(
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise _Failure(f"no such file: {', '.join(missing)}")
-    with _progress({"ingest": ("ingesting", "files", len(paths))}):
+    with progress_bars({"ingest": ("ingesting", "files", len(paths))}):
         summary = _run(
             lambda: ingest_bars(paths=[str(path) for path in paths], database_url=db, symbol=symbol, timezone=timezone)
         )
@@ -193,20 +147,24 @@ def ingest(
 @_reporting_failures
 def embed(
     db: DatabaseOption = None,
-    symbol: Annotated[list[str] | None, typer.Option("--symbol", help="Only these symbols (repeatable).")] = None,
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", metavar="SYMBOL", help="Only these symbols (repeatable).")
+    ] = None,
 ) -> None:
     """Embed every bar that has no vector yet into the market-state memory."""
     from flows.embed_observations import embed_observations
 
-    with _progress({"embed": ("embedding", "symbols", len(symbol) if symbol else None)}):
-        summary = _run(lambda: embed_observations(database_url=db, symbols=symbol or None))
+    with progress_bars({"embed": ("embedding", "symbols", len(symbol) if symbol else None)}):
+        summary = _run(lambda: run_small_flow(embed_observations, database_url=db, symbols=symbol or None))
     console.print(f"stored {summary['embedded']:,} new vectors in collection {summary['collection']!r}")
 
 
 @app.command()
 @_reporting_failures
 def nightly(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Bar files (default: the shipped sample data).")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(metavar="FILE", help="Bar files (default: the shipped sample data).")
+    ] = None,
     db: DatabaseOption = None,
 ) -> None:
     """Run the nightly pipeline: ingest, check, embed, maintain the memory, backtest every strategy."""
@@ -220,8 +178,9 @@ def nightly(
         "maintain": ("maintaining", "collections", None),
         "backtest": ("backtesting", "runs", None),
     }
-    with _progress(stages):
-        summary = _run(lambda: nightly_flow(database_url=db, paths=files))
+    start_prefect_server()  # before the progress bars: a server that cannot start is one line, at once
+    with progress_bars(stages):
+        summary = _run(lambda: run_flow(nightly_flow, in_process=False, database_url=db, paths=files))
     _print_ingestion(summary["ingestion"]["files"])
     console.print(f"stored {summary['embedding']['embedded']:,} new vectors")
     _print_maintenance(summary["maintenance"])
@@ -234,7 +193,7 @@ def nightly(
 @app.command()
 @_reporting_failures
 def serve(
-    limit: Annotated[int | None, typer.Option(help="Most flow runs at once.")] = None,
+    limit: Annotated[int | None, typer.Option(metavar="RUNS", help="Most flow runs at once.")] = None,
 ) -> None:
     """Serve every deployment (the nightly one on its schedule) to a Prefect server."""
     from deployments import serve_deployments
@@ -245,16 +204,20 @@ def serve(
 @app.command()
 @_reporting_failures
 def status(db: DatabaseOption = None) -> None:
-    """Show the rows of every table and the last runs."""
-    from models import repositories
-    from models.engine import session_scope
-    from models.migrations import current_revision
+    """Show the rows of every table and the last runs (reads only: creates and changes nothing)."""
+    from models.engine import read_only_url
+
+    url = _run(lambda: read_only_url(db))
 
     def read() -> tuple[dict[str, int], list[Any], str | None]:
-        revision = current_revision(db)
+        from models import repositories
+        from models.engine import session_scope
+        from models.migrations import current_revision
+
+        revision = current_revision(url)
         if revision is None:
             raise _NotInitialised()
-        with session_scope(db) as session:
+        with session_scope(url) as session:
             return repositories.table_counts(session), repositories.last_runs(session), revision
 
     try:
@@ -299,10 +262,10 @@ def memory_stats(db: DatabaseOption = None, as_json: JsonOption = False) -> None
     from dataclasses import asdict
 
     from models import vector_statistics
-    from models.engine import resolve_database_url, session_scope
+    from models.engine import read_only_url, session_scope
     from models.migrations import current_revision
 
-    url = _run(lambda: resolve_database_url(db))
+    url = _run(lambda: read_only_url(db))
 
     def read() -> tuple[list[Any], dict[str, dict[str, Any]], dict[str, Any] | None]:
         if current_revision(url) is None:
@@ -401,12 +364,15 @@ def _size(value: int | None) -> str:
 @_reporting_failures
 def memory_maintain(
     db: DatabaseOption = None,
-    recall_threshold: Annotated[float, typer.Option(help="Fail when a collection's recall@10 is below this.")] = 0.95,
+    recall_threshold: Annotated[
+        float, typer.Option(metavar="RECALL", help="Fail when a collection's recall@10 is below this.")
+    ] = 0.95,
     retention_days: Annotated[
-        int | None, typer.Option(help="Delete items older than this many days (default: keep everything).")
+        int | None,
+        typer.Option(metavar="DAYS", help="Delete items older than this many days (default: keep everything)."),
     ] = None,
     collection: Annotated[
-        list[str] | None, typer.Option("--collection", help="Only these collections (repeatable).")
+        list[str] | None, typer.Option("--collection", metavar="NAME", help="Only these collections (repeatable).")
     ] = None,
 ) -> None:
     """Check, prune, compact, re-index and audit the vector memory now."""
@@ -414,8 +380,10 @@ def memory_maintain(
     from models.vector_maintenance import MaintenanceConfig
 
     config = _run(lambda: MaintenanceConfig(recall_threshold=recall_threshold, retention_days=retention_days))
-    with _progress({"maintain": ("maintaining", "collections", len(collection) if collection else None)}):
-        summary = _run(lambda: maintain_index(database_url=db, config=config, collections=collection or None))
+    with progress_bars({"maintain": ("maintaining", "collections", len(collection) if collection else None)}):
+        summary = _run(
+            lambda: run_small_flow(maintain_index, database_url=db, config=config, collections=collection or None)
+        )
     _print_maintenance(summary)
 
 
@@ -460,9 +428,5 @@ class _NotInitialised(Exception):
 
 
 def main() -> None:
-    """Entry point of the `neuraltrade` command."""
-    try:
-        app()
-    except KeyboardInterrupt:
-        errors.print("interrupted")
-        sys.exit(130)
+    """Entry point of the `neuraltrade` command: Ctrl-C and SIGTERM stop it as `execution` says."""
+    guarded(app)

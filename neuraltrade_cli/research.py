@@ -10,16 +10,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from neuraltrade.backtest.config import DEFAULT_COMMISSION
+from neuraltrade.formatting import format_fraction_as_percent, format_quantity, format_setting, format_statistic
 from neuraltrade_cli.app import _Failure, _reporting_failures, _run, app, console
-from neuraltrade_cli.trading import _number, read_market
+from neuraltrade_cli.trading import CommissionOption, StrategyOption, read_market
 
 DataOption = Annotated[Path, typer.Option("--data", help="Bars to test on: a CSV or Parquet file (Yahoo, OHLCV).")]
-StrategyOption = Annotated[str, typer.Option("--strategy", help="Strategy name, e.g. sma_cross.")]
 GridOption = Annotated[
     list[str], typer.Option("--grid", help="A parameter's values: name=v1,v2,... or name=low..high (integers).")
 ]
 MetricOption = Annotated[str, typer.Option("--metric", help="The statistic to maximise (drawdowns: minimise).")]
-CommissionOption = Annotated[float, typer.Option("--commission", help="Relative commission per fill.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
@@ -46,6 +46,14 @@ def parse_space(pairs: list[str]) -> dict[str, Any]:
     return space
 
 
+def check_strategy(strategy: str, space: dict[str, Any]) -> None:
+    """Refuse an unknown strategy, or a grid over a parameter it does not take, before any file is read:
+    a sweep would otherwise skip every combination for the same reason."""
+    from neuraltrade.strategies.registry import require_strategy
+
+    require_strategy(strategy, space)
+
+
 def _value(text: str) -> Any:
     for kind in (int, float):
         try:
@@ -68,7 +76,7 @@ def sweep(
     random: Annotated[int | None, typer.Option("--random", help="Sample this many combinations instead.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random sample.")] = 0,
     metric: MetricOption = "sharpe",
-    commission: CommissionOption = 0.0,
+    commission: CommissionOption = DEFAULT_COMMISSION,
     workers: Annotated[int | None, typer.Option("--workers", help="Processes (default: every core).")] = None,
     top: Annotated[int, typer.Option("--top", help="Rows to show.")] = 10,
     as_json: JsonOption = False,
@@ -78,6 +86,7 @@ def sweep(
     from neuraltrade.backtest import BacktestConfig
 
     space = parse_space(grid_values)
+    _run(lambda: check_strategy(strategy, space))
 
     def search() -> Any:
         combinations = research.random_sample(space, random, seed) if random else research.grid(space)
@@ -96,15 +105,21 @@ def sweep(
 
     result = _run(search)
     if as_json:
-        print(json.dumps({"metric": metric, "rows": result.records(), "skipped": _skipped(result)}, default=str))
+        document = {"metric": metric, "commission": commission, "rows": result.records(), "skipped": _skipped(result)}
+        print(json.dumps(document, default=str))
         return
-    table = Table(title=f"{strategy}: {len(result.rows)} combinations by {metric} ({len(result.skipped)} skipped)")
+    table = Table(
+        title=f"{strategy}: {len(result.rows)} combinations by {metric} ({len(result.skipped)} skipped), "
+        f"commission {format_fraction_as_percent(commission)}"
+    )
     for column in ("parameters", metric, "return_pct", "max_drawdown_pct", "trades"):
         table.add_column(column, justify="left" if column == "parameters" else "right")
     for row in result.ranked()[:top]:
-        parameters = ", ".join(f"{name}={value}" for name, value in row.params.items())
-        figures = [_number(row.statistics.get(key)) for key in (metric, "return_pct", "max_drawdown_pct", "trades")]
-        table.add_row(parameters, *figures)
+        figures = [
+            format_statistic(key, row.statistics.get(key))
+            for key in (metric, "return_pct", "max_drawdown_pct", "trades")
+        ]
+        table.add_row(format_setting(row.params), *figures)
     console.print(table)
 
 
@@ -122,7 +137,7 @@ def walk_forward(
     strategy: StrategyOption = "sma_cross",
     mode: Annotated[str, typer.Option("--mode", help="rolling or anchored train windows.")] = "rolling",
     metric: MetricOption = "sharpe",
-    commission: CommissionOption = 0.0,
+    commission: CommissionOption = DEFAULT_COMMISSION,
     as_json: JsonOption = False,
 ) -> None:
     """Optimise on each train window, test the best parameters on the next bars; report out of sample only."""
@@ -130,6 +145,7 @@ def walk_forward(
     from neuraltrade.backtest import BacktestConfig
 
     space = parse_space(grid_values)
+    _run(lambda: check_strategy(strategy, space))
 
     def walk() -> Any:
         market, _ = read_market(data)
@@ -159,27 +175,38 @@ def walk_forward(
         for fold in result.folds
     ]
     if as_json:
-        print(json.dumps({"mode": mode, "metric": metric, "out_of_sample": result.statistics, "folds": folds}))
+        document = {
+            "mode": mode,
+            "metric": metric,
+            "commission": commission,
+            "out_of_sample": result.statistics,
+            "folds": folds,
+        }
+        print(json.dumps(document))
         return
-    table = Table(title=f"{strategy} walk-forward ({mode}, {len(folds)} folds): out-of-sample figures only")
+    table = Table(
+        title=f"{strategy} walk-forward ({mode}, {len(folds)} folds, commission "
+        f"{format_fraction_as_percent(commission)}): out-of-sample figures only"
+    )
     for column in ("fold", "test window", "parameters", "return_pct", metric, "trades"):
         right = column in ("fold", "return_pct", metric, "trades")
         table.add_column(column, justify="right" if right else "left", no_wrap=column == "test window")
     for fold in folds:
-        parameters = ", ".join(f"{name}={value}" for name, value in (fold["params"] or {}).items()) or "(cash)"
         statistics = fold["statistics"]
         table.add_row(
             str(fold["fold"]),
             f"{fold['test_start'][:10]} .. {fold['test_end'][:10]}",
-            parameters,
-            _number(statistics.get("return_pct")),
-            _number(statistics.get(metric)),
-            _number(statistics.get("trades")),
+            format_setting(fold["params"] or {}) or "(cash)",
+            format_statistic("return_pct", statistics.get("return_pct")),
+            format_statistic(metric, statistics.get(metric)),
+            format_quantity(statistics.get("trades")),
         )
     console.print(table)
     stitched = result.statistics
     console.print(
-        f"stitched out-of-sample: return {_number(stitched.get('return_pct'))} %, {metric} "
-        f"{_number(stitched.get(metric))}, max drawdown {_number(stitched.get('max_drawdown_pct'))} %, "
-        f"{_number(stitched.get('trades'))} trades"
+        f"stitched out-of-sample: return {format_statistic('return_pct', stitched.get('return_pct'))} %, {metric} "
+        f"{format_statistic(metric, stitched.get(metric))}, max drawdown "
+        f"{format_statistic('max_drawdown_pct', stitched.get('max_drawdown_pct'))} %, "
+        f"{format_quantity(stitched.get('trades'))} trades",
+        highlight=False,
     )

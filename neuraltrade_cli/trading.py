@@ -2,13 +2,14 @@
 
 The JSON printed by ``backtest --json`` is a contract scripts depend on: every statistic of
 docs/statistics.md at the top level under its snake_case key (``trades`` is the number of closed
-trades), and the closed trades themselves under ``closed_trades``.
+trades), the run's identity and set-up (``run_id``, ``commission``, ``stored_in``...), and the closed
+trades themselves under ``closed_trades``. Nothing else is printed on stdout with ``--json``.
 """
 
 from __future__ import annotations
 
 import json
-import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from neuraltrade.backtest.config import DEFAULT_COMMISSION
+from neuraltrade.formatting import (
+    format_fraction_as_percent,
+    format_money,
+    format_percent,
+    format_price,
+    format_quantity,
+    format_ratio,
+    format_setting,
+    format_statistic,
+    format_time,
+)
+from neuraltrade.strategies.registry import STRATEGY_NAMES
 from neuraltrade_cli.app import DatabaseOption, _Failure, _reporting_failures, _run, app, console, errors
 
 #: The statistics the contract names, in the order the table shows them.
@@ -52,29 +66,43 @@ def parse_parameters(pairs: list[str]) -> dict[str, str]:
     return parameters
 
 
+#: The ``--strategy`` option of every command that backtests one strategy: its help names them all.
+StrategyOption = Annotated[str, typer.Option("--strategy", help=f"Strategy name: one of {', '.join(STRATEGY_NAMES)}.")]
+#: The ``--commission`` option, defaulting to the nightly's commission, so that figures agree.
+CommissionOption = Annotated[
+    float, typer.Option("--commission", help="Relative commission per fill (0.001 = 0.1% of the notional).")
+]
+
+
 @app.command()
 @_reporting_failures
 def backtest(
     data: Annotated[Path, typer.Option("--data", help="Bars to test on: a CSV or Parquet file (Yahoo, OHLCV).")],
-    strategy: Annotated[str, typer.Option("--strategy", help="Strategy name, e.g. sma_cross.")] = "sma_cross",
+    strategy: StrategyOption = "sma_cross",
     param: Annotated[list[str] | None, typer.Option("--param", help="A strategy parameter, name=value.")] = None,
     cash: Annotated[float, typer.Option("--cash", help="Starting cash.")] = 10_000.0,
-    commission: Annotated[float, typer.Option("--commission", help="Relative commission per fill.")] = 0.0,
+    commission: CommissionOption = DEFAULT_COMMISSION,
     spread: Annotated[float, typer.Option("--spread", help="Relative spread paid on entry.")] = 0.0,
     margin: Annotated[float, typer.Option("--margin", help="Margin requirement; 1/margin is the leverage.")] = 1.0,
     trade_on_close: Annotated[bool, typer.Option("--trade-on-close", help="Fill at the decision bar's close.")] = False,
     close_at_end: Annotated[bool, typer.Option("--close-at-end", help="Close open trades after the last bar.")] = False,
     symbol: Annotated[str | None, typer.Option("--symbol", help="Symbol name (default: from the file).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (a stable contract).")] = False,
+    store: Annotated[
+        bool, typer.Option("--store/--no-store", help="Store the run in --db, for `neuraltrade report RUN_ID`.")
+    ] = True,
     db: DatabaseOption = None,
 ) -> None:
-    """Backtest one strategy on one file of bars and print its statistics and trades.
+    """Backtest one strategy on one file of bars, store the run and print its statistics and trades.
 
-    ``memory_vote`` reads the market memory of ``--db`` (filled by ``neuraltrade nightly`` or ``embed``).
+    The run is stored in ``--db`` (migrated first if new) with its trades, equity, signals and orders,
+    as the nightly stores its runs, under the id printed: ``neuraltrade report RUN_ID`` draws it. The
+    same backtest again stores nothing new. ``memory_vote`` reads the market memory of ``--db`` (filled
+    by ``neuraltrade nightly`` or ``embed``).
     """
     parameters = parse_parameters(param or [])
 
-    def run() -> tuple[Any, int]:
+    def run() -> Backtested:
         from neuraltrade.backtest import BacktestConfig
 
         config = BacktestConfig(
@@ -85,50 +113,110 @@ def backtest(
             trade_on_close=trade_on_close,
             close_at_end=close_at_end,
         )
-        return _backtest_file(data, strategy, parameters, config, symbol, db)
+        return backtest_file(data, strategy, parameters, config, symbol=symbol, database_url=db, store=store)
 
-    result, _ = _run(run)
-    document = backtest_document(result)
+    outcome = _run(run)
+    document = backtest_document(outcome)
     if as_json:
         print(json.dumps(document, allow_nan=False))
         return
     console.print(_statistics_table(document))
     console.print(_trades_table(document["closed_trades"]))
+    console.print(_storage_note(outcome, db), highlight=False, soft_wrap=True)
 
 
-def _backtest_file(
+@dataclass(frozen=True, kw_only=True)
+class Backtested:
+    """A backtest of the command line: its result, the id it is stored under, and where it is stored."""
+
+    result: Any
+    identity: Any
+    #: The database the run is stored in (its password hidden); None when it was not to be stored.
+    stored_in: str | None = None
+    #: Whether this backtest stored the run (False: it was stored already, or not to be stored).
+    newly_stored: bool = False
+
+
+def backtest_file(
     path: Path,
     strategy_name: str,
     parameters: dict[str, str],
     config: Any,
-    symbol: str | None,
-    database_url: str | None,
-) -> tuple[Any, int]:
+    *,
+    symbol: str | None = None,
+    database_url: str | None = None,
+    store: bool = True,
+) -> Backtested:
+    """Backtest strategy `strategy_name` on the bars of `path` and, if `store`, store the run in
+    `database_url` (migrated to the newest schema first) as the nightly stores its runs."""
+    from models.backtest_runs import run_details, run_identity, save_backtest
     from neuraltrade.backtest import run_backtest
     from neuraltrade.strategies.registry import build_config, build_strategy
 
     build_config(strategy_name, parameters)  # a bad name or parameter is reported before the file is read
-    market, rejected = read_market(path, symbol)
-    searcher = None
-    if strategy_name == "memory_vote":
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from models.collections import CollectionNotFound
+    market, _ = read_market(path, symbol)
+    url = None
+    if store or strategy_name == "memory_vote":
         from models.engine import resolve_database_url
-        from models.vector_snapshot import snapshot
-        from tasks.embed import MARKET_STATE_COLLECTION
 
         url = resolve_database_url(database_url)
-        only = market.symbols[0] if len(market.symbols) == 1 else None
-        try:
-            searcher = snapshot(url, MARKET_STATE_COLLECTION, only)
-        except (CollectionNotFound, SQLAlchemyError):
-            raise _Failure(
-                f"strategy 'memory_vote' reads the market memory of {url}, which holds none: "
-                f"run `neuraltrade nightly --db {url}` (or `ingest` and `embed`) first"
-            ) from None
+    if store:
+        from models.migrations import upgrade_database
+
+        assert url is not None
+        upgrade_database(url)  # before the backtest: a database that cannot be written fails at once
+    searcher, memory = None, None
+    if strategy_name == "memory_vote":
+        assert url is not None
+        searcher, memory = _market_memory(url, market)
     strategy = build_strategy(strategy_name, parameters, searcher=searcher)
-    return run_backtest(market, strategy, config), rejected
+    identity = run_identity(strategy, config, market, memory=memory)
+    # Storing the run's orders needs every order event, which only the bar-by-bar loop records.
+    result = run_backtest(market, strategy, config, record_orders=store)
+    if not store:
+        return Backtested(result=result, identity=identity)
+    from models.engine import session_scope
+    from neuraltrade.clock import SystemClock
+
+    assert url is not None
+    with session_scope(url, write=True) as session:
+        newly = save_backtest(
+            session, result, identity, run_details(result, memory=memory), created_at=SystemClock().now()
+        )
+    return Backtested(result=result, identity=identity, stored_in=_shown_url(url), newly_stored=newly)
+
+
+def _market_memory(url: str, market: Any) -> tuple[Any, dict[str, Any]]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from models.collections import CollectionNotFound
+    from tasks.backtest import market_memory
+
+    only = market.symbols[0] if len(market.symbols) == 1 else None
+    try:
+        return market_memory(url, only)
+    except (CollectionNotFound, SQLAlchemyError):
+        raise _Failure(
+            f"strategy 'memory_vote' reads the market memory of {_shown_url(url)}, which holds none: "
+            f"run `neuraltrade nightly --db {_shown_url(url)}` (or `ingest` and `embed`) first"
+        ) from None
+
+
+def _shown_url(url: str) -> str:
+    """`url` fit to print: its password, if any, hidden."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _storage_note(outcome: Backtested, database_url: str | None) -> str:
+    run_id = str(outcome.identity.run_id)
+    if outcome.stored_in is None:
+        return f"not stored (--no-store); stored, it would be run {run_id}"
+    how = "stored" if outcome.newly_stored else "already stored"
+    draw = f"neuraltrade report {run_id}" + (f" --db {outcome.stored_in}" if database_url else "")
+    again = "" if outcome.newly_stored else " (the same backtest as before: nothing written)"
+    return f"{how} as run {run_id} in {outcome.stored_in};{again} `{draw}` draws it"
 
 
 def read_market(path: Path, symbol: str | None = None) -> tuple[Any, int]:
@@ -165,8 +253,10 @@ def read_market(path: Path, symbol: str | None = None) -> tuple[Any, int]:
     return MarketData.from_frame(frame), left_out
 
 
-def backtest_document(result: Any) -> dict[str, Any]:
-    """The JSON object of the CLI contract: statistics at the top level, then the closed trades."""
+def backtest_document(outcome: Backtested) -> dict[str, Any]:
+    """The JSON object of the CLI contract: statistics at the top level, the run's identity and set-up
+    (commission included, and where the run is stored), then the closed trades."""
+    result = outcome.result
     statistics = result.statistics.to_dict()
     document: dict[str, Any] = {key: statistics[key] for key in CONTRACT_KEYS}
     document.update({key: value for key, value in statistics.items() if key not in document})
@@ -177,39 +267,33 @@ def backtest_document(result: Any) -> dict[str, Any]:
             "parameters": result.strategy.config.to_plain(),
             "symbols": list(result.market.symbols),
             "bars": len(result.market),
-            "run_id": result.run_id,
-            "config_digest": result.config_digest,
+            "cash": result.config.cash,
+            "commission": result.config.commission,
+            "run_id": str(outcome.identity.run_id),
+            "config_digest": outcome.identity.config_digest,
             "data_digest": result.data_digest,
+            "stored_in": outcome.stored_in,
             "closed_trades": result.trade_rows(),
         }
     )
     return document
 
 
-def _number(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "n/a"
-        return f"{value:,.{digits}f}" if abs(value) < 1000 else f"{value:,.2f}"
-    return str(value)
-
-
-def _percent(value: Any) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:,.1f}"
-
-
 def _statistics_table(document: dict[str, Any]) -> Table:
-    title = f"{document['strategy_id']} on {', '.join(document['symbols'])} ({document['bars']} bars)"
+    parameters = format_setting(document["parameters"]) or "defaults"
+    title = (
+        f"{document['strategy']} ({parameters}) on {', '.join(document['symbols'])}, {document['bars']:,} bars, "
+        f"cash {format_money(document['cash'])}, commission {format_fraction_as_percent(document['commission'])}, "
+        "sized all in (as backtesting.py)"
+    )
     table = Table(title=title, show_header=False)
     table.add_column("statistic")
     table.add_column("value", justify="right")
     for key in CONTRACT_KEYS:
-        table.add_row(key, _number(document[key]))
+        table.add_row(key, format_statistic(key, document[key]))
     for key in ("start", "end", "volatility_ann_pct", "var_95_pct", "cvar_95_pct", "max_drawdown_duration_days"):
         if key in document:
-            table.add_row(key, _number(document[key]))
+            table.add_row(key, format_statistic(key, document[key]))
     table.add_row("run_id", document["run_id"])
     return table
 
@@ -220,13 +304,13 @@ def _trades_table(trades: list[dict[str, Any]], shown: int = 10) -> Table:
         table.add_column(column, justify="left" if column.endswith("time") else "right")
     for trade in trades[-shown:]:
         table.add_row(
-            trade["entry_time"][:10],
-            trade["exit_time"][:10],
-            _number(trade["size"]),
-            _number(trade["entry_price"]),
-            _number(trade["exit_price"]),
-            _number(trade["pnl"]),
-            _number(trade["return_pct"]),
+            format_time(trade["entry_time"]),
+            format_time(trade["exit_time"]),
+            format_quantity(trade["size"]),
+            format_price(trade["entry_price"]),
+            format_price(trade["exit_price"]),
+            format_money(trade["pnl"]),
+            format_percent(trade["return_pct"]),
         )
     return table
 
@@ -273,37 +357,60 @@ def runs(
             str(overview.id),
             overview.strategy,
             ",".join(overview.symbols),
-            _number(statistics.get("trades")),
-            _percent(statistics.get("return_pct")),
-            _number(statistics.get("sharpe"), digits=2),
+            format_quantity(statistics.get("trades")),
+            format_percent(statistics.get("return_pct")),
+            format_ratio(statistics.get("sharpe")),
         )
     _wide().print(table)
 
 
 def print_backtests(summary: dict[str, Any]) -> None:
-    """Print the night's backtests: one row per strategy and symbol, skipped ones with their reason."""
+    """Print the night's backtests: one row per strategy and symbol, skipped ones with their reason.
+
+    Beside each run's return stand what buying and holding the symbol returned and the share of bars the
+    run held a position: a loss in a falling market, or a small gain while out of the market most of the
+    time, is then read for what it is.
+    """
+    columns = ("strategy", "symbol", "trades", "return %", "buy & hold %", "exposure %", "sharpe", "max dd %", "notes")
     table = Table(title="Backtests", box=None, pad_edge=False, padding=(0, 1))
-    for column in ("strategy", "symbol", "trades", "return %", "sharpe", "max dd %", "notes"):
+    for column in columns:
         table.add_column(column, no_wrap=True, justify="left" if column in ("strategy", "symbol", "notes") else "right")
     for run in sorted(summary["runs"], key=lambda run: (run["strategy"], run["symbol"])):
         notes = []
         if run.get("out_of_sample_hit_rate") is not None:
-            notes.append(f"OOS hit rate {run['out_of_sample_hit_rate']:.3f}")
+            notes.append(f"OOS hit rate {format_ratio(run['out_of_sample_hit_rate'])}")
         if run.get("rejections"):
             notes.append(f"{run['rejections']:,} refused by risk")
         table.add_row(
             run["strategy"],
             run["symbol"],
-            str(run["trades"]),
-            _percent(run["return_pct"]),
-            _number(run["sharpe"], digits=2),
-            _percent(run["max_drawdown_pct"]),
+            format_quantity(run["trades"]),
+            format_percent(run["return_pct"]),
+            format_percent(run.get("buy_hold_return_pct")),
+            format_percent(run.get("exposure_pct")),
+            format_ratio(run["sharpe"]),
+            format_percent(run["max_drawdown_pct"]),
             "; ".join(notes),
         )
     for run in summary.get("skipped", []):
-        table.add_row(run["strategy"], run["symbol"], "", "", "", "", f"skipped: {run['skipped']}")
+        table.add_row(run["strategy"], run["symbol"], *[""] * (len(columns) - 3), f"skipped: {run['skipped']}")
     _wide().print(table)
+    setup = _backtests_setup(summary)
+    if setup:
+        console.print(f"every run: {setup}", highlight=False, soft_wrap=True)
     console.print("`neuraltrade runs` lists the runs; `neuraltrade report RUN_ID` draws one.")
+
+
+def _backtests_setup(summary: dict[str, Any]) -> str:
+    """The night's set-up, so that its figures are read with it: commission and sizing."""
+    parts = []
+    if summary.get("commission") is not None:
+        parts.append(f"commission {format_fraction_as_percent(summary['commission'])} per fill")
+    sizing = summary.get("sizing")
+    if sizing:
+        settings = {name: value for name, value in sizing.items() if name != "kind"}
+        parts.append(f"sized by {str(sizing.get('kind', 'sizer')).replace('_', ' ')} ({format_setting(settings)})")
+    return "; ".join(parts)
 
 
 def _wide() -> Console:

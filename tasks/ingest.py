@@ -13,7 +13,7 @@ from models.engine import session_scope
 from models.repositories import QuarantineEntry
 from neuraltrade.bars import BAR_COLUMNS
 from neuraltrade.clock import Clock, SystemClock
-from neuraltrade.ingest import ParsedFile, read_bars
+from neuraltrade.ingest import ParsedFile, file_failure, read_bars
 from tasks import progress
 from tasks.quality import check_bars
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
@@ -23,7 +23,11 @@ clock: Clock = SystemClock()
 
 @dataclass(frozen=True, kw_only=True)
 class FileReport:
-    """What ingesting one file did; ``rows_read == rows_stored + rows_quarantined`` always."""
+    """What ingesting one file did; ``rows_read == rows_stored + rows_quarantined`` always.
+
+    `failure` says, on one line, why the file failed although it was read: it holds no data row, or
+    every row was quarantined (its quarantined rows are stored all the same); None when rows were stored.
+    """
 
     source: str
     layout: str
@@ -34,6 +38,7 @@ class FileReport:
     rows_quarantined: int
     failed_checks: dict[str, int]
     vectors_invalidated: int
+    failure: str | None
 
 
 def split_by_quality(parsed: ParsedFile) -> tuple[Any, list[QuarantineEntry]]:
@@ -58,12 +63,21 @@ def split_by_quality(parsed: ParsedFile) -> tuple[Any, list[QuarantineEntry]]:
 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
-def ingest_file(database_url: str, path: str, symbol: str | None = None, timezone: str = "UTC") -> dict[str, Any]:
+def ingest_file(
+    database_url: str,
+    path: str,
+    symbol: str | None = None,
+    timezone: str = "UTC",
+    date_format: str | None = None,
+    adjusted: bool = False,
+) -> dict[str, Any]:
     """Ingest one bar file in one transaction; return its `FileReport` as a dict.
 
-    A file that cannot be read at all raises `FileRejected` before anything is written.
+    `date_format` and `adjusted` are those of `neuraltrade.ingest.read_bars`. A file that cannot be read
+    at all raises `FileRejected` before anything is written; a file read but failed (see
+    `FileReport.failure`) is reported, not raised, so that its quarantined rows are kept.
     """
-    parsed = read_bars(path, symbol=symbol, timezone=timezone)
+    parsed = read_bars(path, symbol=symbol, timezone=timezone, date_format=date_format, adjusted=adjusted)
     passing, entries = split_by_quality(parsed)
     now = clock.now()
     source = str(Path(path).resolve())
@@ -83,6 +97,7 @@ def ingest_file(database_url: str, path: str, symbol: str | None = None, timezon
     for entry in entries:
         for check in entry.failed_checks:
             failed[check] = failed.get(check, 0) + 1
+    failed_checks = dict(sorted(failed.items()))
     report = FileReport(
         source=source,
         layout=parsed.layout,
@@ -91,8 +106,14 @@ def ingest_file(database_url: str, path: str, symbol: str | None = None, timezon
         rows_stored=len(passing),
         rows_changed=changed,
         rows_quarantined=len(entries),
-        failed_checks=dict(sorted(failed.items())),
+        failed_checks=failed_checks,
         vectors_invalidated=invalidated,
+        failure=file_failure(
+            rows_read=parsed.rows_read,
+            rows_stored=len(passing),
+            failed_checks=failed_checks,
+            timestamp_problem=parsed.timestamp_problem,
+        ),
     )
     progress.report("ingest", Path(path).name, report.rows_read)
     return asdict(report)

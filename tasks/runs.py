@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
 from prefect import task
 from prefect.runtime import flow_run
+from sqlalchemy.orm import Session
 
 from models import repositories
-from models.engine import session_scope
+from models.engine import create_database_engine, session_scope
 from neuraltrade.clock import Clock, SystemClock
 from tasks.metrics import export_metrics, metrics_path
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
 
 clock: Clock = SystemClock()
+
+#: Seconds an interrupted command waits for the database to mark its runs cancelled: a worker thread
+#: may hold the write lock, and an interrupt must end within seconds.
+CANCEL_WAIT_SECONDS = 2.0
+
+#: Runs this process started and has not finished: run id -> database URL.
+_unfinished: dict[str, str] = {}
+_unfinished_lock = threading.Lock()
 
 
 def current_run_id() -> uuid.UUID:
@@ -30,6 +40,8 @@ def start_run(database_url: str, kind: str, config_digest: str, run_id: str) -> 
         repositories.start_run(
             session, kind=kind, config_digest=config_digest, now=clock.now(), run_id=uuid.UUID(run_id)
         )
+    with _unfinished_lock:
+        _unfinished[run_id] = database_url
     return run_id
 
 
@@ -38,5 +50,34 @@ def finish_run(database_url: str, run_id: str, status: str, details: dict[str, A
     """Record how run `run_id` ended and its figures, then export the metrics (`tasks.metrics`)."""
     with session_scope(database_url, write=True) as session:
         repositories.finish_run(session, uuid.UUID(run_id), status=status, details=details, now=clock.now())
+    with _unfinished_lock:
+        _unfinished.pop(run_id, None)
     with session_scope(database_url) as session:
         export_metrics(session, metrics_path(database_url))
+
+
+def cancel_unfinished(reason: str) -> list[str]:
+    """Record every run this process started and did not finish as ``cancelled``; return their ids.
+
+    Called when the command is interrupted. It waits at most `CANCEL_WAIT_SECONDS` for the database
+    (on a fresh engine, so no lock this process holds elsewhere is awaited for long); a run it cannot
+    mark stays ``running``. A plain function, not a task: it runs while the flow is being torn down.
+    """
+    with _unfinished_lock:
+        pending = dict(_unfinished)
+        _unfinished.clear()
+    cancelled: list[str] = []
+    for run_id, database_url in pending.items():
+        engine = create_database_engine(database_url, busy_timeout_seconds=CANCEL_WAIT_SECONDS)
+        try:
+            with engine.begin() as connection, Session(bind=connection) as session:
+                repositories.finish_run(
+                    session, uuid.UUID(run_id), status="cancelled", details={"cancelled_by": reason}, now=clock.now()
+                )
+                session.flush()
+            cancelled.append(run_id)
+        except Exception:
+            pass  # an interrupt must not end in a traceback; this run stays "running"
+        finally:
+            engine.dispose()
+    return cancelled

@@ -11,6 +11,12 @@ from neuraltrade.errors import ConfigError
 
 #: backtesting.py's "all in" order size: one less than a whole equity, so that it reads as a fraction.
 ALL_IN = 1.0 - 2.220446049250313e-16
+#: The relative commission the applications charge unless told otherwise: `neuraltrade backtest`, `sweep`,
+#: `walk-forward` and the nightly flow `run_backtests` all use it, so that a run by hand and the night's run
+#: of the same strategy show the same figures. 0.1% of the notional per fill is a retail broker's order of
+#: magnitude; a frictionless default flatters every strategy that trades often. `BacktestConfig` itself
+#: keeps backtesting.py's default of 0, so that the engine compares one for one with it.
+DEFAULT_COMMISSION = 0.001
 
 
 class SameBarExit(enum.Enum):
@@ -35,7 +41,8 @@ class BacktestConfig:
     cash
         Starting cash, shared by every symbol.
     commission
-        Relative commission charged on the notional at entry and again at exit (0.002 = 0.2%).
+        Relative commission charged on the notional at entry and again at exit (0.002 = 0.2%); 0 as
+        backtesting.py, while the applications default to `DEFAULT_COMMISSION`.
     fixed_commission
         Cash commission per fill, added to the relative one.
     spread

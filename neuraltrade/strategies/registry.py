@@ -4,35 +4,68 @@
 may be strings (as typed on a command line) or already numbers, and are converted to the type of the
 configuration's field. An unknown strategy or parameter raises `UnknownStrategy` listing the valid
 ones; a value of the wrong kind or out of range raises `ConfigError` naming it.
+
+The names are known without importing any strategy (`STRATEGY_NAMES`): the command line lists them in its
+help, which must not wait for pandas and every strategy module; a strategy's module is imported when it is
+first built or looked up.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import types
 import typing
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from neuraltrade.errors import ConfigError, UnknownStrategy
-from neuraltrade.strategies.base import Strategy, StrategyConfig
-from neuraltrade.strategies.mean_reversion import MeanReversion, MeanReversionConfig
-from neuraltrade.strategies.memory_vote import MemorySearcher, MemoryVote, MemoryVoteConfig
-from neuraltrade.strategies.momentum import Momentum, MomentumConfig
-from neuraltrade.strategies.neural import Neural, NeuralConfig
-from neuraltrade.strategies.sma_cross import SmaCross, SmaCrossConfig
+
+if TYPE_CHECKING:
+    from neuraltrade.strategies.base import Strategy, StrategyConfig
+    from neuraltrade.strategies.memory_vote import MemorySearcher
 
 Parameter = str | float | int | bool | None
 
-#: Every strategy by name: its class and its configuration's class.
-STRATEGIES: dict[str, tuple[type[Strategy], type[StrategyConfig]]] = {
-    SmaCross.name: (SmaCross, SmaCrossConfig),
-    MeanReversion.name: (MeanReversion, MeanReversionConfig),
-    Momentum.name: (Momentum, MomentumConfig),
-    Neural.name: (Neural, NeuralConfig),
-    MemoryVote.name: (MemoryVote, MemoryVoteConfig),
+#: Every strategy by name: the module that defines it, its class and its configuration's class.
+_CATALOGUE: dict[str, tuple[str, str, str]] = {
+    "sma_cross": ("neuraltrade.strategies.sma_cross", "SmaCross", "SmaCrossConfig"),
+    "mean_reversion": ("neuraltrade.strategies.mean_reversion", "MeanReversion", "MeanReversionConfig"),
+    "momentum": ("neuraltrade.strategies.momentum", "Momentum", "MomentumConfig"),
+    "neural": ("neuraltrade.strategies.neural", "Neural", "NeuralConfig"),
+    "memory_vote": ("neuraltrade.strategies.memory_vote", "MemoryVote", "MemoryVoteConfig"),
 }
+#: The name of every strategy, sorted.
+STRATEGY_NAMES: tuple[str, ...] = tuple(sorted(_CATALOGUE))
+
+
+class _Strategies(Mapping[str, "tuple[type[Strategy], type[StrategyConfig]]"]):
+    """Strategy name to (class, configuration class); a strategy's module is imported on first lookup."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, tuple[type[Strategy], type[StrategyConfig]]] = {}
+
+    def __getitem__(self, name: str) -> tuple[type[Strategy], type[StrategyConfig]]:
+        if name not in self._loaded:
+            module_name, class_name, config_name = _CATALOGUE[name]
+            module = importlib.import_module(module_name)
+            strategy_class, config_class = getattr(module, class_name), getattr(module, config_name)
+            # The catalogue repeats each class's own name; a mismatch would file a strategy under another's.
+            if strategy_class.name != name:
+                raise ConfigError(f"strategy catalogue files {class_name} (named {strategy_class.name!r}) as {name!r}")
+            self._loaded[name] = (strategy_class, config_class)
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_CATALOGUE)
+
+    def __len__(self) -> int:
+        return len(_CATALOGUE)
+
+
+#: Every strategy by name: its class and its configuration's class.
+STRATEGIES: Mapping[str, tuple[type[Strategy], type[StrategyConfig]]] = _Strategies()
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -41,7 +74,26 @@ _NONE = {"none", "null", ""}
 
 def strategy_names() -> list[str]:
     """Return the names of every strategy, sorted."""
-    return sorted(STRATEGIES)
+    return list(STRATEGY_NAMES)
+
+
+def require_strategy(name: str, parameters: Iterable[str] = ()) -> None:
+    """Check that strategy `name` exists and takes every one of `parameters` (names only, no values).
+
+    Raises
+    ------
+    UnknownStrategy
+        If it does not (the message lists the strategies, or the strategy's parameters).
+    """
+    _refuse_unknown_parameters(name, parameters, parameter_names(name))
+
+
+def _refuse_unknown_parameters(name: str, given: Iterable[str], known: list[str]) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise UnknownStrategy(
+            f"strategy {name!r} has no parameter {', '.join(map(repr, unknown))}; its parameters are {', '.join(known)}"
+        )
 
 
 def parameter_names(name: str) -> list[str]:
@@ -61,12 +113,7 @@ def build_config(name: str, params: Mapping[str, Parameter]) -> StrategyConfig:
     """
     config_class = _entry(name)[1]
     hints = typing.get_type_hints(config_class)
-    known = [item.name for item in dataclasses.fields(config_class)]
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise UnknownStrategy(
-            f"strategy {name!r} has no parameter {', '.join(map(repr, unknown))}; its parameters are {', '.join(known)}"
-        )
+    _refuse_unknown_parameters(name, params, [item.name for item in dataclasses.fields(config_class)])
     values = {key: _convert(name, key, value, hints[key]) for key, value in params.items()}
     return config_class(**values)
 
@@ -86,19 +133,20 @@ def build_strategy(
         If a value is refused, or ``memory_vote`` is built without a searcher.
     """
     config = build_config(name, params or {})
-    if isinstance(config, MemoryVoteConfig):
+    if name == "memory_vote":
+        from neuraltrade.strategies.memory_vote import MemoryVote, MemoryVoteConfig
+
         if searcher is None:
             raise ConfigError("strategy 'memory_vote' needs a vector memory to search (searcher=...)")
+        assert isinstance(config, MemoryVoteConfig)
         return MemoryVote(config, searcher)
-    strategy_class = _entry(name)[0]
-    return strategy_class(config)
+    return _entry(name)[0](config)
 
 
 def _entry(name: str) -> tuple[type[Strategy], type[StrategyConfig]]:
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise UnknownStrategy(f"no strategy {name!r}; the strategies are {', '.join(strategy_names())}") from None
+    if name not in _CATALOGUE:
+        raise UnknownStrategy(f"no strategy {name!r}; the strategies are {', '.join(STRATEGY_NAMES)}")
+    return STRATEGIES[name]
 
 
 def _convert(strategy: str, name: str, value: Parameter, hint: Any) -> Any:

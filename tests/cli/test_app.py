@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from models.engine import dispose_engines
+from models.migrations import upgrade_database
 from neuraltrade_cli.app import app
 
 runner = CliRunner()
@@ -108,10 +115,6 @@ def test_ingesting_a_partly_bad_file_stores_the_rest_and_names_the_failed_checks
 def test_a_failing_run_prints_one_line_and_no_traceback_in_a_real_process(
     prefect_harness: None, database_url: str, tmp_path: Path
 ) -> None:
-    import os
-    import subprocess
-    import sys
-
     from prefect.settings import PREFECT_API_URL
 
     broken = tmp_path / "BROKEN.csv"
@@ -138,6 +141,8 @@ def test_a_failing_run_prints_one_line_and_no_traceback_in_a_real_process(
 
 
 def test_memory_stats_of_an_empty_database_says_to_initialise_it(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").touch()
+
     result = runner.invoke(app, ["memory", "stats", "--db", f"sqlite:///{tmp_path}/empty.db"])
 
     assert result.exit_code == 1
@@ -175,3 +180,66 @@ def test_memory_maintain_refuses_a_threshold_out_of_range_in_one_line(database_u
 
     assert result.exit_code == 1
     assert _lines(result.output) == ["error: recall_threshold must be in [0, 1], was 1.5"]
+
+
+def test_status_of_a_missing_database_creates_no_file_or_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "nonexistent" / "dir"
+
+    result = runner.invoke(app, ["status", "--db", f"sqlite:///{folder}/x.db"])
+
+    assert result.exit_code == 1
+    assert _lines(result.output) == [
+        f"error: no database at {folder}/x.db (sqlite:///{folder}/x.db); `neuraltrade init` creates one, "
+        "`neuraltrade nightly` fills it"
+    ]
+    assert not (tmp_path / "nonexistent").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://trader:secret@localhost/market", "pip install 'neuraltrade[postgres]'"),
+        ("mysql://trader:secret@localhost/market", "mysql is not supported"),
+        ("oracle://trader:secret@localhost/market", "oracle is not supported"),
+    ],
+)
+def test_an_unsupported_or_driverless_database_says_what_to_do_in_one_line(url: str, expected: str) -> None:
+    result = runner.invoke(app, ["init", "--db", url])
+
+    assert result.exit_code == 1
+    [line] = _lines(result.output)
+    assert expected in line
+    assert "secret" not in line  # the password is never shown
+
+
+def _as_another_user(command: list[str]) -> list[str]:
+    """`command` run by a user who may read but not write root's files: a read-only mount, to them."""
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+@pytest.mark.parametrize("command", [["status"], ["memory", "stats"], ["runs"]])
+def test_read_only_commands_read_a_database_they_cannot_write_and_create_nothing(command: list[str]) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="neuraltrade-read-only-"))
+    try:
+        folder.chmod(0o755)
+        url = f"sqlite:///{folder}/night.db"
+        upgrade_database(url)
+        dispose_engines()
+        before = sorted(path.name for path in folder.iterdir())
+        environment = {**os.environ, "HOME": str(folder), "COLUMNS": "200", "PYTHONDONTWRITEBYTECODE": "1"}
+
+        finished = subprocess.run(
+            _as_another_user([sys.executable, "-m", "neuraltrade_cli", *command, "--db", url]),
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=120,
+        )
+
+        assert finished.returncode == 0, finished.stderr
+        assert "Traceback" not in finished.stderr
+        assert sorted(path.name for path in folder.iterdir()) == before == ["night.db"]
+    finally:
+        shutil.rmtree(folder)

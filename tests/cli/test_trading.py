@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import re
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from neuraltrade.backtest.config import DEFAULT_COMMISSION
+from neuraltrade.strategies.registry import STRATEGY_NAMES
 from neuraltrade_cli import app
-from neuraltrade_cli.trading import CONTRACT_KEYS
+from neuraltrade_cli.trading import CONTRACT_KEYS, print_backtests
 from tests.browser import render_dom, require_chromium
 
 runner = CliRunner()
@@ -31,7 +37,32 @@ TRADE_KEYS = {
     "commission",
     "exit_reason",
 }
-IDENTITY_KEYS = {"strategy", "strategy_id", "parameters", "symbols", "bars", "run_id", "config_digest", "data_digest"}
+IDENTITY_KEYS = {
+    "strategy",
+    "strategy_id",
+    "parameters",
+    "symbols",
+    "bars",
+    "cash",
+    "commission",
+    "run_id",
+    "config_digest",
+    "data_digest",
+    "stored_in",
+}
+STORED = re.compile(r"stored as run ([0-9a-f-]{36}) in (\S+);")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def default_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Where a backtest without --db stores its run: a file of this module's, never the clone's data/."""
+    from models.engine import dispose_engines
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('default-db')}/neuraltrade.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NEURALTRADE_DB", url)
+        yield url
+    dispose_engines()
 
 
 def _golden_cases() -> list[dict]:
@@ -86,7 +117,7 @@ def test_backtest_prints_a_readable_table_without_json(nvda_1000: Path) -> None:
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--strategy", "sma_crossing"], "no strategy 'sma_crossing'"),
+        (["--strategy", "sma_crossing"], f"no strategy 'sma_crossing'; the strategies are {', '.join(STRATEGY_NAMES)}"),
         (["--param", "fast"], "--param 'fast' is not name=value"),
         (["--param", "speed=3"], "speed"),
         (["--param", "fast=30", "--param", "slow=10"], "fast"),
@@ -99,6 +130,145 @@ def test_bad_input_is_one_line_naming_the_value(nvda_1000: Path, arguments: list
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.output
+
+
+def _contents(database_url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, so that a test sees any change, not only a change of counts."""
+    from sqlalchemy import select
+
+    from models.base import Base
+    from models.engine import session_scope
+
+    with session_scope(database_url) as session:
+        return {
+            table.name: sorted(map(tuple, session.execute(select(table)).all()), key=repr)
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def test_a_backtest_stores_its_run_and_report_draws_the_id_it_printed(
+    nvda_1000: Path, database_url: str, tmp_path: Path
+) -> None:
+    from models import repositories
+    from models.backtest_runs import load_run
+    from models.engine import session_scope
+
+    arguments = ["backtest", "--data", str(nvda_1000), "--param", "fast=5", "--param", "slow=40", "--db", database_url]
+    result = runner.invoke(app, arguments)
+
+    assert result.exit_code == 0, result.output
+    found = STORED.search(result.stdout)
+    assert found is not None, result.stdout
+    run_id, where = found.groups()
+    assert where == database_url and f"neuraltrade report {run_id} --db {database_url}" in result.stdout
+    with session_scope(database_url) as session:
+        run = load_run(session, uuid.UUID(run_id))
+        counts = repositories.table_counts(session)
+    assert run.strategy == "sma_cross" and run.bars == 1000 and len(run.trades) == run.statistics["trades"] > 0
+    # Stored as the nightly stores its runs: with its signals and its orders and their events.
+    assert counts["signals"] > 0 and counts["orders"] >= counts["signals"] and counts["order_events"] > 0
+    page = tmp_path / "run.html"
+    report = runner.invoke(app, ["report", run_id, "--db", database_url, "--output", str(page)])
+    assert report.exit_code == 0, report.output
+    html = page.read_text()
+    assert run_id in html and "Backtest report: sma_cross on NVDA" in html
+    assert "<dt>Parameters</dt><dd>fast=5, slow=40, average=rolling</dd>" in html
+
+
+def test_backtest_json_is_one_object_naming_the_stored_run_and_the_commission(nvda_1000: Path, tmp_path: Path) -> None:
+    from models.backtest_runs import load_run
+    from models.engine import session_scope
+
+    fresh = f"sqlite:///{tmp_path}/fresh.db"  # no schema yet: the backtest migrates it first
+    result = runner.invoke(app, ["backtest", "--data", str(nvda_1000), "--db", fresh, "--json"])
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)  # the whole of stdout is the one object
+    assert document["commission"] == DEFAULT_COMMISSION and document["stored_in"] == fresh
+    with session_scope(fresh) as session:
+        run = load_run(session, uuid.UUID(document["run_id"]))
+    assert run.config_digest == document["config_digest"] and run.backtest_config["commission"] == DEFAULT_COMMISSION
+    assert run.statistics["equity_final"] == document["equity_final"] and len(run.trades) == document["trades"]
+
+
+def test_the_same_backtest_again_changes_no_row_and_says_it_was_stored(nvda_1000: Path, database_url: str) -> None:
+    arguments = ["backtest", "--data", str(nvda_1000), "--db", database_url]
+    first = runner.invoke(app, arguments)
+    before = _contents(database_url)
+
+    again = runner.invoke(app, arguments)
+
+    assert again.exit_code == 0, again.output
+    assert _contents(database_url) == before
+    assert "already stored" in again.stdout
+    assert STORED.search(first.stdout) is not None and STORED.search(again.stdout) is not None
+    assert STORED.search(again.stdout).group(1) == STORED.search(first.stdout).group(1)  # type: ignore[union-attr]
+
+
+def test_no_store_touches_no_database_and_prints_the_id_the_run_would_have(nvda_1000: Path, tmp_path: Path) -> None:
+    unused = tmp_path / "unused.db"
+    arguments = ["backtest", "--data", str(nvda_1000), "--json"]
+    skipped = runner.invoke(app, [*arguments, "--no-store", "--db", f"sqlite:///{unused}"])
+    stored = runner.invoke(app, [*arguments, "--db", f"sqlite:///{tmp_path}/used.db"])
+
+    assert skipped.exit_code == 0, skipped.output
+    document = json.loads(skipped.stdout)
+    assert document["stored_in"] is None and not unused.exists()
+    assert document["run_id"] == json.loads(stored.stdout)["run_id"]
+    text = runner.invoke(app, ["backtest", "--data", str(nvda_1000), "--no-store"])
+    assert f"not stored (--no-store); stored, it would be run {document['run_id']}" in text.stdout
+
+
+def test_the_command_line_and_the_nightly_default_to_one_commission_and_show_it(nvda_1000: Path) -> None:
+    from flows.run_backtests import run_backtests
+
+    assert inspect.signature(run_backtests.fn).parameters["commission"].default == DEFAULT_COMMISSION
+    result = runner.invoke(app, ["backtest", "--data", str(nvda_1000), "--no-store"])
+    assert result.exit_code == 0, result.output
+    assert "commission 0.10%" in result.stdout
+    grid = ["--grid", "fast=5", "--grid", "slow=20", "--train-bars", "400", "--test-bars", "300"]
+    walked = runner.invoke(app, ["walk-forward", "--data", str(nvda_1000), *grid])
+    assert walked.exit_code == 0, walked.output
+    assert "commission 0.10%" in walked.stdout
+
+
+@pytest.mark.parametrize("command", ["backtest", "sweep", "walk-forward"])
+def test_the_strategy_option_lists_every_strategy_and_an_unknown_one_is_refused_listing_them(
+    nvda_1000: Path, command: str
+) -> None:
+    shown = runner.invoke(app, [command, "--help"])
+    assert shown.exit_code == 0, shown.output
+    assert all(name in shown.stdout for name in STRATEGY_NAMES), shown.stdout
+
+    arguments = [command, "--data", str(nvda_1000), "--strategy", "sma_crossing", "--no-store"]
+    if command != "backtest":
+        arguments = [command, "--data", str(nvda_1000), "--strategy", "sma_crossing", "--grid", "fast=5,10"]
+        arguments += ["--train-bars", "400", "--test-bars", "200"] if command == "walk-forward" else []
+    refused = runner.invoke(app, arguments)
+    assert refused.exit_code == 1
+    lines = [line for line in refused.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"the strategies are {', '.join(STRATEGY_NAMES)}" in lines[0], refused.output
+
+
+def test_a_sweep_over_a_parameter_the_strategy_does_not_take_is_refused_naming_its_parameters(nvda_1000: Path) -> None:
+    result = runner.invoke(app, ["sweep", "--data", str(nvda_1000), "--grid", "speed=1,2"])
+    assert result.exit_code == 1
+    assert "strategy 'sma_cross' has no parameter 'speed'; its parameters are fast, slow, average" in result.output
+
+
+def test_the_nights_table_shows_buy_and_hold_and_exposure_beside_the_return(capsys: pytest.CaptureFixture[str]) -> None:
+    run = {"strategy": "sma_cross", "symbol": "NVDA", "trades": 208, "return_pct": 14.3456, "sharpe": 0.0612}
+    run |= {"buy_hold_return_pct": 1052.6123, "exposure_pct": 98.94, "max_drawdown_pct": 42.8, "rejections": 0}
+    sizing = {"kind": "volatility_target", "annual_volatility": 0.12, "lookback": 20, "max_leverage": 1.0}
+    print_backtests({"runs": [run], "skipped": [], "commission": 0.001, "sizing": sizing})
+
+    lines = capsys.readouterr().out.splitlines()
+    setup = "every run: commission 0.10% per fill; sized by volatility target (annual_volatility=0.12, lookback=20, "
+    assert any(line.startswith(setup + "max_leverage=1)") for line in lines), lines
+    header = next(line for line in lines if line.startswith("strategy"))
+    assert re.search(r"return %\s+buy & hold %\s+exposure %", header)
+    row = next(line for line in lines if line.startswith("sma_cross"))
+    assert re.search(r"\b208\s+14\.35\s+1,052\.61\s+98\.94\s+0\.061\s+42\.80\b", row), row
 
 
 def test_a_missing_data_file_is_named(tmp_path: Path) -> None:
@@ -145,6 +315,7 @@ def test_sweep_ranks_every_combination_and_names_the_skipped(nvda_1000: Path) ->
 
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
+    assert document["commission"] == DEFAULT_COMMISSION
     assert [(row["fast"], row["slow"]) for row in document["rows"]] == [(5, 20), (5, 21), (10, 20), (10, 21)]
     assert [skipped["params"] for skipped in document["skipped"]] == [
         {"fast": 30, "slow": 20},

@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,9 +20,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from neuraltrade.bar_formats import DELIMITERS, sniff_delimiter, suggest_date_format
 from neuraltrade.bars import BAR_COLUMNS, TIMESTAMP_DTYPE
-from neuraltrade.errors import FileRejected
-from neuraltrade.ingest import ParsedFile, read_bars, symbol_from_path
+from neuraltrade.errors import ConfigError, FileRejected
+from neuraltrade.ingest import ParsedFile, bar_files, expand_bar_paths, file_failure, read_bars, symbol_from_path
 from neuraltrade.synthetic import MarketConfig, generate_market, write_market_csv
 from tests.conftest import DAILY_DATA, INTRADAY_FILE
 
@@ -409,6 +412,378 @@ def test_a_directory_is_refused_naming_its_path(tmp_path: Path) -> None:
         read_bars(folder)
 
 
+# --- formats: delimiters, header names, numbers, dates -----------------------------------------------------
+
+BARS = pd.DataFrame(
+    {
+        "Open": [1.5, 2.0, 3.0],
+        "High": [2.0, 3.0, 4.0],
+        "Low": [0.5, 1.0, 2.0],
+        "Close": [1.75, 2.5, 3.5],
+        "Volume": [100, 200, 300],
+    },
+    index=pd.DatetimeIndex(["2020-01-02", "2020-01-03", "2020-01-06"]),
+)
+BARS_DAYS = [utc(2020, 1, 2), utc(2020, 1, 3), utc(2020, 1, 6)]
+
+
+def values(parsed: ParsedFile) -> list[list[float]]:
+    return parsed.frame[["open", "high", "low", "close", "volume"]].to_numpy().tolist()
+
+
+def test_pandas_to_csv_output_with_its_unnamed_index_column_of_dates_is_a_daily_file(tmp_path: Path) -> None:
+    path = tmp_path / "AAA.csv"
+    BARS.to_csv(path)
+    assert path.read_text().splitlines()[0] == ",Open,High,Low,Close,Volume"
+
+    parsed = read_bars(path)
+
+    assert (parsed.layout, parsed.rejected, parsed.timestamp_problem) == ("daily", [], None)
+    assert parsed.frame["symbol"].tolist() == ["AAA"] * 3
+    assert parsed.frame["timestamp"].tolist() == BARS_DAYS
+    assert values(parsed) == BARS.to_numpy(dtype=float).tolist()
+
+
+def test_pandas_to_csv_output_of_zoned_minutes_is_intraday_in_utc(tmp_path: Path) -> None:
+    minutes = BARS.set_axis(pd.date_range("2024-01-02 09:30", periods=3, freq="min", tz="America/New_York"))
+    path = tmp_path / "AAA.csv"
+    minutes.to_csv(path)
+
+    parsed = read_bars(path)
+
+    assert parsed.layout == "intraday"
+    assert parsed.frame["timestamp"].tolist() == [utc(2024, 1, 2, 14, 30 + minute) for minute in range(3)]
+
+
+def test_a_frame_read_back_and_written_again_takes_its_dates_from_the_unnamed_0_column(tmp_path: Path) -> None:
+    BARS.to_csv(tmp_path / "first.csv")
+    path = tmp_path / "AAA.csv"
+    pd.read_csv(tmp_path / "first.csv").to_csv(path)  # a new row-number index first, then "Unnamed: 0"
+    assert path.read_text().splitlines()[0] == ",Unnamed: 0,Open,High,Low,Close,Volume"
+
+    assert read_bars(path).frame["timestamp"].tolist() == BARS_DAYS
+
+
+def test_a_parquet_file_written_from_a_frame_with_a_datetime_index_reads_its_index_as_timestamps(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "AAA.parquet"
+    BARS.to_parquet(path)
+
+    parsed = read_bars(path, date_format="%d/%m/%Y")  # a datetime column needs no format: it is ignored
+
+    assert parsed.layout == "daily"
+    assert parsed.frame["timestamp"].tolist() == BARS_DAYS
+    assert values(parsed) == BARS.to_numpy(dtype=float).tolist()
+
+
+@pytest.mark.parametrize("delimiter", DELIMITERS, ids=["comma", "semicolon", "tab", "pipe"])
+def test_every_delimiter_is_recognised_and_reads_the_same_bars(tmp_path: Path, delimiter: str) -> None:
+    table = pd.read_csv(NVDA, nrows=200)
+    path = tmp_path / "NVDA.csv"
+    table.to_csv(path, sep=delimiter, index=False)
+
+    parsed = read_bars(path)
+
+    assert (parsed.delimiter, parsed.layout) == (delimiter, "daily")
+    expected = read_bars(NVDA).frame.iloc[:200]
+    pd.testing.assert_frame_equal(parsed.frame, expected)
+
+
+@pytest.mark.parametrize("delimiter", DELIMITERS, ids=["comma", "semicolon", "tab", "pipe"])
+def test_rows_of_a_file_with_any_delimiter_keep_their_raw_fields_and_lines(tmp_path: Path, delimiter: str) -> None:
+    rows = [YAHOO_HEADER, ROW, "2020-01-03,1,2", "", ROW.replace("01-02", "01-06")]
+    path = write(tmp_path / "ABC.csv", "\n".join(line.replace(",", delimiter) for line in rows) + "\n")
+
+    parsed = read_bars(path)
+
+    assert parsed.frame["line"].tolist() == [2, 5]
+    assert [(row.line, row.reason, row.raw_values) for row in parsed.rejected] == [
+        (3, "field_count:expected_7_was_3", ("2020-01-03", "1", "2"))
+    ]
+    assert parsed.raw_values(2) == tuple(ROW.split(","))
+
+
+@pytest.mark.parametrize(
+    ("lines", "delimiter"),
+    [
+        (["Date;Open;High;Low;Close;Volume", "2020-01-02;1,5;2;1;1,5;3"], ";"),  # decimal commas in rows
+        (["a,b|c,d", "1,2,3,4"], ","),  # both split the header, only commas fit the row
+        (["a,b|c", "1|2"], "|"),  # both split the header in two, only the pipe fits the row
+        (["a,b|c", "1,2|3"], ","),  # both fit every row: ambiguous, so comma
+        (["Date Open High"], ","),  # nothing splits the header: comma
+        ([], ","),
+    ],
+)
+def test_the_delimiter_is_the_one_that_splits_the_header_and_fits_the_rows_else_comma(
+    lines: list[str], delimiter: str
+) -> None:
+    assert sniff_delimiter(lines) == delimiter
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "DATE,OPEN,HIGH,LOW,CLOSE,VOLUME",
+        "date,open,high,low,close,volume",
+        "dAtE , oPeN,High ,LOW,Close,  VOLUME",
+        "Datetime,Open,High,Low,Close,Volume",
+        "Time,Open,High,Low,Close,Volume",
+        "TIMESTAMP,Open,High,Low,Close,Volume",
+        "Gmt time,Open,High,Low,Close,Volume",
+        "GMT  TIME,Open,High,Low,Close,Volume",
+        ",Open,High,Low,Close,Volume",
+        "Unnamed: 0,Open,High,Low,Close,Volume",
+        "Date,Open,High,Low,Close,Adj Close,Volume",
+        "Date,Open,High,Low,Close,adj_close,Volume",
+        "Date,Open,High,Low,Close,AdjClose,Volume",
+    ],
+)
+def test_header_names_are_read_in_any_case_with_their_synonyms(tmp_path: Path, header: str) -> None:
+    width = len(header.split(","))
+    rows = ["2020-01-02,1,2,0.5,1.5,100", "2020-01-03,1,2,0.5,1.5,200"]
+    if width == 7:  # an Adj Close column before Volume
+        rows = [row.rsplit(",", 1)[0] + ",9," + row.rsplit(",", 1)[1] for row in rows]
+    path = write(tmp_path / "ABC.csv", "\n".join([header, *rows]) + "\n")
+
+    parsed = read_bars(path)
+
+    assert (parsed.layout, parsed.rejected) == ("daily", [])
+    assert parsed.frame["timestamp"].tolist() == [utc(2020, 1, 2), utc(2020, 1, 3)]
+    assert values(parsed) == [[1.0, 2.0, 0.5, 1.5, 100.0], [1.0, 2.0, 0.5, 1.5, 200.0]]
+
+
+DUKASCOPY = [
+    "Gmt time,Open,High,Low,Close,Volume",
+    "13.01.2020 00:00:00.000,1.11293,1.11301,1.11291,1.11297,118.87",
+    "13.01.2020 00:01:00.000,1.11298,1.11305,1.11296,1.11304,87.5",
+]
+
+
+def test_dukascopy_gmt_time_is_read_with_its_date_format(tmp_path: Path) -> None:
+    path = write(tmp_path / "EURUSD_Candlestick_1_M_BID.csv", "\n".join(DUKASCOPY) + "\n")
+
+    parsed = read_bars(path, date_format="%d.%m.%Y %H:%M:%S.%f")
+
+    assert (parsed.layout, parsed.timestamp_problem) == ("intraday", None)
+    assert set(parsed.frame["symbol"]) == {"EURUSD"}
+    assert parsed.frame["timestamp"].tolist() == [utc(2020, 1, 13, 0, 0), utc(2020, 1, 13, 0, 1)]
+    assert values(parsed)[0] == [1.11293, 1.11301, 1.11291, 1.11297, 118.87]
+
+
+def test_dukascopy_gmt_time_without_a_date_format_suggests_its_format(tmp_path: Path) -> None:
+    path = write(tmp_path / "EURUSD.csv", "\n".join(DUKASCOPY) + "\n")
+
+    parsed = read_bars(path)
+
+    assert parsed.frame["timestamp"].isna().all()
+    assert parsed.timestamp_problem == (
+        "no timestamp could be read (line 2: '13.01.2020 00:00:00.000'); "
+        "give the format with --date-format, e.g. %d.%m.%Y %H:%M:%S.%f"
+    )
+
+
+DAY_FIRST = ["Date,Open,High,Low,Close,Volume", "13/01/2020,1,2,0.5,1.5,100", "02/03/2020,1,2,0.5,1.5,100"]
+
+
+def test_day_first_dates_are_read_with_the_date_format(tmp_path: Path) -> None:
+    path = write(tmp_path / "ABC.csv", "\n".join(DAY_FIRST) + "\n")
+
+    parsed = read_bars(path, date_format="%d/%m/%Y")
+
+    assert parsed.frame["timestamp"].tolist() == [utc(2020, 1, 13), utc(2020, 3, 2)]
+    assert parsed.timestamp_problem is None
+
+
+def test_day_first_dates_without_a_date_format_are_never_guessed_and_the_file_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "ABC.csv", "\n".join(DAY_FIRST) + "\n")
+
+    parsed = read_bars(path)
+
+    # 02/03/2020 alone could be read month-first: no row is, and none is lost.
+    assert parsed.frame["timestamp"].isna().all() and parsed.rows_read == 2
+    assert parsed.timestamp_problem == (
+        "no timestamp could be read (line 2: '13/01/2020'); give the format with --date-format, e.g. %d/%m/%Y"
+    )
+
+
+def test_a_wrong_date_format_says_which_format_the_values_look_like(tmp_path: Path) -> None:
+    path = write(tmp_path / "ABC.csv", "\n".join(DAY_FIRST) + "\n")
+
+    problem = read_bars(path, date_format="%Y-%m-%d").timestamp_problem
+
+    assert problem == (
+        "no timestamp could be read with --date-format %Y-%m-%d (line 2: '13/01/2020'); the values look like %d/%m/%Y"
+    )
+
+
+def test_a_file_with_some_readable_timestamps_has_no_timestamp_problem(tmp_path: Path) -> None:
+    path = write(tmp_path / "ABC.csv", "\n".join([*DAY_FIRST, "2020-03-04,1,2,0.5,1.5,100"]) + "\n")
+
+    parsed = read_bars(path)
+
+    assert parsed.frame["timestamp"].notna().tolist() == [False, False, True]
+    assert parsed.timestamp_problem is None
+
+
+@pytest.mark.parametrize(
+    ("sample", "suggestion"),
+    [
+        (["13/01/2020"], "%d/%m/%Y"),
+        (["01/02/2020", "01/13/2020"], "%m/%d/%Y"),
+        (["01/02/2020"], "%d/%m/%Y"),
+        (["13-01-20 09:30"], "%d-%m-%y %H:%M"),
+        (["2020.01.13T09:30:15"], "%Y.%m.%d" + "T%H:%M:%S"),
+        (["20200113"], "%Y%m%d"),
+        (["yesterday"], "%d/%m/%Y"),
+    ],
+)
+def test_the_suggested_date_format_follows_the_values(sample: list[str], suggestion: str) -> None:
+    assert suggest_date_format(sample) == suggestion
+
+
+def test_a_date_format_without_a_clock_reads_the_date_of_a_file_with_a_time_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "ES.csv", "Date;Time;Open;High;Low;Close;Volume\n13/01/2020;09:30;1;2;0.5;1.5;10\n")
+
+    parsed = read_bars(path, date_format="%d/%m/%Y", timezone="America/New_York")
+
+    assert (parsed.layout, parsed.frame["timestamp"].tolist()) == ("intraday", [utc(2020, 1, 13, 14, 30)])
+
+
+def test_a_date_format_with_a_zone_converts_to_utc(tmp_path: Path) -> None:
+    path = write(tmp_path / "ABC.csv", f"{LONG_HEADER}\n13/01/2020 09:30 +0100,AAA,1,2,0.5,1.5,10\n")
+
+    parsed = read_bars(path, date_format="%d/%m/%Y %H:%M %z", timezone="Asia/Tokyo")
+
+    assert parsed.frame["timestamp"].tolist() == [utc(2020, 1, 13, 8, 30)]
+
+
+@pytest.mark.parametrize("date_format", ["%Q", "day/month/year"])
+def test_an_unusable_date_format_is_refused_naming_it(date_format: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(repr(date_format))):
+        read_bars(NVDA, date_format=date_format)
+
+
+def test_quoted_numbers_with_thousands_separators_are_numbers(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "ABC.csv",
+        "Date,Open,High,Low,Close,Volume\n"
+        '2020-01-02,"1,234.31","1,300.00",1200,"1,250.5","1,000,000"\n'
+        "2020-01-03,1 234.5,1 300,1 200,1 250,2 000 000\n",
+    )
+
+    parsed = read_bars(path)
+
+    assert values(parsed) == [[1234.31, 1300.0, 1200.0, 1250.5, 1e6], [1234.5, 1300.0, 1200.0, 1250.0, 2e6]]
+
+
+def test_a_comma_that_may_be_a_decimal_comma_is_never_read_as_thousands(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "ABC.csv",
+        "Date;Open;High;Low;Close;Volume\n2020-01-02;12,345;1,234.5;1,234,567;12,5;1\n2020-01-03;1;1;1;1,234;1\n",
+    )
+
+    frame = read_bars(path).frame
+
+    assert frame["open"].isna().tolist() == [True, False]  # 12,345 in a ;-file: maybe twelve and a bit
+    assert frame["high"].tolist() == [1234.5, 1.0]
+    assert frame["low"].tolist() == [1234567.0, 1.0]
+    assert frame["close"].isna().all()  # 12,5 shows the column uses decimal commas: 1,234 is not guessed
+
+
+ADJUSTED = f"{YAHOO_HEADER}\n2020-01-02,10,12,8,11,5.5,100\n2020-01-03,10,12,8,10,n/a,100\n"
+
+
+def test_adj_close_is_ignored_by_default(tmp_path: Path) -> None:
+    parsed = read_bars(write(tmp_path / "ABC.csv", ADJUSTED))
+
+    assert values(parsed) == [[10.0, 12.0, 8.0, 11.0, 100.0], [10.0, 12.0, 8.0, 10.0, 100.0]]
+
+
+def test_adjusted_prices_scale_each_row_by_adj_close_over_close(tmp_path: Path) -> None:
+    frame = read_bars(write(tmp_path / "ABC.csv", ADJUSTED), adjusted=True).frame
+
+    assert frame.iloc[0][["open", "high", "low", "close", "volume"]].tolist() == [5.0, 6.0, 4.0, 5.5, 100.0]
+    # An unreadable Adj Close gives no price: the row stays, with missing prices the quality checks catch.
+    assert frame.iloc[1][["open", "high", "low", "close"]].isna().all()
+    assert frame["line"].tolist() == [2, 3]
+
+
+def test_adjusted_prices_need_an_adj_close_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "ABC.csv", "Date,Open,High,Low,Close,Volume\n2020-01-02,1,2,0.5,1.5,100\n")
+
+    with pytest.raises(FileRejected, match="no Adj Close column") as raised:
+        read_bars(path, adjusted=True)
+
+    assert raised.value.path == str(path)
+
+
+# --- directories and failed files ---------------------------------------------------------------------------
+
+
+def test_a_directory_stands_for_every_bar_file_under_it_sorted_without_hidden_ones(tmp_path: Path) -> None:
+    for name in ["b.csv", "a.TXT", "sub/c.parquet", "sub/deeper/d.csv", ".hidden.csv", ".git/e.csv", "notes.md"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+
+    found = bar_files(tmp_path)
+
+    assert [path.relative_to(tmp_path).as_posix() for path in found] == [
+        "a.TXT",
+        "b.csv",
+        "sub/c.parquet",
+        "sub/deeper/d.csv",
+    ]
+
+
+def test_a_path_that_is_no_directory_stands_for_itself_even_if_missing(tmp_path: Path) -> None:
+    assert bar_files(tmp_path / "missing.csv") == [tmp_path / "missing.csv"]
+    assert bar_files(NVDA) == [NVDA]
+
+
+def test_a_directory_holding_no_bar_file_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "notes.md").write_text("x")
+    (tmp_path / ".hidden.csv").write_text("x")
+
+    with pytest.raises(FileRejected, match="holding no bar file") as raised:
+        bar_files(tmp_path)
+
+    assert raised.value.path == str(tmp_path)
+
+
+def test_expanding_paths_keeps_their_order_and_names_each_file_once(tmp_path: Path) -> None:
+    for name in ["b.csv", "a.csv"]:
+        (tmp_path / name).write_text("x")
+
+    expanded = expand_bar_paths([str(tmp_path / "b.csv"), tmp_path, NVDA])
+
+    assert expanded == [str(tmp_path / "b.csv"), str(tmp_path / "a.csv"), str(NVDA)]
+
+
+@pytest.mark.parametrize(
+    ("figures", "failure"),
+    [
+        ({"rows_read": 0, "rows_stored": 0, "failed_checks": {}}, "holds a header but no data row"),
+        (
+            {"rows_read": 3, "rows_stored": 0, "failed_checks": {"not_null:close": 2, "positive:open": 1}},
+            "every row was quarantined (3 rows; failing not_null:close x2, positive:open x1)",
+        ),
+        (
+            {"rows_read": 2, "rows_stored": 0, "failed_checks": {"not_null:timestamp": 2}, "timestamp_problem": "P"},
+            "P",
+        ),
+        ({"rows_read": 3, "rows_stored": 1, "failed_checks": {"positive:open": 2}}, None),
+    ],
+    ids=["header_only", "all_quarantined", "no_timestamp", "stored"],
+)
+def test_a_file_fails_when_it_has_no_data_row_or_every_row_was_quarantined(
+    figures: dict[str, Any], failure: str | None
+) -> None:
+    assert file_failure(**figures) == failure
+
+
 # --- any mix of good and bad rows ---------------------------------------------------------------------------
 
 # Any text but CR and LF, which end lines, and ":", so that no garbage looks like a clock time to the sniffer.
@@ -423,17 +798,22 @@ BLANK_LINES = [b"", b" ", b"\t", b"  \t  "]
 class Layout:
     header: str
     name: str
-    detected: str
+    detected: frozenset[str]
 
 
 LAYOUTS = [
-    Layout(YAHOO_HEADER, "daily", "daily"),
-    Layout("date,open,high,low,close,volume", "daily_plain", "daily"),
-    Layout("Date,Time,Open,High,Low,Close,Volume", "intraday", "intraday"),
-    Layout("Date,Open,High,Low,Close,Volume,OpenInterest", "intraday_untimed", "intraday"),
-    Layout(LONG_HEADER, "long", "long"),
-    Layout("symbol,close,timestamp,low,open,high,volume,spread", "long_spread", "long"),
+    Layout(YAHOO_HEADER, "daily", frozenset({"daily"})),
+    Layout("date,open,high,low,close,volume", "daily_plain", frozenset({"daily"})),
+    Layout(",Open,High,Low,Close,Volume", "pandas_index", frozenset({"daily"})),
+    Layout("Date,Time,Open,High,Low,Close,Volume", "intraday", frozenset({"intraday"})),
+    Layout("Date,Open,High,Low,Close,Volume,OpenInterest", "intraday_untimed", frozenset({"intraday"})),
+    # One timestamp column of date and time: intraday, or daily when every time read is midnight.
+    Layout("Gmt time,Open,High,Low,Close,Volume", "gmt_time", frozenset({"daily", "intraday"})),
+    Layout(LONG_HEADER, "long", frozenset({"long"})),
+    Layout("symbol,close,timestamp,low,open,high,volume,spread", "long_spread", frozenset({"long"})),
 ]
+#: How a header's names may be spelled: all are read alike.
+HEADER_CASES: list[Callable[[str], str]] = [str, str.upper, str.lower, str.title]
 
 prices = st.floats(min_value=0.01, max_value=1e6, allow_nan=False)
 days = st.dates(min_value=date(1980, 1, 1), max_value=date(2099, 12, 31))
@@ -450,7 +830,7 @@ def valid_rows(draw: st.DrawFn, layout: Layout) -> tuple[list[str], dict[str, ob
     bar: dict[str, object] = {"open": open_, "high": high, "low": low, "close": close, "volume": float(volume)}
     day = draw(days)
     numbers = [repr(open_), repr(high), repr(low), repr(close)]
-    if layout.name in ("daily", "daily_plain"):
+    if layout.name in ("daily", "daily_plain", "pandas_index"):
         bar.update(symbol="TEST", timestamp=pd.Timestamp(day, tz="UTC"))
         adjusted = [repr(draw(prices))] if layout.name == "daily" else []
         return [day.isoformat(), *numbers, *adjusted, str(volume)], bar
@@ -459,6 +839,10 @@ def valid_rows(draw: st.DrawFn, layout: Layout) -> tuple[list[str], dict[str, ob
         bar.update(symbol="TEST", timestamp=pd.Timestamp(datetime.combine(day, moment, tzinfo=UTC)))
         extra = [str(draw(st.integers(0, 10**6)))] if layout.name == "intraday_untimed" else []
         return [day.isoformat(), moment.isoformat(), *numbers, str(volume), *extra], bar
+    if layout.name == "gmt_time":
+        moment = draw(clock_times)
+        bar.update(symbol="TEST", timestamp=pd.Timestamp(datetime.combine(day, moment, tzinfo=UTC)))
+        return [f"{day.isoformat()} {moment.isoformat()}", *numbers, str(volume)], bar
     moment = datetime.combine(day, draw(st.times()), tzinfo=draw(offsets))
     stamp = moment.isoformat().replace("+00:00", "Z") if draw(st.booleans()) else moment.isoformat()
     symbol = draw(st.from_regex(r"[A-Z]{1,5}", fullmatch=True))
@@ -471,7 +855,7 @@ def valid_rows(draw: st.DrawFn, layout: Layout) -> tuple[list[str], dict[str, ob
 
 
 @st.composite
-def malformed_lines(draw: st.DrawFn, layout: Layout) -> bytes:
+def malformed_lines(draw: st.DrawFn, layout: Layout, delimiter: bytes = b",") -> bytes:
     """A line that a valid row became by one or more damages, or plain garbage."""
     fields: list[bytes] = [field.encode() for field in draw(valid_rows(layout))[0]]
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
@@ -500,23 +884,26 @@ def malformed_lines(draw: st.DrawFn, layout: Layout) -> bytes:
             fields[at] = draw(st.sampled_from([b"9", b"x", b"1.5"])) * draw(st.sampled_from([5_000, 140_000]))
         elif damage == "garbage_line":
             fields = [draw(garbage_text).encode()]
-    return b",".join(fields)
+    return delimiter.join(fields)
 
 
 @st.composite
 def files(draw: st.DrawFn) -> tuple[Layout, bytes, dict[int, dict[str, object]]]:
-    """A file: a valid header, then valid, malformed and blank lines; and the bars the valid lines must become."""
+    """A file: a valid header in any case and delimiter, then valid, malformed and blank lines; and the bars
+    the valid lines must become."""
     layout = draw(st.sampled_from(LAYOUTS))
-    lines = [layout.header.encode()]
+    delimiter = draw(st.sampled_from(DELIMITERS))
+    spelled = draw(st.sampled_from(HEADER_CASES))
+    lines = [delimiter.join(spelled(name) for name in layout.header.split(",")).encode()]
     valid: dict[int, dict[str, object]] = {}
     for _ in range(draw(st.integers(min_value=0, max_value=20))):
         kind = draw(st.sampled_from(["valid", "malformed", "blank"]))
         if kind == "valid":
             fields, bar = draw(valid_rows(layout))
-            lines.append(",".join(fields).encode())
+            lines.append(delimiter.join(fields).encode())
             valid[len(lines)] = bar
         elif kind == "malformed":
-            lines.append(draw(malformed_lines(layout)))
+            lines.append(draw(malformed_lines(layout, delimiter.encode())))
         else:
             lines.append(draw(st.sampled_from(BLANK_LINES)))
     ending = draw(st.sampled_from([b"\n", b"\r\n"]))
@@ -561,8 +948,10 @@ def test_any_mix_of_good_and_bad_lines_is_read_without_losing_or_repeating_a_lin
 
     first_rows = expected_lines[:50]
     if layout.name != "intraday_untimed" or 2 * sum(line in valid for line in first_rows) > len(first_rows):
-        assert parsed.layout == layout.detected
-    if parsed.layout == layout.detected:
+        assert parsed.layout in layout.detected
+    if parsed.layout in layout.detected:
+        if valid:  # one readable timestamp: the file's timestamps are not all unreadable
+            assert parsed.timestamp_problem is None
         by_line = parsed.frame.set_index("line")
         for line, bar in valid.items():
             row = by_line.loc[line]

@@ -1,8 +1,8 @@
 """Specification of the HTML backtest report: self-contained, escaped, and drawn by a real browser.
 
-The browser tests open the page in headless Chromium (three launches for the whole file, shared by
-module-scoped fixtures): one dump of the DOM after the page's script ran, one screenshot, one dump of a
-run without trades.
+The browser tests open the page in headless Chromium (four launches for the whole file, three shared by
+module-scoped fixtures): one dump of the DOM after the page's script ran, one of the page opened with its
+equity axis logarithmic, one screenshot, one dump of a run without trades.
 """
 
 from __future__ import annotations
@@ -82,7 +82,17 @@ def synthetic_run(bars: int = BARS, *, trades: bool = True) -> ReportData:
     return ReportData(
         run_id="run-7",
         strategy='sma <b>"cross"</b> & co',
-        config={"fast": 10, "slow": 30, "note": "</script><script>alert(1)</script>"},
+        strategy_id="sma_cross-0123456789ab",
+        parameters={"fast": 10, "slow": 30.0, "average": "rolling"},
+        cash=10_000.0,
+        commission=0.001,
+        sizing={"kind": "volatility_target", "annual_volatility": 0.12, "lookback": 20, "max_leverage": 1.0},
+        config={
+            "fast": 10,
+            "slow": 30,
+            "note": "</script><script>alert(1)</script>",
+            "backtest": {"order_size": 1.0 - 2.220446049250313e-16, "commission": 0.001},
+        },
         config_digest="0f" * 32,
         statistics={
             "start": times[0],
@@ -181,6 +191,18 @@ def drawn(page_file: Path) -> Element:
 
 
 @pytest.fixture(scope="module")
+def drawn_log(tmp_path_factory: pytest.TempPathFactory) -> Element:
+    """The DOM of a run whose equity grows a hundredfold, opened at ``#log`` (one launch)."""
+    run = synthetic_run()
+    equity = 10_000.0 * np.power(100.0, np.linspace(0.0, 1.0, BARS))
+    growing = replace(run, equity=equity, drawdown_pct=np.zeros(BARS))
+    path = tmp_path_factory.mktemp("report-log") / "report.html"
+    path.write_text(render_report(growing), encoding="utf-8")
+    uri = path.resolve().as_uri() + "#log"
+    return parse(browser._launch([f"--window-size={WINDOW_WIDTH},900", "--dump-dom", uri]))
+
+
+@pytest.fixture(scope="module")
 def chart_boxes(drawn: Element) -> dict[str, tuple[int, int, int, int]]:
     """Where each chart's SVG was drawn on the page, in CSS pixels: left, top, width, height."""
     return {
@@ -231,10 +253,41 @@ def test_statistics_are_labelled_in_words_with_units_and_formatted(page: str) ->
     assert table is not None
     rows = dict(re.findall(r"<th[^>]*>(.*?)</th><td[^>]*>(.*?)</td>", table.group(1)))
     assert rows["Start"] == "2021-01-04"
-    assert rows["Sharpe ratio"] == "0.8123"
+    assert rows["Sharpe ratio"] == "0.812"
     assert rows["Trades"] == "6"
-    assert rows["Win rate [%]"] == "–"
+    assert rows["Win rate [%]"] == "n/a"
     assert re.fullmatch(r"\d{1,2},\d{3}\.\d{2}", rows["Equity final"])
+    assert re.fullmatch(r"\d+\.\d{2}", rows["Max drawdown [%]"])
+
+
+def test_the_header_names_the_strategy_its_parameters_symbols_period_cash_commission_and_sizing(page: str) -> None:
+    header = re.search(r"<header>(.*?)</header>", page, re.DOTALL)
+    assert header is not None
+    rows = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", header.group(1)))
+    assert rows["Strategy"] == "sma &lt;b&gt;&quot;cross&quot;&lt;/b&gt; &amp; co (sma_cross-0123456789ab)"
+    assert rows["Parameters"] == "fast=10, slow=30, average=rolling"
+    assert rows["Symbols"] == "NVDA, &lt;script&gt;"
+    assert rows["Period"] == f"2021-01-04 to 2021-10-30 ({BARS} bars, {len(TRADES)} trades)"
+    assert rows["Cash"] == "10,000.00"
+    assert rows["Commission"] == "0.10% of the notional per fill"
+    assert rows["Sizing"] == "volatility target: annual_volatility=0.12, lookback=20, max_leverage=1"
+
+
+def test_trades_show_whole_units_money_and_percents_for_people(page: str) -> None:
+    table = re.search(r'<table class="trades">(.*?)</table>', page, re.DOTALL)
+    assert table is not None
+    first = re.findall(r"<td[^>]*>(.*?)</td>", table.group(1).split("</tr>")[1])
+    number, symbol, side, size, _, entry_price, _, _, pnl, return_pct, reason = first
+    assert (number, symbol, side, size, reason) == ("1", "NVDA", "long", "5", "signal")
+    assert re.fullmatch(r"\d+\.\d{2}", entry_price)
+    assert re.fullmatch(r"-?\d+\.\d{2}", pnl) and re.fullmatch(r"-?\d+\.\d{2}", return_pct)
+
+
+def test_the_configuration_shows_without_float_noise(page: str) -> None:
+    config = re.search(r'<pre class="config">(.*?)</pre>', page, re.DOTALL)
+    assert config is not None
+    assert "&quot;order_size&quot;: 1\n" in config.group(1)
+    assert "0.9999" not in page
 
 
 def test_a_100k_bar_run_is_decimated_to_a_few_thousand_points_per_chart() -> None:
@@ -306,6 +359,28 @@ def test_the_browser_draws_equity_drawdown_and_a_price_chart_per_symbol(drawn: E
     error = drawn.by_id("error")
     assert error.full_text() == ""
     assert "hidden" in error.attributes
+
+
+def test_the_equity_chart_offers_a_log_scale_and_starts_linear(drawn: Element) -> None:
+    chart = drawn.by_id("chart-equity")
+    (button,) = chart.all("button", "scale")
+    assert button.full_text() == "Log scale" and button.attributes["aria-pressed"] == "false"
+    assert chart.attributes["data-scale"] == "linear"
+
+
+def test_on_a_log_scale_equal_ratios_of_equity_are_equal_heights(drawn_log: Element) -> None:
+    (body,) = drawn_log.all("body")
+    assert body.attributes["data-rendered"] == f"equity,drawdown,price:NVDA,price:{HOSTILE}"
+    chart = drawn_log.by_id("chart-equity")
+    assert chart.attributes["data-scale"] == "log"
+    (button,) = chart.all("button", "scale")
+    assert button.attributes["aria-pressed"] == "true"
+    ticks = {tick.full_text(): float(tick.attributes["y"]) for tick in chart.all("text", "tick y")}
+    assert list(ticks) == ["10,000", "100,000", "1,000,000"]
+    lower, upper = ticks["10,000"] - ticks["100,000"], ticks["100,000"] - ticks["1,000,000"]
+    assert lower > 50 and upper == pytest.approx(lower, abs=0.2)
+    (path,) = chart.all("path", "series equity")
+    assert path_points(path) == BARS
 
 
 def test_the_equity_drawdown_and_buy_and_hold_paths_have_a_point_per_bar(drawn: Element) -> None:

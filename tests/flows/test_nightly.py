@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from sqlalchemy import select
 from models import repositories
 from models.engine import session_scope
 from models.tables import RunSummary
-from neuraltrade.errors import FileRejected
+from neuraltrade.backtest.config import DEFAULT_COMMISSION
+from neuraltrade.errors import IngestionFailed
 from tasks.metrics import METRICS_ENVIRONMENT_VARIABLE
 
 WINDOW = 32
@@ -61,6 +63,12 @@ def test_the_night_ingests_embeds_records_its_runs_and_exports_metrics(
     ]
     assert counts["backtest_runs"] == counts["backtest_equity"] == 5
     assert counts["backtest_trades"] == sum(run["trades"] for run in backtests["runs"]), backtests["runs"]
+    # Each run is sized by the volatility target without leverage, at the command line's commission, and
+    # reports what holding the symbol returned and how much of the time it held a position.
+    assert backtests["sizing"]["kind"] == "volatility_target" and backtests["sizing"]["max_leverage"] == 1.0
+    assert backtests["commission"] == DEFAULT_COMMISSION
+    for run in backtests["runs"]:
+        assert math.isfinite(run["buy_hold_return_pct"]) and 0.0 <= run["exposure_pct"] <= 100.0
     assert summary["maintenance"]["integrity"]["market_state"]["vectors"] == 120 - WINDOW + 1
     exported = metrics_file.read_text()
     assert 'neuraltrade_table_rows{table="bars"} 120.0' in exported
@@ -96,9 +104,10 @@ def test_a_rejected_file_fails_the_night_after_the_good_files_are_stored_and_emb
     broken = tmp_path / "BROKEN.csv"
     broken.write_text("when,price\n2024-01-02,10\n")
 
-    with pytest.raises(FileRejected, match=r"BROKEN\.csv"):
+    with pytest.raises(IngestionFailed, match=r"BROKEN\.csv: header when, price matches no known layout") as raised:
         nightly(database_url=database_url, paths=[str(sample_csv), str(broken)])
 
+    assert [outcome["failure"] is None for outcome in raised.value.summary["outcomes"]] == [True, False]
     counts = _counts(database_url)
     assert counts["bars"] == 120
     assert counts["memory_items"] == 120 - WINDOW + 1

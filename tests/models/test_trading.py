@@ -27,6 +27,9 @@ from models.backtest_runs import (
     latest_model_version,
     list_runs,
     load_run,
+    run_details,
+    run_identity,
+    save_backtest,
     save_model_version,
     save_run,
 )
@@ -547,6 +550,85 @@ def test_deleting_a_run_deletes_everything_it_produced(database_url: str) -> Non
     for model in (BacktestTradeRecord, BacktestEquityRecord, SignalRecord, OrderRecord, OrderEventRecord):
         assert count(database_url, model) == 0, model.__tablename__
     assert count(database_url, RiskRejectionRecord) == 0
+
+
+# -- a backtest, whole ------------------------------------------------------------------------------
+
+
+def two_symbol_backtest() -> Any:
+    """A real backtest of two symbols sharing an account, with every order event recorded."""
+    from neuraltrade.backtest import BacktestConfig, run_backtest
+    from tests.domain.backtest_support import history, market, scripted
+
+    bars = market(
+        history("AAA", [10.0, 11.0, 12.0, 11.0, 13.0, 12.0, 14.0, 15.0]),
+        history("BBB", [20.0, 19.0, 21.0, 22.0, 20.0, 23.0, 22.0, 24.0]),
+    )
+    strategy = scripted({"AAA": {1: 1, 4: -1}, "BBB": {2: -1, 5: 1}})
+    return run_backtest(bars, strategy, BacktestConfig(order_size=0.4, verify_causality=False), record_orders=True)
+
+
+def every_row(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    from models.base import Base
+
+    with session_scope(url) as session:
+        return {
+            table.name: sorted(map(tuple, session.execute(select(table)).all()), key=repr)
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def test_a_backtest_is_saved_whole_once_and_saving_it_again_changes_no_row(database_url: str) -> None:
+    result = two_symbol_backtest()
+    identity = run_identity(result.strategy, result.config, result.market)
+    with session_scope(database_url, write=True) as session:
+        assert save_backtest(session, result, identity, run_details(result), created_at=START)
+    before = every_row(database_url)
+
+    with session_scope(database_url, write=True) as session:
+        saved_again = save_backtest(session, result, identity, run_details(result), created_at=START + timedelta(1))
+
+    assert not saved_again and every_row(database_url) == before
+    with session_scope(database_url) as session:
+        stored = load_run(session, identity.run_id)
+        signals = load_signals(session, identity.run_id)
+    assert stored.symbols == ("AAA", "BBB") and stored.created_at == START
+    assert len(stored.trades) == len(result.trades) > 0 and np.array_equal(stored.equity, result.equity)
+    assert len(signals) == len(result.decisions) == 4
+    assert count(database_url, OrderRecord) >= 4 and count(database_url, OrderEventRecord) > 0
+
+
+def test_a_runs_identity_is_its_inputs_sizing_and_risk_limits_included() -> None:
+    from neuraltrade.risk import RiskLimits
+    from neuraltrade.sizing import VolatilityTarget
+
+    result = two_symbol_backtest()
+    plain = run_identity(result.strategy, result.config, result.market)
+    assert plain == run_identity(result.strategy, result.config, result.market)
+    assert str(plain.run_id) == result.run_id and plain.config_digest == result.config_digest
+    sized = run_identity(result.strategy, result.config, result.market, sizing=VolatilityTarget(annual_volatility=0.12))
+    limited = run_identity(result.strategy, result.config, result.market, limits=RiskLimits(max_leverage=1.0))
+    assert len({plain.run_id, sized.run_id, limited.run_id}) == 3
+
+
+def test_run_details_keep_each_symbols_details_and_the_sizing_and_limits_in_full() -> None:
+    from neuraltrade.risk import RiskLimits
+    from neuraltrade.sizing import VolatilityTarget
+
+    result = two_symbol_backtest()
+    sizing = VolatilityTarget(annual_volatility=0.12, max_leverage=1.0)
+    details = run_details(result, sizing=sizing, limits=RiskLimits(max_leverage=1.0))
+
+    assert set(details["by_symbol"]) == {"AAA", "BBB"}
+    assert details["sizing"] == {
+        "kind": "volatility_target",
+        "annual_volatility": 0.12,
+        "lookback": 20,
+        "periods_per_year": 252,
+        "max_leverage": 1.0,
+        "fractional": False,
+    }
+    assert details["risk_limits"]["max_leverage"] == 1.0 and details["rejections"] == 0
 
 
 # -- model versions -----------------------------------------------------------------------------------

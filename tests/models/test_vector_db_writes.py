@@ -18,6 +18,7 @@ from neuraltrade.errors import (
     DimensionMismatch,
     DuplicateItem,
     FingerprintMismatch,
+    InvalidItemId,
     InvalidVector,
 )
 from neuraltrade.memory import Filter, Query
@@ -289,12 +290,19 @@ def test_metadata_that_is_not_flat_scalars_is_refused_naming_the_item(
     assert db.count() == 0
 
 
-@pytest.mark.parametrize("key", ["", "x" * 257, 7, None], ids=["empty", "too-long", "int", "none"])
-def test_an_id_that_is_empty_too_long_or_not_a_string_is_refused_naming_it(database_url: str, key: object) -> None:
+@pytest.mark.parametrize(
+    "key",
+    ["", "x" * 257, 10**300, None, 7.0, b"id", True],
+    ids=["empty", "too-long", "too-long-int", "none", "float", "bytes", "bool"],
+)
+def test_an_id_that_is_empty_too_long_or_not_a_str_int_or_uuid_is_refused_naming_it_and_its_type(
+    database_url: str, key: object
+) -> None:
     db = VectorDB(DIMENSION, database_url=database_url)
-    with pytest.raises(ConfigError, match="non-empty string of at most 256") as raised:
+    with pytest.raises(InvalidItemId) as raised:
         db.insert(key, np.ones(DIMENSION), {"symbol": "AAPL"})  # type: ignore[arg-type]
     assert repr(key)[:40] in str(raised.value)
+    assert f"of type {type(key).__name__}" in str(raised.value)
     db.insert("x" * 256, np.ones(DIMENSION), {"symbol": "AAPL"})
     assert db.count() == 1
 

@@ -16,7 +16,9 @@ from models.order_records import load_rejections, load_signals
 from neuraltrade.backtest import BacktestConfig
 from neuraltrade.errors import UnknownRun, UnknownSymbol
 from neuraltrade.ingest import read_bars
+from neuraltrade.report import render_report
 from neuraltrade.risk import RiskLimits
+from neuraltrade.sizing import VolatilityTarget
 from tasks.backtest import StrategySpec, backtest_symbol, report_data
 
 SAMPLE = Path(__file__).parent.parent.parent / "neuraltrade" / "sample_data" / "NVDA.csv"
@@ -46,6 +48,9 @@ def test_a_backtest_is_stored_with_its_trades_equity_signals_and_orders(with_bar
     assert len(signals) == counts["signals"] > 0
     assert all(signal.causal_links for signal in signals)
     assert counts["orders"] >= len(signals) and counts["order_events"] > counts["orders"]
+    # Beside its return, the summary says what holding the symbol returned and how long the run held it.
+    assert summary["buy_hold_return_pct"] == run.statistics["buy_hold_return_pct"]
+    assert summary["exposure_pct"] == run.statistics["exposure_pct"] > 0
 
 
 def _contents(database_url: str) -> dict[str, list[tuple[object, ...]]]:
@@ -136,6 +141,34 @@ def test_report_data_reads_a_stored_run_with_its_prices(with_bars: str) -> None:
     summary = backtest_symbol.fn(with_bars, "NVDA", StrategySpec(name="momentum"), BacktestConfig())
     data = report_data(with_bars, summary["run_id"])
     assert data.run_id == summary["run_id"] and len(data.prices["NVDA"]) == len(data.timestamps) == 800
+    assert (data.strategy, data.strategy_id) == ("momentum", summary["strategy_id"])
+    assert data.parameters["lookback"] == 60 and (data.cash, data.commission) == (10_000.0, 0.0)
     assert not np.isnan(data.prices["NVDA"]).any()
     with pytest.raises(UnknownRun):
         report_data(with_bars, str(uuid.UUID(int=1)))
+
+
+def test_a_run_sized_by_volatility_is_another_run_that_stores_its_sizing_for_the_report(with_bars: str) -> None:
+    from flows.run_backtests import DEFAULT_SIZING
+
+    spec, config, limits = (
+        StrategySpec(name="sma_cross"),
+        BacktestConfig(commission=0.001),
+        RiskLimits(max_leverage=1.0),
+    )
+    all_in = backtest_symbol.fn(with_bars, "NVDA", spec, config, limits)
+    sizing = VolatilityTarget(**DEFAULT_SIZING)
+
+    sized = backtest_symbol.fn(with_bars, "NVDA", spec, config, limits, sizing)
+
+    assert sized["run_id"] != all_in["run_id"]
+    with session_scope(with_bars) as session:
+        stored = {run: load_run(session, uuid.UUID(run)) for run in (all_in["run_id"], sized["run_id"])}
+    assert stored[sized["run_id"]].details["sizing"]["annual_volatility"] == DEFAULT_SIZING["annual_volatility"]
+    assert "sizing" not in stored[all_in["run_id"]].details
+    # A volatility target of 12% never holds more than the equity: its positions are the smaller ones.
+    largest = {run: max(abs(trade.size * trade.entry_price) for trade in found.trades) for run, found in stored.items()}
+    assert largest[sized["run_id"]] < largest[all_in["run_id"]]
+    data = report_data(with_bars, sized["run_id"])
+    assert data.sizing is not None and data.sizing["kind"] == "volatility_target"
+    assert "<dt>Sizing</dt><dd>volatility target: annual_volatility=0.12, lookback=20" in render_report(data)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -201,11 +202,101 @@ def test_reingesting_a_file_with_bad_rows_changes_nothing(database_url: str, tmp
     assert quarantine_table(database_url) == quarantine
 
 
-def test_a_header_only_file_reads_no_rows(database_url: str, tmp_path: Path) -> None:
+def test_a_header_only_file_reads_no_rows_and_fails_saying_so(database_url: str, tmp_path: Path) -> None:
     report = ingest_file.fn(database_url, str(write(tmp_path / "ACME.csv", [DAILY_HEADER])))
 
     assert (report["rows_read"], report["rows_stored"], report["rows_quarantined"]) == (0, 0, 0)
+    assert report["failure"] == "holds a header but no data row"
     assert set(counts(database_url).values()) == {0}
+
+
+def test_a_file_whose_rows_all_fail_their_checks_fails_and_keeps_every_row_in_quarantine(
+    database_url: str, tmp_path: Path
+) -> None:
+    lines = [DAILY_HEADER, BAD_ROWS_FILE[2], BAD_ROWS_FILE[3], BAD_ROWS_FILE[6]]
+
+    report = ingest_file.fn(database_url, str(write(tmp_path / "ACME.csv", lines)))
+
+    assert (report["rows_read"], report["rows_stored"], report["rows_quarantined"]) == (3, 0, 3)
+    assert report["failure"] == (
+        "every row was quarantined (3 rows; failing close_le_high x1, field_count:expected_7_was_4 x1, "
+        "low_le_close x1, low_le_open x2, open_le_high x1, positive:open x1)"
+    )
+    assert counts(database_url)["quarantined_rows"] == 3
+
+
+def test_a_good_file_has_no_failure(database_url: str, tmp_path: Path) -> None:
+    report = ingest_file.fn(database_url, str(write(tmp_path / "ACME.csv", BAD_ROWS_FILE)))
+
+    assert report["failure"] is None
+
+
+DAY_FIRST_FILE = [
+    "Date;Open;High;Low;Close;Adj Close;Volume",
+    '13/01/2020;"1,234.50";"1,300.00";"1,200.25";"1,250.00";625;"1,000,000"',
+    '14/01/2020;"1,250.00";"1,310.00";"1,240.00";"1,300.00";650;"2,000,000"',
+]
+
+
+def test_day_first_dates_without_a_date_format_fail_the_file_with_a_suggestion_and_quarantine_every_row(
+    database_url: str, tmp_path: Path
+) -> None:
+    report = ingest_file.fn(database_url, str(write(tmp_path / "ACME.csv", DAY_FIRST_FILE)))
+
+    assert (report["rows_read"], report["rows_stored"], report["rows_quarantined"]) == (2, 0, 2)
+    assert report["failure"] == (
+        "no timestamp could be read (line 2: '13/01/2020'); give the format with --date-format, e.g. %d/%m/%Y"
+    )
+    assert report["failed_checks"] == {"not_null:timestamp": 2}
+    with session_scope(database_url) as session:
+        quarantined = session.scalars(select(QuarantinedRow).order_by(QuarantinedRow.line)).all()
+    assert [row.raw_values[1] for row in quarantined] == ["1,234.50", "1,250.00"]  # split at ";" only
+
+
+def test_day_first_dates_with_their_date_format_and_quoted_thousands_are_stored(
+    database_url: str, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "ACME.csv", DAY_FIRST_FILE)
+
+    report = ingest_file.fn(database_url, str(path), date_format="%d/%m/%Y")
+
+    assert (report["rows_stored"], report["rows_quarantined"], report["failure"]) == (2, 0, None)
+    with session_scope(database_url) as session:
+        frame, _ = repositories.load_bars(session, "ACME")
+    assert frame["timestamp"].tolist() == [datetime(2020, 1, 13, tzinfo=UTC), datetime(2020, 1, 14, tzinfo=UTC)]
+    assert frame.iloc[0][["open", "high", "low", "close", "volume"]].tolist() == [
+        1234.5,
+        1300.0,
+        1200.25,
+        1250.0,
+        1_000_000.0,
+    ]
+
+
+def test_adjusted_prices_are_stored_scaled_by_adj_close_over_close(database_url: str, tmp_path: Path) -> None:
+    path = write(tmp_path / "ACME.csv", DAY_FIRST_FILE)
+
+    ingest_file.fn(database_url, str(path), date_format="%d/%m/%Y", adjusted=True)
+
+    with session_scope(database_url) as session:
+        frame, _ = repositories.load_bars(session, "ACME")
+    assert frame.iloc[0][["open", "high", "low", "close", "volume"]].tolist() == [
+        617.25,
+        650.0,
+        600.125,
+        625.0,
+        1_000_000.0,
+    ]
+
+
+def test_pandas_to_csv_output_is_stored(database_url: str, tmp_path: Path) -> None:
+    frame = pd.read_csv(DAILY_DATA / "NVDA.csv", index_col="Date", parse_dates=True, nrows=50)
+    path = tmp_path / "NVDA.csv"
+    frame.drop(columns="Adj Close").to_csv(path, sep="|")
+
+    report = ingest_file.fn(database_url, str(path))
+
+    assert (report["layout"], report["rows_stored"], report["failure"]) == ("daily", 50, None)
 
 
 @pytest.mark.parametrize(
@@ -319,14 +410,26 @@ def test_undecodable_bytes_quarantine_only_their_row(database_url: str, tmp_path
 
 numbers = st.one_of(
     st.floats(min_value=0.01, max_value=1e6, allow_nan=False).map(repr),
-    st.sampled_from(["-1", "0", "", "nan", "inf", "-inf", "1e400", "abc", " 12 ", "1,5", '"7"', "0x10"]),
+    st.sampled_from(
+        ["-1", "0", "", "nan", "inf", "-inf", "1e400", "abc", " 12 ", "1,5", '"7"', "0x10", '"1,234.5"', "1 234"]
+    ),
 )
 dates = st.one_of(
     st.dates(min_value=datetime(1990, 1, 1).date(), max_value=datetime(1990, 3, 1).date()).map(str),
+    st.dates(min_value=datetime(1990, 1, 1).date(), max_value=datetime(1990, 3, 1).date()).map(
+        lambda day: day.strftime("%d/%m/%Y")
+    ),
     st.sampled_from(["", "2024-13-45", "yesterday", "2024-02-30", "20240102", "2024-01-02T10:00:00+05:00"]),
 )
 good_row = st.tuples(dates, numbers, numbers, numbers, numbers, numbers, numbers).map(",".join)
-odd_text = st.text(alphabet=st.sampled_from(list("ab1-.:,\" \t;\\'é€\x00")), max_size=40)
+odd_text = st.text(alphabet=st.sampled_from(list("ab1-.:,\" \t;|\\'é€\x00")), max_size=40)
+#: Headers of the same seven fields in other spellings: every one reads the rows alike.
+HEADERS = [
+    DAILY_HEADER,
+    DAILY_HEADER.upper(),
+    "date,OPEN,High,low,CLOSE,adj_close,Volume",
+    ",Open,High,Low,Close,AdjClose,Volume",
+]
 row_line = st.one_of(
     good_row,
     good_row,
@@ -345,25 +448,42 @@ row_line = st.one_of(
     # takes minutes; a failing file of at most 30 short rows is readable as it is.
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
-@given(rows=st.lists(row_line, max_size=30), line_ending=st.sampled_from(["\n", "\r\n"]))
-def test_ingesting_any_file_loses_no_row(tmp_path: Path, rows: list[str], line_ending: str) -> None:
+@given(
+    rows=st.lists(row_line, max_size=30),
+    line_ending=st.sampled_from(["\n", "\r\n"]),
+    header=st.sampled_from(HEADERS),
+    delimiter=st.sampled_from([",", ";", "\t", "|"]),
+    date_format=st.sampled_from([None, "%d/%m/%Y"]),
+    adjusted=st.booleans(),
+)
+def test_ingesting_any_file_loses_no_row(
+    tmp_path: Path,
+    rows: list[str],
+    line_ending: str,
+    header: str,
+    delimiter: str,
+    date_format: str | None,
+    adjusted: bool,
+) -> None:
     folder = tmp_path / f"example-{next(EXAMPLE_NUMBERS)}"
     folder.mkdir()
     url = f"sqlite:///{folder}/t.db"
     upgrade_database(url)
     path = folder / "ACME.csv"
-    lines = [DAILY_HEADER, *rows]
+    # Rows are written with commas; another delimiter takes their place (quoted commas too: a damaged quote).
+    lines = [line.replace(",", delimiter) for line in [header, *rows]]
     path.write_bytes(line_ending.join(lines).encode("utf-8"))
     data_lines = {number for number, line in enumerate(lines, start=1) if number > 1 and line.strip()}
     try:
         try:
-            report = ingest_file.fn(url, str(path))
+            report = ingest_file.fn(url, str(path), date_format=date_format, adjusted=adjusted)
         except FileRejected:
             assert set(counts(url).values()) == {0}
             return
 
         assert report["rows_read"] == len(data_lines)
         assert report["rows_read"] == report["rows_stored"] + report["rows_quarantined"]
+        assert (report["failure"] is None) == (report["rows_stored"] > 0)
         with session_scope(url) as session:
             quarantined = session.scalars(select(QuarantinedRow)).all()
             stored = repositories.table_counts(session)["bars"]

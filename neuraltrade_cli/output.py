@@ -1,0 +1,200 @@
+"""What the command prints: consoles, one-line failures with user text made safe, and progress bars.
+
+Every text that came from outside (a file's header, a path, a database's message) passes `safe` before
+it reaches the terminal: control characters are shown escaped and rich's markup is disarmed, so a file
+cannot recolour, move or clear the user's terminal.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def safe(text: object) -> str:
+    """Return `text` fit for the terminal: control characters escaped (``\\x1b``), rich markup disarmed."""
+    printable = "".join(
+        character if character in "\t" or unicodedata.category(character)[0] != "C" else _escaped(character)
+        for character in str(text)
+    )
+    return escape(printable)
+
+
+def _escaped(character: str) -> str:
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class Failure(Exception):
+    """An expected failure, printed as one line once any live display has stopped."""
+
+
+def print_failure(message: object) -> None:
+    """Print `message` as the command's one error line on stderr."""
+    errors.print(f"[bold red]error:[/] {safe(message)}", highlight=False, soft_wrap=True)
+
+
+def reporting_failures(command: Callable[..., None]) -> Callable[..., None]:
+    """Turn a `Failure` raised by `command` into one line on stderr and exit status 1."""
+
+    @functools.wraps(command)
+    def run(*arguments: Any, **options: Any) -> None:
+        try:
+            command(*arguments, **options)
+        except Failure as failure:
+            print_failure(failure)
+            raise typer.Exit(code=1) from None
+
+    return run
+
+
+@dataclass
+class Stage:
+    """One stage of a command's work as the progress bars saw it."""
+
+    label: str
+    unit: str
+    total: int | None
+    done: list[str] = field(default_factory=list)
+
+
+class Ledger:
+    """What the running command has finished, stage by stage: the interrupt line reads it."""
+
+    def __init__(self) -> None:
+        self._stages: dict[str, Stage] = {}
+        self._lock = threading.Lock()
+        self._stop: Callable[[], None] | None = None
+
+    def open(self, stages: dict[str, Stage], stop: Callable[[], None]) -> None:
+        with self._lock:
+            self._stages = stages
+            self._stop = stop
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop = None
+
+    def stop_display(self) -> None:
+        """Stop the live progress display, if one runs, so that a last line prints cleanly."""
+        with self._lock:
+            stop, self._stop = self._stop, None
+        if stop is not None:
+            stop()
+
+    def describe(self) -> str:
+        """Say what was done and what was not, e.g. ``ingesting 2/3 files done (A.csv, B.csv); ...``."""
+        with self._lock:
+            stages = list(self._stages.values())
+        if not stages:
+            return "nothing had finished yet"
+        parts: list[str] = []
+        not_started = [stage.label for stage in stages if not stage.done]
+        for stage in stages:
+            if not stage.done:
+                continue
+            count = f"{len(stage.done)}/{stage.total}" if stage.total else str(len(stage.done))
+            shown = ", ".join(stage.done[:5]) + (", ..." if len(stage.done) > 5 else "")
+            parts.append(f"{stage.label} {count} {stage.unit} done ({shown})")
+        if not_started:
+            parts.append("not started or not finished: " + ", ".join(not_started))
+        return "; ".join(parts)
+
+
+ledger = Ledger()
+
+
+@contextmanager
+def progress_bars(stages: dict[str, tuple[str, str, int | None]]) -> Iterator[None]:
+    """Show one progress bar per stage: ``{stage: (label, unit, total or None)}``, fed by the tasks.
+
+    Stages run in the order given: when one starts, every earlier one is finished, so its bar stops
+    its clock instead of counting on until the whole command ends. A flow announces a stage's total
+    when it knows it (`tasks.progress.expect`).
+    """
+    from tasks.progress import listening
+
+    with Progress(
+        SpinnerColumn(finished_text="[green]✓[/]"),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[count]}"),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        order = list(stages)
+        seen = {name: Stage(label, unit, total) for name, (label, unit, total) in stages.items()}
+        bars = {
+            name: progress.add_task(label, total=total, count=_count(0, total, unit), rows=0, start=False)
+            for name, (label, unit, total) in stages.items()
+        }
+        lock = threading.Lock()
+
+        def finish(name: str) -> None:
+            task = progress.tasks[bars[name]]
+            if not task.finished:
+                progress.update(bars[name], total=task.completed, description=seen[name].label)
+                if not task.started:
+                    progress.start_task(bars[name])
+                progress.update(bars[name], completed=task.completed)
+
+        def begin(name: str) -> None:
+            for earlier in order[: order.index(name)]:
+                finish(earlier)
+            if not progress.tasks[bars[name]].started:
+                progress.start_task(bars[name])
+
+        def listener(name: str, item: str, units: int) -> None:
+            if name not in bars:
+                return
+            with lock:
+                begin(name)
+                stage = seen[name]
+                stage.done.append(item)
+                task = progress.tasks[bars[name]]
+                progress.update(
+                    bars[name],
+                    advance=1,
+                    rows=task.fields["rows"] + units,
+                    count=_count(len(stage.done), stage.total, stage.unit),
+                    description=f"{stage.label} {safe(item)}",
+                )
+                if stage.total is not None and len(stage.done) >= stage.total:
+                    progress.update(bars[name], description=stage.label)
+
+        def expectation(name: str, total: int) -> None:
+            if name not in bars:
+                return
+            with lock:
+                begin(name)
+                stage = seen[name]
+                stage.total = total
+                progress.update(bars[name], total=total, count=_count(len(stage.done), total, stage.unit))
+
+        ledger.open(seen, progress.stop)
+        try:
+            with listening(listener, expectation):
+                yield
+        finally:
+            ledger.close()
+        with lock:
+            for name in order:
+                finish(name)
+
+
+def _count(done: int, total: int | None, unit: str) -> str:
+    return f"{done}/{total} {unit}" if total else f"{done} {unit}"

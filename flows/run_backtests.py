@@ -6,13 +6,14 @@ from typing import Any
 
 from prefect import flow
 
-from flows import task_runner
+from flows import call, call_each, run_hooks, task_runner
 from neuraltrade.backtest import BacktestConfig
 from neuraltrade.backtest.config import DEFAULT_COMMISSION
 from neuraltrade.canonical import digest
 from neuraltrade.errors import BacktestsFailed
 from neuraltrade.risk import RiskLimits
 from neuraltrade.sizing import VolatilityTarget
+from tasks import progress
 from tasks.backtest import StrategySpec, backtest_symbol
 from tasks.database import prepare_database
 from tasks.embed import list_symbols
@@ -33,7 +34,7 @@ DEFAULT_RISK = {"daily_loss_limit_pct": 0.1, "max_leverage": 1.0}
 DEFAULT_SIZING = {"annual_volatility": 0.12, "lookback": 20, "max_leverage": 1.0}
 
 
-@flow(name="run_backtests", task_runner=task_runner())
+@flow(name="run_backtests", task_runner=task_runner(), **run_hooks())
 def run_backtests(
     database_url: str | None = None,
     strategies: list[str] | None = None,
@@ -53,14 +54,16 @@ def run_backtests(
     not stop the others; the run then fails at the end, naming every failure. A strategy that needs more
     history than a symbol has is skipped for it, with the reason in the summary.
     """
-    url = prepare_database(database_url)
+    url = call(prepare_database, database_url)
     config = BacktestConfig(cash=cash, commission=commission)
     limits = RiskLimits(**(DEFAULT_RISK if risk is None else risk))
     sizer = VolatilityTarget(**(DEFAULT_SIZING if sizing is None else sizing))
     names = list(strategies or DEFAULT_STRATEGIES)
-    chosen = symbols or list_symbols(url)
+    chosen = symbols or call(list_symbols, url)
     specs = [StrategySpec(name=name, params=(parameters or {}).get(name, {})) for name in names]
-    run_id = start_run(
+    progress.expect("backtest", len(specs) * len(chosen))
+    run_id = call(
+        start_run,
         url,
         "run_backtests",
         digest(
@@ -73,16 +76,13 @@ def run_backtests(
         ),
         str(current_run_id()),
     )
-    futures = [
-        (spec.name, symbol, backtest_symbol.submit(url, symbol, spec, config, limits, sizer))
-        for spec in specs
-        for symbol in chosen
-    ]
+    pairs = [(spec, symbol) for spec in specs for symbol in chosen]
+    outcomes = call_each(backtest_symbol, [((url, symbol, spec, config, limits, sizer), {}) for spec, symbol in pairs])
     runs: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
-    for name, symbol, future in futures:
-        outcome = future.result(raise_on_failure=False)
+    for (spec, symbol), outcome in zip(pairs, outcomes, strict=True):
+        name = spec.name
         if isinstance(outcome, BaseException):
             failures.append({"strategy": name, "symbol": symbol, "error": str(outcome)})
         elif "skipped" in outcome:
@@ -99,7 +99,7 @@ def run_backtests(
         "commission": config.commission,
         "sizing": {"kind": "volatility_target", **vars(sizer)},
     }
-    finish_run(url, run_id, "failed" if failures else "completed", summary)
+    call(finish_run, url, run_id, "failed" if failures else "completed", summary)
     if failures:
-        raise BacktestsFailed(failures, len(futures))
+        raise BacktestsFailed(failures, len(pairs))
     return summary

@@ -10,12 +10,11 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from models import memory_items, vector_sql
 from models.base import stored_microseconds
-from models.engine import is_sqlite
+from models.engine import database_file
 from models.tables import CollectionRecord, MemoryItemRecord
 from neuraltrade.embedding import EmbedderFingerprint
 from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, NeuralTradeError
@@ -36,12 +35,9 @@ def index_path(database_url: str, collection: str) -> Path | None:
 
     None for a database without a file (in memory, or not SQLite): the index then lives in memory only.
     """
-    if not is_sqlite(database_url):
+    path = database_file(database_url)
+    if path is None:
         return None
-    database = make_url(database_url).database or ""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    path = Path(database).expanduser().resolve()
     return path.parent / f"{path.name}.indexes" / f"{collection}.hnsw"
 
 

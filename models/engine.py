@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -71,6 +71,19 @@ def display_url(database_url: str) -> str:
         return database_url
 
 
+def database_file(database_url: str) -> Path | None:
+    """Return the file of a SQLite `database_url` (also of a ``file:`` URI, as `read_only_url` writes
+    it), or None for an in-memory or non-SQLite database."""
+    parsed = make_url(database_url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        location = unquote(database.removeprefix("file:").split("?", 1)[0])
+        return None if not location or location == ":memory:" else Path(location).resolve()
+    return Path(database).expanduser().resolve()
+
+
 def read_only_url(database_url: str | None = None) -> str:
     """Return a URL that reads the database of `database_url` without creating or changing any file.
 
@@ -86,10 +99,9 @@ def read_only_url(database_url: str | None = None) -> str:
     """
     url = resolve_database_url(database_url)
     parsed = make_url(url)
-    database = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+    path = database_file(url)
+    if path is None or (parsed.database or "").startswith("file:"):
         return url
-    path = Path(database).expanduser().resolve()
     if not path.is_file():
         raise DatabaseMissing(display_url(url), str(path))
     writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)

@@ -71,38 +71,6 @@ def _run(action: Callable[[], ResultT]) -> ResultT:
         raise _Failure(f"{error}: a package is missing; reinstall with `pip install -e .`") from None
 
 
-def _print_ingestion(reports: list[dict[str, Any]]) -> None:
-    console.print(_file_table(reports))
-    for report in reports:
-        if report["failed_checks"]:
-            checks = ", ".join(f"{name} x{count:,}" for name, count in report["failed_checks"].items())
-            console.print(f"{Path(report['source']).name} quarantined rows failing: {checks}", highlight=False)
-    dropped = sum(report["vectors_invalidated"] for report in reports)
-    if dropped:
-        console.print(
-            f"dropped {dropped:,} vectors built on history that changed; embedding rebuilds them", highlight=False
-        )
-
-
-def _file_table(reports: list[dict[str, Any]]) -> Table:
-    table = Table(title="Ingestion", show_lines=False)
-    table.add_column("file", overflow="fold")
-    table.add_column("layout")
-    for column in ("read", "stored", "written", "quarantined"):
-        table.add_column(column, justify="right", no_wrap=True)
-
-    for report in reports:
-        table.add_row(
-            Path(report["source"]).name,
-            report["layout"],
-            f"{report['rows_read']:,}",
-            f"{report['rows_stored']:,}",
-            f"{report['rows_changed']:,}",
-            f"{report['rows_quarantined']:,}",
-        )
-    return table
-
-
 @app.command()
 @_reporting_failures
 def init(db: DatabaseOption = None) -> None:
@@ -113,34 +81,6 @@ def init(db: DatabaseOption = None) -> None:
     url = _run(lambda: resolve_database_url(db))
     _run(lambda: upgrade_database(url))
     console.print(f"database {url} is at schema revision {current_revision(url)}")
-
-
-@app.command()
-@_reporting_failures
-def ingest(
-    paths: Annotated[
-        list[Path],
-        typer.Argument(metavar="PATH", help="CSV or Parquet bar files, or folders holding them."),
-    ],
-    db: DatabaseOption = None,
-    symbol: Annotated[
-        str | None, typer.Option(metavar="SYMBOL", help="Symbol of every row (default: from the file name).")
-    ] = None,
-    timezone: Annotated[
-        str, typer.Option(metavar="ZONE", help="IANA zone of times written without an offset, e.g. America/New_York.")
-    ] = "UTC",
-) -> None:
-    """Ingest bar files: check every row, store what passes, quarantine what fails."""
-    from flows.ingest_bars import ingest_bars
-
-    missing = [str(path) for path in paths if not path.is_file()]
-    if missing:
-        raise _Failure(f"no such file: {', '.join(missing)}")
-    with progress_bars({"ingest": ("ingesting", "files", len(paths))}):
-        summary = _run(
-            lambda: ingest_bars(paths=[str(path) for path in paths], database_url=db, symbol=symbol, timezone=timezone)
-        )
-    _print_ingestion(summary["files"])
 
 
 @app.command()
@@ -170,6 +110,7 @@ def nightly(
     """Run the nightly pipeline: ingest, check, embed, maintain the memory, backtest every strategy."""
     from flows.nightly import nightly as nightly_flow
     from neuraltrade.sample_data import sample_paths
+    from neuraltrade_cli.ingestion import print_ingestion
 
     files = [str(path) for path in (paths or sample_paths())]
     stages = {
@@ -181,7 +122,7 @@ def nightly(
     start_prefect_server()  # before the progress bars: a server that cannot start is one line, at once
     with progress_bars(stages):
         summary = _run(lambda: run_flow(nightly_flow, in_process=False, database_url=db, paths=files))
-    _print_ingestion(summary["ingestion"]["files"])
+    print_ingestion(summary["ingestion"])
     console.print(f"stored {summary['embedding']['embedded']:,} new vectors")
     _print_maintenance(summary["maintenance"])
     from neuraltrade_cli.trading import print_backtests
@@ -210,7 +151,7 @@ def status(db: DatabaseOption = None) -> None:
     url = _run(lambda: read_only_url(db))
 
     def read() -> tuple[dict[str, int], list[Any], str | None]:
-        from models import repositories
+        from models import run_summaries
         from models.engine import session_scope
         from models.migrations import current_revision
 
@@ -218,7 +159,7 @@ def status(db: DatabaseOption = None) -> None:
         if revision is None:
             raise _NotInitialised()
         with session_scope(url) as session:
-            return repositories.table_counts(session), repositories.last_runs(session), revision
+            return run_summaries.table_counts(session), run_summaries.last_runs(session), revision
 
     try:
         counts, runs, revision = _run(read)

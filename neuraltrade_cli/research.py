@@ -15,11 +15,18 @@ from neuraltrade.formatting import format_fraction_as_percent, format_quantity, 
 from neuraltrade_cli.app import _Failure, _reporting_failures, _run, app, console
 from neuraltrade_cli.trading import CommissionOption, StrategyOption, read_market
 
-DataOption = Annotated[Path, typer.Option("--data", help="Bars to test on: a CSV or Parquet file (Yahoo, OHLCV).")]
-GridOption = Annotated[
-    list[str], typer.Option("--grid", help="A parameter's values: name=v1,v2,... or name=low..high (integers).")
+DataOption = Annotated[
+    Path, typer.Option("--data", metavar="FILE", help="Bars to test on: a CSV or Parquet file (Yahoo, OHLCV).")
 ]
-MetricOption = Annotated[str, typer.Option("--metric", help="The statistic to maximise (drawdowns: minimise).")]
+GridOption = Annotated[
+    list[str],
+    typer.Option(
+        "--grid", metavar="KEY=VALUES", help="A parameter's values: name=v1,v2,... or name=low..high (integers)."
+    ),
+]
+MetricOption = Annotated[
+    str, typer.Option("--metric", metavar="STATISTIC", help="The statistic to maximise (drawdowns: minimise).")
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
@@ -73,12 +80,16 @@ def sweep(
     data: DataOption,
     grid_values: GridOption,
     strategy: StrategyOption = "sma_cross",
-    random: Annotated[int | None, typer.Option("--random", help="Sample this many combinations instead.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random sample.")] = 0,
+    random: Annotated[
+        int | None, typer.Option("--random", metavar="COUNT", help="Sample this many combinations instead.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="SEED", help="Seed of the random sample.")] = 0,
     metric: MetricOption = "sharpe",
     commission: CommissionOption = DEFAULT_COMMISSION,
-    workers: Annotated[int | None, typer.Option("--workers", help="Processes (default: every core).")] = None,
-    top: Annotated[int, typer.Option("--top", help="Rows to show.")] = 10,
+    workers: Annotated[
+        int | None, typer.Option("--workers", metavar="COUNT", help="Processes (default: every core).")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", metavar="ROWS", help="Rows to show.")] = 10,
     as_json: JsonOption = False,
 ) -> None:
     """Backtest every combination of parameters (or a random sample of them), in parallel, and rank them."""
@@ -132,10 +143,10 @@ def _skipped(result: Any) -> list[dict[str, Any]]:
 def walk_forward(
     data: DataOption,
     grid_values: GridOption,
-    train_bars: Annotated[int, typer.Option("--train-bars", help="Bars each optimisation reads.")],
-    test_bars: Annotated[int, typer.Option("--test-bars", help="Bars each out-of-sample test covers.")],
+    train_bars: Annotated[int, typer.Option("--train-bars", metavar="BARS", help="Bars each optimisation reads.")],
+    test_bars: Annotated[int, typer.Option("--test-bars", metavar="BARS", help="Bars each out-of-sample test covers.")],
     strategy: StrategyOption = "sma_cross",
-    mode: Annotated[str, typer.Option("--mode", help="rolling or anchored train windows.")] = "rolling",
+    mode: Annotated[str, typer.Option("--mode", metavar="MODE", help="rolling or anchored train windows.")] = "rolling",
     metric: MetricOption = "sharpe",
     commission: CommissionOption = DEFAULT_COMMISSION,
     as_json: JsonOption = False,

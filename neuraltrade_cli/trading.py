@@ -67,26 +67,40 @@ def parse_parameters(pairs: list[str]) -> dict[str, str]:
 
 
 #: The ``--strategy`` option of every command that backtests one strategy: its help names them all.
-StrategyOption = Annotated[str, typer.Option("--strategy", help=f"Strategy name: one of {', '.join(STRATEGY_NAMES)}.")]
+StrategyOption = Annotated[
+    str, typer.Option("--strategy", metavar="NAME", help=f"Strategy name: one of {', '.join(STRATEGY_NAMES)}.")
+]
 #: The ``--commission`` option, defaulting to the nightly's commission, so that figures agree.
 CommissionOption = Annotated[
-    float, typer.Option("--commission", help="Relative commission per fill (0.001 = 0.1% of the notional).")
+    float,
+    typer.Option(
+        "--commission", metavar="FRACTION", help="Relative commission per fill (0.001 = 0.1% of the notional)."
+    ),
 ]
 
 
 @app.command()
 @_reporting_failures
 def backtest(
-    data: Annotated[Path, typer.Option("--data", help="Bars to test on: a CSV or Parquet file (Yahoo, OHLCV).")],
+    data: Annotated[
+        Path, typer.Option("--data", metavar="FILE", help="Bars to test on: a CSV or Parquet file (Yahoo, OHLCV).")
+    ],
     strategy: StrategyOption = "sma_cross",
-    param: Annotated[list[str] | None, typer.Option("--param", help="A strategy parameter, name=value.")] = None,
-    cash: Annotated[float, typer.Option("--cash", help="Starting cash.")] = 10_000.0,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", metavar="KEY=VALUE", help="A strategy parameter (repeatable), e.g. --param fast=10."),
+    ] = None,
+    cash: Annotated[float, typer.Option("--cash", metavar="AMOUNT", help="Starting cash.")] = 10_000.0,
     commission: CommissionOption = DEFAULT_COMMISSION,
-    spread: Annotated[float, typer.Option("--spread", help="Relative spread paid on entry.")] = 0.0,
-    margin: Annotated[float, typer.Option("--margin", help="Margin requirement; 1/margin is the leverage.")] = 1.0,
+    spread: Annotated[float, typer.Option("--spread", metavar="FRACTION", help="Relative spread paid on entry.")] = 0.0,
+    margin: Annotated[
+        float, typer.Option("--margin", metavar="FRACTION", help="Margin requirement; 1/margin is the leverage.")
+    ] = 1.0,
     trade_on_close: Annotated[bool, typer.Option("--trade-on-close", help="Fill at the decision bar's close.")] = False,
     close_at_end: Annotated[bool, typer.Option("--close-at-end", help="Close open trades after the last bar.")] = False,
-    symbol: Annotated[str | None, typer.Option("--symbol", help="Symbol name (default: from the file).")] = None,
+    symbol: Annotated[
+        str | None, typer.Option("--symbol", metavar="SYMBOL", help="Symbol name (default: from the file).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (a stable contract).")] = False,
     store: Annotated[
         bool, typer.Option("--store/--no-store", help="Store the run in --db, for `neuraltrade report RUN_ID`.")
@@ -318,8 +332,8 @@ def _trades_table(trades: list[dict[str, Any]], shown: int = 10) -> Table:
 @app.command()
 @_reporting_failures
 def report(
-    run_id: Annotated[str, typer.Argument(help="A stored backtest run id (see `neuraltrade runs`).")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file to write.")] = None,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="A stored backtest run id (see `neuraltrade runs`).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="HTML file to write.")] = None,
     db: DatabaseOption = None,
 ) -> None:
     """Write a self-contained HTML report of a stored backtest run (equity, drawdown, trades on price)."""
@@ -330,18 +344,21 @@ def report(
 
 
 def _render_stored(run_id: str, database_url: str | None) -> str:
+    from models.engine import read_only_url
     from neuraltrade.report import render_report
     from tasks.backtest import report_data
 
-    return render_report(report_data(database_url, run_id))
+    return render_report(report_data(read_only_url(database_url), run_id))
 
 
 @app.command()
 @_reporting_failures
 def runs(
     db: DatabaseOption = None,
-    strategy: Annotated[str | None, typer.Option("--strategy", help="Only runs of this strategy.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs, newest first.")] = 20,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", metavar="NAME", help="Only runs of this strategy.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, metavar="COUNT", help="How many runs, newest first.")] = 20,
 ) -> None:
     """List stored backtest runs, newest first, with their headline figures."""
     overviews = _run(lambda: _list_runs(db, strategy, limit))
@@ -420,7 +437,7 @@ def _wide() -> Console:
 
 def _list_runs(database_url: str | None, strategy: str | None, limit: int) -> list[Any]:
     from models.backtest_runs import list_runs
-    from models.engine import resolve_database_url, session_scope
+    from models.engine import read_only_url, session_scope
 
-    with session_scope(resolve_database_url(database_url)) as session:
+    with session_scope(read_only_url(database_url)) as session:
         return list_runs(session, limit=limit, strategy=strategy)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from models import repositories
+from models import run_summaries
 from models.engine import is_sqlite
 from models.vector_statistics import last_recalls
 
@@ -39,7 +39,7 @@ def collect_metrics(session: Session) -> CollectorRegistry:
     """Return a registry holding the table sizes and the last run of every kind."""
     registry = CollectorRegistry()
     table_rows = Gauge("neuraltrade_table_rows", "Rows in each table.", ["table"], registry=registry)
-    for table, count in repositories.table_counts(session).items():
+    for table, count in run_summaries.table_counts(session).items():
         table_rows.labels(table=table).set(count)
     finished = Gauge(
         "neuraltrade_last_run_finished_timestamp_seconds",
@@ -56,7 +56,7 @@ def collect_metrics(session: Session) -> CollectorRegistry:
         ["kind", "figure"],
         registry=registry,
     )
-    for run in repositories.latest_runs_by_kind(session):
+    for run in run_summaries.latest_runs_by_kind(session):
         if run.finished_at is None:
             continue
         finished.labels(kind=run.kind, status=run.status).set(run.finished_at.timestamp())

@@ -10,7 +10,7 @@ from prefect import task
 from prefect.runtime import flow_run
 from sqlalchemy.orm import Session
 
-from models import repositories
+from models import run_summaries
 from models.engine import create_database_engine, session_scope
 from neuraltrade.clock import Clock, SystemClock
 from tasks.metrics import export_metrics, metrics_path
@@ -37,7 +37,7 @@ def current_run_id() -> uuid.UUID:
 def start_run(database_url: str, kind: str, config_digest: str, run_id: str) -> str:
     """Record that run `run_id` of `kind` started; return its id."""
     with session_scope(database_url, write=True) as session:
-        repositories.start_run(
+        run_summaries.start_run(
             session, kind=kind, config_digest=config_digest, now=clock.now(), run_id=uuid.UUID(run_id)
         )
     with _unfinished_lock:
@@ -49,7 +49,7 @@ def start_run(database_url: str, kind: str, config_digest: str, run_id: str) -> 
 def finish_run(database_url: str, run_id: str, status: str, details: dict[str, Any]) -> None:
     """Record how run `run_id` ended and its figures, then export the metrics (`tasks.metrics`)."""
     with session_scope(database_url, write=True) as session:
-        repositories.finish_run(session, uuid.UUID(run_id), status=status, details=details, now=clock.now())
+        run_summaries.finish_run(session, uuid.UUID(run_id), status=status, details=details, now=clock.now())
     with _unfinished_lock:
         _unfinished.pop(run_id, None)
     with session_scope(database_url) as session:
@@ -71,7 +71,7 @@ def cancel_unfinished(reason: str) -> list[str]:
         engine = create_database_engine(database_url, busy_timeout_seconds=CANCEL_WAIT_SECONDS)
         try:
             with engine.begin() as connection, Session(bind=connection) as session:
-                repositories.finish_run(
+                run_summaries.finish_run(
                     session, uuid.UUID(run_id), status="cancelled", details={"cancelled_by": reason}, now=clock.now()
                 )
                 session.flush()

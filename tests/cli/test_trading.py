@@ -149,7 +149,7 @@ def _contents(database_url: str) -> dict[str, list[tuple[object, ...]]]:
 def test_a_backtest_stores_its_run_and_report_draws_the_id_it_printed(
     nvda_1000: Path, database_url: str, tmp_path: Path
 ) -> None:
-    from models import repositories
+    from models import run_summaries
     from models.backtest_runs import load_run
     from models.engine import session_scope
 
@@ -163,7 +163,7 @@ def test_a_backtest_stores_its_run_and_report_draws_the_id_it_printed(
     assert where == database_url and f"neuraltrade report {run_id} --db {database_url}" in result.stdout
     with session_scope(database_url) as session:
         run = load_run(session, uuid.UUID(run_id))
-        counts = repositories.table_counts(session)
+        counts = run_summaries.table_counts(session)
     assert run.strategy == "sma_cross" and run.bars == 1000 and len(run.trades) == run.statistics["trades"] > 0
     # Stored as the nightly stores its runs: with its signals and its orders and their events.
     assert counts["signals"] > 0 and counts["orders"] >= counts["signals"] and counts["order_events"] > 0

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from models import repositories
+from models import repositories, run_summaries
 from models.engine import session_scope
 from models.tables import RunSummary
 from neuraltrade.errors import IngestionFailed
@@ -75,7 +75,7 @@ def test_a_folder_is_ingested_file_by_file_and_failed_files_fail_the_run_once_at
     assert [report["rows_stored"] for report in summary["files"]] == [40, 0, 0, 40]
     assert (summary["rows_read"], summary["rows_stored"], summary["rows_quarantined"]) == (82, 80, 2)
     with session_scope(database_url) as session:
-        counts = repositories.table_counts(session)
+        counts = run_summaries.table_counts(session)
         assert repositories.symbols(session) == ["AAA", "BBB"]
     # The good files are stored and the failed file's rows kept in quarantine: nothing is lost.
     assert (counts["bars"], counts["quarantined_rows"]) == (80, 2)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from models import repositories
+from models import run_summaries
 from models.engine import session_scope
 from models.tables import RunSummary
 from neuraltrade.backtest.config import DEFAULT_COMMISSION
@@ -20,7 +20,7 @@ WINDOW = 32
 
 def _counts(database_url: str) -> dict[str, int]:
     with session_scope(database_url) as session:
-        return repositories.table_counts(session)
+        return run_summaries.table_counts(session)
 
 
 @pytest.fixture

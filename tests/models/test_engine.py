@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from models.engine import (
     BUSY_TIMEOUT_MILLISECONDS,
     DATABASE_ENVIRONMENT_VARIABLE,
     DEFAULT_DATABASE_URL,
     PAGE_SIZE_BYTES,
+    database_file,
+    dispose_engines,
     get_engine,
     is_sqlite,
+    read_only_url,
     resolve_database_url,
     session_scope,
 )
-from neuraltrade.errors import StorageError
+from neuraltrade.errors import DatabaseMissing, StorageError
 
 
 def pragma(url: str, name: str) -> object:
@@ -107,3 +113,51 @@ def test_sqlite_urls_are_told_apart_from_others() -> None:
     assert is_sqlite("sqlite:///x.db")
     assert is_sqlite("sqlite://")
     assert not is_sqlite("postgresql+psycopg://user@host/db")
+
+
+def test_a_read_only_url_reads_the_file_and_creates_nothing_beside_it(tmp_path: Path) -> None:
+    path = tmp_path / "a night #1.db"  # characters a URI must escape
+    url = f"sqlite:///{path}"
+    with get_engine(url).begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (a INTEGER)")
+        connection.exec_driver_sql("INSERT INTO t VALUES (7)")
+    dispose_engines()
+    before = sorted(tmp_path.iterdir())
+
+    reader = read_only_url(url)
+    with get_engine(reader).connect() as connection:
+        assert connection.exec_driver_sql("SELECT a FROM t").scalar_one() == 7
+    dispose_engines()
+
+    assert database_file(reader) == database_file(url) == path.resolve()
+    assert sorted(tmp_path.iterdir()) == before == [path]
+
+
+def test_a_read_only_url_refuses_writes(database_url: str) -> None:
+    with pytest.raises(OperationalError, match="readonly"), get_engine(read_only_url(database_url)).begin() as c:
+        c.exec_driver_sql("DELETE FROM alembic_version")
+
+
+def test_a_read_only_url_of_a_missing_file_names_it_and_creates_no_folder(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseMissing, match=r"no database at .*missing/x\.db"):
+        read_only_url(f"sqlite:///{tmp_path}/missing/x.db")
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://trader:secret@localhost/market", "mysql is not supported"),
+        ("mssql+pyodbc://trader:secret@localhost/market", "mssql is not supported"),
+    ],
+)
+def test_an_unsupported_database_is_refused_without_its_password(url: str, message: str) -> None:
+    with pytest.raises(StorageError, match=message) as refused:
+        resolve_database_url(url)
+    assert "secret" not in str(refused.value)
+
+
+def test_a_database_whose_driver_is_missing_says_what_to_install() -> None:
+    with pytest.raises(StorageError, match=r"pip install 'neuraltrade\[postgres\]'") as refused:
+        get_engine("postgresql+psycopg2://trader:secret@localhost/market")
+    assert "secret" not in str(refused.value)

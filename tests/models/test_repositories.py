@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from models import repositories
+from models import repositories, run_summaries
 from models.base import Base
 from models.engine import session_scope
 from models.repositories import QuarantineEntry
@@ -116,7 +116,7 @@ def test_the_same_timestamp_of_two_symbols_is_two_bars(database_url: str) -> Non
 
     with session_scope(database_url) as session:
         assert repositories.symbols(session) == ["AAA", "BBB"]
-        assert repositories.table_counts(session)["bars"] == 10
+        assert run_summaries.table_counts(session)["bars"] == 10
 
 
 def test_loaded_bars_have_aware_utc_timestamps_equal_to_the_microsecond(database_url: str) -> None:
@@ -268,17 +268,19 @@ def test_quarantining_nothing_writes_nothing(database_url: str) -> None:
 def test_a_started_run_is_running_until_finished(database_url: str) -> None:
     run_id = uuid.UUID(int=1)
     with session_scope(database_url, write=True) as session:
-        assert repositories.start_run(session, kind="nightly", config_digest="c" * 64, now=NOW, run_id=run_id) == run_id
+        assert (
+            run_summaries.start_run(session, kind="nightly", config_digest="c" * 64, now=NOW, run_id=run_id) == run_id
+        )
     with session_scope(database_url) as session:
-        [run] = repositories.last_runs(session)
+        [run] = run_summaries.last_runs(session)
         assert (run.id, run.kind, run.status, run.finished_at, run.details) == (run_id, "nightly", "running", None, {})
         assert run.started_at == NOW
 
     finished = NOW + timedelta(minutes=5)
     with session_scope(database_url, write=True) as session:
-        repositories.finish_run(session, run_id, status="completed", details={"bars": 12}, now=finished)
+        run_summaries.finish_run(session, run_id, status="completed", details={"bars": 12}, now=finished)
     with session_scope(database_url) as session:
-        [run] = repositories.last_runs(session)
+        [run] = run_summaries.last_runs(session)
     assert (run.status, run.details, run.finished_at) == ("completed", {"bars": 12}, finished)
 
 
@@ -286,22 +288,22 @@ def test_starting_the_same_run_again_does_not_duplicate_it(database_url: str) ->
     run_id = uuid.UUID(int=7)
     for _ in range(2):
         with session_scope(database_url, write=True) as session:
-            repositories.start_run(session, kind="ingest", config_digest="c" * 64, now=NOW, run_id=run_id)
+            run_summaries.start_run(session, kind="ingest", config_digest="c" * 64, now=NOW, run_id=run_id)
 
     with session_scope(database_url) as session:
-        assert repositories.table_counts(session)["run_summaries"] == 1
+        assert run_summaries.table_counts(session)["run_summaries"] == 1
 
 
 def test_finishing_a_run_never_started_is_a_storage_error_naming_it(database_url: str) -> None:
     missing = uuid.UUID(int=42)
     with pytest.raises(StorageError, match=str(missing)), session_scope(database_url, write=True) as session:
-        repositories.finish_run(session, missing, status="failed", details={}, now=NOW)
+        run_summaries.finish_run(session, missing, status="failed", details={}, now=NOW)
 
 
 def test_last_runs_are_the_newest_first_up_to_the_limit(database_url: str) -> None:
     with session_scope(database_url, write=True) as session:
         for minute in (3, 1, 4, 0, 2):
-            repositories.start_run(
+            run_summaries.start_run(
                 session,
                 kind="nightly",
                 config_digest="c" * 64,
@@ -310,8 +312,8 @@ def test_last_runs_are_the_newest_first_up_to_the_limit(database_url: str) -> No
             )
 
     with session_scope(database_url) as session:
-        assert [run.id.int - 1 for run in repositories.last_runs(session, limit=3)] == [4, 3, 2]
-        assert len(repositories.last_runs(session)) == 5
+        assert [run.id.int - 1 for run in run_summaries.last_runs(session, limit=3)] == [4, 3, 2]
+        assert len(run_summaries.last_runs(session)) == 5
 
 
 # -- counts -----------------------------------------------------------------------------------------
@@ -319,16 +321,16 @@ def test_last_runs_are_the_newest_first_up_to_the_limit(database_url: str) -> No
 
 def test_table_counts_name_every_table_and_start_at_zero(database_url: str) -> None:
     with session_scope(database_url) as session:
-        assert repositories.table_counts(session) == dict.fromkeys(Base.metadata.tables, 0)
+        assert run_summaries.table_counts(session) == dict.fromkeys(Base.metadata.tables, 0)
 
 
 def test_table_counts_follow_the_writes(database_url: str) -> None:
     upsert(database_url, bar_frame(12))
     quarantine(database_url, ENTRIES)
     with session_scope(database_url, write=True) as session:
-        repositories.start_run(session, kind="k", config_digest="c" * 64, now=NOW, run_id=uuid.UUID(int=3))
+        run_summaries.start_run(session, kind="k", config_digest="c" * 64, now=NOW, run_id=uuid.UUID(int=3))
 
     with session_scope(database_url) as session:
-        counts = repositories.table_counts(session)
+        counts = run_summaries.table_counts(session)
         assert counts == {**dict.fromkeys(counts, 0), "bars": 12, "quarantined_rows": 2, "run_summaries": 1}
         assert session.scalar(select(RunSummary.kind)) == "k"

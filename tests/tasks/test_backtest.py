@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import repositories
+from models import repositories, run_summaries
 from models.backtest_runs import latest_model_version, load_run
 from models.engine import session_scope
 from models.order_records import load_rejections, load_signals
@@ -37,7 +37,7 @@ def test_a_backtest_is_stored_with_its_trades_equity_signals_and_orders(with_bar
 
     with session_scope(with_bars) as session:
         run = load_run(session, uuid.UUID(summary["run_id"]))
-        counts = repositories.table_counts(session)
+        counts = run_summaries.table_counts(session)
         signals = load_signals(session, run.id)
     assert run.strategy == "sma_cross" and run.symbols == ("NVDA",) and run.bars == 800
     assert len(run.trades) == summary["trades"] == run.statistics["trades"] > 0

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select, text
 
-from models import collections, memory_items, repositories, vector_sql
+from models import collections, memory_items, repositories, run_summaries, vector_sql
 from models.engine import session_scope
 from models.tables import BarRecord, MemoryItemRecord, ObservationRecord
 from neuraltrade.embedding import WindowEmbedder, WindowEmbedderConfig
@@ -53,7 +53,7 @@ def stored_counts(url: str) -> tuple[int, int, int]:
         return (
             vector_sql.count(session.connection(), MARKET_STATE_COLLECTION),
             memory_items.count(session, collections.get_collection(session, MARKET_STATE_COLLECTION).id),
-            repositories.table_counts(session)["observations"],
+            run_summaries.table_counts(session)["observations"],
         )
 
 
@@ -175,7 +175,7 @@ def test_another_embedder_may_fill_its_own_collection(early_url: str) -> None:
     with session_scope(early_url) as session:
         assert vector_sql.count(session.connection(), "wide_windows") == 67
         # One observation per bar, shared by every collection that embeds it.
-        assert repositories.table_counts(session)["observations"] == 75
+        assert run_summaries.table_counts(session)["observations"] == 75
 
 
 def test_embedding_a_symbol_without_bars_is_refused_naming_it(early_url: str) -> None:

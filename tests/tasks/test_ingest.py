@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from models import repositories
+from models import repositories, run_summaries
 from models.engine import dispose_engines, session_scope
 from models.migrations import upgrade_database
 from models.tables import BarRecord, QuarantinedRow
@@ -48,7 +48,7 @@ def quarantine_table(url: str) -> list[tuple[Any, ...]]:
 
 def counts(url: str) -> dict[str, int]:
     with session_scope(url) as session:
-        return repositories.table_counts(session)
+        return run_summaries.table_counts(session)
 
 
 def write(path: Path, lines: list[str]) -> Path:
@@ -486,7 +486,7 @@ def test_ingesting_any_file_loses_no_row(
         assert (report["failure"] is None) == (report["rows_stored"] > 0)
         with session_scope(url) as session:
             quarantined = session.scalars(select(QuarantinedRow)).all()
-            stored = repositories.table_counts(session)["bars"]
+            stored = run_summaries.table_counts(session)["bars"]
         assert stored == report["rows_stored"]
         lines_quarantined = [row.line for row in quarantined]
         assert len(lines_quarantined) == len(set(lines_quarantined)) == report["rows_quarantined"]

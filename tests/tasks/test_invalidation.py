@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import text
 
-from models import repositories
+from models import run_summaries
 from models.engine import dispose_engines, session_scope
 from models.migrations import upgrade_database
 from neuraltrade.embedding import WindowEmbedderConfig
@@ -73,7 +73,7 @@ def test_a_corrected_bar_drops_the_vectors_of_every_window_holding_it(database_u
     assert report["rows_changed"] == 1
     assert report["vectors_invalidated"] == len(HISTORY) - CHANGED
     with session_scope(database_url) as session:
-        counts = repositories.table_counts(session)
+        counts = run_summaries.table_counts(session)
     assert counts["memory_items"] == counts["observations"] == CHANGED - CONFIG.window + 1
 
 

@@ -24,6 +24,7 @@ from prefect.schedules import Cron
 from prefect.settings import get_current_settings
 from prefect.types.entrypoint import EntrypointType
 
+from flows import ANNOUNCE_RUNS_VARIABLE
 from neuraltrade.errors import ConfigError
 
 __all__ = [
@@ -218,4 +219,6 @@ def serve_deployments(limit: int | None = None) -> None:
         )
     deployments = build_deployments()
     _put_flow_packages_on_child_path(deployments)
+    # Runs execute in child processes that inherit this terminal: each says when it starts and ends.
+    os.environ[ANNOUNCE_RUNS_VARIABLE] = "1"
     serve(*deployments, limit=SERVED_RUN_LIMIT if limit is None else limit)

@@ -103,12 +103,14 @@ def embed(
 @_reporting_failures
 def nightly(
     paths: Annotated[
-        list[Path] | None, typer.Argument(metavar="FILE", help="Bar files (default: the shipped sample data).")
+        list[Path] | None,
+        typer.Argument(metavar="PATH", help="Bar files or folders (default: the shipped sample data)."),
     ] = None,
     db: DatabaseOption = None,
 ) -> None:
     """Run the nightly pipeline: ingest, check, embed, maintain the memory, backtest every strategy."""
     from flows.nightly import nightly as nightly_flow
+    from neuraltrade.errors import IngestionFailed
     from neuraltrade.sample_data import sample_paths
     from neuraltrade_cli.ingestion import print_ingestion
 
@@ -120,8 +122,18 @@ def nightly(
         "backtest": ("backtesting", "runs", None),
     }
     start_prefect_server()  # before the progress bars: a server that cannot start is one line, at once
+
+    def run() -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = run_flow(nightly_flow, in_process=False, database_url=db, paths=files)
+        except IngestionFailed as failed:
+            # The night went on over what was stored; still say what became of every file.
+            print_ingestion(dict(failed.summary))
+            raise
+        return result
+
     with progress_bars(stages):
-        summary = _run(lambda: run_flow(nightly_flow, in_process=False, database_url=db, paths=files))
+        summary = _run(run)
     print_ingestion(summary["ingestion"])
     console.print(f"stored {summary['embedding']['embedded']:,} new vectors")
     _print_maintenance(summary["maintenance"])

@@ -29,7 +29,7 @@ def test_a_missing_file_is_one_line_naming_it(database_url: str, tmp_path: Path)
     result = runner.invoke(app, ["ingest", str(missing), "--db", database_url])
 
     assert result.exit_code == 1
-    assert _lines(result.output) == [f"error: no such file: {missing}"]
+    assert _lines(result.output) == [f"error: no such file or folder: {missing}"]
     assert "Traceback" not in result.output
 
 
@@ -105,11 +105,58 @@ def test_ingesting_a_partly_bad_file_stores_the_rest_and_names_the_failed_checks
     result = runner.invoke(app, ["ingest", str(partly_bad), "--db", database_url])
 
     assert result.exit_code == 0, result.output
-    row = next(line for line in result.output.splitlines() if line.startswith("│ ABC.csv"))
-    assert [cell.strip() for cell in row.strip("│").split("│")] == ["ABC.csv", "daily", "3", "1", "1", "2"]
-    failures = " ".join(result.output.split("quarantined rows failing:", 1)[1].split())
-    assert "not_null:close x1" in failures
-    assert "low_le_open x1" in failures
+    lines = [" ".join(line.split()) for line in _lines(result.output) if "ABC.csv" in line]
+    assert lines == [
+        "✓ ABC.csv (daily, ABC): 3 rows read, 1 stored (1 new or changed), 2 quarantined "
+        "(failing close_le_high x1, low_le_close x1, low_le_open x1, not_null:close x1, open_le_high x1)"
+    ]
+
+
+def test_ingesting_a_folder_gives_every_file_its_outcome_line_and_fails_in_one_line(
+    database_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bars"
+    (folder / "more").mkdir(parents=True)
+    (folder / "GOOD.csv").write_text("Date,Open,High,Low,Close,Volume\n2024-01-02,10,11,9,10.5,100\n")
+    (folder / "more" / "EMPTY.csv").write_text("Date,Open,High,Low,Close,Volume\n")
+    (folder / "DAYFIRST.csv").write_text("Date;Open;High;Low;Close;Volume\n13/01/2024;10;11;9;10.5;100\n")
+    (folder / "notes.md").write_text("not a bar file")
+
+    result = runner.invoke(app, ["ingest", str(folder), "--db", database_url])
+
+    assert result.exit_code == 1
+    outcomes = {line.split()[1]: line for line in _lines(result.stdout) if line[:2] in ("✓ ", "✗ ")}
+    outcomes.pop("ingesting", None)  # the finished progress bar
+    assert set(outcomes) == {"GOOD.csv", "EMPTY.csv", "DAYFIRST.csv"}
+    assert outcomes["GOOD.csv"].startswith("✓ GOOD.csv (daily, GOOD): 1 rows read, 1 stored")
+    assert outcomes["EMPTY.csv"].endswith("holds a header but no data row")
+    assert "give the format with --date-format, e.g. %d/%m/%Y" in outcomes["DAYFIRST.csv"]
+    [error] = _lines(result.stderr)
+    assert error.startswith("error: 2 of 3 files failed: ")
+
+
+def test_day_first_dates_are_read_with_a_date_format(database_url: str, tmp_path: Path) -> None:
+    dayfirst = tmp_path / "EU.csv"
+    dayfirst.write_text('Date;Open;High;Low;Close;Volume\n13/01/2024;"1,234.5";1300;1200;1250;100\n')
+
+    result = runner.invoke(app, ["ingest", str(dayfirst), "--date-format", "%d/%m/%Y", "--db", database_url])
+
+    assert result.exit_code == 0, result.output
+    assert "✓ EU.csv (daily, EU): 1 rows read, 1 stored" in result.stdout
+
+
+def test_control_characters_of_a_file_are_shown_escaped_never_sent_to_the_terminal(
+    database_url: str, tmp_path: Path
+) -> None:
+    hostile = tmp_path / "ESC.csv"
+    hostile.write_text("\x1b[2J\x1b[31mwhen,[bold]price\n1,2\n")
+
+    result = runner.invoke(app, ["ingest", str(hostile), "--db", database_url])
+
+    assert result.exit_code == 1
+    assert "\x1b" not in result.output
+    assert "\\x1b[2j\\x1b[31mwhen" in result.stderr.lower()
+    assert "[bold]price" in result.stderr  # shown as written, not taken as markup
 
 
 def test_a_failing_run_prints_one_line_and_no_traceback_in_a_real_process(

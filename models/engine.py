@@ -116,33 +116,27 @@ def is_sqlite(database_url: str) -> bool:
 
 
 def _configure_sqlite_connection(
-    dbapi_connection: Any, _record: Any, *, busy_timeout_milliseconds: int = BUSY_TIMEOUT_MILLISECONDS
+    dbapi_connection: Any,
+    _record: Any,
+    *,
+    busy_timeout_milliseconds: int = BUSY_TIMEOUT_MILLISECONDS,
+    read_only: bool = False,
 ) -> None:
     _load_sqlite_vec(dbapi_connection)
     cursor = dbapi_connection.cursor()
-    # page_size only takes effect on a new, empty file, before WAL is switched on.
-    cursor.execute(f"PRAGMA page_size = {PAGE_SIZE_BYTES}")
     cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_milliseconds}")
-    cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.execute("PRAGMA synchronous = NORMAL")
-    cursor.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
     cursor.execute(f"PRAGMA cache_size = -{CACHE_SIZE_KIB}")
-    cursor.execute("PRAGMA foreign_keys = ON")
+    if not read_only:
+        # Journal, page and size settings are writes: a read-only connection takes the file as it is.
+        # page_size only takes effect on a new, empty file, before WAL is switched on.
+        cursor.execute(f"PRAGMA page_size = {PAGE_SIZE_BYTES}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
+        cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
     # Let SQLAlchemy, not the driver, decide when transactions begin (enables SAVEPOINT and
     # makes BEGIN explicit).
-    dbapi_connection.isolation_level = None
-
-
-def _configure_read_only_connection(
-    dbapi_connection: Any, _record: Any, *, busy_timeout_milliseconds: int = BUSY_TIMEOUT_MILLISECONDS
-) -> None:
-    # Journal, page and size settings are writes: a read-only connection takes the file as it is.
-    _load_sqlite_vec(dbapi_connection)
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_milliseconds}")
-    cursor.execute(f"PRAGMA cache_size = -{CACHE_SIZE_KIB}")
-    cursor.close()
     dbapi_connection.isolation_level = None
 
 
@@ -193,8 +187,10 @@ def create_database_engine(database_url: str, *, busy_timeout_seconds: float | N
             raise StorageError(f"cannot create the folder of database {database!r}: {error}") from error
     milliseconds = BUSY_TIMEOUT_MILLISECONDS if busy_timeout_seconds is None else round(busy_timeout_seconds * 1000)
     engine = create_engine(url, module=sqlean, connect_args={"timeout": milliseconds / 1000})
-    configure = _configure_read_only_connection if read_only else _configure_sqlite_connection
-    event.listen(engine, "connect", functools.partial(configure, busy_timeout_milliseconds=milliseconds))
+    configure = functools.partial(
+        _configure_sqlite_connection, busy_timeout_milliseconds=milliseconds, read_only=read_only
+    )
+    event.listen(engine, "connect", configure)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
 

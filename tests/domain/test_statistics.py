@@ -70,15 +70,20 @@ def _statistics(equity: np.ndarray, trades: list[ClosedTrade] | None = None, **o
     return compute_statistics(equity=equity, timestamps=timestamps, trades=trades or [], prices=prices, **options)
 
 
-@pytest.mark.parametrize("case", GOLDEN["cases"], ids=[case["name"] for case in GOLDEN["cases"]])
-def test_every_statistic_equals_backtesting_py_on_its_own_runs(case: dict[str, Any]) -> None:
-    statistics = compute_statistics(
+def _golden_statistics(case: dict[str, Any]) -> Any:
+    """Our statistics of a golden case's run."""
+    return compute_statistics(
         equity=np.array(case["equity"]),
         timestamps=np.array(case["timestamps"], dtype=np.int64),
         trades=[_golden_trade(row) for row in case["trades"]],
         prices=np.array(case["prices"]),
         warmup_bars=case["warmup_bars"],
     )
+
+
+@pytest.mark.parametrize("case", GOLDEN["cases"], ids=[case["name"] for case in GOLDEN["cases"]])
+def test_every_statistic_equals_backtesting_py_on_its_own_runs(case: dict[str, Any]) -> None:
+    statistics = _golden_statistics(case)
     computed = statistics.to_dict()
     assert set(case["expected"]) == set(computed)
     assert computed["start"] == case["expected"]["start"] and computed["end"] == case["expected"]["end"]
@@ -98,13 +103,7 @@ def test_the_golden_runs_are_of_the_matched_release() -> None:
 
 @pytest.mark.parametrize("case", GOLDEN["cases"][:4], ids=[case["name"] for case in GOLDEN["cases"][:4]])
 def test_cagr_counts_calendar_years_so_it_agrees_with_the_annualised_return(case: dict[str, Any]) -> None:
-    statistics = compute_statistics(
-        equity=np.array(case["equity"]),
-        timestamps=np.array(case["timestamps"], dtype=np.int64),
-        trades=[_golden_trade(row) for row in case["trades"]],
-        prices=np.array(case["prices"]),
-        warmup_bars=case["warmup_bars"],
-    )
+    statistics = _golden_statistics(case)
     growth = statistics.equity_final / case["equity"][0]
     assert statistics.cagr_pct == pytest.approx((growth ** (365.25 / statistics.duration_days) - 1) * 100)
     # 252 trading days a year compound the daily returns; calendar years compound the whole run: the two

@@ -39,6 +39,9 @@ JOURNAL_SIZE_LIMIT_BYTES = 64 * 2**20
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
+#: Every open SQLite driver connection of this process, by id (they take no weak references), so that an
+#: interrupted command can abort the statements its worker threads are running (`interrupt_statements`).
+_open_connections: dict[int, Any] = {}
 
 
 def resolve_database_url(database_url: str | None = None) -> str:
@@ -140,6 +143,30 @@ def _configure_sqlite_connection(
     dbapi_connection.isolation_level = None
 
 
+def _remember_connection(dbapi_connection: Any, _record: Any) -> None:
+    _open_connections[id(dbapi_connection)] = dbapi_connection
+
+
+def _forget_connection(dbapi_connection: Any, _record: Any = None) -> None:
+    _open_connections.pop(id(dbapi_connection), None)
+
+
+def interrupt_statements() -> int:
+    """Abort the statement each open SQLite connection of this process is running; return how many.
+
+    Safe from any thread (SQLite's ``interrupt``): a worker thread in a long write gets an
+    "interrupted" error, its transaction rolls back and its write lock is free. A connection between
+    statements is not affected.
+    """
+    connections = list(_open_connections.values())
+    for connection in connections:
+        try:
+            connection.interrupt()
+        except Exception:  # a connection closed meanwhile
+            _forget_connection(connection)
+    return len(connections)
+
+
 def _load_sqlite_vec(dbapi_connection: Any) -> None:
     import sqlite_vec
 
@@ -191,6 +218,9 @@ def create_database_engine(database_url: str, *, busy_timeout_seconds: float | N
         _configure_sqlite_connection, busy_timeout_milliseconds=milliseconds, read_only=read_only
     )
     event.listen(engine, "connect", configure)
+    event.listen(engine, "connect", _remember_connection)
+    event.listen(engine, "close", _forget_connection)
+    event.listen(engine, "close_detached", _forget_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
 

@@ -18,9 +18,11 @@ teardown would wait minutes on a server that is gone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -195,6 +197,8 @@ def _stop_temporary_server() -> None:
         process = server.server_process
         if process is not None and process.poll() is None:
             process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=SERVER_STOP_SECONDS)  # reap it: no zombie outlives the command
 
 
 def guarded(command: Callable[[], None]) -> None:

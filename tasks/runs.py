@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -11,16 +12,18 @@ from prefect.runtime import flow_run
 from sqlalchemy.orm import Session
 
 from models import run_summaries
-from models.engine import create_database_engine, session_scope
+from models.engine import create_database_engine, interrupt_statements, session_scope
 from neuraltrade.clock import Clock, SystemClock
 from tasks.metrics import export_metrics, metrics_path
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
 
 clock: Clock = SystemClock()
 
-#: Seconds an interrupted command waits for the database to mark its runs cancelled: a worker thread
-#: may hold the write lock, and an interrupt must end within seconds.
-CANCEL_WAIT_SECONDS = 2.0
+#: Seconds an interrupted command keeps trying to mark its runs cancelled: a worker thread may hold the
+#: write lock, and an interrupt must end within seconds.
+CANCEL_WAIT_SECONDS = 3.0
+#: Seconds one attempt waits for the write lock before the worker's statements are interrupted again.
+CANCEL_ATTEMPT_SECONDS = 0.2
 
 #: Runs this process started and has not finished: run id -> database URL.
 _unfinished: dict[str, str] = {}
@@ -59,25 +62,37 @@ def finish_run(database_url: str, run_id: str, status: str, details: dict[str, A
 def cancel_unfinished(reason: str) -> list[str]:
     """Record every run this process started and did not finish as ``cancelled``; return their ids.
 
-    Called when the command is interrupted. It waits at most `CANCEL_WAIT_SECONDS` for the database
-    (on a fresh engine, so no lock this process holds elsewhere is awaited for long); a run it cannot
-    mark stays ``running``. A plain function, not a task: it runs while the flow is being torn down.
+    Called when the command is interrupted, while worker threads may still be writing: until the
+    write goes through or `CANCEL_WAIT_SECONDS` pass, it aborts the statements they run (their
+    transactions roll back and free the write lock) and tries again. A run it cannot mark stays
+    ``running``. A plain function, not a task: it runs while the flow is being torn down.
     """
     with _unfinished_lock:
         pending = dict(_unfinished)
         _unfinished.clear()
+    deadline = time.monotonic() + CANCEL_WAIT_SECONDS
     cancelled: list[str] = []
     for run_id, database_url in pending.items():
-        engine = create_database_engine(database_url, busy_timeout_seconds=CANCEL_WAIT_SECONDS)
+        engine = create_database_engine(database_url, busy_timeout_seconds=CANCEL_ATTEMPT_SECONDS)
         try:
-            with engine.begin() as connection, Session(bind=connection) as session:
-                run_summaries.finish_run(
-                    session, uuid.UUID(run_id), status="cancelled", details={"cancelled_by": reason}, now=clock.now()
-                )
-                session.flush()
-            cancelled.append(run_id)
-        except Exception:
-            pass  # an interrupt must not end in a traceback; this run stays "running"
+            while True:
+                interrupt_statements()
+                try:
+                    with engine.begin() as connection, Session(bind=connection) as session:
+                        run_summaries.finish_run(
+                            session,
+                            uuid.UUID(run_id),
+                            status="cancelled",
+                            details={"cancelled_by": reason},
+                            now=clock.now(),
+                        )
+                        session.flush()
+                except Exception:
+                    if time.monotonic() < deadline:
+                        continue
+                    break  # an interrupt must not end in a traceback; this run stays "running"
+                cancelled.append(run_id)
+                break
         finally:
             engine.dispose()
     return cancelled

@@ -90,7 +90,7 @@ def upgrade_database(database_url: str | None = None, revision: str = "head") ->
     after the other and each later one finds the schema already at `revision`.
     """
     config = alembic_config(database_url)
-    with _schema_transaction(database_url) as connection:
+    with database_errors(resolve_database_url(database_url)), _schema_transaction(database_url) as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
@@ -107,7 +107,7 @@ def current_revision(database_url: str | None = None) -> str | None:
     """Return the schema revision the database is at, or None for an empty database."""
     from alembic.runtime.migration import MigrationContext
 
-    with get_engine(database_url).connect() as connection:
+    with database_errors(resolve_database_url(database_url)), get_engine(database_url).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,9 @@ CACHE_SIZE_KIB = 262_144
 #: Size the WAL file is cut back to after a checkpoint. Without it SQLite keeps the file at its largest:
 #: embedding 50,000 vectors with two threads left an 837 MiB WAL beside a 262 MiB database.
 JOURNAL_SIZE_LIMIT_BYTES = 64 * 2**20
+
+#: Pause between attempts to switch a new file to WAL while another process holds it.
+WAL_RETRY_SECONDS = 0.02
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -133,7 +137,7 @@ def _configure_sqlite_connection(
         # Journal, page and size settings are writes: a read-only connection takes the file as it is.
         # page_size only takes effect on a new, empty file, before WAL is switched on.
         cursor.execute(f"PRAGMA page_size = {PAGE_SIZE_BYTES}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor, busy_timeout_milliseconds / 1000)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
         cursor.execute("PRAGMA foreign_keys = ON")
@@ -141,6 +145,21 @@ def _configure_sqlite_connection(
     # Let SQLAlchemy, not the driver, decide when transactions begin (enables SAVEPOINT and
     # makes BEGIN explicit).
     dbapi_connection.isolation_level = None
+
+
+def _switch_to_wal(cursor: Any, patience_seconds: float) -> None:
+    # Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is locked" at
+    # once, without its busy handler, while another process does the same on the same new file (two
+    # processes opening one new database). Retry until the busy timeout, as any other statement would.
+    deadline = time.monotonic() + patience_seconds
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(WAL_RETRY_SECONDS)
 
 
 def _remember_connection(dbapi_connection: Any, _record: Any) -> None:

@@ -8,6 +8,8 @@ cannot recolour, move or clear the user's terminal.
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -20,8 +22,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-console = Console()
-errors = Console(stderr=True)
+#: Width of output that goes to a file or a pipe (rich would assume 80 columns and cut the tables' cells).
+PIPED_WIDTH = 160
+
+
+def _console(*, stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=PIPED_WIDTH if piped else None)
+
+
+console = _console()
+errors = _console(stderr=True)
 
 
 def safe(text: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -290,3 +291,44 @@ def test_read_only_commands_read_a_database_they_cannot_write_and_create_nothing
         assert sorted(path.name for path in folder.iterdir()) == before == ["night.db"]
     finally:
         shutil.rmtree(folder)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_report_reads_a_stored_run_from_a_database_it_cannot_write(sample_csv: Path, tmp_path: Path) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="neuraltrade-read-only-"))
+    output = Path(tempfile.mkdtemp(prefix="neuraltrade-report-"))
+    try:
+        folder.chmod(0o755)
+        output.chmod(0o777)  # the report itself is written elsewhere, where that user may write
+        url = f"sqlite:///{folder}/night.db"
+        stored = runner.invoke(app, ["backtest", "--data", str(sample_csv), "--json", "--db", url])
+        assert stored.exit_code == 0, stored.output
+        run_id = json.loads(stored.stdout)["run_id"]
+        dispose_engines()
+        before = sorted(path.name for path in folder.iterdir())
+        environment = {
+            **os.environ,
+            "HOME": str(output),
+            "PREFECT_HOME": str(output / "prefect"),  # that user's own, as any user has
+            "PREFECT_PROFILES_PATH": str(output / "prefect" / "profiles.toml"),
+            "COLUMNS": "200",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+
+        finished = subprocess.run(
+            _as_another_user(
+                [sys.executable, "-m", "neuraltrade_cli", "report", run_id, "-o", f"{output}/r.html", "--db", url]
+            ),
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=120,
+        )
+
+        assert finished.returncode == 0, finished.stderr
+        assert run_id in (output / "r.html").read_text()
+        assert sorted(path.name for path in folder.iterdir()) == before
+    finally:
+        shutil.rmtree(folder)
+        shutil.rmtree(output)

@@ -159,10 +159,9 @@ def progress_bars(stages: dict[str, tuple[str, str, int | None]]) -> Iterator[No
         def finish(name: str) -> None:
             task = progress.tasks[bars[name]]
             if not task.finished:
-                progress.update(bars[name], total=task.completed, description=seen[name].label)
-                if not task.started:
+                if not task.started:  # its clock must run for the bar to count as finished
                     progress.start_task(bars[name])
-                progress.update(bars[name], completed=task.completed)
+                progress.update(bars[name], total=task.completed, description=seen[name].label)
 
         def begin(name: str) -> None:
             for earlier in order[: order.index(name)]:

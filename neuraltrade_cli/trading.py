@@ -189,7 +189,7 @@ def backtest_file(
     result = run_backtest(market, strategy, config, record_orders=store)
     if not store:
         return Backtested(result=result, identity=identity)
-    from models.engine import session_scope
+    from models.engine import display_url, session_scope
     from neuraltrade.clock import SystemClock
 
     assert url is not None
@@ -197,13 +197,14 @@ def backtest_file(
         newly = save_backtest(
             session, result, identity, run_details(result, memory=memory), created_at=SystemClock().now()
         )
-    return Backtested(result=result, identity=identity, stored_in=_shown_url(url), newly_stored=newly)
+    return Backtested(result=result, identity=identity, stored_in=display_url(url), newly_stored=newly)
 
 
 def _market_memory(url: str, market: Any) -> tuple[Any, dict[str, Any]]:
     from sqlalchemy.exc import SQLAlchemyError
 
     from models.collections import CollectionNotFound
+    from models.engine import display_url
     from tasks.backtest import market_memory
 
     only = market.symbols[0] if len(market.symbols) == 1 else None
@@ -211,16 +212,9 @@ def _market_memory(url: str, market: Any) -> tuple[Any, dict[str, Any]]:
         return market_memory(url, only)
     except (CollectionNotFound, SQLAlchemyError):
         raise _Failure(
-            f"strategy 'memory_vote' reads the market memory of {_shown_url(url)}, which holds none: "
-            f"run `neuraltrade nightly --db {_shown_url(url)}` (or `ingest` and `embed`) first"
+            f"strategy 'memory_vote' reads the market memory of {display_url(url)}, which holds none: "
+            f"run `neuraltrade nightly --db {display_url(url)}` (or `ingest` and `embed`) first"
         ) from None
-
-
-def _shown_url(url: str) -> str:
-    """`url` fit to print: its password, if any, hidden."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _storage_note(outcome: Backtested, database_url: str | None) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -260,75 +260,66 @@ def test_an_unsupported_or_driverless_database_says_what_to_do_in_one_line(url: 
     assert "secret" not in line  # the password is never shown
 
 
-def _as_another_user(command: list[str]) -> list[str]:
-    """`command` run by a user who may read but not write root's files: a read-only mount, to them."""
-    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+def _on_a_read_only_mount(folder: Path, command: list[str]) -> list[str]:
+    """`command` run in a private mount namespace where `folder` is mounted read-only."""
+    place = shlex.quote(str(folder))
+    mount = f'mount --bind {place} {place} && mount -o remount,ro,bind {place} && exec "$@"'
+    return ["unshare", "--mount", "sh", "-c", mount, "sh", *command]
+
+
+#: A real read-only mount needs root (CI runs as root) and util-linux's unshare.
+needs_read_only_mounts = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="a read-only mount needs root and unshare"
+)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+@needs_read_only_mounts
 @pytest.mark.parametrize("command", [["status"], ["memory", "stats"], ["runs"]])
-def test_read_only_commands_read_a_database_they_cannot_write_and_create_nothing(command: list[str]) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="neuraltrade-read-only-"))
-    try:
-        folder.chmod(0o755)
-        url = f"sqlite:///{folder}/night.db"
-        upgrade_database(url)
-        dispose_engines()
-        before = sorted(path.name for path in folder.iterdir())
-        environment = {**os.environ, "HOME": str(folder), "COLUMNS": "200", "PYTHONDONTWRITEBYTECODE": "1"}
+def test_read_only_commands_read_a_database_on_a_read_only_mount(command: list[str], tmp_path: Path) -> None:
+    folder = tmp_path / "mounted"
+    folder.mkdir()
+    url = f"sqlite:///{folder}/night.db"
+    upgrade_database(url)
+    dispose_engines()
+    before = sorted(path.name for path in folder.iterdir())
 
-        finished = subprocess.run(
-            _as_another_user([sys.executable, "-m", "neuraltrade_cli", *command, "--db", url]),
-            capture_output=True,
-            text=True,
-            env=environment,
-            timeout=120,
-        )
+    finished = subprocess.run(
+        _on_a_read_only_mount(folder, [sys.executable, "-m", "neuraltrade_cli", *command, "--db", url]),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=120,
+    )
 
-        assert finished.returncode == 0, finished.stderr
-        assert "Traceback" not in finished.stderr
-        assert sorted(path.name for path in folder.iterdir()) == before == ["night.db"]
-    finally:
-        shutil.rmtree(folder)
+    assert finished.returncode == 0, finished.stderr
+    assert "Traceback" not in finished.stderr
+    assert sorted(path.name for path in folder.iterdir()) == before == ["night.db"]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
-def test_report_reads_a_stored_run_from_a_database_it_cannot_write(sample_csv: Path, tmp_path: Path) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="neuraltrade-read-only-"))
-    output = Path(tempfile.mkdtemp(prefix="neuraltrade-report-"))
-    try:
-        folder.chmod(0o755)
-        output.chmod(0o777)  # the report itself is written elsewhere, where that user may write
-        url = f"sqlite:///{folder}/night.db"
-        stored = runner.invoke(app, ["backtest", "--data", str(sample_csv), "--json", "--db", url])
-        assert stored.exit_code == 0, stored.output
-        run_id = json.loads(stored.stdout)["run_id"]
-        dispose_engines()
-        before = sorted(path.name for path in folder.iterdir())
-        environment = {
-            **os.environ,
-            "HOME": str(output),
-            "PREFECT_HOME": str(output / "prefect"),  # that user's own, as any user has
-            "PREFECT_PROFILES_PATH": str(output / "prefect" / "profiles.toml"),
-            "COLUMNS": "200",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
+@needs_read_only_mounts
+def test_report_reads_a_stored_run_from_a_database_on_a_read_only_mount(sample_csv: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mounted"
+    folder.mkdir()
+    url = f"sqlite:///{folder}/night.db"
+    stored = runner.invoke(app, ["backtest", "--data", str(sample_csv), "--json", "--db", url])
+    assert stored.exit_code == 0, stored.output
+    run_id = json.loads(stored.stdout)["run_id"]
+    dispose_engines()
+    before = sorted(path.name for path in folder.iterdir())
+    report = tmp_path / "r.html"  # written outside the read-only mount
 
-        finished = subprocess.run(
-            _as_another_user(
-                [sys.executable, "-m", "neuraltrade_cli", "report", run_id, "-o", f"{output}/r.html", "--db", url]
-            ),
-            capture_output=True,
-            text=True,
-            env=environment,
-            timeout=120,
-        )
+    finished = subprocess.run(
+        _on_a_read_only_mount(
+            folder, [sys.executable, "-m", "neuraltrade_cli", "report", run_id, "-o", str(report), "--db", url]
+        ),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=120,
+    )
 
-        assert finished.returncode == 0, finished.stderr
-        assert run_id in (output / "r.html").read_text()
-        assert sorted(path.name for path in folder.iterdir()) == before
-    finally:
-        shutil.rmtree(folder)
-        shutil.rmtree(output)
+    assert finished.returncode == 0, finished.stderr
+    assert run_id in report.read_text()
+    assert sorted(path.name for path in folder.iterdir()) == before

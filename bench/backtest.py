@@ -14,7 +14,7 @@ orders filled at the next open, all-in whole units.
    ours, ``run_backtest`` plus ``result.statistics`` (all 34 figures), runs interleaved.
 3. Sweep of 60 combinations (fast in 6 values x slow in 10): vectorbt after its numba warm-up (MA.run,
    crossings, ``Portfolio.from_signals`` and total return, Sharpe ratio, max drawdown, trade count and
-   win rate of every column) against `neuraltrade.research.sweep` in processes and in this process, with
+   win rate of every column) against `neuraltrade.research.sweep.sweep` in processes and in this process, with
    our averages summed as pandas does (``rolling``) and as vectorbt does (``running_sum``); backtesting.py's
    ``Backtest.optimize`` once, for reference. The per-combination results are cross-checked: our Sharpe
    ratios against ``optimize``'s heatmap, our final equities against vectorbt's. Last, the median cost
@@ -55,8 +55,8 @@ from backtesting.lib import crossover
 
 from neuraltrade.backtest import BacktestConfig, MarketData, run_backtest
 from neuraltrade.backtest.statistics import compute_statistics
-from neuraltrade.ingest import read_bars
-from neuraltrade.research import SweepPool, grid, sweep
+from neuraltrade.market.ingest import read_bars
+from neuraltrade.research.sweep import SweepPool, grid, sweep
 from neuraltrade.strategies.base import verify_causality
 from neuraltrade.strategies.registry import build_strategy
 

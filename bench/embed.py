@@ -35,7 +35,7 @@ def _peak_rss_mib() -> float:
 
 
 def _market(symbols: int, bars: int):  # type: ignore[no-untyped-def]
-    from neuraltrade.synthetic import MarketConfig, generate_market
+    from neuraltrade.market.synthetic import MarketConfig, generate_market
 
     return generate_market(MarketConfig(symbols=symbols, bars_per_symbol=bars // symbols, seed=1))
 
@@ -45,7 +45,7 @@ def case_neuraltrade(symbols: int, bars: int, workdir: str) -> dict[str, float]:
     from models.engine import session_scope
     from models.migrations import upgrade_database
     from neuraltrade.clock import SystemClock
-    from neuraltrade.embedding import WindowEmbedderConfig
+    from neuraltrade.memory.embedding import WindowEmbedderConfig
     from tasks.embed import embed_symbol
 
     url = f"sqlite:///{workdir}/bench.db"
@@ -76,7 +76,7 @@ def case_neuraltrade(symbols: int, bars: int, workdir: str) -> dict[str, float]:
 
 
 def case_embed_only(symbols: int, bars: int, workdir: str) -> dict[str, float]:
-    from neuraltrade.embedding import WindowEmbedder
+    from neuraltrade.memory.embedding import WindowEmbedder
 
     frame = _market(symbols, bars)
     embedder = WindowEmbedder()

@@ -64,7 +64,7 @@ def case_stages(path: str, workdir: str) -> dict[str, float]:
     from models.engine import session_scope
     from models.migrations import upgrade_database
     from neuraltrade.clock import SystemClock
-    from neuraltrade.ingest import read_bars
+    from neuraltrade.market.ingest import read_bars
     from tasks.ingest import split_by_quality
     from tasks.quality import check_bars
 
@@ -125,7 +125,7 @@ def main() -> None:
         print(json.dumps(CASES[arguments.case](arguments.path, arguments.workdir)))
         return
 
-    from neuraltrade.synthetic import MarketConfig, generate_market, write_market_csv
+    from neuraltrade.market.synthetic import MarketConfig, generate_market, write_market_csv
 
     with tempfile.TemporaryDirectory() as folder:
         path = str(Path(folder) / "market.csv")

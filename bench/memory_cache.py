@@ -1,4 +1,4 @@
-"""The L1 cache (`neuraltrade.session_memory.SessionMemory`): hit latency and a replay workload's hit rate.
+"""The L1 cache (`neuraltrade.memory.session.SessionMemory`): hit latency and a replay workload's hit rate.
 
 Run: ``python bench/memory_cache.py``. Three figures:
 
@@ -23,12 +23,12 @@ import numpy as np
 from models.engine import dispose_engines
 from models.migrations import upgrade_database
 from models.vector_store import VectorDB
-from neuraltrade.bars import timestamps_to_microseconds
-from neuraltrade.embedding import WindowEmbedder, WindowEmbedderConfig
-from neuraltrade.ingest import read_bars
-from neuraltrade.memory import Query
+from neuraltrade.market.bars import timestamps_to_microseconds
+from neuraltrade.market.ingest import read_bars
+from neuraltrade.memory.collection import Query
+from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
+from neuraltrade.memory.session import SessionMemory, SessionMemoryConfig
 from neuraltrade.sample_data import sample_paths
-from neuraltrade.session_memory import SessionMemory, SessionMemoryConfig
 
 ENTRIES = 10_000
 STRATEGIES = 5

@@ -4,7 +4,7 @@ One run compares every contender on the same machine, on the same data, side by 
 512-d unit vectors (cosine, which is the dot product on unit vectors), k = 10:
 
 - ``real``: the project's own workload, `WindowEmbedder` vectors of 32-bar windows of market data: the
-  shipped daily bars (NVDA, ORCL, YHOO) plus 47 synthetic symbols (`neuraltrade.synthetic`), so 50
+  shipped daily bars (NVDA, ORCL, YHOO) plus 47 synthetic symbols (`neuraltrade.market.synthetic`), so 50
   symbols; metadata ``{"symbol": ...}``. The queries are held-out market states: windows from the tail
   of each symbol's series that share no bar with any stored window;
 - ``hard``: random unit vectors in 2,000 Gaussian clusters whose noise is 2.5 times the centre's norm,
@@ -276,10 +276,10 @@ def queries_per_symbol(queries: int, symbols: int) -> list[int]:
 
 def make_real_dataset(folder: Path, size: int, queries: int) -> Manifest:
     """Write the real workload: shipped and synthetic bars, embedded; held-out tail windows as queries."""
-    from neuraltrade.embedding import WindowEmbedder, WindowEmbedderConfig
-    from neuraltrade.ingest import read_bars
+    from neuraltrade.market.ingest import read_bars
+    from neuraltrade.market.synthetic import MarketConfig, generate_market
+    from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
     from neuraltrade.sample_data import sample_paths
-    from neuraltrade.synthetic import MarketConfig, generate_market
 
     embedder = WindowEmbedder(WindowEmbedderConfig())
     window = embedder.window
@@ -658,10 +658,10 @@ STORE_SETUPS = {
 
 def contender_store(name: str, workload: Workload, workdir: Path) -> dict[str, Any]:
     """The store on a fresh migrated SQLite file: durable batched inserts, then every sweep point."""
+    from models.ann_index import HnswConfig
     from models.migrations import upgrade_database
     from models.vector_store import VectorDB
-    from neuraltrade.ann import HnswConfig
-    from neuraltrade.memory import Filter, Query
+    from neuraltrade.memory.collection import Filter, Query
 
     setup = STORE_SETUPS[name]
     folder = workdir / "store"

@@ -8,7 +8,7 @@ from prefect import flow
 
 from flows import call, call_each, results, run_hooks, task_runner
 from neuraltrade.canonical import digest
-from neuraltrade.embedding import WindowEmbedderConfig
+from neuraltrade.memory.embedding import WindowEmbedderConfig
 from tasks import progress
 from tasks.database import prepare_database
 from tasks.embed import MARKET_STATE_COLLECTION, embed_symbol, list_symbols

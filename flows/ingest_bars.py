@@ -8,10 +8,10 @@ from typing import Any
 from prefect import flow
 
 from flows import call, call_each, run_hooks, task_runner
-from neuraltrade.bar_formats import check_date_format
 from neuraltrade.canonical import digest
 from neuraltrade.errors import IngestionFailed, NeuralTradeError
-from neuraltrade.ingest import bar_files
+from neuraltrade.market.bar_formats import check_date_format
+from neuraltrade.market.ingest import bar_files
 from neuraltrade.sample_data import sample_paths
 from tasks import progress
 from tasks.database import prepare_database
@@ -30,8 +30,8 @@ def ingest_bars(
 ) -> dict[str, Any]:
     """Ingest every bar file of `paths` (default: the shipped sample data) into the database.
 
-    A directory stands for every bar file under it (`neuraltrade.ingest.bar_files`). `date_format` and
-    `adjusted` are those of `neuraltrade.ingest.read_bars`.
+    A directory stands for every bar file under it (`neuraltrade.market.ingest.bar_files`). `date_format` and
+    `adjusted` are those of `neuraltrade.market.ingest.read_bars`.
 
     Returns the run's summary: ``outcomes`` (one ``{"path", "failure", "report"}`` per file, in order),
     ``files`` (the `tasks.ingest.FileReport` of every file read), ``failed_files`` (path -> one-line

@@ -11,8 +11,8 @@ from neuraltrade.backtest import BacktestConfig
 from neuraltrade.backtest.config import DEFAULT_COMMISSION
 from neuraltrade.canonical import digest
 from neuraltrade.errors import BacktestsFailed
-from neuraltrade.risk import RiskLimits
-from neuraltrade.sizing import VolatilityTarget
+from neuraltrade.trading.risk import RiskLimits
+from neuraltrade.trading.sizing import VolatilityTarget
 from tasks import progress
 from tasks.backtest import StrategySpec, backtest_symbol
 from tasks.database import prepare_database

@@ -34,10 +34,10 @@ from neuraltrade.backtest.result import BacktestResult, configuration_digest, ma
 from neuraltrade.backtest.trade import ClosedTrade, ExitReason
 from neuraltrade.canonical import stable_id, to_plain
 from neuraltrade.errors import UnknownRun, ValidationError
-from neuraltrade.paper import managed_orders
-from neuraltrade.risk import RiskLimits
-from neuraltrade.sizing import CappedKelly, FixedFraction, VolatilityTarget
 from neuraltrade.strategies.base import Strategy
+from neuraltrade.trading.paper import managed_orders
+from neuraltrade.trading.risk import RiskLimits
+from neuraltrade.trading.sizing import CappedKelly, FixedFraction, VolatilityTarget
 
 _HEX = frozenset("0123456789abcdef")
 # Writes here go through Core statements, which leave ORM objects a session already holds untouched;

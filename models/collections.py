@@ -16,9 +16,9 @@ from models import memory_items, vector_sql
 from models.base import stored_microseconds
 from models.engine import database_file
 from models.tables import CollectionRecord, MemoryItemRecord
-from neuraltrade.embedding import EmbedderFingerprint
 from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, NeuralTradeError
-from neuraltrade.memory import CollectionSpec
+from neuraltrade.memory.collection import CollectionSpec
+from neuraltrade.memory.embedding import EmbedderFingerprint
 
 
 class CollectionNotFound(NeuralTradeError):

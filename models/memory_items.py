@@ -25,7 +25,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from models.base import stored_microseconds, table_of
 from models.bulk import execute_many
 from models.tables import CollectionRecord, MemoryItemRecord, MemoryVectorRecord
-from neuraltrade.memory import Filter
+from neuraltrade.memory.collection import Filter
 
 #: Ids per statement: SQLite binds at most 32,766 variables.
 IDS_PER_STATEMENT = 10_000

@@ -24,7 +24,7 @@ from models.repositories import _insert
 from models.trading import OrderEventRecord, OrderRecord, RiskRejectionRecord, SignalRecord
 from neuraltrade.canonical import stable_id
 from neuraltrade.errors import DuplicateOrder, UnknownOrder
-from neuraltrade.oms import ManagedOrder, OrderEvent
+from neuraltrade.trading.orders import ManagedOrder, OrderEvent
 from neuraltrade.types import Direction, Order, OrderSide, OrderStatus, OrderType, Signal, TimeInForce
 
 #: Keys per IN (...) list: SQLite binds at most 32,766 variables.

@@ -25,8 +25,8 @@ from models.tables import (
     ObservationRecord,
     QuarantinedRow,
 )
-from neuraltrade.bars import BAR_COLUMNS, TIMESTAMP_DTYPE, timestamps_to_microseconds
 from neuraltrade.errors import StorageError
+from neuraltrade.market.bars import BAR_COLUMNS, TIMESTAMP_DTYPE, timestamps_to_microseconds
 
 _BAR_VALUES = ("open", "high", "low", "close", "volume", "spread")
 

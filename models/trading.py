@@ -98,7 +98,7 @@ class SignalRecord(Base):
 
 
 class OrderRecord(Base):
-    """An order and where it stands; `id` is `neuraltrade.oms.order_id_for(client_order_id)`.
+    """An order and where it stands; `id` is `neuraltrade.trading.orders.order_id_for(client_order_id)`.
 
     `last_sequence` is the sequence of the order's newest event: a write carrying an older state of the
     order than the stored one leaves the row alone.
@@ -127,7 +127,7 @@ class OrderRecord(Base):
 
 
 class OrderEventRecord(Base):
-    """One change of one order (`neuraltrade.oms.OrderEvent`); `id` is derived from (order_id, sequence)."""
+    """One change of one order (`neuraltrade.trading.orders.OrderEvent`); `id` is derived from (order_id, sequence)."""
 
     __tablename__ = "order_events"
     __table_args__ = (UniqueConstraint("order_id", "sequence"),)

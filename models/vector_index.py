@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuraltrade.ann import HnswConfig, HnswIndex
+from models.ann_index import HnswConfig, HnswIndex
 from neuraltrade.errors import IndexFileError
 
 logger = logging.getLogger(__name__)

@@ -25,15 +25,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import memory_items, vector_sql
+from models.ann_index import HnswConfig, HnswIndex
 from models.base import stored_microseconds, to_microseconds
 from models.collections import delete_items, get_collection, index_path
 from models.engine import session_scope
 from models.tables import CollectionRecord, MemoryItemRecord
 from models.vector_store import VectorDB
-from neuraltrade.ann import HnswConfig, HnswIndex
 from neuraltrade.canonical import digest, format_timestamp
 from neuraltrade.errors import ConfigError, IndexFileError, MemoryIntegrityError, RecallBelowThreshold
-from neuraltrade.memory import Query, distance_matrix
+from neuraltrade.memory.collection import Query, distance_matrix
 
 logger = logging.getLogger(__name__)
 

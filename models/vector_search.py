@@ -7,7 +7,7 @@ The paths, in the order they are tried:
 3. any other filter or ``as_of``: the matching items' full vectors ranked with numpy when at most
    `SCAN_LIMIT` match, else a KNN over the vector table widened until `k` neighbours pass the filter.
 
-Every path returns exact distances as `neuraltrade.memory.distances` defines them; quantized candidates
+Every path returns exact distances as `neuraltrade.memory.collection.distances` defines them; quantized candidates
 are re-scored with full-precision vectors.
 """
 
@@ -24,7 +24,15 @@ from models import memory_items, vector_sql
 from models.base import to_microseconds
 from models.tables import CollectionRecord
 from models.vector_index import IndexKeeper
-from neuraltrade.memory import CollectionSpec, Filter, Query, distances, quantize_binary, quantize_int8, top_k
+from neuraltrade.memory.collection import (
+    CollectionSpec,
+    Filter,
+    Query,
+    distances,
+    quantize_binary,
+    quantize_int8,
+    top_k,
+)
 
 if TYPE_CHECKING:
     from models.memory_items import HotReader

@@ -14,7 +14,7 @@ from models.collections import get_collection, spec_of
 from models.engine import session_scope
 from models.tables import MemoryItemRecord, MemoryVectorRecord
 from neuraltrade.errors import ConfigError, StorageError
-from neuraltrade.memory_snapshot import MemorySnapshot
+from neuraltrade.memory.snapshot import MemorySnapshot
 
 
 def snapshot(database_url: str, collection: str, partition: str | None = None) -> MemorySnapshot:

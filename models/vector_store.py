@@ -3,7 +3,7 @@
 sqlite-vec is the system of record and the exact path: every searched vector lives in the collection's
 ``vec0`` table, and every item's key, metadata and timestamp in `memory_items`. Quantized collections
 search int8 or bit vectors and re-score the candidates with the full-precision vectors kept beside
-them. An HNSW index (`neuraltrade.ann`) kept in a file beside the database answers unfiltered queries
+them. An HNSW index (`models.ann_index`) kept in a file beside the database answers unfiltered queries
 when it is fresh; when it is missing or stale, the exact path answers instead.
 """
 
@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import memory_items, vector_sql
+from models.ann_index import HnswConfig, HnswIndex
 from models.base import from_microseconds, to_microseconds
 from models.collections import (
     CollectionNotFound,
@@ -39,16 +40,14 @@ from models.migrations import database_errors, ensure_schema, guard_database_err
 from models.tables import CollectionRecord
 from models.vector_index import IndexKeeper
 from models.vector_search import VectorSearch
-from neuraltrade.ann import HnswConfig, HnswIndex
 from neuraltrade.clock import Clock, SystemClock
-from neuraltrade.embedding import EmbedderFingerprint
 from neuraltrade.errors import (
     ConfigError,
     DimensionMismatch,
     DuplicateItem,
     StorageError,
 )
-from neuraltrade.memory import (
+from neuraltrade.memory.collection import (
     CollectionSpec,
     Filter,
     Item,
@@ -63,7 +62,8 @@ from neuraltrade.memory import (
     quantize_binary,
     quantize_int8,
 )
-from neuraltrade.session_memory import SessionMemory
+from neuraltrade.memory.embedding import EmbedderFingerprint
+from neuraltrade.memory.session import SessionMemory
 
 __all__ = ["CollectionNotFound", "VectorDB"]
 

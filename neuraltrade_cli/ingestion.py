@@ -45,7 +45,7 @@ def ingest(
     """
     from flows.ingest_bars import ingest_bars
     from neuraltrade.errors import IngestionFailed, NeuralTradeError
-    from neuraltrade.ingest import expand_bar_paths
+    from neuraltrade.market.ingest import expand_bar_paths
 
     missing = [str(path) for path in paths if not path.exists()]
     if missing:

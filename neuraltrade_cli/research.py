@@ -93,8 +93,8 @@ def sweep(
     as_json: JsonOption = False,
 ) -> None:
     """Backtest every combination of parameters (or a random sample of them), in parallel, and rank them."""
-    from neuraltrade import research
     from neuraltrade.backtest import BacktestConfig
+    from neuraltrade.research import sweep as research
 
     space = parse_space(grid_values)
     _run(lambda: check_strategy(strategy, space))
@@ -152,8 +152,8 @@ def walk_forward(
     as_json: JsonOption = False,
 ) -> None:
     """Optimise on each train window, test the best parameters on the next bars; report out of sample only."""
-    from neuraltrade import walk_forward as walking
     from neuraltrade.backtest import BacktestConfig
+    from neuraltrade.research import walk_forward as walking
 
     space = parse_space(grid_values)
     _run(lambda: check_strategy(strategy, space))

@@ -235,7 +235,7 @@ def read_market(path: Path, symbol: str | None = None) -> tuple[Any, int]:
     """
     from neuraltrade.backtest import MarketData
     from neuraltrade.errors import FileRejected
-    from neuraltrade.ingest import read_bars
+    from neuraltrade.market.ingest import read_bars
     from tasks.quality import check_bars
 
     if not path.exists():
@@ -339,7 +339,7 @@ def report(
 
 def _render_stored(run_id: str, database_url: str | None) -> str:
     from models.engine import read_only_url
-    from neuraltrade.report import render_report
+    from neuraltrade.research.report import render_report
     from tasks.backtest import report_data
 
     return render_report(report_data(read_only_url(database_url), run_id))

@@ -31,12 +31,12 @@ from neuraltrade.backtest import BacktestConfig, BacktestResult, MarketData, run
 from neuraltrade.backtest.controls import SizingConfig, risk_check, sizer_for
 from neuraltrade.clock import Clock, SystemClock
 from neuraltrade.errors import NotEnoughHistory, UnknownSymbol
-from neuraltrade.memory_snapshot import MemorySnapshot
-from neuraltrade.report import ReportData
-from neuraltrade.risk import RiskLimits, RiskManager
+from neuraltrade.memory.snapshot import MemorySnapshot
+from neuraltrade.research.report import ReportData
 from neuraltrade.strategies.base import PriceHistory, Strategy
 from neuraltrade.strategies.neural import Neural, NeuralConfig, train_latest
 from neuraltrade.strategies.registry import build_strategy
+from neuraltrade.trading.risk import RiskLimits, RiskManager
 from tasks import progress
 from tasks.embed import MARKET_STATE_COLLECTION
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient

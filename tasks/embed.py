@@ -10,10 +10,10 @@ from prefect import task
 from models import repositories
 from models.engine import session_scope
 from models.vector_store import VectorDB
-from neuraltrade.bars import timestamps_to_microseconds
 from neuraltrade.clock import Clock, SystemClock
-from neuraltrade.embedding import WindowEmbedder, WindowEmbedderConfig, relative_spreads
 from neuraltrade.errors import UnknownSymbol
+from neuraltrade.market.bars import timestamps_to_microseconds
+from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig, relative_spreads
 from neuraltrade.types import Observation
 from tasks import progress
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient

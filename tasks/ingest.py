@@ -11,9 +11,9 @@ from prefect import task
 from models import collections, repositories
 from models.engine import session_scope
 from models.repositories import QuarantineEntry
-from neuraltrade.bars import BAR_COLUMNS
 from neuraltrade.clock import Clock, SystemClock
-from neuraltrade.ingest import ParsedFile, file_failure, read_bars
+from neuraltrade.market.bars import BAR_COLUMNS
+from neuraltrade.market.ingest import ParsedFile, file_failure, read_bars
 from tasks import progress
 from tasks.quality import check_bars
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
@@ -73,7 +73,7 @@ def ingest_file(
 ) -> dict[str, Any]:
     """Ingest one bar file in one transaction; return its `FileReport` as a dict.
 
-    `date_format` and `adjusted` are those of `neuraltrade.ingest.read_bars`. A file that cannot be read
+    `date_format` and `adjusted` are those of `neuraltrade.market.ingest.read_bars`. A file that cannot be read
     at all raises `FileRejected` before anything is written; a file read but failed (see
     `FileReport.failure`) is reported, not raised, so that its quarantined rows are kept.
     """

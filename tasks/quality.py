@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from neuraltrade.bars import PRICE_COLUMNS, TIMESTAMP_DTYPE
+from neuraltrade.market.bars import PRICE_COLUMNS, TIMESTAMP_DTYPE
 
 if TYPE_CHECKING:
     from great_expectations.core.batch_definition import BatchDefinition

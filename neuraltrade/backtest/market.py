@@ -83,7 +83,7 @@ class MarketData:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, symbols: Sequence[str] | None = None) -> MarketData:
-        """Build market data from a bar frame (see `neuraltrade.bars`), optionally only some symbols."""
+        """Build market data from a bar frame (see `neuraltrade.market.bars`), optionally only some symbols."""
         chosen = sorted(frame["symbol"].unique()) if symbols is None else list(symbols)
         missing = sorted(set(chosen) - set(frame["symbol"].unique()))
         if missing:

@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from neuraltrade.bars import timestamps_to_microseconds
 from neuraltrade.canonical import digest
 from neuraltrade.errors import ConfigError, LookAheadError, ValidationError
+from neuraltrade.market.bars import timestamps_to_microseconds
 from neuraltrade.types import Observation
 
 _PRICE_FIELDS = ("open", "high", "low", "close", "volume")
@@ -59,7 +59,7 @@ class PriceHistory:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, symbol: str | None = None) -> PriceHistory:
-        """Build the history of one symbol from a bar frame (see `neuraltrade.bars`)."""
+        """Build the history of one symbol from a bar frame (see `neuraltrade.market.bars`)."""
         if symbol is not None:
             frame = frame.loc[frame["symbol"] == symbol]
         symbols = frame["symbol"].unique()

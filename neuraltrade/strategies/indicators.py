@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from neuraltrade.embedding import BLOCK_ROWS, WindowEmbedder, WindowEmbedderConfig, _bar_series
 from neuraltrade.errors import ConfigError
+from neuraltrade.memory.embedding import BLOCK_ROWS, WindowEmbedder, WindowEmbedderConfig, _bar_series
 from neuraltrade.strategies.base import PriceHistory
 
 try:  # pandas' rolling-mean kernel (see `_rolling_mean`)

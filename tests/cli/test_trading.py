@@ -281,7 +281,7 @@ def test_report_writes_a_self_contained_page_whose_charts_render(database_url: s
     from models import repositories
     from models.engine import session_scope
     from neuraltrade.backtest import BacktestConfig
-    from neuraltrade.ingest import read_bars
+    from neuraltrade.market.ingest import read_bars
     from tasks.backtest import StrategySpec, backtest_symbol
 
     chromium = require_chromium()

@@ -265,7 +265,7 @@ def test_a_fixed_fee_is_paid_once_at_entry_however_many_parts_close_the_trade():
 
 def test_a_sizers_units_below_one_are_units_not_a_margin_fraction():
     from neuraltrade.backtest.controls import sizer_for
-    from neuraltrade.sizing import FixedFraction
+    from neuraltrade.trading.sizing import FixedFraction
 
     data = market(history("A", [50_000.0] * 5))
     config = BacktestConfig(cash=10_000.0, fractional=True, verify_causality=False)

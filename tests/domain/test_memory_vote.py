@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from neuraltrade.canonical import stable_id
-from neuraltrade.embedding import WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.errors import ConfigError, FingerprintMismatch, ValidationError
-from neuraltrade.memory_query import Filter, Query, SearchResult
+from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
+from neuraltrade.memory.query import Filter, Query, SearchResult
 from neuraltrade.strategies.base import PriceHistory, SignalFrame, verify_causality
 from neuraltrade.strategies.memory_vote import DISTANCE_FLOOR, MemoryVote, MemoryVoteConfig
 from tests.domain.strategy_support import BruteForceMemory, moment, periodic_history, real_history

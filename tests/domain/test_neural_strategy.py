@@ -8,8 +8,8 @@ from datetime import UTC
 import numpy as np
 import pytest
 
-from neuraltrade.embedding import WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.errors import ConfigError, NotEnoughHistory, SerializationError
+from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.strategies.base import PriceHistory, SignalFrame, verify_causality
 from neuraltrade.strategies.indicators import bar_frame, market_state_vectors
 from neuraltrade.strategies.neural import (

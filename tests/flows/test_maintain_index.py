@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from models.ann_index import HnswConfig
 from models.engine import session_scope
 from models.tables import RunSummary
 from models.vector_maintenance import RUN_KIND, MaintenanceConfig
 from models.vector_store import VectorDB
-from neuraltrade.ann import HnswConfig
 from neuraltrade.errors import RecallBelowThreshold
 from neuraltrade_cli.app import app
 

@@ -9,7 +9,7 @@ import pytest
 
 from models.engine import dispose_engines
 from models.vector_store import VectorDB
-from neuraltrade.memory import METRICS
+from neuraltrade.memory.collection import METRICS
 from tests.models.vector_support import (
     DIMENSION,
     Stored,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.vector_store import VectorDB
-from neuraltrade.embedding import WindowEmbedder
+from neuraltrade.memory.embedding import WindowEmbedder
 from neuraltrade.strategies.base import verify_causality
 from neuraltrade.strategies.indicators import bar_frame
 from neuraltrade.strategies.memory_vote import MemoryVote, MemoryVoteConfig

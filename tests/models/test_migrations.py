@@ -21,8 +21,8 @@ from models.engine import dispose_engines, get_engine, session_scope
 from models.migrations import alembic_config, current_revision, downgrade_database, upgrade_database
 from models.tables import VECTOR_TABLE_PREFIX
 from models.vector_store import VectorDB
-from neuraltrade.embedding import EmbedderFingerprint
-from neuraltrade.memory import CollectionSpec, Filter, Query
+from neuraltrade.memory.collection import CollectionSpec, Filter, Query
+from neuraltrade.memory.embedding import EmbedderFingerprint
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 ALEMBIC_TABLE = "alembic_version"

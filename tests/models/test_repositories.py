@@ -17,8 +17,8 @@ from models.base import Base
 from models.engine import session_scope
 from models.repositories import QuarantineEntry
 from models.tables import BarRecord, QuarantinedRow, RunSummary
-from neuraltrade.bars import BAR_COLUMNS, TIMESTAMP_DTYPE, conform_bar_frame
 from neuraltrade.errors import StorageError
+from neuraltrade.market.bars import BAR_COLUMNS, TIMESTAMP_DTYPE, conform_bar_frame
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 START = datetime(2024, 1, 2, 14, 30, 0, 123456, tzinfo=UTC)

@@ -56,7 +56,7 @@ from models.trading import (
 from neuraltrade.backtest.trade import ClosedTrade, ExitReason
 from neuraltrade.clock import FixedClock
 from neuraltrade.errors import DuplicateOrder, UnknownOrder, UnknownRun, ValidationError
-from neuraltrade.oms import ManagedOrder, OrderManager, order_id_for
+from neuraltrade.trading.orders import ManagedOrder, OrderManager, order_id_for
 from neuraltrade.types import Direction, Order, OrderSide, OrderStatus, OrderType, Signal, TimeInForce
 
 START = datetime(2024, 1, 2, 14, 30, 0, 123_456, tzinfo=UTC)
@@ -599,8 +599,8 @@ def test_a_backtest_is_saved_whole_once_and_saving_it_again_changes_no_row(datab
 
 
 def test_a_runs_identity_is_its_inputs_sizing_and_risk_limits_included() -> None:
-    from neuraltrade.risk import RiskLimits
-    from neuraltrade.sizing import VolatilityTarget
+    from neuraltrade.trading.risk import RiskLimits
+    from neuraltrade.trading.sizing import VolatilityTarget
 
     result = two_symbol_backtest()
     plain = run_identity(result.strategy, result.config, result.market)
@@ -612,8 +612,8 @@ def test_a_runs_identity_is_its_inputs_sizing_and_risk_limits_included() -> None
 
 
 def test_run_details_keep_each_symbols_details_and_the_sizing_and_limits_in_full() -> None:
-    from neuraltrade.risk import RiskLimits
-    from neuraltrade.sizing import VolatilityTarget
+    from neuraltrade.trading.risk import RiskLimits
+    from neuraltrade.trading.sizing import VolatilityTarget
 
     result = two_symbol_backtest()
     sizing = VolatilityTarget(annual_volatility=0.12, max_leverage=1.0)

@@ -22,7 +22,7 @@ from sqlalchemy import select, text
 from models.engine import session_scope
 from models.tables import MemoryItemRecord
 from models.vector_store import VectorDB
-from neuraltrade.memory import Filter, Query
+from neuraltrade.memory.collection import Filter, Query
 
 WRITERS = 4
 ITEMS_PER_WRITER = 10_000

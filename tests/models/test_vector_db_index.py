@@ -13,8 +13,8 @@ import pytest
 
 from models.engine import dispose_engines
 from models.vector_store import CollectionNotFound, VectorDB
-from neuraltrade.memory import METRICS, Filter, Query, SearchResult
-from neuraltrade.session_memory import SessionMemory, SessionMemoryConfig
+from neuraltrade.memory.collection import METRICS, Filter, Query, SearchResult
+from neuraltrade.memory.session import SessionMemory, SessionMemoryConfig
 from tests.models.vector_support import (
     ATOL,
     DIMENSION,

@@ -35,7 +35,7 @@ from neuraltrade.errors import (
     NeuralTradeError,
     StorageError,
 )
-from neuraltrade.memory import Query
+from neuraltrade.memory.collection import Query
 from tasks.retry import is_transient_error
 from tests.models.vector_support import DIMENSION, random_vectors
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from models.engine import dispose_engines
 from models.vector_store import VectorDB
-from neuraltrade.memory import METRICS, Filter, Query, distances
+from neuraltrade.memory.collection import METRICS, Filter, Query, distances
 from tests.models.vector_support import (
     ATOL,
     DIMENSION,

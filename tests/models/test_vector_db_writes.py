@@ -12,7 +12,6 @@ from sqlalchemy import text
 from models.engine import session_scope
 from models.vector_store import VectorDB
 from neuraltrade.clock import FixedClock
-from neuraltrade.embedding import EmbedderFingerprint
 from neuraltrade.errors import (
     ConfigError,
     DimensionMismatch,
@@ -21,7 +20,8 @@ from neuraltrade.errors import (
     InvalidItemId,
     InvalidVector,
 )
-from neuraltrade.memory import Filter, Query
+from neuraltrade.memory.collection import Filter, Query
+from neuraltrade.memory.embedding import EmbedderFingerprint
 from tests.models.vector_support import (
     DIMENSION,
     SYMBOLS,

@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy import text
 
 from models import vector_compaction, vector_maintenance, vector_sql, vector_statistics
+from models.ann_index import HnswConfig, HnswIndex
 from models.engine import session_scope
 from models.tables import RunSummary
 from models.vector_maintenance import MaintenanceConfig
 from models.vector_store import VectorDB
-from neuraltrade.ann import HnswConfig, HnswIndex
 from neuraltrade.canonical import format_timestamp
 from neuraltrade.errors import ConfigError, MemoryIntegrityError, RecallBelowThreshold
-from neuraltrade.memory import Query, distance_matrix, distances
+from neuraltrade.memory.collection import Query, distance_matrix, distances
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 DIMENSION = 32

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from models.collections import CollectionNotFound
 from models.vector_snapshot import snapshot
 from models.vector_store import VectorDB
-from neuraltrade.embedding import WindowEmbedder
 from neuraltrade.errors import ConfigError
-from neuraltrade.memory import METRICS, Filter, Query, SearchResult
-from neuraltrade.memory_snapshot import MemorySnapshot
+from neuraltrade.memory.collection import METRICS, Filter, Query, SearchResult
+from neuraltrade.memory.embedding import WindowEmbedder
+from neuraltrade.memory.snapshot import MemorySnapshot
 from neuraltrade.strategies.base import verify_causality
 from neuraltrade.strategies.indicators import bar_frame
 from neuraltrade.strategies.memory_vote import MemoryVote, MemoryVoteConfig

@@ -20,11 +20,11 @@ from models.engine import dispose_engines, session_scope
 from models.migrations import upgrade_database
 from models.tables import CollectionRecord, MemoryItemRecord
 from models.vector_store import VectorDB
-from neuraltrade.bars import conform_bar_frame, timestamps_to_microseconds
 from neuraltrade.clock import FixedClock
-from neuraltrade.embedding import EmbedderFingerprint
 from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, InvalidVector, StorageError
-from neuraltrade.memory import CollectionSpec, Filter, Query
+from neuraltrade.market.bars import conform_bar_frame, timestamps_to_microseconds
+from neuraltrade.memory.collection import CollectionSpec, Filter, Query
+from neuraltrade.memory.embedding import EmbedderFingerprint
 from neuraltrade.types import Observation
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)

@@ -13,7 +13,7 @@ import numpy as np
 
 from models.migrations import upgrade_database
 from models.vector_store import VectorDB
-from neuraltrade.memory import Filter, SearchResult
+from neuraltrade.memory.collection import Filter, SearchResult
 
 DIMENSION = 24
 START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
@@ -52,7 +52,7 @@ def reference_distances(metric: str, query: np.ndarray, vectors: np.ndarray) -> 
     """Return the distances the store defines, computed directly in float64 from the float32 values.
 
     cosine 1 - cos, l2 the Euclidean distance, inner_product 1 - dot; the same definitions as
-    `neuraltrade.memory.distances`, without its float32 dot products (see
+    `neuraltrade.memory.collection.distances`, without its float32 dot products (see
     `test_a_stored_vector_is_at_distance_zero_from_itself_on_every_path`).
     """
     matrix = np.asarray(vectors, dtype=np.float32).astype(np.float64).reshape(-1, np.shape(query)[-1])

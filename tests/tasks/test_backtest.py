@@ -15,10 +15,10 @@ from models.engine import session_scope
 from models.order_records import load_rejections, load_signals
 from neuraltrade.backtest import BacktestConfig
 from neuraltrade.errors import UnknownRun, UnknownSymbol
-from neuraltrade.ingest import read_bars
-from neuraltrade.report import render_report
-from neuraltrade.risk import RiskLimits
-from neuraltrade.sizing import VolatilityTarget
+from neuraltrade.market.ingest import read_bars
+from neuraltrade.research.report import render_report
+from neuraltrade.trading.risk import RiskLimits
+from neuraltrade.trading.sizing import VolatilityTarget
 from tasks.backtest import StrategySpec, backtest_symbol, report_data
 
 SAMPLE = Path(__file__).parent.parent.parent / "neuraltrade" / "sample_data" / "NVDA.csv"

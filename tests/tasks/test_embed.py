@@ -13,9 +13,9 @@ from sqlalchemy import select, text
 from models import collections, memory_items, repositories, run_summaries, vector_sql
 from models.engine import session_scope
 from models.tables import BarRecord, MemoryItemRecord, ObservationRecord
-from neuraltrade.embedding import WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.errors import FingerprintMismatch, UnknownSymbol
-from neuraltrade.synthetic import MarketConfig, generate_market, write_market_csv
+from neuraltrade.market.synthetic import MarketConfig, generate_market, write_market_csv
+from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.types import Observation
 from tasks.embed import MARKET_STATE_COLLECTION, embed_symbol
 from tasks.ingest import ingest_file

@@ -15,8 +15,8 @@ from sqlalchemy import text
 from models import run_summaries
 from models.engine import dispose_engines, session_scope
 from models.migrations import upgrade_database
-from neuraltrade.embedding import WindowEmbedderConfig
-from neuraltrade.synthetic import MarketConfig, generate_market, write_market_csv
+from neuraltrade.market.synthetic import MarketConfig, generate_market, write_market_csv
+from neuraltrade.memory.embedding import WindowEmbedderConfig
 from tasks.embed import embed_symbol
 from tasks.ingest import ingest_file
 

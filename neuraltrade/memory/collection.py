@@ -2,7 +2,7 @@
 
 A collection holds vectors of one dimension from one embedder; this module decides what it accepts,
 how vectors are quantized and how distances are measured. The storage itself (sqlite-vec, later
-pgvector) lives in `models.vector_store`; queries and filters in `neuraltrade.memory_query`.
+pgvector) lives in `models.vector_store`; queries and filters in `neuraltrade.memory.query`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from neuraltrade.clock import to_microseconds
-from neuraltrade.embedding import EmbedderFingerprint
 from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, InvalidItemId, InvalidVector
-from neuraltrade.memory_query import Filter, Item, Query, SearchResult, check_field_name
+from neuraltrade.memory.embedding import EmbedderFingerprint
+from neuraltrade.memory.query import Filter, Item, Query, SearchResult, check_field_name
 
 __all__ = [
     "MAX_ITEM_ID_LENGTH",

@@ -1,4 +1,4 @@
-"""Behaviour of the pre-trade risk checks (`neuraltrade.risk`)."""
+"""Behaviour of the pre-trade risk checks (`neuraltrade.trading.risk`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from neuraltrade.canonical import canonical_json
 from neuraltrade.errors import ConfigError, SerializationError, ValidationError
-from neuraltrade.risk import (
+from neuraltrade.trading.risk import (
     TOLERANCE,
     OrderRequest,
     PortfolioState,

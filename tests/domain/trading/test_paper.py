@@ -12,10 +12,10 @@ import pytest
 from neuraltrade.backtest import BacktestConfig, run_backtest
 from neuraltrade.backtest.controls import risk_check, sizer_for
 from neuraltrade.errors import InvalidOrder, ValidationError
-from neuraltrade.oms import client_order_id_for, order_id_for
-from neuraltrade.paper import PaperBroker, managed_orders
-from neuraltrade.risk import RiskLimits, RiskManager
-from neuraltrade.sizing import FixedFraction
+from neuraltrade.trading.orders import client_order_id_for, order_id_for
+from neuraltrade.trading.paper import PaperBroker, managed_orders
+from neuraltrade.trading.risk import RiskLimits, RiskManager
+from neuraltrade.trading.sizing import FixedFraction
 from neuraltrade.types import Bar, Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from tests.domain.backtest_support import history, market, scripted
 

@@ -1,4 +1,4 @@
-"""Specification of the order manager (`neuraltrade.oms`): the lifecycle state machine, fills and events."""
+"""Specification of the order manager (`neuraltrade.trading.orders`): the lifecycle state machine, fills and events."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from neuraltrade.clock import FixedClock
 from neuraltrade.errors import DuplicateOrder, IllegalTransition, InvalidOrder, UnknownOrder, ValidationError
-from neuraltrade.oms import (
+from neuraltrade.trading.orders import (
     ALLOWED_TRANSITIONS,
     OPEN_STATUSES,
     TERMINAL_STATUSES,

@@ -1,4 +1,4 @@
-"""Behaviour of the vector memory's first-level cache (`neuraltrade.session_memory`).
+"""Behaviour of the vector memory's first-level cache (`neuraltrade.memory.session`).
 
 Time is a `FakeClock` moved by hand in steps that floats represent exactly, so the expiry boundary is exact.
 """
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuraltrade.errors import ConfigError, ValidationError
-from neuraltrade.session_memory import CacheStatistics, SessionMemory, SessionMemoryConfig
+from neuraltrade.memory.session import CacheStatistics, SessionMemory, SessionMemoryConfig
 
 
 class FakeClock:

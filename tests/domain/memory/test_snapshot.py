@@ -1,4 +1,4 @@
-"""Specification of `MemorySnapshot` (`neuraltrade.memory_snapshot`): exact search in memory, as the store answers."""
+"""Specification of `MemorySnapshot` (`neuraltrade.memory.snapshot`): exact search in memory, as the store answers."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuraltrade.embedding import WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, InvalidVector
-from neuraltrade.memory import METRICS, CollectionSpec, distances
-from neuraltrade.memory_query import Filter, Query, SearchResult
-from neuraltrade.memory_snapshot import MemorySnapshot
+from neuraltrade.memory.collection import METRICS, CollectionSpec, distances
+from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
+from neuraltrade.memory.query import Filter, Query, SearchResult
+from neuraltrade.memory.snapshot import MemorySnapshot
 from neuraltrade.strategies.memory_vote import MemoryVote, MemoryVoteConfig
 from tests.domain.strategy_support import BruteForceMemory, real_history
 

@@ -1,4 +1,4 @@
-"""Specification of item ids (`neuraltrade.memory.normalise_item_id`): str, int or UUID in, str out."""
+"""Specification of item ids (`neuraltrade.memory.collection.normalise_item_id`): str, int or UUID in, str out."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from neuraltrade.errors import InvalidItemId, NeuralTradeError
-from neuraltrade.memory import MAX_ITEM_ID_LENGTH, normalise_item_id
+from neuraltrade.memory.collection import MAX_ITEM_ID_LENGTH, normalise_item_id
 
 texts = st.text(min_size=1, max_size=MAX_ITEM_ID_LENGTH)
 #: Every int whose decimal form fits in an id: up to 255 digits and a sign.

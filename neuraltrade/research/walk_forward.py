@@ -1,6 +1,6 @@
 """Walk-forward tests: optimise a strategy's parameters on each train window, trade them on the next test window.
 
-`walk_forward` sweeps every train window (the sweep machinery of `neuraltrade.research`, one pool of
+`walk_forward` sweeps every train window (the sweep machinery of `neuraltrade.research.sweep`, one pool of
 processes for all folds) and trades the best parameters on the following test window only. The test run
 reads the bars of the train window as indicator history (warm-up) but its decisions before the first test
 bar are dropped, so every trade is entered and every figure measured inside the test window; it is the
@@ -8,7 +8,7 @@ run the engine would make on the test window alone, minus the loss of the warm-u
 closes its trades at the end of its window (``close_at_end``), so that the next fold starts flat, from the
 previous fold's ending equity.
 
-`neuraltrade.research` re-exports the public names of this module.
+`neuraltrade.research.sweep` re-exports the public names of this module.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from neuraltrade.backtest.market import MarketData
 from neuraltrade.backtest.statistics import compute_statistics
 from neuraltrade.backtest.trade import ClosedTrade
 from neuraltrade.errors import ConfigError
-from neuraltrade.parameter_space import Combination, Space, grid
-from neuraltrade.research import (
+from neuraltrade.research.parameter_space import Combination, Space, grid
+from neuraltrade.research.sweep import (
     Progress,
     StrategySource,
     _Job,
@@ -139,7 +139,7 @@ def walk_forward(
     market
         The bars; folds are cut on its timeline.
     strategy
-        A registered strategy name or a factory (see `neuraltrade.research.sweep`).
+        A registered strategy name or a factory (see `neuraltrade.research.sweep.sweep`).
     space
         A parameter space (expanded by `grid`) or a sequence of combinations (e.g. from `random_sample`).
     config
@@ -151,9 +151,9 @@ def walk_forward(
         ``rolling`` (train windows of `train_bars` bars) or ``anchored`` (train from the first bar).
     metric
         The in-sample statistic maximised (minimised for drawdowns and other losses, see
-        `neuraltrade.research.LOWER_IS_BETTER`).
+        `neuraltrade.research.sweep.LOWER_IS_BETTER`).
     workers, progress
-        As for `neuraltrade.research.sweep`; every fold's train sweep shares one pool of processes.
+        As for `neuraltrade.research.sweep.sweep`; every fold's train sweep shares one pool of processes.
     """
     check_metric(metric)
     config = replace(config or BacktestConfig(), close_at_end=True)

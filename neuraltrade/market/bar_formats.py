@@ -1,6 +1,6 @@
 """How a bar file is written: its delimiter, what each header name means, and how its values are spelled.
 
-Pure functions over text the reader (`neuraltrade.ingest`) has already split into lines and fields:
+Pure functions over text the reader (`neuraltrade.market.ingest`) has already split into lines and fields:
 
 - the delimiter is one of ``, ; TAB |``, chosen from the header and the first rows (`sniff_delimiter`);
 - header names are matched ignoring case, surrounding blanks and inner spacing, with common synonyms
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from neuraltrade.bars import TIMESTAMP_DTYPE
 from neuraltrade.errors import ConfigError, FileRejected
+from neuraltrade.market.bars import TIMESTAMP_DTYPE
 
 DELIMITERS = (",", ";", "\t", "|")
 #: Names a single timestamp column may have, most specific first: the first one present is used.

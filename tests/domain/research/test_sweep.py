@@ -1,4 +1,4 @@
-"""Specification of parameter research: `neuraltrade.research` (spaces, sweeps and walk-forward tests)."""
+"""Specification of parameter research: `neuraltrade.research.sweep` (spaces, sweeps and walk-forward tests)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from neuraltrade.backtest import BacktestConfig, MarketData, run_backtest
 from neuraltrade.errors import ConfigError, LookAheadError
-from neuraltrade.ingest import read_bars
-from neuraltrade.research import (
+from neuraltrade.market.ingest import read_bars
+from neuraltrade.research.sweep import (
     SweepPool,
     SweepResult,
     SweepRow,
@@ -24,9 +24,9 @@ from neuraltrade.research import (
     random_sample,
     sweep,
 )
+from neuraltrade.research.walk_forward import fold_windows, walk_forward
 from neuraltrade.sample_data import sample_paths
 from neuraltrade.strategies.base import PriceHistory, SignalFrame, Strategy, StrategyConfig
-from neuraltrade.walk_forward import fold_windows, walk_forward
 
 DAY_US = 86_400_000_000
 START_US = 1_577_836_800_000_000  # 2020-01-01T00:00:00Z

@@ -1,7 +1,7 @@
 """Reading bar files: the file's format, then row-by-row parsing into a bar frame, losing nothing.
 
 The delimiter (``, ; TAB |``) and what each header name means are recognised by
-`neuraltrade.bar_formats`; three layouts follow from the header:
+`neuraltrade.market.bar_formats`; three layouts follow from the header:
 
 - *daily* or *intraday* by their timestamps: ``Date, Open, High, Low, Close, Volume[, Adj Close]``
   (Yahoo), pandas' ``to_csv`` output (an unnamed first column of timestamps), ``Gmt time, ...``
@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from neuraltrade.bar_formats import (
+from neuraltrade.errors import FileRejected
+from neuraltrade.market.bar_formats import (
     SNIFF_ROWS,
     BarFormat,
     check_date_format,
@@ -45,8 +46,7 @@ from neuraltrade.bar_formats import (
     strings,
     unreadable_timestamps,
 )
-from neuraltrade.bars import BAR_COLUMNS, PRICE_COLUMNS
-from neuraltrade.errors import FileRejected
+from neuraltrade.market.bars import BAR_COLUMNS, PRICE_COLUMNS
 
 #: Suffixes of the files a directory given to ingestion contributes, compared ignoring case.
 BAR_SUFFIXES = (".csv", ".txt", ".parquet")

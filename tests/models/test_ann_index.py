@@ -1,4 +1,4 @@
-"""Behaviour of the in-process HNSW index of the vector memory (`neuraltrade.ann`)."""
+"""Behaviour of the in-process HNSW index of the vector memory (`models.ann_index`)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuraltrade import memory
-from neuraltrade.ann import METRICS, HnswConfig, HnswIndex
+from models.ann_index import METRICS, HnswConfig, HnswIndex
 from neuraltrade.errors import ConfigError, DimensionMismatch, IndexFileError, InvalidVector
+from neuraltrade.memory import collection as memory
 
 DIMENSION = 64
 COUNT = 5_000

@@ -1,4 +1,4 @@
-"""Behaviour of the synthetic market generator: `neuraltrade.synthetic`."""
+"""Behaviour of the synthetic market generator: `neuraltrade.market.synthetic`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuraltrade.bars import BAR_COLUMNS, TIMESTAMP_DTYPE, conform_bar_frame
 from neuraltrade.errors import ConfigError
-from neuraltrade.synthetic import (
+from neuraltrade.market.bars import BAR_COLUMNS, TIMESTAMP_DTYPE, conform_bar_frame
+from neuraltrade.market.synthetic import (
     MarketConfig,
     generate_market,
     generate_regimes,

@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from neuraltrade.bars import BAR_COLUMNS, TIMESTAMP_DTYPE
 from neuraltrade.canonical import digest
 from neuraltrade.errors import ConfigError, ValidationError
+from neuraltrade.market.bars import BAR_COLUMNS, TIMESTAMP_DTYPE
 
 # Bumped whenever the same configuration would produce different numbers, so that digests stored with
 # benchmark results never claim two different markets are the same.

@@ -22,7 +22,7 @@ from hypothesis.extra import numpy as hnp
 
 from neuraltrade.canonical import format_microseconds
 from neuraltrade.errors import ValidationError
-from neuraltrade.report import MAX_POINTS, ReportData, downsample_indices, render_report
+from neuraltrade.research.report import MAX_POINTS, ReportData, downsample_indices, render_report
 from tests import browser
 from tests.browser import read_png, render_dom, screenshot
 

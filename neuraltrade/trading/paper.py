@@ -19,7 +19,7 @@ from neuraltrade.backtest.config import BacktestConfig
 from neuraltrade.backtest.result import BacktestResult, signal_id_for
 from neuraltrade.backtest.trade import ClosedTrade
 from neuraltrade.errors import InvalidOrder, ValidationError
-from neuraltrade.oms import ManagedOrder, OrderManager, client_order_id_for, order_id_for
+from neuraltrade.trading.orders import ManagedOrder, OrderManager, client_order_id_for, order_id_for
 from neuraltrade.types import Bar, Order, OrderSide, OrderType, TimeInForce
 
 

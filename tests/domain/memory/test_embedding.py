@@ -1,4 +1,5 @@
-"""Behaviour of the window embedder (`neuraltrade.embedding`) and the vector memory's rules (`neuraltrade.memory`)."""
+"""Behaviour of the window embedder (`neuraltrade.memory.embedding`) and the vector memory's rules
+(`neuraltrade.memory.collection`)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import neuraltrade.embedding
-from neuraltrade.embedding import (
-    EmbedderFingerprint,
-    WindowEmbedder,
-    WindowEmbedderConfig,
-    relative_spreads,
-)
+import neuraltrade.memory.embedding
 from neuraltrade.errors import (
     ConfigError,
     DimensionMismatch,
@@ -26,9 +21,15 @@ from neuraltrade.errors import (
     InvalidVector,
     NotEnoughHistory,
 )
-from neuraltrade.ingest import read_bars
-from neuraltrade.memory import METRICS, CollectionSpec, check_vectors
-from neuraltrade.synthetic import MarketConfig, generate_market
+from neuraltrade.market.ingest import read_bars
+from neuraltrade.market.synthetic import MarketConfig, generate_market
+from neuraltrade.memory.collection import METRICS, CollectionSpec, check_vectors
+from neuraltrade.memory.embedding import (
+    EmbedderFingerprint,
+    WindowEmbedder,
+    WindowEmbedderConfig,
+    relative_spreads,
+)
 from tests.conftest import DAILY_DATA
 
 DAILY = DAILY_DATA
@@ -265,7 +266,7 @@ def test_a_frame_longer_than_one_block_embeds_as_if_it_were_one_block(
     frame = real_bars("YHOO").iloc[:1_000].reset_index(drop=True)
     embedder = WindowEmbedder(WindowEmbedderConfig(window=16, dimension=64))
     whole = embedder.embed(frame)
-    monkeypatch.setattr(neuraltrade.embedding, "BLOCK_ROWS", block_rows)
+    monkeypatch.setattr(neuraltrade.memory.embedding, "BLOCK_ROWS", block_rows)
     blocked = embedder.embed(frame)
     assert blocked.shape == whole.shape
     np.testing.assert_allclose(blocked, whole, atol=1e-6)

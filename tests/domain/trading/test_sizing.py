@@ -1,4 +1,4 @@
-"""Behaviour of position sizing (`neuraltrade.sizing`)."""
+"""Behaviour of position sizing (`neuraltrade.trading.sizing`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from neuraltrade.errors import ConfigError, ValidationError
-from neuraltrade.sizing import (
+from neuraltrade.trading.sizing import (
     CappedKelly,
     FixedFraction,
     VolatilityTarget,

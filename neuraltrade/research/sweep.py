@@ -1,12 +1,12 @@
 """Parameter research: sweeps of a strategy's parameters over a market, in processes, and market windows.
 
-Combinations come from `grid` or `random_sample` (`neuraltrade.parameter_space`, re-exported here).
+Combinations come from `grid` or `random_sample` (`neuraltrade.research.parameter_space`, re-exported here).
 
 `sweep` backtests every combination, in parallel processes: each worker receives the market once (its
 pool initializer) and then chunks of combinations, so that the per-task cost of a process pool is paid
 per chunk, not per backtest. Parameters a strategy refuses are reported as skipped, with the reason.
 
-Walk-forward tests (`walk_forward`, `fold_windows` and their results) live in `neuraltrade.walk_forward`,
+Walk-forward tests (`walk_forward`, `fold_windows` and their results) live in `neuraltrade.research.walk_forward`,
 built on the sweeps here.
 
 Nothing here prints: callers that want a progress bar pass ``progress(done, total)``.
@@ -31,7 +31,7 @@ from neuraltrade.backtest.engine import StrategyFactory, run_backtest
 from neuraltrade.backtest.market import MarketData
 from neuraltrade.backtest.statistics import Statistics
 from neuraltrade.errors import ConfigError, NotEnoughHistory, UnknownStrategy
-from neuraltrade.parameter_space import Combination, grid, random_sample
+from neuraltrade.research.parameter_space import Combination, grid, random_sample
 from neuraltrade.strategies.base import PriceHistory, Strategy
 from neuraltrade.strategies.registry import build_strategy
 

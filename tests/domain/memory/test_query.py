@@ -1,4 +1,4 @@
-"""Specification of the vector memory's questions (`neuraltrade.memory_query`): filters, queries, cache keys.
+"""Specification of the vector memory's questions (`neuraltrade.memory.query`): filters, queries, cache keys.
 
 Pure: no database. What the store does with a filter is specified in tests/models/test_vector_db.py.
 """
@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuraltrade.errors import ConfigError, InvalidVector
-from neuraltrade.memory import Filter, Query
+from neuraltrade.memory.collection import Filter, Query
 
 VECTOR = np.arange(16, dtype=np.float32)
 AS_OF = datetime(2024, 3, 1, 14, 30, tzinfo=UTC)

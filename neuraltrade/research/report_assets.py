@@ -1,4 +1,4 @@
-"""The report page's own stylesheet and script, inlined into every report (see `neuraltrade.report`).
+"""The report page's own stylesheet and script, inlined into every report (see `neuraltrade.research.report`).
 
 The script draws the charts as SVG from the JSON embedded in the page and marks the body with
 ``data-rendered`` once every chart is drawn; the page's Content-Security-Policy admits exactly these two

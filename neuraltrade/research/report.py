@@ -39,7 +39,7 @@ from neuraltrade.formatting import (
     format_time,
     plain_setting,
 )
-from neuraltrade.report_assets import SCRIPT, STYLE
+from neuraltrade.research.report_assets import SCRIPT, STYLE
 
 #: Most points of one series embedded in the page; longer series are decimated to min/max per bucket.
 MAX_POINTS = 4_000

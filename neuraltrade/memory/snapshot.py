@@ -4,7 +4,7 @@ A backtest asks the vector memory thousands of nearest-neighbour questions, each
 The store answers each with a round trip and a filtered scan (~10 ms); a `MemorySnapshot` holds the
 items of one partition sorted by timestamp, so that ``as_of`` is a prefix found by bisection and a
 search is one matrix-vector product over that prefix. It answers what the store's exact search answers:
-the same distances (`neuraltrade.memory.distances`), the same filter semantics, the same order (distance,
+the same distances (`neuraltrade.memory.collection.distances`), the same filter semantics, the same order (distance,
 then item id) and the same `SearchResult` fields.
 
 Point in time is kept by the queries, not by the copy: every query carries its ``as_of``, and items
@@ -34,8 +34,8 @@ import numpy as np
 from neuraltrade.canonical import canonical_json
 from neuraltrade.clock import from_microseconds, to_microseconds
 from neuraltrade.errors import ConfigError, DimensionMismatch, InvalidVector
-from neuraltrade.memory import METRICS, CollectionSpec, distances, top_k
-from neuraltrade.memory_query import Filter, Query, SearchResult
+from neuraltrade.memory.collection import METRICS, CollectionSpec, distances, top_k
+from neuraltrade.memory.query import Filter, Query, SearchResult
 
 __all__ = ["MemorySnapshot", "matches"]
 
@@ -57,7 +57,7 @@ class MemorySnapshot:
     metadata
         Each item's metadata (strings, booleans, numbers or None), as the store keeps it.
     metric
-        ``"cosine"``, ``"l2"`` or ``"inner_product"``, as `neuraltrade.memory.distances` defines them.
+        ``"cosine"``, ``"l2"`` or ``"inner_product"``, as `neuraltrade.memory.collection.distances` defines them.
     ids
         The items' numeric ids in the store, which break ties of distance as the store's search does
         (default: the items' positions in `keys`).

@@ -1,4 +1,4 @@
-"""Behaviour of the bar file reader (`neuraltrade.ingest.read_bars`): layouts, time zones, and losing no line.
+"""Behaviour of the bar file reader (`neuraltrade.market.ingest.read_bars`): layouts, time zones, and losing no line.
 
 A line is what ends in LF (or CRLF); a blank line holds nothing but white space.
 """
@@ -20,11 +20,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from neuraltrade.bar_formats import DELIMITERS, sniff_delimiter, suggest_date_format
-from neuraltrade.bars import BAR_COLUMNS, TIMESTAMP_DTYPE
 from neuraltrade.errors import ConfigError, FileRejected
-from neuraltrade.ingest import ParsedFile, bar_files, expand_bar_paths, file_failure, read_bars, symbol_from_path
-from neuraltrade.synthetic import MarketConfig, generate_market, write_market_csv
+from neuraltrade.market.bar_formats import DELIMITERS, sniff_delimiter, suggest_date_format
+from neuraltrade.market.bars import BAR_COLUMNS, TIMESTAMP_DTYPE
+from neuraltrade.market.ingest import ParsedFile, bar_files, expand_bar_paths, file_failure, read_bars, symbol_from_path
+from neuraltrade.market.synthetic import MarketConfig, generate_market, write_market_csv
 from tests.conftest import DAILY_DATA, INTRADAY_FILE
 
 SHARED_FILES = sorted([*DAILY_DATA.glob("*.csv"), INTRADAY_FILE])

@@ -1,0 +1,1 @@
+"""Market data: bars, their file formats, ingestion and synthetic series."""

@@ -1,0 +1,1 @@
+"""Trading: the order manager, risk limits, position sizing and paper trading."""

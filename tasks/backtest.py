@@ -31,9 +31,10 @@ from neuraltrade.backtest import BacktestConfig, BacktestResult, MarketData, run
 from neuraltrade.backtest.controls import SizingConfig, risk_check, sizer_for
 from neuraltrade.clock import Clock, SystemClock
 from neuraltrade.errors import NotEnoughHistory, UnknownSymbol
+from neuraltrade.market.history import PriceHistory
 from neuraltrade.memory.snapshot import MemorySnapshot
 from neuraltrade.research.report import ReportData
-from neuraltrade.strategies.base import PriceHistory, Strategy
+from neuraltrade.strategies.base import Strategy
 from neuraltrade.strategies.neural import Neural, NeuralConfig, train_latest
 from neuraltrade.strategies.registry import build_strategy
 from neuraltrade.trading.risk import RiskLimits, RiskManager

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from neuraltrade.backtest.engine import Account, OrderIntent, PreTradeCheck, Sizer
-from neuraltrade.strategies.base import PriceHistory
+from neuraltrade.market.history import PriceHistory
 from neuraltrade.trading.orders import client_order_id_for
 from neuraltrade.trading.risk import OrderRequest, PortfolioState, RiskManager, RiskRejection
 from neuraltrade.trading.sizing import CappedKelly, FixedFraction, VolatilityTarget, size_position

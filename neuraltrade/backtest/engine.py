@@ -25,7 +25,8 @@ from neuraltrade.backtest.ledger import Mark, equity_curve, record
 from neuraltrade.backtest.market import MarketData
 from neuraltrade.backtest.result import BacktestResult, Decision
 from neuraltrade.backtest.trade import ExitReason
-from neuraltrade.strategies.base import PriceHistory, SignalFrame, Strategy, verify_causality
+from neuraltrade.market.history import PriceHistory
+from neuraltrade.strategies.base import SignalFrame, Strategy, verify_causality
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from neuraltrade.clock import from_microseconds
 from neuraltrade.errors import ValidationError
-from neuraltrade.strategies.base import PriceHistory
+from neuraltrade.market.history import PriceHistory
 
 
 @dataclass(frozen=True, eq=False)

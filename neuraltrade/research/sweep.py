@@ -31,8 +31,9 @@ from neuraltrade.backtest.engine import StrategyFactory, run_backtest
 from neuraltrade.backtest.market import MarketData
 from neuraltrade.backtest.statistics import Statistics
 from neuraltrade.errors import ConfigError, NotEnoughHistory, UnknownStrategy
+from neuraltrade.market.history import PriceHistory
 from neuraltrade.research.parameter_space import Combination, grid, random_sample
-from neuraltrade.strategies.base import PriceHistory, Strategy
+from neuraltrade.strategies.base import Strategy
 from neuraltrade.strategies.registry import build_strategy
 
 __all__ = [

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from neuraltrade.errors import ConfigError
+from neuraltrade.market.history import PriceHistory
 from neuraltrade.memory.embedding import BLOCK_ROWS, WindowEmbedder, WindowEmbedderConfig, _bar_series
-from neuraltrade.strategies.base import PriceHistory
 
 try:  # pandas' rolling-mean kernel (see `_rolling_mean`)
     from pandas._libs.window.aggregations import roll_mean as _roll_mean

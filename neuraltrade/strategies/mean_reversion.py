@@ -14,7 +14,8 @@ from typing import ClassVar
 import numpy as np
 
 from neuraltrade.errors import ConfigError
-from neuraltrade.strategies.base import PriceHistory, SignalFrame, Strategy, StrategyConfig
+from neuraltrade.market.history import PriceHistory
+from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig
 from neuraltrade.strategies.indicators import moving_average, moving_deviation
 from neuraltrade.strategies.parameters import require_integer, require_number
 

@@ -28,9 +28,10 @@ import numpy as np
 from neuraltrade.canonical import stable_id
 from neuraltrade.clock import from_microseconds, to_microseconds
 from neuraltrade.errors import ConfigError, FingerprintMismatch, ValidationError
+from neuraltrade.market.history import PriceHistory
 from neuraltrade.memory.embedding import EmbedderFingerprint, WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.memory.query import Filter, Query, SearchResult
-from neuraltrade.strategies.base import PriceHistory, SignalFrame, Strategy, StrategyConfig
+from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig
 from neuraltrade.strategies.indicators import decide_on_change, market_state_vectors
 from neuraltrade.strategies.parameters import require_integer, require_number
 

@@ -34,8 +34,9 @@ import numpy as np
 from neuraltrade.canonical import digest, stable_id
 from neuraltrade.clock import from_microseconds
 from neuraltrade.errors import ConfigError, NotEnoughHistory, SerializationError
+from neuraltrade.market.history import PriceHistory
 from neuraltrade.memory.embedding import WindowEmbedderConfig
-from neuraltrade.strategies.base import PriceHistory, SignalFrame, Strategy, StrategyConfig
+from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig
 from neuraltrade.strategies.indicators import decide_on_change, market_state_vectors
 from neuraltrade.strategies.parameters import require_integer, require_number
 

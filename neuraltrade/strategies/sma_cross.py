@@ -14,7 +14,8 @@ from typing import ClassVar
 import numpy as np
 
 from neuraltrade.errors import ConfigError
-from neuraltrade.strategies.base import PriceHistory, SignalFrame, Strategy, StrategyConfig
+from neuraltrade.market.history import PriceHistory
+from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig
 from neuraltrade.strategies.indicators import AVERAGE_METHODS, crossed_above, leading_nan_count, moving_average
 from neuraltrade.strategies.parameters import require_choice, require_integer
 

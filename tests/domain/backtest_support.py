@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from neuraltrade.backtest import MarketData
-from neuraltrade.strategies.base import PriceHistory, SignalFrame, Strategy, StrategyConfig
+from neuraltrade.market.history import PriceHistory
+from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig
 
 DAY = 86_400_000_000
 START = 1_704_153_600_000_000  # 2024-01-02T00:00:00Z

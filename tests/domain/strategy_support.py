@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from neuraltrade.market.history import PriceHistory
 from neuraltrade.market.ingest import read_bars
 from neuraltrade.memory.collection import distances
 from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.memory.query import Filter, Query, SearchResult
-from neuraltrade.strategies.base import PriceHistory
 from neuraltrade.strategies.indicators import bar_frame
 from tests.conftest import DAILY_DATA
 

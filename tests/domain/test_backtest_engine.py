@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from neuraltrade.backtest import BacktestConfig, run_backtest
 from neuraltrade.errors import LookAheadError
-from neuraltrade.strategies.base import PriceHistory, SignalFrame, Strategy, StrategyConfig, verify_causality
+from neuraltrade.market.history import PriceHistory
+from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig, verify_causality
 from tests.domain.backtest_support import history, market, scripted
 
 

@@ -9,9 +9,10 @@ import pytest
 
 from neuraltrade.canonical import stable_id
 from neuraltrade.errors import ConfigError, FingerprintMismatch, ValidationError
+from neuraltrade.market.history import PriceHistory
 from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.memory.query import Filter, Query, SearchResult
-from neuraltrade.strategies.base import PriceHistory, SignalFrame, verify_causality
+from neuraltrade.strategies.base import SignalFrame, verify_causality
 from neuraltrade.strategies.memory_vote import DISTANCE_FLOOR, MemoryVote, MemoryVoteConfig
 from tests.domain.strategy_support import BruteForceMemory, moment, periodic_history, real_history
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from neuraltrade.errors import ConfigError, NotEnoughHistory, SerializationError
+from neuraltrade.market.history import PriceHistory
 from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
-from neuraltrade.strategies.base import PriceHistory, SignalFrame, verify_causality
+from neuraltrade.strategies.base import SignalFrame, verify_causality
 from neuraltrade.strategies.indicators import bar_frame, market_state_vectors
 from neuraltrade.strategies.neural import (
     Neural,

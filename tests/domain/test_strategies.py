@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuraltrade.errors import ConfigError, LookAheadError, UnknownStrategy
-from neuraltrade.strategies.base import PriceHistory, SignalFrame, Strategy, StrategyConfig, verify_causality
+from neuraltrade.market.history import PriceHistory
+from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig, verify_causality
 from neuraltrade.strategies.indicators import crossed_above, decide_on_change, moving_average
 from neuraltrade.strategies.mean_reversion import MeanReversion, MeanReversionConfig
 from neuraltrade.strategies.memory_vote import MemoryVote

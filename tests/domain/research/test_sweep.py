@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from neuraltrade.backtest import BacktestConfig, MarketData, run_backtest
 from neuraltrade.errors import ConfigError, LookAheadError
+from neuraltrade.market.history import PriceHistory
 from neuraltrade.market.ingest import read_bars
 from neuraltrade.research.sweep import (
     SweepPool,
@@ -26,7 +27,7 @@ from neuraltrade.research.sweep import (
 )
 from neuraltrade.research.walk_forward import fold_windows, walk_forward
 from neuraltrade.sample_data import sample_paths
-from neuraltrade.strategies.base import PriceHistory, SignalFrame, Strategy, StrategyConfig
+from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig
 
 DAY_US = 86_400_000_000
 START_US = 1_577_836_800_000_000  # 2020-01-01T00:00:00Z

@@ -7,8 +7,9 @@ from typing import Any
 import models.tables  # noqa: F401  (registers every table on the metadata)
 from alembic import context
 from models.base import Base
+from models.dialects import dialect_for
 from models.engine import get_engine, resolve_database_url
-from models.tables import VECTOR_TABLE_PREFIX
+from models.vector_backend import VECTOR_TABLE_PREFIX
 
 config = context.config
 
@@ -36,7 +37,7 @@ def _run(connection: Any) -> None:
         connection=connection,
         target_metadata=Base.metadata,
         include_name=include_name,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=dialect_for(connection).batch_migrations,
         compare_type=True,
     )
     with context.begin_transaction():

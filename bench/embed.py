@@ -5,8 +5,8 @@ Cases, each in a fresh process so that peak RSS is its own:
 - ``neuraltrade``: `tasks.embed.embed_symbol` for every symbol on two threads, as the flow runs it
   (read bars, embed, write observations, embeddings and sqlite-vec vectors, commit);
 - ``embed_only``: the default embedder alone, no storage;
-- ``sqlite_vec_raw``: the same number of 512-d vectors inserted straight into a sqlite-vec table of
-  the same definition, grouped by symbol, one transaction: the store's own ceiling.
+- ``sqlite_vec_raw``: the same number of 512-d vectors inserted through the vector backend alone (a
+  sqlite-vec table of the same definition), grouped by symbol, one transaction: the store's own ceiling.
 
 Usage::
 
@@ -89,24 +89,24 @@ def case_embed_only(symbols: int, bars: int, workdir: str) -> dict[str, float]:
 def case_sqlite_vec_raw(symbols: int, bars: int, workdir: str) -> dict[str, float]:
     import numpy as np
 
+    from models.dialects import vector_backend_for
     from models.engine import get_engine
+    from neuraltrade.memory.collection import CollectionSpec
+    from neuraltrade.memory.embedding import EmbedderFingerprint
 
     engine = get_engine(f"sqlite:///{workdir}/raw.db")
+    backend = vector_backend_for(engine)
+    spec = CollectionSpec(name="raw", fingerprint=EmbedderFingerprint(name="bench", version="1", dimension=512))
     generator = np.random.default_rng(1)
     per_symbol = bars // symbols
     with engine.begin() as connection:
-        connection.exec_driver_sql(
-            "CREATE VIRTUAL TABLE vec_raw USING vec0(embedding_id integer primary key, symbol text partition key, "
-            "embedding float[512] distance_metric=cosine, chunk_size=1024)"
-        )
+        backend.create_collection(connection, spec)
     started = time.perf_counter()
     with engine.begin() as connection:
         for number in range(symbols):
             vectors = generator.standard_normal((per_symbol, 512), dtype=np.float32)
-            connection.exec_driver_sql(
-                "INSERT INTO vec_raw (embedding_id, symbol, embedding) VALUES (?, ?, ?)",
-                [(number * per_symbol + row + 1, f"S{number:03d}", vectors[row]) for row in range(per_symbol)],
-            )
+            ids = [number * per_symbol + row + 1 for row in range(per_symbol)]
+            backend.insert(connection, spec, ids, [f"S{number:03d}"] * per_symbol, vectors)
     return {"vectors": bars, "seconds": time.perf_counter() - started, "peak_rss_mib": _peak_rss_mib()}
 
 
@@ -118,7 +118,7 @@ CASES = {
 LABELS = {
     "neuraltrade": "neuraltrade embed task (embed + observations + embeddings + sqlite-vec, 2 threads)",
     "embed_only": "default embedder alone (numpy, no storage)",
-    "sqlite_vec_raw": "raw sqlite-vec insert of 512-d float32, one transaction (the store's ceiling)",
+    "sqlite_vec_raw": "the vector backend's insert alone (sqlite-vec), 512-d float32, one transaction (the ceiling)",
 }
 
 

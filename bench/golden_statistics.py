@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -261,9 +262,15 @@ def _inputs(case: dict[str, Any]) -> dict[str, Any]:
     from neuraltrade.backtest.trade import ClosedTrade
     from neuraltrade.canonical import parse_timestamp
 
+    # Statistics read no ids: the trades' signal, orders and fills are placeholders.
+    lineage: dict[str, Any] = {"signal_id": None}
+    lineage.update(
+        dict.fromkeys(("entry_order_id", "exit_order_id", "entry_fill_id", "exit_fill_id"), uuid.UUID(int=0))
+    )
     trades = [
         ClosedTrade(
-            **{**row, "entry_time": parse_timestamp(row["entry_time"]), "exit_time": parse_timestamp(row["exit_time"])}
+            **{**row, "entry_time": parse_timestamp(row["entry_time"]), "exit_time": parse_timestamp(row["exit_time"])},
+            **lineage,
         )
         for row in case["trades"]
     ]

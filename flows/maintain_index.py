@@ -7,9 +7,10 @@ from typing import Any
 from prefect import flow
 
 from flows import call, call_each, results, run_hooks, task_runner
-from models.vector_maintenance import RUN_KIND, MaintenanceConfig
+from models.vector_maintenance import RUN_KIND
 from neuraltrade.canonical import to_plain
 from neuraltrade.errors import RecallBelowThreshold
+from neuraltrade.memory.maintenance import MaintenanceConfig
 from tasks import progress
 from tasks.database import prepare_database
 from tasks.memory import (

@@ -22,11 +22,12 @@ import hnswlib
 import numpy as np
 
 from neuraltrade.canonical import digest, to_plain
-from neuraltrade.errors import ConfigError, DimensionMismatch, IndexFileError, InvalidVector
+from neuraltrade.errors import ConfigError, DimensionMismatch, IndexFileError, InvalidItemId, InvalidVector
+from neuraltrade.memory.collection import distance_metric
 
-METRICS = ("cosine", "l2", "inner_product")
 FORMAT_VERSION = 1
-_SPACES = {"cosine": "cosine", "l2": "l2", "inner_product": "ip"}
+# hnswlib's names of the spaces it searches, by the geometry of `neuraltrade.memory.collection`'s metrics.
+_SPACES = {"angular": "cosine", "euclidean": "l2", "dot": "ip"}
 _MAX_ID = 2**63 - 1
 # Hashing only both ends keeps a load of a multi-GB index fast; the size check catches truncation in between.
 _CHECKED_BYTES = 1 << 20
@@ -66,7 +67,7 @@ class HnswIndex:
     dimension
         The dimension of every vector.
     metric
-        One of `METRICS`.
+        One of `neuraltrade.memory.collection.METRICS`.
     config
         Graph parameters.
     capacity
@@ -90,15 +91,15 @@ class HnswIndex:
     def _prepare(self, dimension: int, metric: str, config: HnswConfig) -> None:
         if not _is_int(dimension) or dimension < 1:
             raise ConfigError(f"hnsw dimension must be a positive integer, was {dimension!r}")
-        if metric not in METRICS:
-            raise ConfigError(f"hnsw metric {metric!r} is not one of {', '.join(METRICS)}")
+        geometry = distance_metric(metric, what="hnsw metric").geometry
         if not isinstance(config, HnswConfig):
             raise ConfigError(f"hnsw config must be an HnswConfig, was {type(config).__name__}")
         self._dimension = int(dimension)
         self._metric = metric
         self._config = config
         self._lock = threading.RLock()
-        self._index = hnswlib.Index(space=_SPACES[metric], dim=self._dimension)
+        self._geometry = geometry
+        self._index = hnswlib.Index(space=_SPACES[geometry], dim=self._dimension)
         # hnswlib has no cheap "is this label live" query, so the live ids are kept here.
         self._live: set[int] = set()
 
@@ -120,7 +121,7 @@ class HnswIndex:
 
     @property
     def metric(self) -> str:
-        """How distance is measured, one of `METRICS`."""
+        """How distance is measured, one of `neuraltrade.memory.collection.METRICS`."""
         return self._metric
 
     @property
@@ -143,7 +144,7 @@ class HnswIndex:
         """Add `vectors` labelled `ids`; an id already present is replaced, so it stays live exactly once."""
         labels, matrix = self._check_ids(ids), self._check_vectors(vectors)
         if len(labels) != len(matrix):
-            raise ValueError(f"{len(labels)} ids were given for {len(matrix)} vectors")
+            raise ConfigError(f"{_NAME}: {len(labels)} ids were given for {len(matrix)} vectors")
         # The last occurrence of a repeated id wins, as if the rows had been added one after another.
         reversed_unique = np.unique(labels[::-1], return_index=True)[1]
         keep = np.sort(len(labels) - 1 - reversed_unique)
@@ -340,10 +341,10 @@ class HnswIndex:
         if labels.ndim == 0:
             labels = labels.reshape(1)
         if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
-            raise ValueError(f"{_NAME} ids must be a flat array of integers, was dtype {labels.dtype} {labels.shape}")
+            raise ConfigError(f"{_NAME} ids must be a flat array of integers, was dtype {labels.dtype} {labels.shape}")
         if labels.size and (labels.min() < 0 or labels.max() > _MAX_ID):
             bad = labels[(labels < 0) | (labels > _MAX_ID)][0]
-            raise ValueError(f"{_NAME} ids must be non-negative 63-bit integers, was given {bad}")
+            raise InvalidItemId(bad, f"is not a non-negative 63-bit integer, which every {_NAME} id must be")
         return labels.astype(np.int64)
 
     def _query(
@@ -351,7 +352,7 @@ class HnswIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         breadth = self._config.ef_search if ef is None else ef
         if not _is_int(breadth) or breadth < 1:
-            raise ValueError(f"search breadth ef must be a positive integer, was {breadth!r}")
+            raise ConfigError(f"{_NAME} search breadth ef must be a positive integer, was {breadth!r}")
         width = min(_check_k(k), len(self._live))
         if width == 0:
             return np.empty((len(matrix), 0), dtype=np.int64), np.empty((len(matrix), 0))
@@ -386,7 +387,7 @@ class HnswIndex:
             self._index.set_ef(breadth)
         labels, raw = self._index.knn_query(matrix, k=k, num_threads=threads)
         distances = raw.astype(np.float64)
-        if self._metric == "l2":
+        if self._geometry == "euclidean":
             # hnswlib's l2 space returns squared distances; the store measures Euclidean ones.
             distances = np.sqrt(np.maximum(distances, 0.0))
         return labels.astype(np.int64), distances
@@ -402,7 +403,7 @@ def _is_int(value: object) -> bool:
 
 def _check_k(k: int) -> int:
     if not _is_int(k) or k < 1:
-        raise ValueError(f"k must be a positive integer, was {k!r}")
+        raise ConfigError(f"{_NAME} k must be a positive integer, was {k!r}")
     return int(k)
 
 

@@ -5,39 +5,42 @@ nothing. Re-saving a backtest run under its id replaces its trades and equity cu
 model version is replaced under its id. Save a run before what refers to it (its signals, orders and risk
 rejections, `models.order_records`).
 
-`save_backtest` stores a backtest's result whole (run, trades, equity, signals, orders, rejections) under
-its `run_identity`: the one way a run is stored, by the nightly's task and by ``neuraltrade backtest``.
+`save_backtest` stores a backtest's result whole (run, trades, equity, signals, orders, rejections, the
+model versions its signals link to) under its `RunSpec`'s run id: the one way a run is stored, by the
+nightly's task and by ``neuraltrade backtest`` (both through ``tasks.backtest.run_and_store``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from models.base import table_of
 from models.bulk import execute_many
-from models.repositories import _insert
+from models.dialects import insert_statement as _insert
 from models.trading import BacktestEquityRecord, BacktestRunRecord, BacktestTradeRecord, ModelVersionRecord
-from neuraltrade.backtest.config import BacktestConfig
-from neuraltrade.backtest.controls import SizingConfig
-from neuraltrade.backtest.market import MarketData
-from neuraltrade.backtest.result import BacktestResult, configuration_digest, market_digest, run_id_for, signal_id_for
+from neuraltrade.backtest.orders import managed_orders
+from neuraltrade.backtest.result import BacktestResult
+from neuraltrade.backtest.run_spec import SIZING_KINDS, RunSpec, SizingConfig
 from neuraltrade.backtest.trade import ClosedTrade, ExitReason
-from neuraltrade.canonical import stable_id, to_plain
+from neuraltrade.canonical import canonical_json, stable_id, to_plain
 from neuraltrade.errors import UnknownRun, ValidationError
-from neuraltrade.strategies.base import Strategy
-from neuraltrade.trading.paper import managed_orders
+from neuraltrade.strategies.needs import ModelVersion, Products
+from neuraltrade.timestamps import require_aware
+from neuraltrade.trading.orders import ManagedOrder
 from neuraltrade.trading.risk import RiskLimits
-from neuraltrade.trading.sizing import CappedKelly, FixedFraction, VolatilityTarget
+from neuraltrade.types import Fill, Signal
+
+if TYPE_CHECKING:
+    from models.order_records import Rejection
 
 _HEX = frozenset("0123456789abcdef")
 # Writes here go through Core statements, which leave ORM objects a session already holds untouched;
@@ -45,32 +48,9 @@ _HEX = frozenset("0123456789abcdef")
 _FRESH = {"populate_existing": True}
 
 
-def _require_aware(name: str, moment: datetime) -> None:
-    if not isinstance(moment, datetime) or moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValidationError(f"{name} {moment!r} is not an aware datetime; give it a time zone")
-
-
 def _require_hex(name: str, value: str) -> None:
     if not isinstance(value, str) or not 0 < len(value) <= 64 or not set(value) <= _HEX:
         raise ValidationError(f"{name} must be 1 to 64 lower-case hex digits, was {value!r}")
-
-
-def _json_ready(value: Any) -> Any:
-    """Return `value` as plain JSON data (canonical rules); NaN and infinities become null.
-
-    Statistics of a run without trades hold NaN, which PostgreSQL's JSON type refuses.
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, np.floating) and not np.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(key): _json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return [_json_ready(item) for item in value.tolist()]
-    return to_plain(value)
 
 
 def _upsert_all(session: Session, table: Table, columns: dict[str, list[Any]]) -> int:
@@ -86,7 +66,11 @@ def _upsert_all(session: Session, table: Table, columns: dict[str, list[Any]]) -
 
 @dataclass(frozen=True, kw_only=True)
 class RunOverview:
-    """What a backtest run was: strategy, configurations (and their digest), data, statistics, details."""
+    """What a backtest run was: strategy, configurations (and their digest), data, statistics, details.
+
+    `spec` is the canonical form of the run's `RunSpec` (whose `run_id` is `id`) and `engine_version` the
+    engine that computed it; both are None for a run stored before run specifications existed.
+    """
 
     id: uuid.UUID
     strategy: str
@@ -102,6 +86,8 @@ class RunOverview:
     statistics: Mapping[str, Any]
     details: Mapping[str, Any] = field(default_factory=dict)
     created_at: datetime
+    engine_version: str | None
+    spec: Mapping[str, Any] | None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, uuid.UUID):
@@ -111,12 +97,16 @@ class RunOverview:
         _require_hex(f"run {self.id} config_digest", self.config_digest)
         _require_hex(f"run {self.id} data_digest", self.data_digest)
         for name in ("start", "end", "created_at"):
-            _require_aware(f"run {self.id} {name}", getattr(self, name))
+            require_aware(f"run {self.id} {name}", getattr(self, name))
         if self.end < self.start:
             raise ValidationError(f"run {self.id} ends ({self.end}) before it starts ({self.start})")
         if isinstance(self.bars, bool) or not isinstance(self.bars, int) or self.bars < 0:
             raise ValidationError(f"run {self.id} bars must be a non-negative integer, was {self.bars!r}")
         object.__setattr__(self, "symbols", tuple(self.symbols))
+
+    def run_spec(self) -> RunSpec | None:
+        """The run's specification (None for a run stored before run specifications existed)."""
+        return None if self.spec is None else RunSpec.from_canonical(canonical_json(dict(self.spec)))
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -124,7 +114,7 @@ class StoredRun(RunOverview):
     """A backtest run with its closed trades and its equity curve (one value per bar of the run).
 
     `timestamps` are epoch microseconds (int64); `equity` and `drawdown_pct` are float64 of the same length.
-    A trade's `tag`, when it is a UUID, is taken for the id of the signal that opened it. Arrays make
+    Each trade names its signal, orders and fills (None in a run stored before revision 0004). Arrays make
     equality ambiguous, so runs compare by identity; compare fields to test a round trip.
     """
 
@@ -149,26 +139,39 @@ class StoredRun(RunOverview):
 
 
 _OVERVIEW_FIELDS = tuple(field.name for field in dataclasses.fields(RunOverview))
-_RUN_JSON_FIELDS = ("strategy_config", "backtest_config", "symbols", "statistics", "details")
-# ClosedTrade's own fields (exit_reason stored by value); pnl and return_pct are stored too, for queries.
-# decision_bar is not stored: the trade's signal_id names the decision, through its tag.
-_TRADE_FIELDS = tuple(name for name in ClosedTrade._fields if name not in ("exit_reason", "decision_bar"))
+_RUN_JSON_FIELDS = ("strategy_config", "backtest_config", "symbols", "statistics", "details", "spec")
+# ClosedTrade's own fields that are columns (exit_reason stored by value); pnl and return_pct are stored
+# too, for queries. A trade's signal_id, order ids and fill ids are columns with foreign keys.
+_TRADE_FIELDS = tuple(
+    name for name in ClosedTrade._fields if name in table_of(BacktestTradeRecord).c and name != "exit_reason"
+)
 
 
 def _overview_values(run: RunOverview) -> dict[str, Any]:
     values = {name: getattr(run, name) for name in _OVERVIEW_FIELDS}
-    return values | {name: _json_ready(values[name]) for name in _RUN_JSON_FIELDS}
+    # Statistics of a run without trades hold NaN, which PostgreSQL's JSON type refuses.
+    return values | {name: to_plain(values[name], non_finite_as_null=True) for name in _RUN_JSON_FIELDS}
 
 
-def _signal_of(tag: str | None) -> uuid.UUID | None:
-    try:
-        return None if tag is None else uuid.UUID(tag)
-    except ValueError:
-        return None
+def save_run(
+    session: Session,
+    run: StoredRun,
+    *,
+    signals: Iterable[Signal] = (),
+    orders: Iterable[ManagedOrder] = (),
+    fills: Iterable[Fill] = (),
+    rejections: Iterable[Rejection] = (),
+) -> uuid.UUID:
+    """Store `run` with its trades and equity curve, replacing whatever was stored under its id, and the
+    run's `signals`, `orders` (with their events), `fills` and risk `rejections`; return the id.
 
+    One savepoint, written in the order the foreign keys need: the run, its signals, orders and fills,
+    then its trades (which name them) and rejections. A trade whose signal, order or fill is neither
+    given nor stored fails the save (`IntegrityError`), and nothing of it stays.
+    """
+    # The order repositories build on this module's helpers, so they are imported here, not above.
+    from models.order_records import save_fills, save_orders, save_rejections, save_signals
 
-def save_run(session: Session, run: StoredRun) -> uuid.UUID:
-    """Store `run` with its trades and equity curve, replacing whatever was stored under its id; return the id."""
     table = table_of(BacktestRunRecord)
     values = _overview_values(run)
     upsert = _insert(session, table).values(values)
@@ -179,6 +182,9 @@ def save_run(session: Session, run: StoredRun) -> uuid.UUID:
         session.execute(upsert)
         session.execute(delete(BacktestTradeRecord).where(BacktestTradeRecord.run_id == run.id))
         session.execute(delete(BacktestEquityRecord).where(BacktestEquityRecord.run_id == run.id))
+        save_signals(session, signals, run.id)
+        save_orders(session, orders, run.id)
+        save_fills(session, fills, run.id)
         if run.trades:
             trades = table_of(BacktestTradeRecord)
             count = len(run.trades)
@@ -191,9 +197,9 @@ def save_run(session: Session, run: StoredRun) -> uuid.UUID:
                     for name in (*_TRADE_FIELDS, "pnl", "return_pct")
                 },
                 "exit_reason": [trade.exit_reason.value for trade in run.trades],
-                "signal_id": [_signal_of(trade.tag) for trade in run.trades],
             }
             execute_many(session, trades.insert(), trades, columns)
+        save_rejections(session, rejections, run.id)
         session.execute(
             table_of(BacktestEquityRecord)
             .insert()
@@ -258,53 +264,18 @@ def list_runs(session: Session, limit: int = 20, strategy: str | None = None) ->
 
 # -- a backtest, whole ------------------------------------------------------------------------------
 
-#: How a stored run names its sizer.
-_SIZING_KINDS: dict[type, str] = {
-    FixedFraction: "fixed_fraction",
-    VolatilityTarget: "volatility_target",
-    CappedKelly: "capped_kelly",
-}
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunIdentity:
-    """What a run is stored under: the digest of everything that shaped it besides its bars, and its id."""
-
-    config_digest: str
-    run_id: uuid.UUID
-
-
-def run_identity(
-    strategy: Strategy,
-    config: BacktestConfig,
-    market: MarketData,
-    *,
-    limits: RiskLimits | None = None,
-    sizing: SizingConfig | None = None,
-    memory: Mapping[str, Any] | None = None,
-) -> RunIdentity:
-    """The identity of `strategy` run on `market` under `config`, the risk `limits`, the `sizing` and the
-    `memory` read (by its ``digest``): the same inputs give the same id, whoever runs them."""
-    config_digest = configuration_digest(
-        strategy,
-        config,
-        risk=limits.digest if limits is not None else None,
-        sizing=sizing.digest if sizing is not None else None,
-        memory=memory["digest"] if memory is not None else None,
-    )
-    return RunIdentity(config_digest=config_digest, run_id=run_id_for(config_digest, market_digest(market)))
-
 
 def run_details(
     result: BacktestResult,
     *,
     limits: RiskLimits | None = None,
     sizing: SizingConfig | None = None,
-    memory: Mapping[str, Any] | None = None,
+    products: Mapping[str, Products] | None = None,
 ) -> dict[str, Any]:
     """What a stored run records besides its statistics: the strategy's own details (a model's hit rate, a
-    cache's), how many orders the risk manager refused, the risk limits and the sizing (their digests
-    are in the run's configuration digest; their values are kept for the report) and the memory read.
+    cache's) and what it records of its `products` (by symbol), how many orders the risk manager refused,
+    the risk limits and the sizing (the run's specification holds them too; here they are kept for the
+    report) and what the strategy was supplied with (the memory read).
 
     A run over several symbols keeps each symbol's strategy details under ``by_symbol``.
     """
@@ -312,54 +283,47 @@ def run_details(
         symbol: {key: to_plain(value) for key, value in frame.details.items()}
         for symbol, frame in result.frames.items()
     }
+    for symbol, made in (products or {}).items():
+        frames[symbol].update({key: to_plain(value) for key, value in made.details.items()})
     details: dict[str, Any] = next(iter(frames.values())) if len(frames) == 1 else {"by_symbol": frames}
     details["rejections"] = len(result.rejections)
     if limits is not None:
         details["risk_limits_digest"] = limits.digest
         details["risk_limits"] = to_plain(limits)
     if sizing is not None:
-        details["sizing"] = {"kind": _SIZING_KINDS[type(sizing)], **to_plain(sizing)}
-    if memory is not None:
-        details["memory"] = dict(memory)
+        details["sizing"] = {"kind": SIZING_KINDS[type(sizing)], **to_plain(sizing)}
+    details.update(result.strategy.supplies.record())
     return details
 
 
 def stored_run(
     result: BacktestResult,
-    identity: RunIdentity,
+    spec: RunSpec,
     statistics: Mapping[str, Any],
     details: Mapping[str, Any],
     created_at: datetime,
 ) -> StoredRun:
-    """The storable form of `result` as run `identity`: identity, configuration, statistics, trades, equity.
-
-    Each trade opened by a decision carries that decision's signal id (in its tag), which the store keeps.
-    """
-    run_id = identity.run_id
+    """The storable form of `result`, the run of `spec`: its specification, configuration, statistics,
+    trades and equity."""
     times = result.market.datetimes
-    strategy_id = result.strategy.strategy_id
-    trades = tuple(
-        trade._replace(tag=str(signal_id_for(run_id, strategy_id, trade.symbol, times[trade.decision_bar])))
-        if trade.decision_bar is not None
-        else trade
-        for trade in result.trades
-    )
     return StoredRun(
-        id=run_id,
+        id=spec.run_id,
         strategy=result.strategy.name,
-        strategy_id=strategy_id,
-        config_digest=identity.config_digest,
+        strategy_id=result.strategy.strategy_id,
+        config_digest=spec.config_digest,
         strategy_config=to_plain(result.strategy.config),
         backtest_config=to_plain(result.config),
         symbols=tuple(result.market.symbols),
         start=times[0],
         end=times[-1],
         bars=len(result.market),
-        data_digest=result.data_digest,
+        data_digest=spec.data_digest,
         statistics=dict(statistics),
         details=dict(details),
         created_at=created_at,
-        trades=trades,
+        engine_version=spec.engine_version,
+        spec=spec.canonical_plain(),
+        trades=result.trades,
         timestamps=np.asarray(result.market.timestamps, dtype=np.int64),
         equity=result.equity,
         drawdown_pct=result.drawdown_pct,
@@ -369,27 +333,38 @@ def stored_run(
 def save_backtest(
     session: Session,
     result: BacktestResult,
-    identity: RunIdentity,
+    spec: RunSpec,
     details: Mapping[str, Any],
     *,
     created_at: datetime,
+    model_versions: Sequence[ModelVersion] = (),
 ) -> bool:
-    """Store `result` (run with ``record_orders=True``) as run `identity` with its trades, equity, signals,
-    orders and risk rejections; return whether it stored it.
+    """Store `result` (run with ``record_orders=True``) as the run of `spec` with its trades, equity, signals,
+    orders and risk rejections, and the `model_versions` it produced (those its signals link to); return
+    whether it stored it.
 
-    A run already stored under its id was computed from the same inputs, so nothing is written then:
-    storing the same backtest again changes no row, not even its time of creation.
+    A run already stored under its id was computed from the same inputs by the same engine, so nothing is
+    written then: storing the same backtest again changes no row, not even its time of creation.
+
+    Raises
+    ------
+    ValidationError
+        If `result` is not the run of `spec` (its signal ids would belong to another run).
     """
-    # The order repositories build on this module's helpers, so they are imported here, not above.
-    from models.order_records import save_orders, save_rejections, save_signals
-
-    if find_run(session, identity.run_id) is not None:
+    run_id = spec.run_id
+    if result.run_id != run_id:
+        raise ValidationError(f"the backtest ran as run {result.run_id}, not as the run {run_id} of its spec")
+    if find_run(session, run_id) is not None:
         return False
-    run_id = identity.run_id
-    save_run(session, stored_run(result, identity, result.statistics.to_dict(), details, created_at))
-    save_signals(session, result.signals(run_id), run_id)
-    save_orders(session, managed_orders(result, run_id), run_id)
-    save_rejections(session, result.rejections, run_id)
+    save_run(
+        session,
+        stored_run(result, spec, result.statistics.to_dict(), details, created_at),
+        signals=result.signals(),
+        orders=managed_orders(result),
+        fills=result.fills,
+        rejections=result.rejections,
+    )
+    save_model_versions(session, model_versions, created_at=created_at)
     return True
 
 
@@ -397,58 +372,84 @@ def save_backtest(
 
 
 @dataclass(frozen=True, kw_only=True)
-class StoredModelVersion:
-    """A trained model of `strategy` on `symbol`; `id` is the digest of the configuration that trained it."""
+class StoredModelVersion(ModelVersion):
+    """A model version (`neuraltrade.strategies.needs.ModelVersion`) and when it was stored.
 
-    id: str
-    strategy: str
-    symbol: str
-    trained_from: datetime
-    trained_to: datetime
-    train_samples: int
-    test_samples: int
-    out_of_sample_hit_rate: float | None
-    parameters: Mapping[str, Any] = field(default_factory=dict)
-    model: bytes | None = None
+    Its `record_id` is what signals link to: every version a stored run's signals name is stored.
+    """
+
     created_at: datetime
 
     def __post_init__(self) -> None:
-        _require_hex("model version id", self.id)
-        if not self.strategy or not self.symbol:
-            raise ValidationError(f"model version {self.id} needs a strategy and a symbol")
-        for name in ("trained_from", "trained_to", "created_at"):
-            _require_aware(f"model version {self.id} {name}", getattr(self, name))
-        if self.trained_to < self.trained_from:
-            raise ValidationError(f"model version {self.id} is trained to {self.trained_to}, before its start")
-        for name in ("train_samples", "test_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValidationError(f"model version {self.id} {name} must be a non-negative integer, was {value!r}")
-        rate = self.out_of_sample_hit_rate
-        if rate is not None and not 0.0 <= rate <= 1.0:
-            raise ValidationError(f"model version {self.id} out_of_sample_hit_rate must lie in [0, 1], was {rate!r}")
+        super().__post_init__()
+        require_aware(f"model version {self.id} created_at", self.created_at)
+
+    @classmethod
+    def of(cls, version: ModelVersion, created_at: datetime) -> StoredModelVersion:
+        """`version` as stored at `created_at`."""
+        fields = {item.name: getattr(version, item.name) for item in dataclasses.fields(ModelVersion)}
+        return cls(**fields, created_at=created_at)
 
 
 _MODEL_FIELDS = tuple(field.name for field in dataclasses.fields(StoredModelVersion) if field.name != "parameters")
 
 
+def save_model_versions(session: Session, versions: Sequence[ModelVersion], *, created_at: datetime) -> list[str]:
+    """Store `versions` as of `created_at` (a `StoredModelVersion` keeps its own), replacing what was
+    stored under their ids; return the ids.
+
+    A version given without its model's bytes keeps the bytes stored under its id: describing a
+    walk-forward refit never erases the model a night stored under the same id.
+    """
+    stored = [
+        version if isinstance(version, StoredModelVersion) else StoredModelVersion.of(version, created_at)
+        for version in versions
+    ]
+    if not stored:
+        return []
+    table = table_of(ModelVersionRecord)
+    columns: dict[str, list[Any]] = {name: [getattr(version, name) for version in stored] for name in _MODEL_FIELDS}
+    columns["parameters"] = [to_plain(version.parameters, non_finite_as_null=True) for version in stored]
+    columns["record_id"] = [version.record_id for version in stored]
+    statement = _insert(session, table)
+    replaced = {name: statement.excluded[name] for name in columns if name != "id"}
+    replaced["model"] = func.coalesce(statement.excluded.model, table.c.model)
+    execute_many(session, statement.on_conflict_do_update(index_elements=["id"], set_=replaced), table, columns)
+    return [version.id for version in stored]
+
+
 def save_model_version(session: Session, version: StoredModelVersion) -> str:
-    """Store `version`, replacing what was stored under its id; return the id."""
-    columns = {name: [getattr(version, name)] for name in _MODEL_FIELDS}
-    columns["parameters"] = [_json_ready(version.parameters)]
-    _upsert_all(session, table_of(ModelVersionRecord), columns)
-    return version.id
+    """Store `version`, replacing what was stored under its id (its bytes kept if `version` has none)."""
+    return save_model_versions(session, [version], created_at=version.created_at)[0]
+
+
+def _stored_model(row: ModelVersionRecord) -> StoredModelVersion:
+    return StoredModelVersion(parameters=row.parameters, **{name: getattr(row, name) for name in _MODEL_FIELDS})
 
 
 def latest_model_version(session: Session, strategy: str, symbol: str) -> StoredModelVersion | None:
-    """Return the newest stored model of `strategy` on `symbol`, or None if it has none."""
+    """Return the newest stored model of `strategy` on `symbol`, or None if it has none.
+
+    Newest: last stored, and of the versions a run stored together, the one trained on the latest bars.
+    """
     query = (
         select(ModelVersionRecord)
         .where(ModelVersionRecord.strategy == strategy, ModelVersionRecord.symbol == symbol)
-        .order_by(ModelVersionRecord.created_at.desc(), ModelVersionRecord.id)
+        .order_by(ModelVersionRecord.created_at.desc(), ModelVersionRecord.trained_to.desc(), ModelVersionRecord.id)
         .limit(1)
     )
     row = session.scalars(query, execution_options=_FRESH).one_or_none()
-    if row is None:
-        return None
-    return StoredModelVersion(parameters=row.parameters, **{name: getattr(row, name) for name in _MODEL_FIELDS})
+    return None if row is None else _stored_model(row)
+
+
+def find_model_versions(session: Session, record_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, StoredModelVersion]:
+    """Return the stored model versions of `record_ids` (the ids signals link to), by record id; an id
+    without a stored version is left out."""
+    wanted = sorted(set(record_ids))
+    found: dict[uuid.UUID, StoredModelVersion] = {}
+    for first in range(0, len(wanted), 500):  # bounded IN lists
+        query = select(ModelVersionRecord).where(ModelVersionRecord.record_id.in_(wanted[first : first + 500]))
+        for row in session.scalars(query, execution_options=_FRESH):
+            version = _stored_model(row)
+            found[version.record_id] = version
+    return found

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import BigInteger, Dialect, MetaData, Table, Uuid, type_coerce
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+from neuraltrade.timestamps import from_microseconds, to_microseconds
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -17,20 +19,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_microseconds(moment: datetime) -> int:
-    """Return the whole microseconds between the Unix epoch and the aware datetime `moment`."""
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment.isoformat()} cannot be stored; give it a time zone")
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
-def from_microseconds(value: int) -> datetime:
-    """Return the aware UTC datetime `value` microseconds after the Unix epoch."""
-    return EPOCH + timedelta(microseconds=value)
 
 
 def stored_microseconds(column: Any) -> Any:

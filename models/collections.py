@@ -1,4 +1,4 @@
-"""Vector collections as stored: their rows, their sqlite-vec tables, their versions and index files.
+"""Vector collections as stored: their rows, their vector storage, their versions and index files.
 
 `models.vector_store.VectorDB` is the public face; these functions are what it and the tasks share.
 """
@@ -12,17 +12,27 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from models import memory_items, vector_sql
+from models import memory_items
 from models.base import stored_microseconds
+from models.dialects import vector_backend_for
 from models.engine import database_file
 from models.tables import CollectionRecord, MemoryItemRecord
-from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, NeuralTradeError
+from neuraltrade.errors import CollectionNotFound, ConfigError, DimensionMismatch, FingerprintMismatch
 from neuraltrade.memory.collection import CollectionSpec
 from neuraltrade.memory.embedding import EmbedderFingerprint
 
-
-class CollectionNotFound(NeuralTradeError):
-    """A collection named by the caller does not exist."""
+__all__ = [
+    "CollectionNotFound",
+    "bump_version",
+    "delete_items",
+    "delete_vectors_from",
+    "ensure_collection",
+    "external_fingerprint",
+    "get_collection",
+    "index_path",
+    "remove_items",
+    "spec_of",
+]
 
 
 def external_fingerprint(dimension: int) -> EmbedderFingerprint:
@@ -61,7 +71,7 @@ def spec_of(record: CollectionRecord) -> CollectionSpec:
 
 
 def ensure_collection(session: Session, spec: CollectionSpec, now: datetime) -> CollectionRecord:
-    """Return the collection `spec` names, creating its row and vector table if it is new.
+    """Return the collection `spec` names, creating its row and vector storage if it is new.
 
     Raises
     ------
@@ -103,14 +113,7 @@ def ensure_collection(session: Session, spec: CollectionSpec, now: datetime) -> 
     )
     session.add(record)
     session.flush()
-    vector_sql.create_table(
-        session.connection(),
-        spec.name,
-        dimension=spec.dimension,
-        metric=spec.metric,
-        quantization=spec.quantization,
-        partitioned=spec.partition_key is not None,
-    )
+    vector_backend_for(session).create_collection(session.connection(), spec)
     return record
 
 
@@ -126,9 +129,9 @@ def bump_version(session: Session, collection_id: int) -> int:
 
 
 def remove_items(session: Session, collection: str, ids: Sequence[int]) -> None:
-    """Remove items `ids` of collection `collection` from all three stores (its vector table, the item
+    """Remove items `ids` of collection `collection` from all three stores (its vector storage, the item
     rows and the full vectors), without recording a write: the caller bumps the version once."""
-    vector_sql.delete(session.connection(), collection, ids)
+    vector_backend_for(session).delete(session.connection(), collection, ids)
     memory_items.delete_rows(session, ids)
 
 

@@ -17,13 +17,12 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Engine, String, and_, bindparam, delete, false, func, insert, literal, or_, select
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import ColumnElement, Engine, and_, bindparam, delete, false, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.functions import FunctionElement
 
 from models.base import stored_microseconds, table_of
 from models.bulk import execute_many
+from models.dialects import json_kind, json_kind_names
 from models.tables import CollectionRecord, MemoryItemRecord, MemoryVectorRecord
 from neuraltrade.memory.collection import Filter
 
@@ -119,7 +118,7 @@ def _compile(where: Filter, partition_key: str | None) -> ColumnElement[bool]:
         field = _field(where.name, kind)
         # Values compare within their kind only: SQL would happily compare 1 with true or 'abc' with 0.
         guard = json_kind(MemoryItemRecord.metadata_, literal(f'$."{where.name}"'), literal(where.name)).in_(
-            _JSON_KINDS[kind]
+            json_kind_names(kind)
         )
         if where.operator in ("eq", "in"):
             test = field == same_kind[0] if len(same_kind) == 1 else field.in_(same_kind)
@@ -128,34 +127,6 @@ def _compile(where: Filter, partition_key: str | None) -> ColumnElement[bool]:
             test = operators[where.operator](same_kind[0])
         comparisons.append(and_(guard, test))
     return comparisons[0] if len(comparisons) == 1 else or_(*comparisons)
-
-
-class json_kind(FunctionElement[str]):  # noqa: N801 - named like the SQL function it renders
-    """The JSON type of a metadata field: SQLite's ``json_type``, PostgreSQL's ``json_typeof``."""
-
-    type = String()
-    inherit_cache = True
-    name = "json_kind"
-
-
-@compiles(json_kind, "sqlite")
-def _json_kind_sqlite(element: json_kind, compiler: Any, **options: Any) -> str:
-    column, path, _key = list(element.clauses)
-    return f"json_type({compiler.process(column, **options)}, {compiler.process(path, **options)})"
-
-
-@compiles(json_kind, "postgresql")
-def _json_kind_postgresql(element: json_kind, compiler: Any, **options: Any) -> str:
-    column, _path, key = list(element.clauses)
-    return f"json_typeof(({compiler.process(column, **options)})::json -> {compiler.process(key, **options)})"
-
-
-# What each kind of filter value may match, as named by SQLite and by PostgreSQL.
-_JSON_KINDS: dict[type, tuple[str, ...]] = {
-    str: ("text", "string"),
-    float: ("integer", "real", "number"),
-    bool: ("true", "false", "boolean"),
-}
 
 
 def _kind(value: Any) -> type:
@@ -263,7 +234,7 @@ class HotReader:
         return cursor
 
     def rows(self, sql: str, parameters: tuple[object, ...]) -> list[Any]:
-        """Run driver SQL (sqlite-vec's own, from `models.vector_sql`) and return its rows."""
+        """Run driver SQL (a vector backend's nearest-neighbour query) and return its rows."""
         cursor = self._cursor()
         cursor.execute(sql, parameters)
         return list(cursor.fetchall())

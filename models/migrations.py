@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from alembic import command
+from models.dialects import dialect_for, transient_messages
 from models.engine import display_url, get_engine, resolve_database_url
 from neuraltrade.errors import (
     DatabaseConnectionLost,
@@ -32,12 +33,9 @@ from neuraltrade.errors import (
 )
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
-#: The PostgreSQL advisory lock migrations hold (any fixed 64-bit number that nothing else uses).
-_POSTGRES_SCHEMA_LOCK = 0x6E74_7363_6865_6D61
-#: Driver messages of the transient failures (as `tasks.retry` knows them): a database another writer held
-#: past the busy timeout, and a server connection that failed or dropped.
-_LOCKED_MESSAGES = ("database is locked", "database is busy")
-_CONNECTION_MESSAGES = ("could not connect", "connection reset")
+#: Driver messages of the transient failures, as each dialect names them (`tasks.retry` reads the same): a
+#: database another writer held past the busy timeout, and a server connection that failed or dropped.
+_LOCKED_MESSAGES, _CONNECTION_MESSAGES = transient_messages()
 #: Methods `guard_database_errors` wraps besides the public ones.
 _GUARDED_SPECIAL_METHODS = frozenset({"__init__", "__enter__", "__exit__"})
 
@@ -67,19 +65,20 @@ def _scripts() -> ScriptDirectory:
 def head_revision() -> str:
     """Return the newest schema revision this code knows."""
     head = _scripts().get_current_head()
-    assert head is not None, "the alembic folder holds no revision"
+    if head is None:
+        folder = _PROJECT_ROOT / "alembic"
+        raise StorageError(f"the migrations folder {folder} holds no revision; reinstall neuraltrade")
     return head
 
 
 @contextmanager
 def _schema_transaction(database_url: str | None) -> Iterator[Connection]:
     # The lock is taken before Alembic reads its version table: the table alone is no lock, since two
-    # processes would both read "empty" and both create the tables. On SQLite the engine begins a
-    # transaction flagged `immediate` with BEGIN IMMEDIATE (the write lock; a second migrator waits on
-    # the busy timeout, then finds the schema up to date); on PostgreSQL an advisory lock does the same.
+    # processes would both read "empty" and both create the tables. Each dialect says how it locks
+    # (SQLite: BEGIN IMMEDIATE on a connection flagged `immediate`; PostgreSQL: an advisory lock); a
+    # second migrator waits, then finds the schema up to date.
     with get_engine(database_url).execution_options(immediate=True).begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRES_SCHEMA_LOCK})
+        dialect_for(connection).lock_schema(connection)
         yield connection
 
 

@@ -1,9 +1,11 @@
-"""Repositories of the trading engine's signals, orders (with their events) and risk rejections.
+"""Repositories of the trading engine's signals, orders (with their events and fills) and risk rejections.
 
 Every function takes the caller's session and writes idempotently: saving the same thing twice changes
 nothing. Orders are upserted but never moved back: a copy older (by event sequence) than the stored one is
-ignored, and a client order id reused for another order raises `DuplicateOrder`. Save a run
-(`models.backtest_runs`) before what refers to it, and signals before the orders placed on them (foreign keys).
+ignored, and a client order id reused for another order raises `DuplicateOrder`. Foreign keys (enforced)
+fix the order of writes: a run (`models.backtest_runs`) before what refers to it, signals before the orders
+placed on them and the rejections of their orders, orders before their fills. Signals' causal links are
+stored as typed edges, ``[{"cause_id", "cause_kind", "relation"}, ...]``.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.backtest_runs import _FRESH, _json_ready, _require_aware, _upsert_all
+from models.backtest_runs import _FRESH, _upsert_all
 from models.base import table_of
 from models.bulk import execute_many
-from models.repositories import _insert
-from models.trading import OrderEventRecord, OrderRecord, RiskRejectionRecord, SignalRecord
-from neuraltrade.canonical import stable_id
+from models.dialects import insert_statement as _insert
+from models.trading import FillRecord, OrderEventRecord, OrderRecord, RiskRejectionRecord, SignalRecord
+from neuraltrade.canonical import stable_id, to_plain
 from neuraltrade.errors import DuplicateOrder, UnknownOrder
+from neuraltrade.records import CausalLink
+from neuraltrade.timestamps import require_aware
 from neuraltrade.trading.orders import ManagedOrder, OrderEvent
-from neuraltrade.types import Direction, Order, OrderSide, OrderStatus, OrderType, Signal, TimeInForce
+from neuraltrade.types import Direction, Fill, Order, OrderSide, OrderStatus, OrderType, Signal, TimeInForce
 
 #: Keys per IN (...) list: SQLite binds at most 32,766 variables.
 _KEYS_PER_STATEMENT = 10_000
@@ -54,7 +58,7 @@ def save_signals(session: Session, signals: Iterable[Signal], run_id: uuid.UUID 
         "confidence": [float(signal.confidence) for signal in signals],
         "features": [{name: float(value) for name, value in signal.features.items()} for signal in signals],
         "reasoning": [signal.reasoning for signal in signals],
-        "causal_links": [[str(link) for link in signal.causal_links] for signal in signals],
+        "causal_links": [to_plain(signal.causal_links) for signal in signals],
         "run_id": [run_id] * len(signals),
     }
     _upsert_all(session, table_of(SignalRecord), columns)
@@ -76,7 +80,7 @@ def load_signals(session: Session, run_id: uuid.UUID | None = None) -> list[Sign
             confidence=row.confidence,
             features=dict(row.features),
             reasoning=row.reasoning,
-            causal_links=[uuid.UUID(link) for link in row.causal_links],
+            causal_links=tuple(CausalLink.from_plain(link) for link in row.causal_links),
         )
         for row in session.scalars(query.order_by(SignalRecord.timestamp, SignalRecord.id), execution_options=_FRESH)
     ]
@@ -224,6 +228,39 @@ def load_order(session: Session, client_order_id: str) -> ManagedOrder:
     )
 
 
+# -- fills --------------------------------------------------------------------------------------------
+
+_FILL_COLUMNS = ("id", "order_id", "sequence", "timestamp", "symbol", "quantity", "price", "commission")
+
+
+def save_fills(session: Session, fills: Iterable[Fill], run_id: uuid.UUID | None = None) -> int:
+    """Store `fills` (of run `run_id`, or live if None) after their orders; one already stored is kept as
+    it is (a fill never changes: its id is its order's id and its sequence). Return how many were new.
+    """
+    given = list(fills)
+    if not given:
+        return 0
+    table = table_of(FillRecord)
+    columns: dict[str, list[Any]] = {name: [getattr(fill, name) for fill in given] for name in _FILL_COLUMNS}
+    columns["side"] = [fill.side.value for fill in given]
+    columns["run_id"] = [run_id] * len(given)
+    return execute_many(session, _insert(session, table).on_conflict_do_nothing(), table, columns)
+
+
+def load_fills(session: Session, order_id: uuid.UUID | None = None, run_id: uuid.UUID | None = None) -> list[Fill]:
+    """Return the fills of order `order_id` if given, else those of run `run_id` (the live ones if None),
+    by time, order and sequence."""
+    if order_id is not None:
+        condition = FillRecord.order_id == order_id
+    else:
+        condition = FillRecord.run_id.is_(None) if run_id is None else FillRecord.run_id == run_id
+    query = select(FillRecord).where(condition).order_by(FillRecord.timestamp, FillRecord.order_id, FillRecord.sequence)
+    return [
+        Fill(**{name: getattr(row, name) for name in _FILL_COLUMNS}, side=OrderSide(row.side))
+        for row in session.scalars(query, execution_options=_FRESH)
+    ]
+
+
 # -- risk rejections ----------------------------------------------------------------------------------
 
 
@@ -242,11 +279,13 @@ class Rejection(Protocol):
     def reason(self) -> str: ...
     @property
     def details(self) -> Mapping[str, Any]: ...
+    @property
+    def signal_id(self) -> uuid.UUID | None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
 class StoredRejection:
-    """A risk rejection as stored (a `Rejection`), with its run."""
+    """A risk rejection as stored (a `Rejection`), with its run; `signal_id` names the decision refused."""
 
     client_order_id: str
     symbol: str
@@ -254,6 +293,7 @@ class StoredRejection:
     rule: str
     reason: str
     details: Mapping[str, Any]
+    signal_id: uuid.UUID | None = None
     run_id: uuid.UUID | None = None
 
 
@@ -265,7 +305,8 @@ def rejection_id_for(client_order_id: str, rule: str, run_id: uuid.UUID | None =
 
 
 def save_rejections(session: Session, rejections: Iterable[Rejection], run_id: uuid.UUID | None = None) -> int:
-    """Store risk rejections (of run `run_id`, or live if None); one already stored is kept as it is.
+    """Store risk rejections (of run `run_id`, or live if None) after the signals they name; one already
+    stored is kept as it is.
 
     Returns how many were new.
     """
@@ -273,16 +314,16 @@ def save_rejections(session: Session, rejections: Iterable[Rejection], run_id: u
     if not given:
         return 0
     for rejection in given:
-        _require_aware(f"rejection of order {rejection.client_order_id!r} timestamp", rejection.timestamp)
+        require_aware(f"rejection of order {rejection.client_order_id!r} timestamp", rejection.timestamp)
     table = table_of(RiskRejectionRecord)
     columns: dict[str, list[Any]] = {
         "id": [rejection_id_for(rejection.client_order_id, rejection.rule, run_id) for rejection in given],
         "run_id": [run_id] * len(given),
         **{
             name: [getattr(rejection, name) for rejection in given]
-            for name in ("client_order_id", "symbol", "timestamp", "rule", "reason")
+            for name in ("client_order_id", "symbol", "timestamp", "rule", "reason", "signal_id")
         },
-        "details": [_json_ready(rejection.details) for rejection in given],
+        "details": [to_plain(rejection.details, non_finite_as_null=True) for rejection in given],
     }
     return execute_many(session, _insert(session, table).on_conflict_do_nothing(), table, columns)
 
@@ -303,6 +344,7 @@ def load_rejections(session: Session, run_id: uuid.UUID | None = None) -> list[S
             rule=row.rule,
             reason=row.reason,
             details=row.details,
+            signal_id=row.signal_id,
             run_id=row.run_id,
         )
         for row in rows

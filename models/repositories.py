@@ -1,7 +1,7 @@
 """Repositories: every read and write of the ORM tables, each taking the caller's session.
 
 Writes are idempotent upserts keyed on natural keys, so a flow re-run after a crash writes nothing twice.
-Upserts use the dialect's ``ON CONFLICT`` (SQLite and PostgreSQL share SQLAlchemy's API for it).
+Upserts use the dialect's ``ON CONFLICT`` (`models.dialects.insert_statement`).
 """
 
 from __future__ import annotations
@@ -13,20 +13,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Table, delete, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from models.base import stored_microseconds, table_of, to_microseconds
+from models.base import stored_microseconds, table_of
 from models.bulk import BATCH_ROWS, execute_many
+from models.dialects import insert_statement
 from models.tables import (
     BarRecord,
     MemoryItemRecord,
     ObservationRecord,
     QuarantinedRow,
 )
-from neuraltrade.errors import StorageError
 from neuraltrade.market.bars import BAR_COLUMNS, TIMESTAMP_DTYPE, timestamps_to_microseconds
+from neuraltrade.timestamps import to_microseconds
 
 _BAR_VALUES = ("open", "high", "low", "close", "volume", "spread")
 
@@ -40,15 +40,6 @@ class QuarantineEntry:
     raw_values: tuple[str, ...]
 
 
-def _insert(session: Session, table: Table) -> Any:
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    raise StorageError(f"database dialect {dialect!r} has no upsert support here; use SQLite or PostgreSQL")
-
-
 def upsert_bars(session: Session, frame: pd.DataFrame, *, source: str, now: datetime) -> int:
     """Insert the bars of bar frame `frame`, updating stored bars whose values differ; return rows changed.
 
@@ -57,7 +48,7 @@ def upsert_bars(session: Session, frame: pd.DataFrame, *, source: str, now: date
     if frame.empty:
         return 0
     table = table_of(BarRecord)
-    statement = _insert(session, table)
+    statement = insert_statement(session, table)
     excluded = statement.excluded
     statement = statement.on_conflict_do_update(
         index_elements=["symbol", "timestamp"],
@@ -118,7 +109,7 @@ def quarantine_rows(
     if not entries:
         return 0
     table = table_of(QuarantinedRow)
-    statement = _insert(session, table)
+    statement = insert_statement(session, table)
     statement = statement.on_conflict_do_update(
         index_elements=["source_digest", "line"],
         set_={"failed_checks": statement.excluded.failed_checks, "source": statement.excluded.source},
@@ -136,7 +127,7 @@ def quarantine_rows(
     return count
 
 
-def symbols(session: Session) -> list[str]:
+def list_symbols(session: Session) -> list[str]:
     """Return every symbol that has bars, sorted."""
     return list(session.scalars(select(BarRecord.symbol).distinct().order_by(BarRecord.symbol)))
 
@@ -180,5 +171,5 @@ def upsert_observations(session: Session, columns: dict[str, list[Any]]) -> int:
     table = table_of(ObservationRecord)
     if not next(iter(columns.values()), []):
         return 0
-    statement = _insert(session, table).on_conflict_do_nothing(index_elements=["id"])
+    statement = insert_statement(session, table).on_conflict_do_nothing(index_elements=["id"])
     return execute_many(session, statement, table, columns)

@@ -25,9 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
-
-#: Prefix of every sqlite-vec virtual table and of its shadow tables; Alembic's autogenerate skips it.
-VECTOR_TABLE_PREFIX = "vec_"
+from models.dialects import ROW_ID
 
 
 class BarRecord(Base):
@@ -106,7 +104,7 @@ class MemoryItemRecord(Base):
         Index(None, "observation_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(256))
     partition: Mapped[str | None] = mapped_column(String(64))
@@ -127,7 +125,7 @@ class MemoryVectorRecord(Base):
     __tablename__ = "memory_vectors"
 
     id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"),
+        ROW_ID,
         ForeignKey("memory_items.id", ondelete="CASCADE"),
         primary_key=True,
     )

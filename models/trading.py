@@ -1,8 +1,14 @@
-"""ORM tables of the trading engine: orders and their events, signals, risk rejections, backtest runs, models.
+"""ORM tables of the trading engine: orders, their events and fills, signals, risk rejections, backtest runs, models.
 
 Enumerations are stored as their values in plain strings (no database enum types, so PostgreSQL and
 SQLite take the same DDL and a new status needs no migration). Backtest equity curves are one row of
 three little-endian blobs per run: a night of 15 runs of 5,000 bars writes 15 rows, not 75,000.
+
+Lineage is kept by foreign keys (enforced: SQLite connections switch them on, `models.engine`): a closed
+trade names its signal, its entry and exit orders and fills; a fill its order; an order and a risk
+rejection their signal. Rows that refer to others are written after them: run, signals, orders (with
+their events), fills, then trades and rejections (`models.backtest_runs.save_run`). Columns a run stored
+before revision 0004 could not fill (its trades' orders and fills, its spec) are nullable.
 """
 
 from __future__ import annotations
@@ -17,10 +23,18 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base
 
 _RUN_FOREIGN_KEY = "backtest_runs.id"
+_SIGNAL_FOREIGN_KEY = "signals.id"
+_ORDER_FOREIGN_KEY = "orders.id"
+_FILL_FOREIGN_KEY = "fills.id"
 
 
 class BacktestRunRecord(Base):
-    """One backtest run: what ran (strategy and configs, by digest), on which data, and its statistics."""
+    """One backtest run: what ran (strategy and configs, by digest), on which data, and its statistics.
+
+    `spec` is the canonical form of its `neuraltrade.backtest.run_spec.RunSpec` and `engine_version` the
+    engine that computed it; both are NULL for a run stored before revision 0004, which a re-run computes
+    again rather than reuses.
+    """
 
     __tablename__ = "backtest_runs"
     __table_args__ = (Index(None, "strategy", "created_at"), Index(None, "config_digest"))
@@ -39,10 +53,16 @@ class BacktestRunRecord(Base):
     statistics: Mapped[dict[str, Any]] = mapped_column(JSON)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime]
+    engine_version: Mapped[str | None] = mapped_column(String(32))
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class BacktestTradeRecord(Base):
-    """One closed trade of a run; `id` is derived from (run_id, sequence)."""
+    """One closed trade of a run; `id` is derived from (run_id, sequence).
+
+    `signal_id` names the decision that opened it (None for a trade opened by a direct order); its
+    order and fill ids are None only for trades stored before revision 0004. `tag` is the user's tag.
+    """
 
     __tablename__ = "backtest_trades"
     __table_args__ = (UniqueConstraint("run_id", "sequence"),)
@@ -65,7 +85,11 @@ class BacktestTradeRecord(Base):
     stop_loss: Mapped[float | None] = mapped_column(Float)
     take_profit: Mapped[float | None] = mapped_column(Float)
     tag: Mapped[str | None] = mapped_column(Text)
-    signal_id: Mapped[uuid.UUID | None]
+    signal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(_SIGNAL_FOREIGN_KEY, ondelete="SET NULL"))
+    entry_order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(_ORDER_FOREIGN_KEY))
+    exit_order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(_ORDER_FOREIGN_KEY))
+    entry_fill_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(_FILL_FOREIGN_KEY))
+    exit_fill_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(_FILL_FOREIGN_KEY))
 
 
 class BacktestEquityRecord(Base):
@@ -80,7 +104,8 @@ class BacktestEquityRecord(Base):
 
 
 class SignalRecord(Base):
-    """A strategy's signal (`neuraltrade.types.Signal`), with the ids of its causes as strings."""
+    """A strategy's signal (`neuraltrade.types.Signal`); `causal_links` is a list of typed edges,
+    ``{"cause_id", "cause_kind", "relation"}`` (`neuraltrade.records.CausalLink`), in the signal's order."""
 
     __tablename__ = "signals"
     __table_args__ = (Index(None, "symbol", "timestamp"), Index(None, "run_id"))
@@ -93,7 +118,7 @@ class SignalRecord(Base):
     confidence: Mapped[float] = mapped_column(Float)
     features: Mapped[dict[str, float]] = mapped_column(JSON)
     reasoning: Mapped[str] = mapped_column(Text)
-    causal_links: Mapped[list[str]] = mapped_column(JSON)
+    causal_links: Mapped[list[dict[str, str]]] = mapped_column(JSON)
     run_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(_RUN_FOREIGN_KEY, ondelete="CASCADE"))
 
 
@@ -120,7 +145,7 @@ class OrderRecord(Base):
     filled_quantity: Mapped[float] = mapped_column(Float)
     average_fill_price: Mapped[float | None] = mapped_column(Float)
     last_sequence: Mapped[int] = mapped_column(Integer)
-    signal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("signals.id", ondelete="SET NULL"))
+    signal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(_SIGNAL_FOREIGN_KEY, ondelete="SET NULL"))
     run_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(_RUN_FOREIGN_KEY, ondelete="CASCADE"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -133,7 +158,7 @@ class OrderEventRecord(Base):
     __table_args__ = (UniqueConstraint("order_id", "sequence"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(_ORDER_FOREIGN_KEY, ondelete="CASCADE"))
     sequence: Mapped[int] = mapped_column(Integer)
     timestamp: Mapped[datetime]
     previous_status: Mapped[str | None] = mapped_column(String(16))
@@ -141,6 +166,28 @@ class OrderEventRecord(Base):
     fill_quantity: Mapped[float] = mapped_column(Float)
     fill_price: Mapped[float | None] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text)
+
+
+class FillRecord(Base):
+    """One fill of one order (`neuraltrade.types.Fill`); `id` is `Fill.id_for(order_id, sequence)`.
+
+    `sequence` counts the order's fills from 0; `commission` is the fill's own. `run_id` is the run that
+    filled it, None for a live (paper) fill.
+    """
+
+    __tablename__ = "fills"
+    __table_args__ = (UniqueConstraint("order_id", "sequence"), Index(None, "run_id"))
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(_ORDER_FOREIGN_KEY, ondelete="CASCADE"))
+    sequence: Mapped[int] = mapped_column(Integer)
+    timestamp: Mapped[datetime]
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(8))
+    quantity: Mapped[float] = mapped_column(Float)
+    price: Mapped[float] = mapped_column(Float)
+    commission: Mapped[float] = mapped_column(Float)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(_RUN_FOREIGN_KEY, ondelete="CASCADE"))
 
 
 class RiskRejectionRecord(Base):
@@ -157,10 +204,14 @@ class RiskRejectionRecord(Base):
     rule: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    signal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(_SIGNAL_FOREIGN_KEY, ondelete="SET NULL"))
 
 
 class ModelVersionRecord(Base):
-    """A trained model of one strategy and symbol; `id` is the digest of the configuration that trained it."""
+    """A trained model of one strategy and symbol; `id` is the digest of the configuration that trained it.
+
+    `record_id` is the UUID signals link to it by (`neuraltrade.strategies.neural.model_version_uuid`).
+    """
 
     __tablename__ = "model_versions"
     __table_args__ = (Index(None, "strategy", "symbol", "created_at"),)
@@ -176,3 +227,4 @@ class ModelVersionRecord(Base):
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     model: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
+    record_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)

@@ -1,28 +1,31 @@
-"""Compaction of the vector memory: dense rebuilds of sqlite-vec tables, VACUUM and ``PRAGMA optimize``.
+"""Compaction of the vector memory: dense rebuilds of vector storage, VACUUM and ``PRAGMA optimize``.
 
-sqlite-vec frees a chunk once it is wholly empty, but never compacts partly empty ones; a rebuild copies
-the vectors out to a plain table and back, grouped by partition. VACUUM runs when it is due (weekly by
-default, or when free pages pass a ratio), outside any transaction.
+A vector backend may keep space it no longer needs (sqlite-vec frees a chunk once it is wholly empty,
+but never compacts partly empty ones); a rebuild rewrites a collection's storage densely. VACUUM runs
+when it is due (weekly by default, or when free pages pass a ratio), outside any transaction. Each
+database says through its dialect (`models.dialects`) whether and how it is compacted.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-import numpy as np
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from models import vector_sql
 from models.collections import get_collection, spec_of
-from models.engine import get_engine, is_sqlite, session_scope
-from models.vector_maintenance import PRUNE_BATCH, MaintenanceConfig
+from models.dialects import DialectComponents, dialect_for, vector_backend_for
+from models.engine import get_engine, session_scope
 from models.vector_statistics import recent_details
 from neuraltrade.canonical import format_timestamp, parse_timestamp
+from neuraltrade.memory.maintenance import MaintenanceConfig
+
+#: Vectors moved through memory at a time when a collection's storage is rewritten.
+REBUILD_BATCH = 20_000
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +67,14 @@ def plan_vacuum(database_url: str, config: MaintenanceConfig, now: datetime) -> 
 
     Due when no maintenance run recorded a vacuum, when the last one is `vacuum_every_days` old or more,
     or when free pages exceed `max_free_page_ratio` of the file. Never due on a database that is not
-    SQLite.
+    compacted (not SQLite).
     """
-    if not is_sqlite(database_url):
+    dialect = dialect_for(database_url)
+    if not dialect.compactable:
         return VacuumPlan(due=False, reason="not SQLite", last_vacuum=None, free_page_ratio=None)
     with session_scope(database_url) as session:
         last = last_vacuum(session)
-        connection = session.connection()
-        pages = int(connection.exec_driver_sql("PRAGMA page_count").scalar_one())
-        free = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar_one())
-    ratio = free / pages if pages else 0.0
+        ratio = dialect.free_page_ratio(session.connection())
     shown = None if last is None else format_timestamp(last)
     if ratio > config.max_free_page_ratio:
         reason = f"free pages are {ratio:.1%} of the file (over {config.max_free_page_ratio:.1%})"
@@ -96,46 +97,23 @@ def last_vacuum(session: Session) -> datetime | None:
 
 
 def rebuild_vector_table(database_url: str, collection: str) -> TableRebuild:
-    """Rewrite the collection's vector table densely, grouped by partition, in one transaction.
+    """Rewrite the collection's vector storage densely, grouped by partition, in one transaction.
 
     sqlite-vec never reclaims a partly empty chunk, so a table that lost most of its vectors keeps its
-    size until it is rebuilt: the vectors are copied to a temporary table, the table is dropped and
-    created again, and the vectors go back partition by partition. Ids and vectors are unchanged, so
-    the collection's version (and its HNSW index) stay as they are.
+    size until it is rebuilt (`VectorBackend.compact`). Ids and vectors are unchanged, so the
+    collection's version (and its HNSW index) stay as they are.
     """
     started = time.perf_counter()
-    if not is_sqlite(database_url):
+    if not dialect_for(database_url).compactable:
         logger.info("vector table of %r not rebuilt: the database is not SQLite", collection)
         return TableRebuild(collection=collection, vectors=0, bytes_before=None, bytes_after=None, seconds=0.0)
-    copy = f"temp._rebuild_{collection}"  # the name is a validated collection name
     with session_scope(database_url, write=True) as session:
         spec = spec_of(get_collection(session, collection))
+        vectors = vector_backend_for(session)
         connection = session.connection()
-        before = vector_sql.size_bytes(connection, collection)
-        partition = "partition_value" if spec.partition_key is not None else "NULL"
-        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {copy}")
-        connection.exec_driver_sql(
-            f"CREATE TABLE {copy} AS SELECT item_id AS id, {partition} AS part, embedding AS v "
-            f"FROM {vector_sql.table_name(collection)}"
-        )
-        vector_sql.drop_table(connection, collection)
-        vector_sql.create_table(
-            connection,
-            collection,
-            dimension=spec.dimension,
-            metric=spec.metric,
-            quantization=spec.quantization,
-            partitioned=spec.partition_key is not None,
-        )
-        copied = 0
-        rows = connection.exec_driver_sql(f"SELECT id, part, v FROM {copy} ORDER BY part, id")
-        for batch in rows.partitions(PRUNE_BATCH):
-            payloads = np.frombuffer(b"".join(row[2] for row in batch), dtype=np.uint8).reshape(len(batch), -1)
-            parts = None if spec.partition_key is None else [row[1] for row in batch]
-            vector_sql.insert(connection, collection, spec.quantization, [row[0] for row in batch], parts, payloads)
-            copied += len(batch)
-        connection.exec_driver_sql(f"DROP TABLE {copy}")
-        after = vector_sql.size_bytes(connection, collection)
+        before = vectors.size_bytes(connection, collection)
+        copied = vectors.compact(connection, spec, REBUILD_BATCH)
+        after = vectors.size_bytes(connection, collection)
     return TableRebuild(
         collection=collection,
         vectors=copied,
@@ -147,41 +125,24 @@ def rebuild_vector_table(database_url: str, collection: str) -> TableRebuild:
 
 def vacuum(database_url: str) -> DatabaseCompaction:
     """VACUUM the database and truncate its write-ahead log (SQLite only; elsewhere a logged no-op)."""
-    return _outside_transaction(database_url, ("VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"), "vacuumed")
+    return _compact(database_url, lambda dialect, engine: dialect.vacuum(engine), "vacuumed")
 
 
 def optimize(database_url: str) -> DatabaseCompaction:
     """Run ``PRAGMA optimize``, which refreshes the query planner's statistics where they are stale."""
-    return _outside_transaction(database_url, ("PRAGMA optimize",), "optimized")
+    return _compact(database_url, lambda dialect, engine: dialect.optimize(engine), "optimized")
 
 
-def _outside_transaction(database_url: str, statements: Sequence[str], action: str) -> DatabaseCompaction:
-    if not is_sqlite(database_url):
-        note = f"not {action}: {', '.join(statements)} is SQLite only"
+def _compact(
+    database_url: str, step: Callable[[DialectComponents, Engine], tuple[int, int]], action: str
+) -> DatabaseCompaction:
+    dialect = dialect_for(database_url)
+    if not dialect.compactable:
+        note = f"not {action}: a {dialect.name} database is not compacted here (SQLite only)"
         logger.info(note)
         return DatabaseCompaction(action="skipped", bytes_before=None, bytes_after=None, seconds=0.0, note=note)
     started = time.perf_counter()
-    # VACUUM cannot run in a transaction: the driver connection is in autocommit (isolation_level None).
-    raw = get_engine(database_url).raw_connection()
-    try:
-        cursor = raw.cursor()
-        before = _file_bytes(cursor)
-        for statement in statements:
-            cursor.execute(statement)
-            cursor.fetchall()
-        after = _file_bytes(cursor)
-        cursor.close()
-    finally:
-        raw.close()
+    before, after = step(dialect, get_engine(database_url))
     return DatabaseCompaction(
         action=action, bytes_before=before, bytes_after=after, seconds=time.perf_counter() - started
     )
-
-
-def _file_bytes(cursor: Any) -> int:
-    pages = cursor.execute("PRAGMA page_count").fetchone()[0]
-    size = cursor.execute("PRAGMA page_size").fetchone()[0]
-    return int(pages) * int(size)
-
-
-# -- statistics ---------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ the Prefect tasks of `tasks.memory` stay one call deep. Failures of a check rais
 naming the collection and the figures that disagree.
 
 A collection is indexed when a store opened it with an HNSW index (`collections.index_type`), when
-its index file exists beside the database, or when `MaintenanceConfig.hnsw_collections` names it.
+its index file exists beside the database, or when `neuraltrade.memory.maintenance.MaintenanceConfig`'s
+`hnsw_collections` names it.
 Compaction is in `models.vector_compaction`, the figures of `memory stats` in `models.vector_statistics`.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,16 +24,19 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import memory_items, vector_sql
+from models import memory_items
 from models.ann_index import HnswConfig, HnswIndex
-from models.base import stored_microseconds, to_microseconds
+from models.base import stored_microseconds
 from models.collections import delete_items, get_collection, index_path
+from models.dialects import vector_backend_for
 from models.engine import session_scope
 from models.tables import CollectionRecord, MemoryItemRecord
 from models.vector_store import VectorDB
-from neuraltrade.canonical import digest, format_timestamp
+from neuraltrade.canonical import format_timestamp
 from neuraltrade.errors import ConfigError, IndexFileError, MemoryIntegrityError, RecallBelowThreshold
 from neuraltrade.memory.collection import Query, distance_matrix
+from neuraltrade.memory.maintenance import MaintenanceConfig
+from neuraltrade.timestamps import to_microseconds
 
 logger = logging.getLogger(__name__)
 
@@ -46,48 +49,6 @@ RUNS_LOOKED_BACK = 200
 # Distances of the k-th true neighbour and of a returned one within this are a tie, not a miss:
 # sqlite-vec and hnswlib measure in float32, the audit in float64.
 _TIE_TOLERANCE = 1e-5
-
-
-@dataclass(frozen=True, kw_only=True)
-class MaintenanceConfig:
-    """What a maintenance run checks and changes; its digest is stored with the run."""
-
-    recall_threshold: float = 0.95
-    recall_samples: int = 50
-    k: int = 10
-    seed: int = 20_241_125
-    retention_days: int | None = None
-    vacuum_every_days: int = 7
-    max_free_page_ratio: float = 0.25
-    hnsw_collections: tuple[str, ...] = ()
-    oversample: int | None = None
-
-    def __post_init__(self) -> None:
-        if not _is_number(self.recall_threshold) or not 0.0 <= self.recall_threshold <= 1.0:
-            raise ConfigError(f"recall_threshold must be in [0, 1], was {self.recall_threshold!r}")
-        if not _is_number(self.max_free_page_ratio) or not 0.0 < self.max_free_page_ratio <= 1.0:
-            raise ConfigError(f"max_free_page_ratio must be in (0, 1], was {self.max_free_page_ratio!r}")
-        for name, low in (("recall_samples", 1), ("k", 1), ("vacuum_every_days", 0), ("oversample", 1)):
-            value = getattr(self, name)
-            if name == "oversample" and value is None:
-                continue
-            if not _is_int(value) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, was {value!r}")
-        if self.k > vector_sql.MAX_K:
-            raise ConfigError(f"k must be at most {vector_sql.MAX_K}, was {self.k}")
-        if not _is_int(self.seed):
-            raise ConfigError(f"seed must be an integer, was {self.seed!r}")
-        if self.retention_days is not None and (not _is_int(self.retention_days) or self.retention_days < 1):
-            raise ConfigError(f"retention_days must be a positive integer or None, was {self.retention_days!r}")
-        names = self.hnsw_collections
-        if isinstance(names, str) or not all(isinstance(name, str) for name in names):
-            raise ConfigError(f"hnsw_collections must be a sequence of collection names, was {names!r}")
-        object.__setattr__(self, "hnsw_collections", tuple(names))
-
-    @property
-    def digest(self) -> str:
-        """SHA-256 of the canonical JSON of the configuration."""
-        return digest(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,8 +163,9 @@ def inspect_integrity(database_url: str, collection: str) -> IntegrityReport:
         record = get_collection(session, collection)
         version = record.version
         connection = session.connection()
+        backend = vector_backend_for(session)
         items = memory_items.count(session, record.id)
-        vectors = vector_sql.count(connection, collection)
+        vectors = backend.count(connection, collection)
         fingerprints = sorted(
             session.scalars(
                 select(MemoryItemRecord.fingerprint_digest)
@@ -215,7 +177,7 @@ def inspect_integrity(database_url: str, collection: str) -> IntegrityReport:
             session.scalars(select(MemoryItemRecord.id).where(MemoryItemRecord.collection_id == record.id)).all(),
             dtype=np.int64,
         )
-        vector_ids = _vector_ids(connection, collection)
+        vector_ids = backend.ids(connection, collection)
         non_finite = scanned = 0
         for ids, matrix in db.full_vector_batches(session):
             non_finite += int((~np.isfinite(matrix).all(axis=1)).sum())
@@ -224,7 +186,7 @@ def inspect_integrity(database_url: str, collection: str) -> IntegrityReport:
     without_item = np.setdiff1d(vector_ids, item_ids).size
     if vectors != items or without_vector or without_item:
         problems.append(
-            f"{vectors:,} vectors in {vector_sql.table_name(collection)} but {items:,} item rows "
+            f"{vectors:,} vectors in {backend.storage_name(collection)} but {items:,} item rows "
             f"({without_vector:,} items without a vector, {without_item:,} vectors without an item)"
         )
     if scanned != items:
@@ -251,12 +213,6 @@ def inspect_integrity(database_url: str, collection: str) -> IntegrityReport:
         seconds=time.perf_counter() - started,
         problems=problems,
     )
-
-
-def _vector_ids(connection: Any, collection: str) -> np.ndarray:
-    # Reads the rowids only (0.13 s per 100,000 vectors); belongs in `vector_sql` beside `count`.
-    rows = connection.exec_driver_sql(f"SELECT item_id FROM {vector_sql.table_name(collection)}")
-    return np.fromiter((row[0] for row in rows), dtype=np.int64)
 
 
 def _check_saved_index(
@@ -303,7 +259,7 @@ def check_integrity(database_url: str, collection: str) -> IntegrityReport:
 def prune(database_url: str, collection: str, retention_days: int | None, now: datetime) -> PruneReport:
     """Delete the collection's items whose timestamp is before `now` minus `retention_days`.
 
-    Vectors go one id per statement (`vector_sql.delete`), in transactions of `PRUNE_BATCH` items.
+    Vectors go through the vector backend (`VectorBackend.delete`), in transactions of `PRUNE_BATCH` items.
     None keeps everything. A second call with the same arguments deletes nothing.
     """
     cutoff = None if retention_days is None else to_microseconds(now - timedelta(days=retention_days))
@@ -460,14 +416,3 @@ def _brute_force(db: VectorDB, session: Session, queries: np.ndarray, k: int) ->
             order = np.lexsort((merged_ids, merged))[:k]
             best[position] = (merged_ids[order], merged[order])
     return best
-
-
-# -- compaction ---------------------------------------------------------------------------------
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

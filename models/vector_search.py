@@ -1,11 +1,15 @@
-"""How `VectorDB` answers a query: HNSW when fresh, else exact in sqlite-vec, else exact in numpy.
+"""How `VectorDB` answers a query: HNSW when fresh, else exact in the vector backend, else exact in numpy.
 
 The paths, in the order they are tried:
 
 1. no filter, no ``as_of``: the HNSW index, when the store has a fresh one;
-2. a filter on the partition key only: sqlite-vec's KNN within those partitions (on the hot reader);
+2. a filter on the partition key only: the vector backend's KNN within those partitions (on the hot
+   reader);
 3. any other filter or ``as_of``: the matching items' full vectors ranked with numpy when at most
-   `SCAN_LIMIT` match, else a KNN over the vector table widened until `k` neighbours pass the filter.
+   `SCAN_LIMIT` match, else a KNN over the vector storage widened until `k` neighbours pass the filter.
+
+A metric the backend does not rank by (`VectorBackend.ranks`), or a `k` past its `max_k`, is answered
+with numpy over the full vectors.
 
 Every path returns exact distances as `neuraltrade.memory.collection.distances` defines them; quantized candidates
 are re-scored with full-precision vectors.
@@ -13,16 +17,15 @@ are re-scored with full-precision vectors.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import memory_items, vector_sql
-from models.base import to_microseconds
+from models import memory_items
 from models.tables import CollectionRecord
+from models.vector_backend import RowReader, VectorBackend
 from models.vector_index import IndexKeeper
 from neuraltrade.memory.collection import (
     CollectionSpec,
@@ -33,6 +36,7 @@ from neuraltrade.memory.collection import (
     quantize_int8,
     top_k,
 )
+from neuraltrade.timestamps import to_microseconds
 
 if TYPE_CHECKING:
     from models.memory_items import HotReader
@@ -56,6 +60,7 @@ class VectorSearch:
     _keeper: IndexKeeper | None
     _hot: HotReader
     _reader: sessionmaker[Session]
+    _vectors: VectorBackend
 
     def _nearest(self, session: Session, query: Query) -> list[tuple[int, float]]:
         partitions, rest = self._split(query.where)
@@ -71,16 +76,16 @@ class VectorSearch:
     def _partition_search(self, query: Query) -> list[tuple[int, float]] | None:
         """Answer, on the hot reader, an exact query filtered by partition only (None if it is not one)."""
         partitions, rest = self._split(query.where)
-        if rest is not None or query.as_of is not None or self.spec.metric == "inner_product":
+        if rest is not None or query.as_of is not None or not self._vectors.ranks(self.spec.metric):
             return None
-        if (self._keeper is not None and partitions is None and not query.exact) or query.k > vector_sql.MAX_K:
+        if (self._keeper is not None and partitions is None and not query.exact) or query.k > self._vectors.max_k:
             return None
         if partitions == []:
             return []
         return self._nearest_in_table(self._hot.rows, query, partitions, _all)
 
     def _split(self, where: Filter | None) -> tuple[list[str] | None, Filter | None]:
-        """Separate the conditions on the partition key, which sqlite-vec applies itself."""
+        """Separate the conditions on the partition key, which the vector backend applies itself."""
         key = self.spec.partition_key
         if where is None or key is None:
             return None, where
@@ -103,9 +108,10 @@ class VectorSearch:
     ) -> list[tuple[int, float]]:
         if partitions == []:
             return []
-        if extra is None and query.k <= vector_sql.MAX_K and self.spec.metric != "inner_product":
+        ranked = self._vectors.ranks(self.spec.metric) and query.k <= self._vectors.max_k
+        if extra is None and ranked:
             return self._nearest_in_table(_session_rows(session), query, partitions, _all)
-        if self.spec.metric != "inner_product" and query.k <= vector_sql.MAX_K:
+        if ranked:
             candidates = memory_items.count(session, self._collection_id, partitions, extra)
             if candidates == 0:
                 return []
@@ -118,7 +124,7 @@ class VectorSearch:
     def _post_filtered(
         self, session: Session, query: Query, partitions: list[str] | None, extra: Any
     ) -> list[tuple[int, float]] | None:
-        """KNN over the vector table, widened until `k` neighbours pass the filter; None past `MAX_K`.
+        """KNN over the vector storage, widened until `k` neighbours pass the filter; None past `max_k`.
 
         Exact: every item outside the fetched neighbours is at least as far as the last one fetched.
         (sqlite-vec's own ``item_id IN (...)`` constraint loses ids that differ by more than 2**31,
@@ -135,31 +141,28 @@ class VectorSearch:
             found = self._nearest_in_table(_session_rows(session), query, partitions, keep, fetch=fetch)
             if len(found) >= query.k:
                 return found[: query.k]
-            if fetch * (query.oversample or self.oversample) >= vector_sql.MAX_K:
+            if fetch * (query.oversample or self.oversample) >= self._vectors.max_k:
                 return None
             multiplier *= FILTER_OVERSAMPLE
 
     def _nearest_in_table(
         self,
-        rows: Callable[[str, tuple[object, ...]], Iterable[Any]],
+        rows: RowReader,
         query: Query,
         partitions: list[str] | None,
         keep: Any,
         *,
         fetch: int | None = None,
     ) -> list[tuple[int, float]]:
-        """KNN in sqlite-vec over `partitions` (all when None), `keep` applied to the candidates, then
-        re-scored at full precision when the collection is quantized."""
+        """KNN in the vector backend over `partitions` (all when None), `keep` applied to the candidates,
+        then re-scored at full precision when the collection is quantized."""
         wanted = fetch or query.k
         quantized = self.spec.quantization != "none"
         depth = wanted * (query.oversample or self.oversample) if quantized else wanted
         payload = self._query_payload(query.vector) if quantized else query.vector
         pairs: list[tuple[int, float]] = []
         for partition in partitions or [None]:  # type: ignore[list-item]
-            sql, parameters = vector_sql.nearest_statement(
-                self.spec.name, self.spec.quantization, payload, depth, partition=partition
-            )
-            pairs.extend((int(row[0]), float(row[1])) for row in rows(sql, parameters))
+            pairs.extend(self._vectors.nearest(rows, self.spec, payload, depth, partition=partition))
         pairs = keep(sorted(pairs, key=lambda pair: (pair[1], pair[0])))
         if not quantized:
             return pairs[:wanted]
@@ -201,7 +204,7 @@ class VectorSearch:
             kept = [pair for pair in pairs if pair[0] in allowed]
             if len(kept) >= query.k or fetch >= len(index):
                 return kept[: query.k]
-            if fetch >= vector_sql.MAX_K:
+            if fetch >= self._vectors.max_k:
                 return None
             fetch *= FILTER_OVERSAMPLE
 
@@ -216,6 +219,6 @@ def _all(pairs: Pairs) -> Pairs:
     return pairs
 
 
-def _session_rows(session: Session) -> Callable[[str, tuple[object, ...]], Iterable[Any]]:
+def _session_rows(session: Session) -> RowReader:
     connection = session.connection()
     return lambda sql, parameters: connection.exec_driver_sql(sql, parameters).all()

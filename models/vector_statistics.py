@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import LargeBinary, cast, func, select
 from sqlalchemy.orm import Session
 
-from models import memory_items, vector_sql
+from models import memory_items
 from models.collections import get_collection, index_path
+from models.dialects import vector_backend_for
 from models.engine import session_scope
 from models.tables import MemoryItemRecord, MemoryVectorRecord, RunSummary
 from models.vector_maintenance import RUN_KIND, RUNS_LOOKED_BACK, collection_names, saved_index_status
@@ -42,6 +43,7 @@ def collection_statistics(database_url: str) -> list[CollectionStatistics]:
         with session_scope(database_url) as session:
             record = get_collection(session, name)
             connection = session.connection()
+            vectors = vector_backend_for(session)
             column = MemoryItemRecord.collection_id == record.id
             partitions = session.scalar(select(func.count(MemoryItemRecord.partition.distinct())).where(column))
             payload = func.length(cast(MemoryItemRecord.key, LargeBinary)) + func.length(
@@ -56,13 +58,13 @@ def collection_statistics(database_url: str) -> list[CollectionStatistics]:
             statistics = CollectionStatistics(
                 collection=name,
                 items=memory_items.count(session, record.id),
-                vectors=vector_sql.count(connection, name),
+                vectors=vectors.count(connection, name),
                 dimension=record.dimension,
                 metric=record.metric,
                 quantization=record.quantization,
                 partition_key=record.partition_key,
                 partitions=int(partitions or 0),
-                vector_bytes=vector_sql.size_bytes(connection, name),
+                vector_bytes=vectors.size_bytes(connection, name),
                 item_bytes=int(item_bytes or 0),
                 full_vector_bytes=int(full_vector_bytes or 0),
                 index_bytes=_index_bytes(database_url, name),

@@ -1,7 +1,8 @@
-"""The vector memory: `VectorDB`, a named collection on sqlite-vec with an optional HNSW index.
+"""The vector memory: `VectorDB`, a named collection of vectors with exact, quantized and HNSW search.
 
-sqlite-vec is the system of record and the exact path: every searched vector lives in the collection's
-``vec0`` table, and every item's key, metadata and timestamp in `memory_items`. Quantized collections
+The database is the system of record and the exact path: every searched vector lives in the
+collection's storage of the database's vector backend (`models.vector_backend`; sqlite-vec's ``vec0``
+table on SQLite), and every item's key, metadata and timestamp in `memory_items`. Quantized collections
 search int8 or bit vectors and re-score the candidates with the full-precision vectors kept beside
 them. An HNSW index (`models.ann_index`) kept in a file beside the database answers unfiltered queries
 when it is fresh; when it is missing or stale, the exact path answers instead.
@@ -22,9 +23,8 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import memory_items, vector_sql
+from models import memory_items
 from models.ann_index import HnswConfig, HnswIndex
-from models.base import from_microseconds, to_microseconds
 from models.collections import (
     CollectionNotFound,
     bump_version,
@@ -35,6 +35,7 @@ from models.collections import (
     remove_items,
     spec_of,
 )
+from models.dialects import vector_backend_for
 from models.engine import get_engine, resolve_database_url, session_scope
 from models.migrations import database_errors, ensure_schema, guard_database_errors
 from models.tables import CollectionRecord
@@ -64,6 +65,7 @@ from neuraltrade.memory.collection import (
 )
 from neuraltrade.memory.embedding import EmbedderFingerprint
 from neuraltrade.memory.session import SessionMemory
+from neuraltrade.timestamps import from_microseconds, to_microseconds
 
 __all__ = ["CollectionNotFound", "VectorDB"]
 
@@ -152,6 +154,7 @@ class VectorDB(VectorSearch):
         self._clock = clock or SystemClock()
         ensure_schema(self.database_url)
         self._engine: Engine = get_engine(self.database_url)
+        self._vectors = vector_backend_for(self._engine)
         self._reader = sessionmaker(bind=self._engine)
         self._hot = memory_items.hot_reader(self._engine)
         # One cache may serve stores of several databases: its entries are named by database and collection.
@@ -316,7 +319,7 @@ class VectorDB(VectorSearch):
         numbers = [memory_items.item_id(self._collection_id, key) for key in keys]
         partition_key = self.spec.partition_key
         partitions = None if partition_key is None else [meta[partition_key] for meta in metas]
-        # Rows are written grouped by partition, which keeps sqlite-vec's chunk writes local.
+        # Rows are written grouped by partition, which keeps the vector backend's writes local.
         order = list(range(count)) if partitions is None else sorted(range(count), key=partitions.__getitem__)
         ordered = matrix[order]
         ordered_ids = [numbers[i] for i in order]
@@ -343,13 +346,8 @@ class VectorDB(VectorSearch):
                 },
             )
             memory_items.insert_vectors(writer, ordered_ids, ordered)
-            vector_sql.insert(
-                writer.connection(),
-                self.name,
-                self.spec.quantization,
-                ordered_ids,
-                ordered_partitions,
-                self._payloads(writer, ordered),
+            self._vectors.insert(
+                writer.connection(), self.spec, ordered_ids, ordered_partitions, self._payloads(writer, ordered)
             )
             version = bump_version(writer, self._collection_id)
         if session is None:

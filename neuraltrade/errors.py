@@ -55,6 +55,10 @@ class InvalidVector(NeuralTradeError):
     """A vector holds NaN or infinity, or is not a flat array of numbers."""
 
 
+class CollectionNotFound(NeuralTradeError):
+    """A vector collection was named that does not exist."""
+
+
 class NotEnoughHistory(NeuralTradeError):
     """An embedding window needs more bars than a symbol has."""
 
@@ -253,3 +257,15 @@ class IngestionFailed(NeuralTradeError):
     def __reduce__(self) -> tuple[type[IngestionFailed], tuple[dict[str, str], dict[str, object]]]:
         # Rebuilt from its arguments when a flow's state is serialised, so `summary` survives the trip.
         return (type(self), (self.failures, self.summary))
+
+
+class QualityCheckUnavailable(NeuralTradeError):
+    """A data-quality check could not be evaluated at all: the checking tool failed, not the data."""
+
+    def __init__(self, check: str, reason: str) -> None:
+        super().__init__(f"data-quality check {check!r} could not be evaluated: {reason}")
+        self.check = check
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (self.check, self.reason)

@@ -9,13 +9,13 @@ of record the cause is, and how it contributed.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from neuraltrade.canonical import canonical_json, to_plain
+from neuraltrade.canonical import canonical_json, parse_json, to_plain
 from neuraltrade.errors import SerializationError, ValidationError
 
 RecordT = TypeVar("RecordT", bound="Record")
@@ -94,6 +94,9 @@ class Record:
     ``schema_version``).
     """
 
+    # No instance dictionary of its own: a named-tuple record stays as light as the tuple.
+    __slots__ = ()
+
     KIND: ClassVar[str]
     SCHEMA_VERSION: ClassVar[int]
 
@@ -103,9 +106,9 @@ class Record:
         return {"kind": self.KIND, "schema_version": self.SCHEMA_VERSION, **fields}
 
     def field_values(self) -> dict[str, Any]:
-        """The record's fields by name (dataclass fields by default)."""
-        import dataclasses
-
+        """The record's fields by name (a dataclass's fields, or a named tuple's)."""
+        if isinstance(self, tuple) and hasattr(self, "_asdict"):
+            return dict(self._asdict())
         assert dataclasses.is_dataclass(self)
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
@@ -121,9 +124,9 @@ class Record:
     def from_canonical(cls: type[RecordT], data: str | bytes) -> RecordT:
         """Read a record of this kind from its canonical form (or any JSON of the same content)."""
         try:
-            plain = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise SerializationError(f"{cls.KIND} JSON is malformed: {error}") from error
+            plain = parse_json(data)
+        except SerializationError as error:
+            raise SerializationError(f"{cls.KIND} {error}") from error
         if not isinstance(plain, dict):
             raise SerializationError(f"{cls.KIND} JSON must be an object, was {type(plain).__name__}")
         kind, version = plain.pop("kind", None), plain.pop("schema_version", None)

@@ -1,74 +1,80 @@
-"""The platform's domain records: bars, observations, signals and orders.
+"""The platform's domain records: bars, observations, signals, orders and fills.
 
-Every record is a frozen dataclass (signals keep a mutable list of causal links), with an aware UTC
-timestamp and a canonical JSON form (`neuraltrade.canonical`) that round-trips losslessly to the
-microsecond: ``Record.from_json(record.to_json()) == record``.
+Observations, signals, orders and fills are `neuraltrade.records.Record`s: frozen, each with a kind, a
+schema version and a canonical form (RFC 8785 JSON of its named fields, `neuraltrade.canonical`) that
+round-trips losslessly to the microsecond: ``Signal.from_canonical(signal.canonical_bytes()) == signal``.
+Their mappings (an observation's metadata, a signal's features) are read-only, and what caused a signal
+is a tuple of typed `CausalLink` edges. A bar is a frozen dataclass with a plain canonical JSON form.
 """
 
 from __future__ import annotations
 
 import enum
-import json
+import functools
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
 
-from neuraltrade.canonical import (
-    NAMESPACE,
-    canonical_json,
-    format_microseconds,
-    parse_timestamp,
-    stable_id,
-    uuid5_many,
-)
+from neuraltrade.canonical import canonical_json, parse_json, stable_id, stable_ids_at
 from neuraltrade.errors import SerializationError, ValidationError
+from neuraltrade.records import CausalLink, Record, unique_links
+from neuraltrade.timestamps import parse_timestamp, require_aware
 
-RecordT = TypeVar("RecordT")
+__all__ = [
+    "Bar",
+    "Direction",
+    "Fill",
+    "Observation",
+    "Order",
+    "OrderSide",
+    "OrderStatus",
+    "OrderType",
+    "Signal",
+    "TimeInForce",
+]
 
 
-def require_aware(name: str, moment: datetime) -> datetime:
-    """Return `moment` in UTC; raise `ValidationError` naming `name` if it is not an aware datetime in range."""
-    if not isinstance(moment, datetime):
-        raise ValidationError(f"{name} must be a datetime, was {moment!r}")
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValidationError(f"{name} {moment.isoformat()} is naive; give it a time zone")
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError as error:
-        raise ValidationError(f"{name} {moment.isoformat()} lies outside the years 1-9999 in UTC") from error
-
-
-def _require_finite(name: str, value: float, *, minimum: float | None = None, strict: bool = False) -> None:
+def _require_finite(name: str, value: float, *, minimum: float | None = None, strict: bool = False) -> float:
+    """Return `value` as a float; raise `ValidationError` naming `name` unless it is a finite number in range."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise ValidationError(f"{name} must be a finite number, was {value!r}")
     if minimum is not None and (value <= minimum if strict else value < minimum):
         relation = ">" if strict else ">="
         raise ValidationError(f"{name} must be {relation} {minimum}, was {value!r}")
+    return float(value)
 
 
-def _loads(text: str | bytes, kind: str) -> dict[str, Any]:
+def _require_uuid(name: str, value: object) -> None:
+    if not isinstance(value, uuid.UUID):
+        raise ValidationError(f"{name} must be a UUID, was {value!r}")
+
+
+def _enum_member(kind: type[enum.Enum], name: str, value: object) -> Any:
+    """`value` as a member of `kind` (given as a member or its value); `ValidationError` naming it otherwise."""
+    if isinstance(value, kind):
+        return value
     try:
-        plain = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SerializationError(f"{kind} JSON is malformed: {error}") from error
-    if not isinstance(plain, dict):
-        raise SerializationError(f"{kind} JSON must be an object, was {type(plain).__name__}")
-    return plain
+        return kind(value)
+    except ValueError as error:
+        choices = ", ".join(str(member.value) for member in kind)
+        raise ValidationError(f"{name} {value!r} is not one of {choices}") from error
 
 
-class _Record:
-    """Mixin giving canonical JSON output; subclasses implement `from_plain`."""
-
-    def to_json(self) -> str:
-        """Return the canonical JSON text of this record."""
-        return canonical_json(self).decode("utf-8")
+def _frozen(value: Any) -> Any:
+    """`value` with every mapping read-only and every list a tuple, so a record cannot change under a digest."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({key: _frozen(item) for key, item in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(item) for item in value)
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
-class Bar(_Record):
+class Bar:
     """One OHLCV bar of one symbol; `timestamp` is the bar's open time in UTC."""
 
     symbol: str
@@ -95,21 +101,30 @@ class Bar(_Record):
                 f"open={self.open} high={self.high} low={self.low} close={self.close}"
             )
 
+    def to_json(self) -> str:
+        """Return the canonical JSON text of this bar."""
+        return canonical_json(self).decode("utf-8")
+
     @classmethod
     def from_json(cls, text: str | bytes) -> Bar:
         """Read a bar from its JSON form."""
-        plain = _loads(text, "bar")
+        plain = parse_json(text)
+        if not isinstance(plain, dict):
+            raise SerializationError(f"bar JSON must be an object, was {type(plain).__name__}")
         plain["timestamp"] = parse_timestamp(plain["timestamp"])
         return cls(**plain)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Observation(_Record):
+class Observation(Record):
     """The market state of one symbol at one moment, as the memory stores it.
 
     `spread` is the relative bid-ask spread; where the source has no quotes it is the high-low range
-    relative to the close, a documented proxy (see docs/design.md).
+    relative to the close, a documented proxy (see docs/design.md). `metadata` is read-only.
     """
+
+    KIND = "observation"
+    SCHEMA_VERSION = 1
 
     id: uuid.UUID
     timestamp: datetime
@@ -117,18 +132,20 @@ class Observation(_Record):
     price: float
     volume: float
     spread: float
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     embedding: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.id, uuid.UUID):
-            raise ValidationError(f"observation id must be a UUID, was {self.id!r}")
+        _require_uuid("observation id", self.id)
         if not self.symbol:
             raise ValidationError("observation symbol must not be empty")
         object.__setattr__(self, "timestamp", require_aware("observation timestamp", self.timestamp))
-        _require_finite("observation price", self.price, minimum=0.0, strict=True)
-        _require_finite("observation volume", self.volume, minimum=0.0)
-        _require_finite("observation spread", self.spread, minimum=0.0)
+        object.__setattr__(self, "price", _require_finite("observation price", self.price, minimum=0.0, strict=True))
+        object.__setattr__(self, "volume", _require_finite("observation volume", self.volume, minimum=0.0))
+        object.__setattr__(self, "spread", _require_finite("observation spread", self.spread, minimum=0.0))
+        if not isinstance(self.metadata, Mapping):
+            raise ValidationError(f"observation {self.id} metadata must be a mapping, was {self.metadata!r}")
+        object.__setattr__(self, "metadata", _frozen(self.metadata))
         if self.embedding is not None:
             vector = tuple(float(value) for value in self.embedding)
             if not all(math.isfinite(value) for value in vector):
@@ -141,19 +158,21 @@ class Observation(_Record):
         return stable_id("observation", symbol, require_aware("observation timestamp", timestamp))
 
     @staticmethod
-    def ids_for(symbol: str, timestamps: Sequence[int]) -> list[uuid.UUID]:
+    def ids_for(symbol: str, timestamps: Iterable[int]) -> list[uuid.UUID]:
         """Return `id_for` of `symbol` at each of `timestamps` (epoch microseconds), fast, for bulk work."""
-        return uuid5_many(NAMESPACE, f"observation\x1f{symbol}\x1f", format_microseconds(timestamps))
+        return stable_ids_at(("observation", symbol), timestamps)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Observation:
-        """Read an observation from its JSON form."""
-        plain = _loads(text, "observation")
-        plain["id"] = uuid.UUID(plain["id"])
-        plain["timestamp"] = parse_timestamp(plain["timestamp"])
-        if plain.get("embedding") is not None:
-            plain["embedding"] = tuple(plain["embedding"])
-        return cls(**plain)
+    def from_fields(cls, plain: dict[str, Any]) -> Observation:
+        embedding = plain.get("embedding")
+        return cls(
+            **{
+                **plain,
+                "id": uuid.UUID(plain["id"]),
+                "timestamp": parse_timestamp(plain["timestamp"]),
+                "embedding": None if embedding is None else tuple(embedding),
+            }
+        )
 
 
 class Direction(enum.Enum):
@@ -164,13 +183,17 @@ class Direction(enum.Enum):
     NEUTRAL = "neutral"
 
 
-@dataclass(kw_only=True)
-class Signal(_Record):
+@dataclass(frozen=True, kw_only=True)
+class Signal(Record):
     """A strategy's view on one symbol at one moment, with the records that caused it.
 
-    `causal_links` holds the ids of the observations, memory items and patterns the strategy used;
-    it is the one mutable field, grown with `add_causal_link`.
+    `causal_links` are typed edges to the observation the decision was taken on and to the memory items,
+    model versions and patterns it used; given as any iterable, they are kept as a tuple, each edge once,
+    in first-seen order. `features` is read-only.
     """
+
+    KIND = "signal"
+    SCHEMA_VERSION = 1
 
     id: uuid.UUID
     strategy_id: str
@@ -178,16 +201,17 @@ class Signal(_Record):
     symbol: str
     direction: Direction
     confidence: float
-    features: dict[str, float] = field(default_factory=dict)
+    features: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     reasoning: str = ""
-    causal_links: list[uuid.UUID] = field(default_factory=list)
+    causal_links: tuple[CausalLink, ...] = ()
 
     def __post_init__(self) -> None:
+        _require_uuid("signal id", self.id)
         if not self.strategy_id:
             raise ValidationError("signal strategy_id must not be empty")
         if not self.symbol:
             raise ValidationError("signal symbol must not be empty")
-        self.timestamp = require_aware("signal timestamp", self.timestamp)
+        object.__setattr__(self, "timestamp", require_aware("signal timestamp", self.timestamp))
         if not isinstance(self.direction, Direction):
             raise ValidationError(f"signal direction must be a Direction, was {self.direction!r}")
         if (
@@ -196,25 +220,29 @@ class Signal(_Record):
             or not 0.0 <= self.confidence <= 1.0
         ):
             raise ValidationError(f"signal confidence must lie in [0, 1], was {self.confidence!r}")
-        for name, value in self.features.items():
-            _require_finite(f"signal feature {name!r}", value)
+        object.__setattr__(self, "confidence", float(self.confidence))
+        features = {name: _require_finite(f"signal feature {name!r}", value) for name, value in self.features.items()}
+        object.__setattr__(self, "features", MappingProxyType(features))
+        links = unique_links(self._links(self.causal_links))
+        object.__setattr__(self, "causal_links", links)
 
-    def add_causal_link(self, cause: uuid.UUID) -> None:
-        """Record that `cause` contributed to this signal (a repeated link is kept once)."""
-        if not isinstance(cause, uuid.UUID):
-            raise ValidationError(f"a causal link must be a UUID, was {cause!r}")
-        if cause not in self.causal_links:
-            self.causal_links.append(cause)
+    def _links(self, links: Iterable[CausalLink]) -> Iterable[CausalLink]:
+        for link in links:
+            if not isinstance(link, CausalLink):
+                raise ValidationError(f"signal {self.id} causal link must be a CausalLink, was {link!r}")
+            yield link
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Signal:
-        """Read a signal from its JSON form."""
-        plain = _loads(text, "signal")
-        plain["id"] = uuid.UUID(plain["id"])
-        plain["timestamp"] = parse_timestamp(plain["timestamp"])
-        plain["direction"] = Direction(plain["direction"])
-        plain["causal_links"] = [uuid.UUID(link) for link in plain.get("causal_links", [])]
-        return cls(**plain)
+    def from_fields(cls, plain: dict[str, Any]) -> Signal:
+        return cls(
+            **{
+                **plain,
+                "id": uuid.UUID(plain["id"]),
+                "timestamp": parse_timestamp(plain["timestamp"]),
+                "direction": Direction(plain["direction"]),
+                "causal_links": tuple(CausalLink.from_plain(link) for link in plain["causal_links"]),
+            }
+        )
 
 
 class OrderSide(enum.Enum):
@@ -255,8 +283,11 @@ class OrderStatus(enum.Enum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Order(_Record):
+class Order(Record):
     """An instruction to trade, identified by `id` and, idempotently, by `client_order_id`."""
+
+    KIND = "order"
+    SCHEMA_VERSION = 1
 
     id: uuid.UUID
     client_order_id: str
@@ -274,7 +305,8 @@ class Order(_Record):
             raise ValidationError("order client_order_id must not be empty")
         if not self.symbol:
             raise ValidationError("order symbol must not be empty")
-        _require_finite(f"order {self.client_order_id} quantity", self.quantity, minimum=0.0, strict=True)
+        quantity = _require_finite(f"order {self.client_order_id} quantity", self.quantity, minimum=0.0, strict=True)
+        object.__setattr__(self, "quantity", quantity)
         needs_limit = self.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
         needs_stop = self.type in (OrderType.STOP, OrderType.STOP_LIMIT)
         for name, needed, value in (
@@ -288,15 +320,83 @@ class Order(_Record):
                     f"{self.type.value} order {self.client_order_id} takes no {name}, was given {value!r}"
                 )
             if value is not None:
-                _require_finite(f"order {self.client_order_id} {name}", value, minimum=0.0, strict=True)
+                price = _require_finite(f"order {self.client_order_id} {name}", value, minimum=0.0, strict=True)
+                object.__setattr__(self, name, price)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Order:
-        """Read an order from its JSON form."""
-        plain = _loads(text, "order")
-        plain["id"] = uuid.UUID(plain["id"])
-        plain["side"] = OrderSide(plain["side"])
-        plain["type"] = OrderType(plain["type"])
-        plain["time_in_force"] = TimeInForce(plain["time_in_force"])
-        plain["status"] = OrderStatus(plain["status"])
-        return cls(**plain)
+    def from_fields(cls, plain: dict[str, Any]) -> Order:
+        return cls(
+            **{
+                **plain,
+                "id": uuid.UUID(plain["id"]),
+                "side": OrderSide(plain["side"]),
+                "type": OrderType(plain["type"]),
+                "time_in_force": TimeInForce(plain["time_in_force"]),
+                "status": OrderStatus(plain["status"]),
+            }
+        )
+
+
+@functools.lru_cache(maxsize=4_096)
+def _fill_id(order_id: uuid.UUID, sequence: int) -> uuid.UUID:
+    # Cached: the engine derives a fill's id and then builds the fill, which checks it.
+    return stable_id("fill", order_id, sequence)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fill(Record):
+    """One execution of an order: `quantity` units at `price`, paying `commission`.
+
+    `sequence` counts the order's fills from 0 in the order they happen; the fill's `id` is
+    ``Fill.id_for(order_id, sequence)``.
+    """
+
+    KIND = "fill"
+    SCHEMA_VERSION = 1
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    sequence: int
+    timestamp: datetime
+    symbol: str
+    side: OrderSide
+    quantity: float
+    price: float
+    commission: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require_uuid("fill order_id", self.order_id)
+        if isinstance(self.sequence, bool) or not isinstance(self.sequence, int) or self.sequence < 0:
+            raise ValidationError(
+                f"fill sequence of order {self.order_id} must be an integer >= 0, was {self.sequence!r}"
+            )
+        name = f"fill {self.sequence} of order {self.order_id}"
+        expected = Fill.id_for(self.order_id, self.sequence)
+        if self.id != expected:
+            raise ValidationError(f"{name} has id {self.id!r}; its id is {expected}")
+        object.__setattr__(self, "timestamp", require_aware(f"{name} timestamp", self.timestamp))
+        if not self.symbol:
+            raise ValidationError(f"{name} symbol must not be empty")
+        object.__setattr__(self, "side", _enum_member(OrderSide, f"{name} side", self.side))
+        object.__setattr__(
+            self, "quantity", _require_finite(f"{name} quantity", self.quantity, minimum=0.0, strict=True)
+        )
+        object.__setattr__(self, "price", _require_finite(f"{name} price", self.price, minimum=0.0, strict=True))
+        object.__setattr__(self, "commission", _require_finite(f"{name} commission", self.commission, minimum=0.0))
+
+    @staticmethod
+    def id_for(order_id: uuid.UUID, sequence: int) -> uuid.UUID:
+        """The id of fill `sequence` (from 0) of order `order_id`: ``stable_id("fill", order_id, sequence)``."""
+        return _fill_id(order_id, sequence)
+
+    @classmethod
+    def from_fields(cls, plain: dict[str, Any]) -> Fill:
+        return cls(
+            **{
+                **plain,
+                "id": uuid.UUID(plain["id"]),
+                "order_id": uuid.UUID(plain["order_id"]),
+                "timestamp": parse_timestamp(plain["timestamp"]),
+                "side": OrderSide(plain["side"]),
+            }
+        )

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
-from neuraltrade_cli.execution import CONSOLE_LEVEL_VARIABLE, guarded, run_flow, run_small_flow, start_prefect_server
+from neuraltrade_cli.execution import CONSOLE_LEVEL_VARIABLE, guarded, run_small_flow
 from neuraltrade_cli.output import Failure as _Failure
 from neuraltrade_cli.output import console, errors, progress_bars, safe
 from neuraltrade_cli.output import reporting_failures as _reporting_failures
@@ -26,8 +25,21 @@ app = typer.Typer(
 )
 ResultT = TypeVar("ResultT")
 
-# What the other command modules (trading, research) share with this one.
-__all__ = ["DatabaseOption", "_Failure", "_reporting_failures", "_run", "app", "console", "errors", "main", "safe"]
+# What the other command modules (ingestion, trading, research, pipeline) share with this one; they import
+# this module, never the other way round, so the command line has no import cycle.
+__all__ = [
+    "DatabaseOption",
+    "_Failure",
+    "_reporting_failures",
+    "_run",
+    "app",
+    "console",
+    "errors",
+    "main",
+    "print_maintenance",
+    "safe",
+    "status",
+]
 
 DatabaseOption = Annotated[
     str | None,
@@ -97,50 +109,6 @@ def embed(
     with progress_bars({"embed": ("embedding", "symbols", len(symbol) if symbol else None)}):
         summary = _run(lambda: run_small_flow(embed_observations, database_url=db, symbols=symbol or None))
     console.print(f"stored {summary['embedded']:,} new vectors in collection {summary['collection']!r}")
-
-
-@app.command()
-@_reporting_failures
-def nightly(
-    paths: Annotated[
-        list[Path] | None,
-        typer.Argument(metavar="PATH", help="Bar files or folders (default: the shipped sample data)."),
-    ] = None,
-    db: DatabaseOption = None,
-) -> None:
-    """Run the nightly pipeline: ingest, check, embed, maintain the memory, backtest every strategy."""
-    from flows.nightly import nightly as nightly_flow
-    from neuraltrade.errors import IngestionFailed
-    from neuraltrade.sample_data import sample_paths
-    from neuraltrade_cli.ingestion import print_ingestion
-
-    files = [str(path) for path in (paths or sample_paths())]
-    stages = {
-        "ingest": ("ingesting", "files", len(files)),
-        "embed": ("embedding", "symbols", None),
-        "maintain": ("maintaining", "collections", None),
-        "backtest": ("backtesting", "runs", None),
-    }
-    start_prefect_server()  # before the progress bars: a server that cannot start is one line, at once
-
-    def run() -> dict[str, Any]:
-        try:
-            result: dict[str, Any] = run_flow(nightly_flow, in_process=False, database_url=db, paths=files)
-        except IngestionFailed as failed:
-            # The night went on over what was stored; still say what became of every file.
-            print_ingestion(dict(failed.summary))
-            raise
-        return result
-
-    with progress_bars(stages):
-        summary = _run(run)
-    print_ingestion(summary["ingestion"])
-    console.print(f"stored {summary['embedding']['embedded']:,} new vectors")
-    _print_maintenance(summary["maintenance"])
-    from neuraltrade_cli.trading import print_backtests
-
-    print_backtests(summary["backtests"])
-    status(db)
 
 
 @app.command()
@@ -330,17 +298,17 @@ def memory_maintain(
 ) -> None:
     """Check, prune, compact, re-index and audit the vector memory now."""
     from flows.maintain_index import maintain_index
-    from models.vector_maintenance import MaintenanceConfig
+    from neuraltrade.memory.maintenance import MaintenanceConfig
 
     config = _run(lambda: MaintenanceConfig(recall_threshold=recall_threshold, retention_days=retention_days))
     with progress_bars({"maintain": ("maintaining", "collections", len(collection) if collection else None)}):
         summary = _run(
             lambda: run_small_flow(maintain_index, database_url=db, config=config, collections=collection or None)
         )
-    _print_maintenance(summary)
+    print_maintenance(summary)
 
 
-def _print_maintenance(summary: dict[str, Any]) -> None:
+def print_maintenance(summary: dict[str, Any]) -> None:
     table = Table(title="Maintenance")
     table.add_column("collection", overflow="fold")
     for column in ("items", "pruned", "index", "recall", "path"):

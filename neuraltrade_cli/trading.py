@@ -111,8 +111,8 @@ def backtest(
 
     The run is stored in ``--db`` (migrated first if new) with its trades, equity, signals and orders,
     as the nightly stores its runs, under the id printed: ``neuraltrade report RUN_ID`` draws it. The
-    same backtest again stores nothing new. ``memory_vote`` reads the market memory of ``--db`` (filled
-    by ``neuraltrade nightly`` or ``embed``).
+    same backtest again stores nothing new. A strategy that reads the market memory (``memory_vote``)
+    reads that of ``--db`` (filled by ``neuraltrade nightly`` or ``embed``).
     """
     parameters = parse_parameters(param or [])
 
@@ -141,10 +141,11 @@ def backtest(
 
 @dataclass(frozen=True, kw_only=True)
 class Backtested:
-    """A backtest of the command line: its result, the id it is stored under, and where it is stored."""
+    """A backtest of the command line: its result, its specification (whose run id it is stored under),
+    and where it is stored."""
 
     result: Any
-    identity: Any
+    spec: Any
     #: The database the run is stored in (its password hidden); None when it was not to be stored.
     stored_in: str | None = None
     #: Whether this backtest stored the run (False: it was stored already, or not to be stored).
@@ -162,63 +163,33 @@ def backtest_file(
     store: bool = True,
 ) -> Backtested:
     """Backtest strategy `strategy_name` on the bars of `path` and, if `store`, store the run in
-    `database_url` (migrated to the newest schema first) as the nightly stores its runs."""
-    from models.backtest_runs import run_details, run_identity, save_backtest
-    from neuraltrade.backtest import run_backtest
-    from neuraltrade.strategies.registry import build_config, build_strategy
+    `database_url` (migrated to the newest schema first) through the nightly's own path
+    (`tasks.backtesting.run_and_store`)."""
+    from neuraltrade.strategies.registry import build_config
+    from tasks.backtesting import StrategySpec, run_and_store
 
     build_config(strategy_name, parameters)  # a bad name or parameter is reported before the file is read
     market, _ = read_market(path, symbol)
     url = None
-    if store or strategy_name == "memory_vote":
-        from models.engine import resolve_database_url
-
-        url = resolve_database_url(database_url)
     if store:
+        from models.engine import resolve_database_url
         from models.migrations import upgrade_database
 
-        assert url is not None
+        url = resolve_database_url(database_url)
         upgrade_database(url)  # before the backtest: a database that cannot be written fails at once
-    searcher, memory = None, None
-    if strategy_name == "memory_vote":
-        assert url is not None
-        searcher, memory = _market_memory(url, market)
-    strategy = build_strategy(strategy_name, parameters, searcher=searcher)
-    identity = run_identity(strategy, config, market, memory=memory)
-    # Storing the run's orders needs every order event, which only the bar-by-bar loop records.
-    result = run_backtest(market, strategy, config, record_orders=store)
+    strategy = StrategySpec(name=strategy_name, params=parameters)
+    # Not reused when stored already: the command shows the run's result, so it computes it again.
+    run = run_and_store(url or database_url, market, strategy, config, store=store, reuse=False)
     if not store:
-        return Backtested(result=result, identity=identity)
-    from models.engine import display_url, session_scope
-    from neuraltrade.clock import SystemClock
+        return Backtested(result=run.result, spec=run.spec)
+    from models.engine import display_url
 
     assert url is not None
-    with session_scope(url, write=True) as session:
-        newly = save_backtest(
-            session, result, identity, run_details(result, memory=memory), created_at=SystemClock().now()
-        )
-    return Backtested(result=result, identity=identity, stored_in=display_url(url), newly_stored=newly)
-
-
-def _market_memory(url: str, market: Any) -> tuple[Any, dict[str, Any]]:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from models.collections import CollectionNotFound
-    from models.engine import display_url
-    from tasks.backtest import market_memory
-
-    only = market.symbols[0] if len(market.symbols) == 1 else None
-    try:
-        return market_memory(url, only)
-    except (CollectionNotFound, SQLAlchemyError):
-        raise _Failure(
-            f"strategy 'memory_vote' reads the market memory of {display_url(url)}, which holds none: "
-            f"run `neuraltrade nightly --db {display_url(url)}` (or `ingest` and `embed`) first"
-        ) from None
+    return Backtested(result=run.result, spec=run.spec, stored_in=display_url(url), newly_stored=run.newly_stored)
 
 
 def _storage_note(outcome: Backtested, database_url: str | None) -> str:
-    run_id = str(outcome.identity.run_id)
+    run_id = str(outcome.spec.run_id)
     if outcome.stored_in is None:
         return f"not stored (--no-store); stored, it would be run {run_id}"
     how = "stored" if outcome.newly_stored else "already stored"
@@ -277,9 +248,10 @@ def backtest_document(outcome: Backtested) -> dict[str, Any]:
             "bars": len(result.market),
             "cash": result.config.cash,
             "commission": result.config.commission,
-            "run_id": str(outcome.identity.run_id),
-            "config_digest": outcome.identity.config_digest,
-            "data_digest": result.data_digest,
+            "run_id": str(outcome.spec.run_id),
+            "config_digest": outcome.spec.config_digest,
+            "data_digest": outcome.spec.data_digest,
+            "engine_version": outcome.spec.engine_version,
             "stored_in": outcome.stored_in,
             "closed_trades": result.trade_rows(),
         }

@@ -29,7 +29,7 @@ _SPREAD_SOURCES = {True: {"spread_source": "quoted"}, False: {"spread_source": "
 def list_symbols(database_url: str) -> list[str]:
     """Return every symbol that has bars."""
     with session_scope(database_url) as session:
-        return repositories.symbols(session)
+        return repositories.list_symbols(session)
 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
@@ -39,7 +39,8 @@ def embed_symbol(
     embedder_config: WindowEmbedderConfig,
     collection: str = MARKET_STATE_COLLECTION,
 ) -> dict[str, Any]:
-    """Embed every bar of `symbol` that has a full window and no vector yet.
+    """Embed every bar of `symbol` that has a full window and no vector yet; store the observation (the
+    market state) of every bar, those before the first full window included, which have no vector.
 
     Reads, computes, then writes in one short write transaction, so that several symbols embed in
     parallel while SQLite's single writer is busy with another. A re-run writes the same ids: what
@@ -73,34 +74,40 @@ def embed_symbol(
 
     vectors = embedder.embed(frame)
     # Row r of `vectors` embeds the window that ends at bar r + window - 1 of `frame`.
-    ends = timestamps_to_microseconds(frame["timestamp"])[window - 1 :]
+    stamps = timestamps_to_microseconds(frame["timestamp"])
+    ends = stamps[window - 1 :]
     wanted = np.isin(ends, missing)
     positions = np.flatnonzero(wanted) + window - 1
-    moments = ends[wanted].tolist()
+    # The bars before the first full window have a market state too (a strategy may decide on them, and its
+    # signal links their observation), only no vector: their observations are stored with the first ones.
+    warmup = np.flatnonzero(stamps < eligible[0]) if len(eligible) else np.arange(0)
+    stored = np.concatenate([warmup, positions])
+    moments = stamps[stored].tolist()
     observation_ids = Observation.ids_for(symbol, moments)
-    quoted = ~np.isnan(frame["spread"].to_numpy()[positions])
+    quoted = ~np.isnan(frame["spread"].to_numpy()[stored])
     now = clock.now()
     count = len(positions)
     observations: dict[str, list[Any]] = {
         "id": observation_ids,
-        "bar_id": bar_ids[positions].tolist(),
-        "symbol": [symbol] * count,
+        "bar_id": bar_ids[stored].tolist(),
+        "symbol": [symbol] * len(stored),
         "timestamp": moments,
-        "price": frame["close"].to_numpy()[positions].tolist(),
-        "volume": frame["volume"].to_numpy()[positions].tolist(),
-        "spread": relative_spreads(frame)[positions].tolist(),
+        "price": frame["close"].to_numpy()[stored].tolist(),
+        "volume": frame["volume"].to_numpy()[stored].tolist(),
+        "spread": relative_spreads(frame)[stored].tolist(),
         "metadata": [_SPREAD_SOURCES[bool(flag)] for flag in quoted],
-        "created_at": [now] * count,
+        "created_at": [now] * len(stored),
     }
+    embedded_ids = observation_ids[len(warmup) :]
     with session_scope(database_url, write=True) as session:
         repositories.upsert_observations(session, observations)
-        keys = [str(observation) for observation in observation_ids]
+        keys = [str(observation) for observation in embedded_ids]
         memory.upsert_many(
             keys,
             vectors[wanted],
             [{"symbol": symbol, "observation_id": key} for key in keys],
-            timestamps=moments,
-            observation_ids=observation_ids,
+            timestamps=moments[len(warmup) :],
+            observation_ids=embedded_ids,
             session=session,
         )
     progress.report("embed", symbol, count)

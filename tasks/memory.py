@@ -12,9 +12,9 @@ from typing import Any
 from prefect import task
 
 from models import vector_compaction, vector_maintenance
-from models.vector_maintenance import MaintenanceConfig
 from neuraltrade.canonical import format_timestamp
 from neuraltrade.clock import Clock, SystemClock
+from neuraltrade.memory.maintenance import MaintenanceConfig
 from tasks import progress
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
 
@@ -53,7 +53,7 @@ def plan_vacuum(database_url: str, config: MaintenanceConfig) -> dict[str, Any]:
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
 def rebuild_vector_table(database_url: str, collection: str) -> dict[str, Any]:
-    """Rewrite the collection's sqlite-vec table densely, reclaiming partly empty chunks."""
+    """Rewrite the collection's vector storage densely (sqlite-vec: reclaiming partly empty chunks)."""
     return asdict(vector_compaction.rebuild_vector_table(database_url, collection))
 
 
@@ -69,7 +69,7 @@ def vacuum_database(database_url: str) -> dict[str, Any]:
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
 def optimize_database(database_url: str) -> dict[str, Any]:
-    """Run ``PRAGMA optimize``."""
+    """Refresh the query planner's statistics (SQLite's ``PRAGMA optimize``)."""
     return asdict(vector_compaction.optimize(database_url))
 
 

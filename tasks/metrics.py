@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from models import run_summaries
-from models.engine import is_sqlite
+from models.engine import database_file
 from models.vector_statistics import last_recalls
 
 METRICS_ENVIRONMENT_VARIABLE = "NEURALTRADE_METRICS_FILE"
@@ -29,10 +28,8 @@ def metrics_path(database_url: str) -> Path:
     configured = os.environ.get(METRICS_ENVIRONMENT_VARIABLE)
     if configured:
         return Path(configured)
-    database = make_url(database_url).database if is_sqlite(database_url) else None
-    if database and database != ":memory:" and not database.startswith("file:"):
-        return Path(database).expanduser().resolve().parent / "metrics.prom"
-    return Path("data") / "metrics.prom"
+    database = database_file(database_url)
+    return Path("data") / "metrics.prom" if database is None else database.parent / "metrics.prom"
 
 
 def collect_metrics(session: Session) -> CollectorRegistry:

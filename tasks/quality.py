@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from neuraltrade.errors import QualityCheckUnavailable
 from neuraltrade.market.bars import PRICE_COLUMNS, TIMESTAMP_DTYPE
 
 if TYPE_CHECKING:
@@ -209,8 +210,8 @@ def check_bars(frame: pd.DataFrame) -> dict[int, list[str]]:
     ------
     KeyError
         If a checked column is absent from `frame`.
-    RuntimeError
-        If GX could not evaluate an expectation.
+    QualityCheckUnavailable
+        If GX could not evaluate an expectation (naming the check).
     """
     if len(frame) == 0:
         return {}
@@ -223,11 +224,11 @@ def check_bars(frame: pd.DataFrame) -> dict[int, list[str]]:
     failing_rows: dict[str, list[int]] = {}
     for result in suite_result.results:
         if result.expectation_config is None or result.expectation_config.meta is None:
-            raise RuntimeError("GX returned a result without its expectation configuration")
+            raise QualityCheckUnavailable("(unknown)", "Great Expectations returned a result without its expectation")
         name = result.expectation_config.meta[_META_KEY]
         error = _exception_message(result.exception_info)
         if error is not None:
-            raise RuntimeError(f"GX could not evaluate check {name!r}: {error}")
+            raise QualityCheckUnavailable(name, f"Great Expectations raised {error}")
         if not result.success:
             failing_rows[name] = [int(row) for row in result.result["unexpected_index_list"]]
 

@@ -6,7 +6,10 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-_TRANSIENT_MESSAGES = ("database is locked", "database is busy", "could not connect", "connection reset")
+from models.dialects import transient_messages
+
+#: What every supported driver says of a locked database or a lost connection.
+_TRANSIENT_MESSAGES = tuple(fragment for fragments in transient_messages() for fragment in fragments)
 
 #: Delays between the attempts of a task that failed transiently, in seconds.
 RETRY_DELAYS_SECONDS: list[float] = [1.0, 5.0, 30.0]

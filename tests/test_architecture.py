@@ -1,17 +1,31 @@
-"""Specification of the project's layering: the domain (`neuraltrade/`) never knows a database exists.
+"""Specification of the project's layering, seams and errors, read from the source with `ast`.
 
-`neuraltrade/` is pure: numpy, pandas and the standard library. Orchestration (Prefect), storage
-(SQLAlchemy), data-quality tooling (Great Expectations), metrics (Prometheus) and the layers built on
-top of the domain (`flows`, `tasks`, `models`) may import it, never the other way round.
+The domain (`neuraltrade/`) never knows a database exists: it imports the standard library and an
+explicit list of third-party packages only. The layers stack `neuraltrade` < `models` < `tasks` <
+`flows` < `deployments` < `neuraltrade_cli`; each imports itself and lower layers only. SQL that only
+SQLite understands lives in `models/dialects/`. Every exception a user can meet is a
+`NeuralTradeError` subclass. Each checker (in `tests/architecture.py`) is also run on a synthetic tree
+to show that it can fail.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.architecture import (
+    LAYERS,
+    bare_raises,
+    dialect_leaks,
+    import_cycles,
+    imported_modules,
+    layer_violations,
+    module_graph,
+    python_files,
+    third_party_imports,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = PROJECT_ROOT / "neuraltrade"
@@ -19,16 +33,28 @@ TESTS = PROJECT_ROOT / "tests"
 FORBIDDEN_IN_DOMAIN = frozenset(
     {"prefect", "sqlalchemy", "great_expectations", "prometheus_client", "flows", "tasks", "models"}
 )
-
-
-def imported_modules(source: str) -> Iterator[tuple[int, str]]:
-    """Yield (line, absolute module name) of every import in `source`, at any depth (functions too)."""
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield node.lineno, alias.name
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            yield node.lineno, node.module
+#: Every third-party package the domain imports, and what for. Measured: the test below fails on one
+#: more, and on an entry the domain no longer imports. (hnswlib is storage: `models.ann_index`.)
+DOMAIN_THIRD_PARTY = {
+    "numpy": "vectors, prices and every array computation",
+    "pandas": "bar frames, the market data every strategy reads",
+    "pyarrow": "fast reading of CSV and Parquet bar files (market.ingest, market.bar_formats)",
+    "sklearn": "the neural strategy's classifier (strategies.neural)",
+    "threadpoolctl": "one BLAS thread where the domain already runs in parallel (strategies.neural, memory.snapshot)",
+}
+#: The bare raises that stay, by ``path:function:exception``, each with why no user meets it.
+BARE_RAISES_ALLOWED = {
+    "models/base.py:table_of:TypeError": (
+        "a model class mapped to no table is a programming error, met by the first test that uses the "
+        "model; no input reaches it"
+    ),
+    "deployments/__init__.py:build_deployment:TypeError": (
+        "calling it inside a running event loop is a misuse by Python code (the `serve` command calls "
+        "it synchronously), and TypeError is what Prefect's own API raises for that misuse"
+    ),
+}
+#: The packages an import cycle is checked in.
+ACYCLIC_PACKAGES = ("neuraltrade_cli",)
 
 
 def forbidden_imports(source: str) -> list[tuple[int, str]]:
@@ -110,8 +136,8 @@ def test_every_test_folder_is_a_package() -> None:
     assert not missing, f"test folders without __init__.py: {missing}"
 
 
-@pytest.mark.parametrize("layer", ["flows", "tasks", "models"])
-def test_the_outer_layers_exist_where_the_rule_expects_them(layer: str) -> None:
+@pytest.mark.parametrize("layer", LAYERS)
+def test_the_layers_exist_where_the_rule_expects_them(layer: str) -> None:
     assert (PROJECT_ROOT / layer / "__init__.py").is_file()
 
 
@@ -182,3 +208,173 @@ def test_no_test_or_benchmark_names_a_path_outside_the_repository() -> None:
         str(path.relative_to(PROJECT_ROOT)): found for path in files if (found := paths_outside_the_repository(path))
     }
     assert offenders == {}
+
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write `files` (relative path -> source) under `root`; return `root`."""
+    for name, source in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source, encoding="utf-8")
+    return root
+
+
+# -- the layer order ----------------------------------------------------------------------------
+
+
+def test_the_layer_checker_reports_every_import_of_a_higher_layer_lazy_ones_too(tmp_path: Path) -> None:
+    root = write_tree(
+        tmp_path,
+        {
+            "neuraltrade/clock.py": "import numpy\nfrom models.engine import get_engine\n",
+            "models/engine.py": "from neuraltrade import clock\n\ndef f():\n    from tasks import embed\n",
+            "tasks/embed.py": "from models import engine\nimport neuraltrade.clock\n",
+            "flows/nightly.py": "import neuraltrade_cli.app\nfrom tasks import embed\n",
+            "deployments/__init__.py": "from flows import nightly\n",
+            "neuraltrade_cli/app.py": "from deployments import serve\nimport flows.nightly\n",
+        },
+    )
+
+    assert layer_violations(root) == [
+        "neuraltrade/clock.py:2 (neuraltrade) imports models.engine",
+        "models/engine.py:4 (models) imports tasks",
+        "flows/nightly.py:1 (flows) imports neuraltrade_cli.app",
+    ]
+
+
+def test_each_layer_imports_only_itself_and_the_layers_below_it() -> None:
+    assert layer_violations(PROJECT_ROOT) == []
+
+
+# -- the domain's third-party imports ------------------------------------------------------------
+
+
+def test_the_third_party_checker_reports_a_package_with_where_it_is_imported(tmp_path: Path) -> None:
+    root = write_tree(
+        tmp_path,
+        {"neuraltrade/memory/index.py": "import json\nimport numpy as np\n\ndef build():\n    import hnswlib\n"},
+    )
+
+    found = third_party_imports(root, "neuraltrade")
+
+    assert found == {"numpy": ["neuraltrade/memory/index.py:2"], "hnswlib": ["neuraltrade/memory/index.py:5"]}
+    assert set(found) - set(DOMAIN_THIRD_PARTY) == {"hnswlib"}
+
+
+def test_the_domain_imports_only_the_allowed_third_party_packages_and_all_of_them() -> None:
+    found = third_party_imports(PROJECT_ROOT, "neuraltrade")
+
+    unexpected = {name: places for name, places in found.items() if name not in DOMAIN_THIRD_PARTY}
+    assert unexpected == {}, "neuraltrade/ imports packages off its allow-list"
+    assert sorted(found) == sorted(DOMAIN_THIRD_PARTY), "an allow-list entry the domain no longer imports"
+    assert "hnswlib" not in DOMAIN_THIRD_PARTY
+
+
+# -- import cycles -------------------------------------------------------------------------------
+
+
+def test_the_cycle_checker_finds_a_cycle_closed_by_a_lazy_or_relative_import(tmp_path: Path) -> None:
+    root = write_tree(
+        tmp_path,
+        {
+            "cli/__init__.py": "from cli import a, c\n",
+            "cli/a.py": "from cli.b import helper\n",
+            "cli/b.py": "def helper():\n    from cli import a\n",
+            "cli/c.py": "from . import a\nfrom .d import run\n",
+            "cli/d.py": "def run():\n    from .c import x\n",
+            "cli/e.py": "import cli.a.thing\n",
+        },
+    )
+
+    graph = module_graph(root, "cli")
+
+    assert graph["cli.e"] == {"cli.a"}
+    assert import_cycles(graph) == [["cli.a", "cli.b"], ["cli.c", "cli.d"]]
+
+
+@pytest.mark.parametrize("package", ACYCLIC_PACKAGES)
+def test_a_package_has_no_import_cycle_between_its_modules(package: str) -> None:
+    graph = module_graph(PROJECT_ROOT, package)
+
+    assert len(graph) > 3
+    assert import_cycles(graph) == []
+
+
+# -- every exception a user meets is a NeuralTradeError ------------------------------------------
+
+
+def test_the_raise_checker_reports_bare_exceptions_with_their_function(tmp_path: Path) -> None:
+    path = tmp_path / "module.py"
+    path.write_text(
+        "\n".join(
+            [
+                "from neuraltrade.errors import ConfigError",
+                "def parse(text):",
+                "    if not text:",
+                "        raise ValueError(f'empty {text!r}')",
+                "    try:",
+                "        return int(text)",
+                "    except OverflowError as error:",
+                "        raise RuntimeError('too big') from error",
+                "class Store:",
+                "    def get(self, key):",
+                "        raise KeyError",
+                "    def put(self, key):",
+                "        raise ConfigError(f'bad key {key!r}')",
+                "raise TypeError('at import')",
+                "raise",
+            ]
+        ),
+        encoding="utf-8",
+    )
+
+    assert bare_raises(path) == [
+        (4, "parse", "ValueError"),
+        (8, "parse", "RuntimeError"),
+        (11, "get", "KeyError"),
+        (14, "<module>", "TypeError"),
+    ]
+
+
+def test_no_layer_raises_a_bare_value_runtime_type_or_key_error_off_the_allow_list() -> None:
+    found = {
+        f"{path.relative_to(PROJECT_ROOT).as_posix()}:{function}:{exception}": line
+        for layer in LAYERS
+        for path in python_files(PROJECT_ROOT, layer)
+        for line, function, exception in bare_raises(path)
+    }
+
+    assert sorted(set(found) - set(BARE_RAISES_ALLOWED)) == [], "raise a NeuralTradeError subclass instead"
+    assert sorted(set(BARE_RAISES_ALLOWED) - set(found)) == [], "an allow-list entry no longer raises"
+
+
+# -- SQL of one dialect lives behind the dialect seam --------------------------------------------
+
+
+def test_the_dialect_checker_reports_sqlite_sql_and_driver_imports_outside_the_dialects(tmp_path: Path) -> None:
+    root = write_tree(
+        tmp_path,
+        {
+            "models/compaction.py": (
+                '"""Runs PRAGMA optimize when it is due."""\n'
+                "def optimize(connection):\n"
+                '    """VACUUM too."""\n'
+                '    connection.exec_driver_sql("PRAGMA optimize")\n'
+                '    return "vacuumed"\n'
+            ),
+            "models/dialects/sqlite.py": 'import sqlean\nSETUP = "PRAGMA foreign_keys = ON"\n',
+            "tasks/raw.py": "import sqlite_vec\nfrom sqlalchemy.dialects import sqlite\n",
+            "neuraltrade_cli/app.py": 'SQL = "INSERT OR REPLACE INTO bars VALUES (?)"\n',
+        },
+    )
+
+    assert dialect_leaks(root) == [
+        "models/compaction.py:4 holds SQLite-only SQL 'PRAGMA optimize'",
+        "tasks/raw.py:1 imports sqlite_vec",
+        "tasks/raw.py:2 imports sqlalchemy.dialects",
+        "neuraltrade_cli/app.py:1 holds SQLite-only SQL 'INSERT OR REPLACE INTO bars VALUES (?)'",
+    ]
+
+
+def test_sqlite_sql_and_drivers_live_in_the_dialect_modules_only() -> None:
+    assert dialect_leaks(PROJECT_ROOT) == []

@@ -10,7 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from neuraltrade.backtest.broker import OpenTrade, OrderEvent, OrderEventKind, SimulatedBroker, WorkingOrder
+    from neuraltrade.backtest.book import BrokerEvent, BrokerEventKind, OpenTrade, WorkingOrder
+    from neuraltrade.backtest.broker import SimulatedBroker
     from neuraltrade.backtest.config import ALL_IN, BacktestConfig, SameBarExit
     from neuraltrade.backtest.engine import Account, OrderIntent, run_backtest
     from neuraltrade.backtest.market import MarketData
@@ -19,11 +20,11 @@ if TYPE_CHECKING:
 
 #: Public name -> the module that defines it.
 _HOMES = {
-    "OpenTrade": "broker",
-    "OrderEvent": "broker",
-    "OrderEventKind": "broker",
+    "BrokerEvent": "book",
+    "BrokerEventKind": "book",
+    "OpenTrade": "book",
+    "WorkingOrder": "book",
     "SimulatedBroker": "broker",
-    "WorkingOrder": "broker",
     "ALL_IN": "config",
     "BacktestConfig": "config",
     "SameBarExit": "config",
@@ -42,13 +43,13 @@ __all__ = [
     "Account",
     "BacktestConfig",
     "BacktestResult",
+    "BrokerEvent",
+    "BrokerEventKind",
     "ClosedTrade",
     "Decision",
     "ExitReason",
     "MarketData",
     "OpenTrade",
-    "OrderEvent",
-    "OrderEventKind",
     "OrderIntent",
     "SameBarExit",
     "SimulatedBroker",

@@ -100,6 +100,11 @@ class BacktestConfig:
             except ValueError as error:
                 choices = ", ".join(rule.value for rule in SameBarExit)
                 raise ConfigError(f"same_bar_exit {self.same_bar_exit!r} is not one of {choices}") from error
+        # One configuration, one value: cash=10000 and cash=10000.0 compare equal field by field.
+        for name in ("cash", "commission", "fixed_commission", "spread", "margin", "order_size", "max_participation"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))
 
     @property
     def leverage(self) -> float:

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 from neuraltrade.backtest.engine import Account, OrderIntent, PreTradeCheck, Sizer
 from neuraltrade.market.history import PriceHistory
-from neuraltrade.trading.orders import client_order_id_for
 from neuraltrade.trading.risk import OrderRequest, PortfolioState, RiskManager, RiskRejection
 from neuraltrade.trading.sizing import CappedKelly, FixedFraction, VolatilityTarget, size_position
 from neuraltrade.types import Direction
@@ -19,8 +18,11 @@ from neuraltrade.types import Direction
 SizingConfig = FixedFraction | VolatilityTarget | CappedKelly
 
 
-def risk_check(manager: RiskManager, strategy_id: str) -> PreTradeCheck:
-    """Return a pre-trade check that asks `manager` and returns its rejections (empty: approved)."""
+def risk_check(manager: RiskManager) -> PreTradeCheck:
+    """Return a pre-trade check that asks `manager` and returns its rejections (empty: approved).
+
+    The request carries the decision's signal id and its entry's client order id, so a rejection names both.
+    """
 
     def check(intent: OrderIntent, units: float, account: Account) -> Sequence[RiskRejection]:
         # `units` is the position the order would leave; the request is the change that takes it there.
@@ -28,13 +30,12 @@ def risk_check(manager: RiskManager, strategy_id: str) -> PreTradeCheck:
         if change == 0:
             return ()
         request = OrderRequest(
-            client_order_id=client_order_id_for(
-                strategy_id=strategy_id, symbol=intent.symbol, timestamp=account.timestamp, purpose="entry"
-            ),
+            client_order_id=intent.client_order_id,
             symbol=intent.symbol,
             quantity=change,
             price=intent.price,
             timestamp=account.timestamp,
+            signal_id=intent.signal_id,
         )
         state = PortfolioState(
             timestamp=account.timestamp,

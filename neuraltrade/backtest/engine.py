@@ -11,6 +11,7 @@ that bar.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,26 +19,31 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from neuraltrade.backtest.broker import OpenTrade, SimulatedBroker, WorkingOrder
+from neuraltrade.backtest.book import WorkingOrder
+from neuraltrade.backtest.broker import SimulatedBroker
 from neuraltrade.backtest.config import BacktestConfig
 from neuraltrade.backtest.fast import fast_path_applies, run_decisions
+from neuraltrade.backtest.identity import OrderName, RunName, SignalName
 from neuraltrade.backtest.ledger import Mark, equity_curve, record
 from neuraltrade.backtest.market import MarketData
-from neuraltrade.backtest.result import BacktestResult, Decision
-from neuraltrade.backtest.trade import ExitReason
+from neuraltrade.backtest.result import BacktestResult, Decision, RunRecords
+from neuraltrade.backtest.run_spec import run_spec
 from neuraltrade.market.history import PriceHistory
 from neuraltrade.strategies.base import SignalFrame, Strategy, verify_causality
 
 
 @dataclass(frozen=True, slots=True)
 class OrderIntent:
-    """An entry the engine is about to order, as a sizer and a risk check see it."""
+    """An entry the engine is about to order, as a sizer and a risk check see it: the decision's signal id
+    and the client order id its entry order will carry (derived once, at the decision)."""
 
     symbol: str
     bar: int
     direction: int
     price: float
     confidence: float
+    signal_id: uuid.UUID
+    client_order_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,7 @@ def run_backtest(
     risk: PreTradeCheck | None = None,
     frames: Mapping[str, SignalFrame] | None = None,
     record_orders: bool = False,
+    run_id: uuid.UUID | None = None,
 ) -> BacktestResult:
     """Backtest `strategy` on every symbol of `market` with one shared account.
 
@@ -94,11 +101,15 @@ def run_backtest(
     record_orders
         Keep every order's events (placed, filled, cancelled...), for the order manager; otherwise a run
         that only market orders can change takes the fast path and records trades and equity alone.
+    run_id
+        The run's id, from which every signal, order and fill id derives; by default that of
+        ``run_spec(strategy, config, market)`` (a caller running with risk limits, a sizer or a memory
+        gives the id of its full `RunSpec`).
 
     Returns
     -------
     BacktestResult
-        Equity per bar, closed trades, order events, decisions and, lazily, statistics.
+        Equity per bar, closed trades, fills, order events, decisions and, lazily, statistics.
     """
     config = config or BacktestConfig()
     computed = dict(frames) if frames is not None else {}
@@ -110,24 +121,23 @@ def run_backtest(
         frame.check(history, strategy.strategy_id)
         if config.verify_causality and frames is None:
             verify_causality(strategy, history, frame)
+    run = RunName(run_id, lambda: run_spec(strategy, config, market).run_id)
     if sizer is None and risk is None and not record_orders and fast_path_applies(config, computed):
-        outcome = run_decisions(market, config, computed)
+        outcome = run_decisions(market, config, computed, strategy.strategy_id)
         if outcome is not None:
-            equity, trades, still_open, decisions = outcome
+            equity, ledger = outcome
             return BacktestResult(
                 strategy=strategy,
                 config=config,
                 market=market,
                 equity=equity,
-                trades=tuple(trades),
-                open_trades=tuple(
-                    OpenTrade(market.symbols[row], row, size, price, bar) for row, bar, size, price in still_open
-                ),
                 events=(),
-                decisions=tuple(decisions),
                 frames=computed,
+                trade_figures=ledger.lots,
+                lineage=ledger.records,
+                run_name=run,
             )
-    return _Simulation(market, strategy, config, computed, sizer, risk).run()
+    return _Simulation(market, strategy, config, computed, sizer, risk, run).run()
 
 
 class _Simulation:
@@ -139,11 +149,13 @@ class _Simulation:
         frames: Mapping[str, SignalFrame],
         sizer: Sizer | None,
         risk: PreTradeCheck | None,
+        run: RunName,
     ) -> None:
         self.market, self.strategy, self.config, self.frames = market, strategy, config, frames
-        self.sizer, self.risk = sizer, risk
+        self.sizer, self.risk, self.run_name = sizer, risk, run
         self.broker = SimulatedBroker(config, market)
-        self.decisions: list[Decision] = []
+        # (symbol, bar, symbol bar, target, confidence, signal): a `Decision` once its signal id is read.
+        self.decisions: list[tuple[str, int, int, float, float, SignalName]] = []
         self.rejections: list[Any] = []
         self.marks: list[Mark] = []
         self.peak_equity = config.cash
@@ -215,22 +227,25 @@ class _Simulation:
         if not working and (target > 0 < held or target < 0 > held or (target == 0 and held == 0)):
             return
         confidence = float(frame.confidence[index])
-        decision = Decision(symbol=symbol, bar=bar, symbol_bar=index, target=target, confidence=confidence)
-        self.decisions.append(decision)
+        # The decision's signal and its entry order are named here, once; their orders, trades and rejections
+        # carry the names, whose ids are derived when first read.
+        signal = SignalName(self.run_name, self.strategy_id, symbol, self.market.datetimes[bar])
+        self.decisions.append((symbol, bar, index, target, confidence, signal))
         if target == 0:
-            self._flatten(symbol, bar, "the strategy turned flat")
+            self._flatten(symbol, bar, "the strategy turned flat", signal)
             return
+        name = OrderName.entry(signal)
         direction = 1 if target > 0 else -1
         size = direction * self.config.order_size
         units: float | None = None  # units a sizer asked for, however few: never read as a margin fraction
         close = self.market.lists["valuation"][row][bar]
         if self.sizer is not None or self.risk is not None:
-            intent = OrderIntent(symbol, bar, direction, close, confidence)
+            intent = OrderIntent(symbol, bar, direction, close, confidence, signal.id, name.client_order_id)
             account = self._account(bar)
             if self.sizer is not None:
                 size = float(self.sizer(intent, self.market.histories[symbol].head(index + 1), account))
                 if size == 0 or not math.isfinite(size):
-                    self._leave(symbol, bar, "the sizer gave the new position no units")
+                    self._leave(symbol, bar, "the sizer gave the new position no units", signal)
                     return
                 units = abs(size)
             if self.risk is not None:
@@ -242,7 +257,7 @@ class _Simulation:
                 reasons = list(self.risk(intent, after, account))
                 if reasons:
                     self.rejections.extend(reasons)
-                    self._leave(symbol, bar, "the new position was refused by the risk manager")
+                    self._leave(symbol, bar, "the new position was refused by the risk manager", signal)
                     return
         limit, stop = _at(frame.entry_limit, index), _at(frame.entry_stop, index)
         self.broker.submit(
@@ -258,25 +273,25 @@ class _Simulation:
                 take_profit_distance=_at(frame.take_profit, index),
                 trailing_distance=_at(frame.trailing_stop, index),
                 decision_bar=bar,
-                client_order_id=f"{self.strategy_id}:{symbol}:{int(self.market.timestamps[bar])}",
+                name=name,
                 units=units,
             )
         )
 
-    def _flatten(self, symbol: str, bar: int, reason: str) -> None:
+    def _flatten(self, symbol: str, bar: int, reason: str, signal: SignalName) -> None:
         self.broker.cancel_orders(symbol, bar, reason)
-        self.broker.close_trades(symbol, bar)
+        self.broker.close_trades(symbol, bar, signal)
 
-    def _leave(self, symbol: str, bar: int, reason: str) -> None:
+    def _leave(self, symbol: str, bar: int, reason: str, signal: SignalName) -> None:
         """Carry out the exit half of a decision whose entry will not be placed (exits always pass)."""
         if self.config.exclusive_orders:
-            self._flatten(symbol, bar, reason)
+            self._flatten(symbol, bar, reason, signal)
 
     def _account(self, bar: int) -> Account:
         value = self.market.lists["valuation"]
         prices = {symbol: value[row][bar] for row, symbol in enumerate(self.market.symbols)}
         positions = {symbol: self.broker.position(symbol) for symbol in self.market.symbols}
-        closed = self.broker.closed
+        closed = self.broker.closed_trades()
         self.trade_returns.extend(trade.return_pct for trade in closed[len(self.trade_returns) :])
         returns = tuple(self.trade_returns)
         return Account(
@@ -331,7 +346,7 @@ class _Simulation:
     def _out_of_money(self, bar: int, *, force: bool = False) -> bool:
         if not force and self.broker.equity(bar) > 0:
             return False
-        self.broker.liquidate(bar, ExitReason.OUT_OF_MONEY)
+        self.broker.liquidate(bar)
         self.broker.cash = 0.0
         self.broker.expire_all(bar, "the account ran out of money")
         self.out_of_money_bar = bar
@@ -343,16 +358,17 @@ class _Simulation:
         self.broker.expire_all(last, "still working after the last bar")
         if not self.config.close_at_end or not self.broker.trades:
             return
-        # As backtesting.py's finalize_trades: close at the last bar's open (previous close on close fills).
-        prices = self.market.lists
-        on_close = self.config.trade_on_close and last > 0
-        exit_bar = last - 1 if on_close else last
-        for trade in list(reversed(self.broker.trades)):
-            price = prices["open"][trade.row][last]
-            if on_close or price != price:
-                price = prices["valuation"][trade.row][exit_bar]
-            self.broker.reduce_trade(trade, abs(trade.size), price, exit_bar, ExitReason.END)
+        self.broker.close_at_end(last)
         self._mark(last)
+
+    def _records(self, _run_id: uuid.UUID) -> RunRecords:
+        """The run's records, their ids derived from the names the run made (under `self.run_name`)."""
+        decisions = tuple(
+            Decision(symbol, bar, index, target, confidence, signal.id)
+            for symbol, bar, index, target, confidence, signal in self.decisions
+        )
+        broker = self.broker
+        return RunRecords(decisions, tuple(broker.closed_trades()), tuple(broker.fill_records()), tuple(broker.trades))
 
     def _result(self) -> BacktestResult:
         return BacktestResult(
@@ -360,12 +376,12 @@ class _Simulation:
             config=self.config,
             market=self.market,
             equity=equity_curve(self.market, self.marks, self.config.cash, self.out_of_money_bar),
-            trades=tuple(self.broker.closed),
-            open_trades=tuple(self.broker.trades),
             events=tuple(self.broker.events),
-            decisions=tuple(self.decisions),
             frames=self.frames,
+            trade_figures=tuple(self.broker.closed),
+            lineage=self._records,
             rejections=tuple(self.rejections),
+            run_name=self.run_name,
         )
 
 

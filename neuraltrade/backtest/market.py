@@ -10,9 +10,9 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from neuraltrade.clock import from_microseconds
 from neuraltrade.errors import ValidationError
 from neuraltrade.market.history import PriceHistory
+from neuraltrade.timestamps import from_microseconds
 
 
 @dataclass(frozen=True, eq=False)

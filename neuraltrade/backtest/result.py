@@ -1,83 +1,103 @@
-"""What a backtest produces: equity per bar, closed trades, order events, decisions, and their statistics."""
+"""What a backtest produces: equity per bar, closed trades, fills, order events, decisions, and their statistics."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from neuraltrade.backtest.broker import OpenTrade, OrderEvent
+from neuraltrade.backtest.book import BrokerEvent, OpenTrade
 from neuraltrade.backtest.config import BacktestConfig
+from neuraltrade.backtest.identity import RunName
 from neuraltrade.backtest.market import MarketData
-from neuraltrade.backtest.trade import ClosedTrade
-from neuraltrade.canonical import digest, format_timestamp, stable_id
+from neuraltrade.backtest.trade import ClosedTrade, TradeFigures
+from neuraltrade.canonical import format_timestamp
+from neuraltrade.records import CausalLink, CauseKind, Relation
 from neuraltrade.strategies.base import SignalFrame, Strategy
-from neuraltrade.types import Direction, Signal
+from neuraltrade.trading.risk import RiskRejection
+from neuraltrade.types import Direction, Fill, Signal
 
 if TYPE_CHECKING:
     from neuraltrade.backtest.statistics import Statistics
 
 
-def configuration_digest(strategy: Strategy, config: BacktestConfig, **controls: str | None) -> str:
-    """SHA-256 of what shapes a run besides its bars: the strategy, its parameters, the backtest
-    configuration, and any `controls` (digests of risk limits, sizing, the memory read) that are given."""
-    parts = {"strategy": strategy.name, "strategy_config": strategy.config.digest, "backtest_config": config.digest}
-    parts.update({name: value for name, value in controls.items() if value is not None})
-    return digest(parts)
-
-
-def market_digest(market: MarketData) -> str:
-    """SHA-256 of the bars of `market` (symbols, timestamps and OHLCV)."""
-    hasher = hashlib.sha256()
-    for symbol in market.symbols:
-        history = market.histories[symbol]
-        hasher.update(symbol.encode() + b"\x1f")
-        for values in (history.timestamps, history.open, history.high, history.low, history.close, history.volume):
-            hasher.update(np.ascontiguousarray(values).tobytes())
-    return hasher.hexdigest()
-
-
-def run_id_for(config_digest: str, data_digest: str) -> uuid.UUID:
-    """The stable id of the run of configuration `config_digest` on bars `data_digest`."""
-    return stable_id("backtest_run", config_digest, data_digest)
-
-
-def signal_id_for(run_id: uuid.UUID, strategy_id: str, symbol: str, moment: datetime) -> uuid.UUID:
-    """The stable id of the signal of run `run_id` for `symbol` after the bar at `moment`."""
-    return stable_id("signal", run_id, strategy_id, symbol, moment)
-
-
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """A decision that reached the order book: the symbol, the timeline bar, the symbol's own bar."""
+    """A decision that reached the order book: the symbol, the timeline bar, the symbol's own bar, and the
+    id of its signal (`neuraltrade.backtest.identity.signal_id_for`), named at the decision and carried by
+    its orders and trades."""
 
     symbol: str
     bar: int
     symbol_bar: int
     target: float
     confidence: float
+    signal_id: uuid.UUID
+
+
+class RunRecords(NamedTuple):
+    """What a run recorded that carries ids: decisions, closed trades, fills and the trades still open."""
+
+    decisions: tuple[Decision, ...]
+    trades: tuple[ClosedTrade, ...]
+    fills: tuple[Fill, ...]
+    open_trades: tuple[OpenTrade, ...]
 
 
 @dataclass(frozen=True, eq=False)
 class BacktestResult:
-    """The outcome of one backtest; statistics are computed on first use."""
+    """The outcome of one backtest; statistics are computed on first use.
+
+    `run_id` is the run's one id (`RunSpec.run_id` unless the caller gave one); the decisions, closed
+    trades, fills and open trades carry ids derived from it. Deriving them (a hash each) is put off to
+    their first reader (`lineage` makes the records), since a sweep reads only the statistics, which
+    `trade_figures` serve without ids.
+    """
 
     strategy: Strategy
     config: BacktestConfig
     market: MarketData
     equity: np.ndarray
-    trades: tuple[ClosedTrade, ...]
-    open_trades: tuple[OpenTrade, ...]
-    events: tuple[OrderEvent, ...]
-    decisions: tuple[Decision, ...]
+    events: tuple[BrokerEvent, ...]
     frames: Mapping[str, SignalFrame]
-    rejections: tuple[Any, ...] = ()
+    trade_figures: Sequence[TradeFigures]
+    lineage: Callable[[uuid.UUID], RunRecords]
+    run_name: RunName
+    rejections: tuple[RiskRejection, ...] = ()
+
+    @property
+    def run_id(self) -> uuid.UUID:
+        """The run's one id: the one `run_backtest` was given, or that of the run's specification (`run_spec`)."""
+        return self.run_name.id
+
+    @cached_property
+    def records(self) -> RunRecords:
+        """The decisions, closed trades, fills and open trades of the run, with their ids."""
+        return self.lineage(self.run_id)
+
+    @property
+    def decisions(self) -> tuple[Decision, ...]:
+        """The decisions that reached the order book, in the order they were taken."""
+        return self.records.decisions
+
+    @property
+    def trades(self) -> tuple[ClosedTrade, ...]:
+        """The closed trades (and closed parts), in the order they were closed."""
+        return self.records.trades
+
+    @property
+    def fills(self) -> tuple[Fill, ...]:
+        """Every fill of every order, in the order they happened."""
+        return self.records.fills
+
+    @property
+    def open_trades(self) -> tuple[OpenTrade, ...]:
+        """The trades still open after the last bar, oldest first."""
+        return self.records.open_trades
 
     @cached_property
     def statistics(self) -> Statistics:
@@ -88,7 +108,7 @@ class BacktestResult:
         return compute_statistics(
             equity=self.equity,
             timestamps=self.market.timestamps,
-            trades=self.trades,
+            trades=self.trade_figures,
             prices=prices,
             warmup_bars=self.warmup_bars,
         )
@@ -109,27 +129,9 @@ class BacktestResult:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(peak > 0, 100.0 * (1.0 - self.equity / peak), 0.0)
 
-    @cached_property
-    def config_digest(self) -> str:
-        """SHA-256 of the strategy's name and parameters and of the backtest configuration."""
-        return configuration_digest(self.strategy, self.config)
-
-    @cached_property
-    def data_digest(self) -> str:
-        """SHA-256 of the bars the run read (symbols, timestamps and OHLCV)."""
-        return market_digest(self.market)
-
-    @cached_property
-    def run_id(self) -> str:
-        """A stable id: the same strategy, configuration and bars give the same run id."""
-        return str(run_id_for(self.config_digest, self.data_digest))
-
-    def signals(self, run_id: uuid.UUID | None = None) -> list[Signal]:
-        """Return each decision as a `Signal` whose causal links name the bar's observation and what it used.
-
-        Signal ids belong to the run (`signal_id_for`), `run_id` or by default this result's own.
-        """
-        run = uuid.UUID(self.run_id) if run_id is None else run_id
+    def signals(self) -> list[Signal]:
+        """Return each decision as a `Signal` (its id the decision's) whose causal links name the bar's
+        observation and then what the decision used."""
         signals = []
         for decision in self.decisions:
             history = self.market.histories[decision.symbol]
@@ -145,7 +147,7 @@ class BacktestResult:
                 if np.isfinite(values[decision.symbol_bar])
             }
             signal = Signal(
-                id=signal_id_for(run, self.strategy.strategy_id, decision.symbol, timestamp),
+                id=decision.signal_id,
                 strategy_id=self.strategy.strategy_id,
                 timestamp=timestamp,
                 symbol=decision.symbol,
@@ -153,13 +155,15 @@ class BacktestResult:
                 confidence=min(1.0, max(0.0, decision.confidence if np.isfinite(decision.confidence) else 0.0)),
                 features=features,
                 reasoning=f"target {decision.target:+.0f} after the close of {format_timestamp(timestamp)}",
-                causal_links=[observation],
+                causal_links=(
+                    CausalLink(cause_id=observation, cause_kind=CauseKind.OBSERVATION, relation=Relation.OBSERVED),
+                    *frame.links.get(decision.symbol_bar, ()),
+                ),
             )
-            for link in frame.links.get(decision.symbol_bar, ()):
-                signal.add_causal_link(link)
             signals.append(signal)
         return signals
 
     def trade_rows(self) -> list[dict[str, Any]]:
-        """The closed trades as JSON-ready rows (the CLI contract's keys, plus symbol, commission and exit reason)."""
+        """The closed trades as JSON-ready rows (the CLI contract's keys, plus symbol, commission, exit reason and
+        the ids of the signal, orders and fills)."""
         return [trade.to_row() for trade in self.trades]

@@ -100,8 +100,12 @@ class RunSpec(Record):
 
     @cached_property
     def run_id(self) -> uuid.UUID:
-        """The run's one id."""
-        return stable_id(self.KIND, self.digest)
+        """The run's one id: of its configuration digest, its symbols and its data digest.
+
+        Every field of the specification enters it, and it costs one canonical encoding where a sweep also
+        reads `config_digest` (the encoding is the expensive part: a sweep derives an id per combination).
+        """
+        return stable_id(self.KIND, self.config_digest, list(self.symbols), self.data_digest)
 
 
 def run_spec(
@@ -115,7 +119,9 @@ def run_spec(
     data_digest: str | None = None,
 ) -> RunSpec:
     """The specification of `strategy` run on `market` under `config`, the risk `limits`, the `sizing` and
-    the memory read (`memory_digest`). `data_digest` saves hashing the bars again when it is known."""
+    the memory read (`memory_digest`, by default that of the memory the strategy was given,
+    ``strategy.supplies``) by the engine of this `ENGINE_VERSION`. `data_digest` saves hashing the bars
+    again when it is known."""
     return RunSpec(
         strategy=strategy.name,
         strategy_id=strategy.strategy_id,
@@ -123,7 +129,9 @@ def run_spec(
         backtest=to_plain(config),
         risk_limits=None if limits is None else to_plain(limits),
         sizing=None if sizing is None else {"kind": SIZING_KINDS[type(sizing)], **to_plain(sizing)},
-        memory_digest=memory_digest,
+        memory_digest=strategy.supplies.memory_digest if memory_digest is None else memory_digest,
         symbols=tuple(market.symbols),
         data_digest=market_digest(market) if data_digest is None else data_digest,
+        # Read when called, not when the class was defined: a stored run of another engine is another run.
+        engine_version=ENGINE_VERSION,
     )

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from neuraltrade.backtest.trade import ClosedTrade
+from neuraltrade.backtest.trade import TradeFigures
 from neuraltrade.canonical import format_timestamp
-from neuraltrade.clock import from_microseconds
 from neuraltrade.errors import ValidationError
+from neuraltrade.timestamps import from_microseconds
 
 _MICROSECONDS_PER_SECOND = 1_000_000
 _MICROSECONDS_PER_DAY = 86_400 * _MICROSECONDS_PER_SECOND
@@ -96,7 +96,7 @@ def compute_statistics(
     *,
     equity: np.ndarray,
     timestamps: np.ndarray,
-    trades: Sequence[ClosedTrade],
+    trades: Sequence[TradeFigures],
     prices: np.ndarray,
     risk_free_rate: float = 0.0,
     position_bars: np.ndarray | None = None,
@@ -239,7 +239,7 @@ class _TradeFigures:
     kelly: float
 
 
-def _trade_figures(trades: Sequence[ClosedTrade], timestamps: np.ndarray, count_exposure: bool) -> _TradeFigures:
+def _trade_figures(trades: Sequence[TradeFigures], timestamps: np.ndarray, count_exposure: bool) -> _TradeFigures:
     count = len(trades)
     bars = len(timestamps)
     if count == 0:

@@ -22,6 +22,7 @@ import pandas as pd
 from neuraltrade.canonical import digest
 from neuraltrade.errors import ConfigError, ValidationError
 from neuraltrade.market.bars import BAR_COLUMNS, TIMESTAMP_DTYPE
+from neuraltrade.timestamps import require_aware
 
 # Bumped whenever the same configuration would produce different numbers, so that digests stored with
 # benchmark results never claim two different markets are the same.
@@ -130,10 +131,7 @@ class MarketConfig:
         object.__setattr__(self, "symbol_names", names)
 
     def _check_time_axis(self) -> None:
-        if not isinstance(self.start, datetime):
-            raise ConfigError(f"start must be a datetime, was {self.start!r}")
-        if self.start.tzinfo is None or self.start.utcoffset() is None:
-            raise ConfigError(f"start {self.start.isoformat()} is naive; give it a time zone")
+        require_aware("start", self.start, error=ConfigError)
         if not isinstance(self.interval, timedelta) or self.interval <= timedelta(0):
             raise ConfigError(f"interval must be a positive timedelta, was {self.interval!r}")
         try:

@@ -13,20 +13,23 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from neuraltrade.clock import to_microseconds
 from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, InvalidItemId, InvalidVector
 from neuraltrade.memory.embedding import EmbedderFingerprint
 from neuraltrade.memory.query import Filter, Item, Query, SearchResult, check_field_name
+from neuraltrade.timestamps import microseconds_of, to_microseconds
 
 __all__ = [
+    "DISTANCE_METRICS",
     "MAX_ITEM_ID_LENGTH",
     "METRICS",
     "QUANTIZATIONS",
     "CollectionSpec",
+    "DistanceMetric",
     "Filter",
     "Item",
     "ItemId",
@@ -36,6 +39,7 @@ __all__ = [
     "check_timestamps",
     "check_vectors",
     "distance_matrix",
+    "distance_metric",
     "distances",
     "int8_scale",
     "normalise_item_id",
@@ -44,7 +48,32 @@ __all__ = [
     "top_k",
 ]
 
-METRICS = ("cosine", "l2", "inner_product")
+
+@dataclass(frozen=True, kw_only=True)
+class DistanceMetric:
+    """How one metric measures the distance between a query `q` and a stored vector `x`.
+
+    Vector libraries name a metric by its `geometry`: ``"angular"`` (cosine), ``"euclidean"`` or
+    ``"dot"`` (inner product); each adapter maps those three words to its own names.
+    """
+
+    name: str
+    definition: str
+    geometry: str
+
+
+#: The one table of distance metrics: every store, index and snapshot measures as `distance_matrix` does.
+DISTANCE_METRICS: Mapping[str, DistanceMetric] = MappingProxyType(
+    {
+        metric.name: metric
+        for metric in (
+            DistanceMetric(name="cosine", definition="1 - cos(q, x)", geometry="angular"),
+            DistanceMetric(name="l2", definition="the Euclidean distance |q - x|", geometry="euclidean"),
+            DistanceMetric(name="inner_product", definition="1 - q.x", geometry="dot"),
+        )
+    }
+)
+METRICS = tuple(DISTANCE_METRICS)
 #: How a collection stores the vectors it searches: as they are, as int8, or as one bit per dimension.
 #: Quantized candidates are always re-scored with the full-precision vectors.
 QUANTIZATIONS = ("none", "int8", "binary")
@@ -82,8 +111,7 @@ class CollectionSpec:
                 f"collection name {self.name!r} must be 1-48 lower-case letters, digits or underscores, "
                 "starting with a letter"
             )
-        if self.metric not in METRICS:
-            raise ConfigError(f"collection metric {self.metric!r} is not one of {', '.join(METRICS)}")
+        distance_metric(self.metric, what="collection metric")
 
     @property
     def dimension(self) -> int:
@@ -138,17 +166,7 @@ def check_timestamps(
     values = list(timestamps)
     if len(values) != count:
         raise ConfigError(f"{count} ids and {len(values)} timestamps do not pair up")
-    moments = []
-    for value in values:
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                raise ConfigError(f"timestamp {value.isoformat()} is naive; give it a time zone")
-            moments.append(to_microseconds(value))
-        elif isinstance(value, int | np.integer) and not isinstance(value, bool):
-            moments.append(int(value))
-        else:
-            raise ConfigError(f"timestamp {value!r} is neither an aware datetime nor epoch microseconds")
-    return moments
+    return [microseconds_of("timestamp", value, error=ConfigError) for value in values]
 
 
 def check_vectors(spec: CollectionSpec, fingerprint: EmbedderFingerprint, vectors: np.ndarray) -> np.ndarray:
@@ -242,6 +260,20 @@ def quantize_binary(vectors: np.ndarray) -> np.ndarray:
     return np.packbits(np.atleast_2d(vectors) > 0, axis=1)
 
 
+def distance_metric(name: object, *, what: str = "metric") -> DistanceMetric:
+    """Return the metric called `name`; `what` names, in the error, where the name came from.
+
+    Raises
+    ------
+    ConfigError
+        If `name` is not one of `METRICS`.
+    """
+    found = DISTANCE_METRICS.get(name) if isinstance(name, str) else None
+    if found is None:
+        raise ConfigError(f"{what} {name!r} is not one of {', '.join(METRICS)}")
+    return found
+
+
 def distances(metric: str, query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """Return the distance from `query` to every row of `vectors`, as the store defines it.
 
@@ -258,15 +290,14 @@ def distance_matrix(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np
     """
     matrix = np.asarray(vectors, dtype=np.float32)
     rows = np.asarray(queries, dtype=np.float32)
-    if metric not in METRICS:
-        raise ConfigError(f"metric {metric!r} is not one of {', '.join(METRICS)}")
+    geometry = distance_metric(metric).geometry
     if len(matrix) == 0 or len(rows) == 0:
         return np.empty((len(rows), len(matrix)), dtype=np.float64)
-    if metric == "l2":
+    if geometry == "euclidean":
         # From the differences, not |x|^2 - 2x.q + |q|^2: that cancels catastrophically near zero.
         return np.stack([np.sqrt(np.einsum("ij,ij->i", matrix - row, matrix - row, dtype=np.float64)) for row in rows])
     dots = (rows @ matrix.T).astype(np.float64)
-    if metric == "inner_product":
+    if geometry == "dot":
         return 1.0 - dots
     norms = np.linalg.norm(rows, axis=1).astype(np.float64)[:, np.newaxis] * np.linalg.norm(matrix, axis=1).astype(
         np.float64

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from neuraltrade.errors import ConfigError, InvalidVector
+from neuraltrade.timestamps import require_aware
 
 #: A metadata field name: a letter or underscore, then letters, digits or underscores (at most 64).
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -187,8 +188,8 @@ class Query:
             raise ConfigError(f"query k must be a positive integer, was {self.k!r}")
         if self.where is not None and not isinstance(self.where, Filter):
             raise ConfigError(f"query where must be a Filter, was {self.where!r}")
-        if self.as_of is not None and (not isinstance(self.as_of, datetime) or self.as_of.tzinfo is None):
-            raise ConfigError(f"query as_of must be an aware datetime, was {self.as_of!r}")
+        if self.as_of is not None:
+            require_aware("query as_of", self.as_of, error=ConfigError)
         for name in ("oversample", "ef"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

@@ -32,10 +32,10 @@ from typing import Any, cast
 import numpy as np
 
 from neuraltrade.canonical import canonical_json
-from neuraltrade.clock import from_microseconds, to_microseconds
 from neuraltrade.errors import ConfigError, DimensionMismatch, InvalidVector
-from neuraltrade.memory.collection import METRICS, CollectionSpec, distances, top_k
+from neuraltrade.memory.collection import CollectionSpec, distance_metric, distances, top_k
 from neuraltrade.memory.query import Filter, Query, SearchResult
+from neuraltrade.timestamps import from_microseconds, microseconds_of, to_microseconds
 
 __all__ = ["MemorySnapshot", "matches"]
 
@@ -83,8 +83,7 @@ class MemorySnapshot:
         partition: str | None = None,
         version: int | None = None,
     ) -> None:
-        if metric not in METRICS:
-            raise ConfigError(f"snapshot metric {metric!r} is not one of {', '.join(METRICS)}")
+        distance_metric(metric, what="snapshot metric")
         if spec is not None and spec.metric != metric:
             raise ConfigError(f"snapshot metric {metric!r} differs from collection {spec.name!r}'s {spec.metric!r}")
         self.metric = metric
@@ -274,19 +273,11 @@ def _microseconds(timestamps: Sequence[int] | Sequence[datetime] | np.ndarray, c
     values = list(timestamps)
     if len(values) != count:
         raise ConfigError(f"snapshot of {count} keys was given {len(values)} timestamps")
-    moments = np.empty(count, dtype=np.int64)
-    for position, value in enumerate(values):
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                raise ConfigError(f"snapshot timestamp {position} ({value.isoformat()}) is naive; give it a time zone")
-            moments[position] = to_microseconds(value)
-        elif isinstance(value, int | np.integer) and not isinstance(value, bool):
-            moments[position] = int(value)
-        else:
-            raise ConfigError(
-                f"snapshot timestamp {position} ({value!r}) is neither an aware datetime nor epoch microseconds"
-            )
-    return moments
+    moments = [
+        microseconds_of(f"snapshot timestamp {position}", value, error=ConfigError)
+        for position, value in enumerate(values)
+    ]
+    return np.asarray(moments, dtype=np.int64)
 
 
 def _checked_ids(ids: Sequence[int] | np.ndarray | None, count: int) -> np.ndarray:

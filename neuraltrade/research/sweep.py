@@ -29,6 +29,7 @@ import numpy as np
 from neuraltrade.backtest.config import BacktestConfig
 from neuraltrade.backtest.engine import StrategyFactory, run_backtest
 from neuraltrade.backtest.market import MarketData
+from neuraltrade.backtest.run_spec import market_digest, run_spec
 from neuraltrade.backtest.statistics import Statistics
 from neuraltrade.errors import ConfigError, NotEnoughHistory, UnknownStrategy
 from neuraltrade.market.history import PriceHistory
@@ -157,7 +158,8 @@ def _run_task(task: Task) -> list[tuple[int, Outcome]]:
         _worker_windows[window] = market_window(_worker_job.market, *window)
     market = _worker_windows[window]
     job = _worker_job
-    return [(index, _evaluate(market, job.source, job.config, params, scope)) for index, params in items]
+    bars = market_digest(market)
+    return [(index, _evaluate(market, bars, job.source, job.config, params, scope)) for index, params in items]
 
 
 def build(source: StrategySource, params: Mapping[str, Any]) -> Strategy:
@@ -175,20 +177,23 @@ _scopes = itertools.count()
 
 
 def _evaluate(
-    market: MarketData, source: StrategySource, config: BacktestConfig, params: Combination, scope: int
+    market: MarketData, bars: str, source: StrategySource, config: BacktestConfig, params: Combination, scope: int
 ) -> Outcome:
+    """Backtest `params` on `market` (whose digest is `bars`: hashed once per window, not per combination)."""
     try:
         strategy = build(source, params)
+        spec = run_spec(strategy, config, market, data_digest=bars)
         if config.verify_causality and (scope, strategy.strategy_id) in _checked:
-            result = run_backtest(market, strategy, dataclasses.replace(config, verify_causality=False))
+            unchecked = dataclasses.replace(config, verify_causality=False)
+            result = run_backtest(market, strategy, unchecked, run_id=spec.run_id)
         else:
-            result = run_backtest(market, strategy, config)
+            result = run_backtest(market, strategy, config, run_id=spec.run_id)
         if config.verify_causality:
             _checked.add((scope, strategy.strategy_id))
         statistics = result.statistics.to_dict()
     except _SKIPPED_ERRORS as error:
         return SkippedCombination(params=params, reason=f"{type(error).__name__}: {error}")
-    return SweepRow(params=params, statistics=statistics, config_digest=result.config_digest)
+    return SweepRow(params=params, statistics=statistics, config_digest=spec.config_digest)
 
 
 def check_metric(metric: str) -> str:
@@ -334,8 +339,9 @@ def _run_windows(
     if processes <= 1:
         for window in windows:
             market = market_window(job.market, *window)
+            bars = market_digest(market)
             for index, params in enumerate(items):
-                found[position[window]][index] = _evaluate(market, job.source, job.config, params, scope)
+                found[position[window]][index] = _evaluate(market, bars, job.source, job.config, params, scope)
                 done += 1
                 if progress is not None:
                     progress(done, total)

@@ -23,6 +23,7 @@ import numpy as np
 from neuraltrade.backtest.config import BacktestConfig
 from neuraltrade.backtest.engine import run_backtest
 from neuraltrade.backtest.market import MarketData
+from neuraltrade.backtest.run_spec import run_spec
 from neuraltrade.backtest.statistics import compute_statistics
 from neuraltrade.backtest.trade import ClosedTrade
 from neuraltrade.errors import ConfigError
@@ -227,12 +228,13 @@ def _out_of_sample(
             verify_causality(strategy, history, frame)
         before_test = span.bar_index[symbol] < begin
         frames[symbol] = replace(frame, target=np.where(before_test, np.nan, frame.target))
-    result = run_backtest(span, strategy, config, frames=frames)
+    spec = run_spec(strategy, config, span)
+    result = run_backtest(span, strategy, config, frames=frames, run_id=spec.run_id)
     shift = window.train_start
     trades = tuple(
         trade._replace(entry_bar=trade.entry_bar + shift, exit_bar=trade.exit_bar + shift) for trade in result.trades
     )
-    return result.equity[begin:], trades, result.config_digest
+    return result.equity[begin:], trades, spec.config_digest
 
 
 def _statistics(

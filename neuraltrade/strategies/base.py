@@ -16,7 +16,7 @@ only indices <= i.
 from __future__ import annotations
 
 import abc
-import uuid
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -27,6 +27,8 @@ import pandas as pd
 from neuraltrade.canonical import digest
 from neuraltrade.errors import ConfigError, LookAheadError, ValidationError
 from neuraltrade.market.history import PriceHistory
+from neuraltrade.records import CausalLink
+from neuraltrade.strategies.needs import Need, Products, Supplies
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -38,10 +40,10 @@ class SignalFrame:
     fill price as fractions (0.02 = 2%), NaN where none. `entry_limit` and `entry_stop` turn an entry into
     a limit, stop or stop-limit order priced relative to the decision bar's close (-0.01: 1% below), NaN
     for a market order; `valid_bars` cancels an entry still unfilled that many bars after its decision.
-    `links` maps a bar to the ids of the records that decision used besides the bar's own observation
-    (memory items, patterns, model versions); `features` holds per-bar values worth recording with each
-    signal. `warmup` is the first bar whose decision can be defined at all. `details` carries run-level
-    facts (a model version, an out-of-sample hit rate).
+    `links` maps a bar to the typed edges (`CausalLink`) to the records that decision used besides the
+    bar's own observation (memory items recalled, model versions predicted by, patterns); `features` holds
+    per-bar values worth recording with each signal. `warmup` is the first bar whose decision can be
+    defined at all. `details` carries run-level facts (a model version, an out-of-sample hit rate).
     """
 
     target: np.ndarray
@@ -52,7 +54,7 @@ class SignalFrame:
     entry_limit: np.ndarray | None = None
     entry_stop: np.ndarray | None = None
     valid_bars: int | None = None
-    links: Mapping[int, tuple[uuid.UUID, ...]] = field(default_factory=dict)
+    links: Mapping[int, tuple[CausalLink, ...]] = field(default_factory=dict)
     features: Mapping[str, np.ndarray] = field(default_factory=dict)
     warmup: int = 0
     details: Mapping[str, Any] = field(default_factory=dict)
@@ -117,22 +119,51 @@ class StrategyConfig:
         return {item.name: getattr(self, item.name) for item in fields(self)}
 
 
+def strategy_id(name: str, config: StrategyConfig) -> str:
+    """The id of strategy `name` under `config`: the name and the first 12 hex digits of the config's digest,
+    e.g. ``sma_cross-3f2a9c1b0d4e``."""
+    return f"{name}-{config.digest[:12]}"
+
+
 class Strategy(abc.ABC):
-    """A named rule from bar history to signals; `name` is registered, `config` identifies the version."""
+    """A named rule from bar history to signals; `name` is registered, `config` identifies the version.
+
+    A strategy that needs more than bars declares it in `needs` and takes it from `supplies`; the
+    registry fills them (see `neuraltrade.strategies.needs`). What it makes besides signals (the model
+    versions its signals link to) it returns from `products`.
+    """
 
     name: ClassVar[str]
+    #: What the strategy needs besides its bars, which the registry fills from a context.
+    needs: ClassVar[frozenset[Need]] = frozenset()
+    #: What the strategy was given for its needs (set by the registry; nothing when built directly).
+    supplies: Supplies = Supplies()
 
     def __init__(self, config: StrategyConfig) -> None:
         self.config = config
 
-    @property
+    @classmethod
+    def from_supplies(cls, config: StrategyConfig, supplies: Supplies) -> Strategy:
+        """Build the strategy from its configuration and what its `needs` were filled with."""
+        del supplies  # a strategy that needs nothing is built from its configuration alone
+        return cls(config)
+
+    @functools.cached_property
     def strategy_id(self) -> str:
-        """The strategy's name and the first 12 hex digits of its config digest, e.g. ``sma_cross-3f2a9c1b0d4e``."""
-        return f"{self.name}-{self.config.digest[:12]}"
+        """The strategy's name and the first 12 hex digits of its config digest, e.g. ``sma_cross-3f2a9c1b0d4e``.
+
+        Computed once: the configuration is frozen, and the engine reads the id at every decision.
+        """
+        return strategy_id(self.name, self.config)
 
     @abc.abstractmethod
     def signals(self, history: PriceHistory) -> SignalFrame:
         """Return one decision per bar of `history`, each using only bars up to its own."""
+
+    def products(self, history: PriceHistory, frame: SignalFrame) -> Products:
+        """Return what the strategy made of `history` besides `frame`, its signals over it (nothing by default)."""
+        del history, frame
+        return Products()
 
 
 def verify_causality(

@@ -13,7 +13,8 @@ opinion needs at least `min_neighbours` neighbours with a known outcome and an a
 enter again), linked to the observations of the neighbours it was decided on.
 
 The domain never imports the store: anything with ``search(Query) -> list[SearchResult]`` will do
-(`MemorySearcher`), e.g. ``models.vector_store.VectorDB`` opened on the ``market_state`` collection.
+(`neuraltrade.strategies.needs.MemorySearcher`), e.g. ``models.vector_store.VectorDB`` opened on the
+``market_state`` collection; the registry takes it from a context (`Strategy.needs`).
 """
 
 from __future__ import annotations
@@ -21,30 +22,24 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 
 from neuraltrade.canonical import stable_id
-from neuraltrade.clock import from_microseconds, to_microseconds
 from neuraltrade.errors import ConfigError, FingerprintMismatch, ValidationError
 from neuraltrade.market.history import PriceHistory
 from neuraltrade.memory.embedding import EmbedderFingerprint, WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.memory.query import Filter, Query, SearchResult
+from neuraltrade.records import CausalLink, CauseKind, Relation
 from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig
 from neuraltrade.strategies.indicators import decide_on_change, market_state_vectors
+from neuraltrade.strategies.needs import MemorySearcher, Need, Supplies
 from neuraltrade.strategies.parameters import require_integer, require_number
+from neuraltrade.timestamps import from_microseconds, to_microseconds
 
 #: Keeps a neighbour at distance 0 (the same state stored twice) from outweighing all the others.
 DISTANCE_FLOOR = 0.01
-
-
-class MemorySearcher(Protocol):
-    """The one thing `memory_vote` asks of the vector memory: the nearest items to a query."""
-
-    def search(self, query: Query) -> list[SearchResult]:
-        """Return up to ``query.k`` items nearest to ``query.vector`` that satisfy its filter and ``as_of``."""
-        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,7 +104,14 @@ class MemoryVote(Strategy):
     """
 
     name: ClassVar[str] = "memory_vote"
+    needs: ClassVar[frozenset[Need]] = frozenset({Need.MEMORY_SEARCHER})
     config: MemoryVoteConfig
+
+    @classmethod
+    def from_supplies(cls, config: StrategyConfig, supplies: Supplies) -> MemoryVote:
+        """Build the strategy on the memory its context supplied."""
+        assert isinstance(config, MemoryVoteConfig) and supplies.memory is not None  # the registry filled `needs`
+        return cls(config, supplies.memory.searcher)
 
     def __init__(self, config: MemoryVoteConfig, searcher: MemorySearcher) -> None:
         super().__init__(config)
@@ -152,7 +154,7 @@ class MemoryVote(Strategy):
         return SignalFrame(
             target=target,
             confidence=np.where(np.isnan(target), 0.0, np.nan_to_num(agreement, nan=0.0)),
-            links={int(bar): tuple(_item_uuid(result) for result in used[int(bar)]) for bar in decided},
+            links={int(bar): tuple(_recalled(result) for result in used[int(bar)]) for bar in decided},
             features={"vote": vote, "agreement": agreement, "neighbours": neighbours},
             warmup=warmup,
         )
@@ -178,6 +180,11 @@ class MemoryVote(Strategy):
         found = np.array([result.distance for result in results], dtype=np.float64)[inside]
         weights = 1.0 / (np.maximum(found, 0.0) + DISTANCE_FLOOR)
         return outcomes, weights, [result for result, kept in zip(results, inside, strict=True) if kept]
+
+
+def _recalled(result: SearchResult) -> CausalLink:
+    """The typed edge from a decision to a neighbour it recalled."""
+    return CausalLink(cause_id=_item_uuid(result), cause_kind=CauseKind.MEMORY_ITEM, relation=Relation.RECALLED)
 
 
 def _item_uuid(result: SearchResult) -> uuid.UUID:

@@ -31,14 +31,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from neuraltrade.canonical import digest, stable_id
-from neuraltrade.clock import from_microseconds
+from neuraltrade.canonical import digest
 from neuraltrade.errors import ConfigError, NotEnoughHistory, SerializationError
 from neuraltrade.market.history import PriceHistory
 from neuraltrade.memory.embedding import WindowEmbedderConfig
+from neuraltrade.records import CausalLink, CauseKind, Relation
 from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig
 from neuraltrade.strategies.indicators import decide_on_change, market_state_vectors
+from neuraltrade.strategies.needs import ModelVersion, Products, model_version_uuid
 from neuraltrade.strategies.parameters import require_integer, require_number
+from neuraltrade.timestamps import from_microseconds
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,6 +133,21 @@ class TrainedModel:
         """The version as a UUID (what signals link to)."""
         return model_version_uuid(self.version_id)
 
+    def model_version(self) -> ModelVersion:
+        """This model as the model version a backtest produces, with its bytes."""
+        return ModelVersion(
+            id=self.version_id,
+            strategy=Neural.name,
+            symbol=self.symbol,
+            trained_from=self.trained_from,
+            trained_to=self.trained_to,
+            train_samples=self.train_samples,
+            test_samples=self.test_samples,
+            out_of_sample_hit_rate=self.out_of_sample_hit_rate,
+            parameters=self.parameters,
+            model=self.model,
+        )
+
 
 class Neural(Strategy):
     """Walk-forward MLP on market-state vectors; see the module documentation for the schedule."""
@@ -173,12 +190,17 @@ class Neural(Strategy):
         target = decide_on_change(opinion)
         confidence = np.nan_to_num(np.abs(probability - 0.5) * 2.0, nan=0.0)
         links = {
-            int(bar): (model_version_uuid(version_ids[versions[bar]]),) for bar in np.flatnonzero(~np.isnan(target))
+            int(bar): (
+                CausalLink(
+                    cause_id=model_version_uuid(version_ids[versions[bar]]),
+                    cause_kind=CauseKind.MODEL_VERSION,
+                    relation=Relation.PREDICTED_BY,
+                ),
+            )
+            for bar in np.flatnonzero(~np.isnan(target))
         }
         # An outcome is known when bar + horizon lies inside the history; the last `horizon` calls are open.
-        called = np.flatnonzero(~np.isnan(opinion[: max(0, count - config.horizon)]))
-        realised = np.where(rises[called] == 1.0, 1.0, -1.0)
-        hits = int(np.sum(opinion[called] == realised))
+        calls, hits = _out_of_sample_calls(config, probability, rises, 0, count)
         return SignalFrame(
             target=target,
             confidence=np.where(np.isnan(target), 0.0, confidence),
@@ -187,10 +209,23 @@ class Neural(Strategy):
             warmup=first_refit_bar(config),
             details={
                 "model_versions": version_ids,
-                "out_of_sample_hit_rate": hits / len(called) if len(called) else None,
-                "out_of_sample_decisions": len(called),
+                "out_of_sample_hit_rate": hits / calls if calls else None,
+                "out_of_sample_decisions": calls,
             },
         )
+
+    def products(self, history: PriceHistory, frame: SignalFrame) -> Products:
+        """Return every model version `frame` (this strategy's signals over `history`) links to, described
+        without its bytes, and the model fitted on the latest samples (the nightly retrain) with its bytes;
+        `details` name that model, or say why there is none (too little history)."""
+        refits = walk_forward_versions(history, self.config, frame)
+        try:
+            latest = train_latest(history, self.config, walk_forward=frame)
+        except NotEnoughHistory as error:
+            return Products(model_versions=refits, details={"model_version": None, "model_skipped": str(error)})
+        # The latest model is a refit of the walk-forward when the history ends on a refit bar: keep it once.
+        earlier = tuple(version for version in refits if version.id != latest.version_id)
+        return Products(model_versions=(*earlier, latest.model_version()), details={"model_version": latest.version_id})
 
 
 def first_refit_bar(config: NeuralConfig) -> int:
@@ -220,9 +255,35 @@ def model_version_id(config: NeuralConfig, symbol: str, first_sample: int, last_
     )
 
 
-def model_version_uuid(version_id: str) -> uuid.UUID:
-    """Return the UUID that signals use to link to the model version `version_id`."""
-    return stable_id("model_version", version_id)
+def walk_forward_versions(history: PriceHistory, config: NeuralConfig, frame: SignalFrame) -> tuple[ModelVersion, ...]:
+    """Describe each model the walk-forward `frame` over `history` names (``details["model_versions"]``):
+    its training span, and its out-of-sample calls on the bars it decided (those whose outcome lies inside
+    the history) with their hit rate. Nothing is fitted: the schedule and `frame`'s probabilities suffice."""
+    named = set(frame.details.get("model_versions", ()))
+    probability = frame.features["probability_of_rise"]
+    rises = _rises(history.close, config.horizon)
+    count = len(history)
+    versions = []
+    for refit in range(first_refit_bar(config), count, config.retrain_every):
+        first, last = training_samples(config, refit)
+        version_id = model_version_id(config, history.symbol, history.timestamps[first], history.timestamps[last])
+        if version_id not in named:
+            continue  # the labels of its window were all alike: no model was fitted
+        calls, hits = _out_of_sample_calls(config, probability, rises, refit, min(count, refit + config.retrain_every))
+        versions.append(
+            ModelVersion(
+                id=version_id,
+                strategy=Neural.name,
+                symbol=history.symbol,
+                trained_from=_moment(history.timestamps[first]),
+                trained_to=_moment(history.timestamps[last]),
+                train_samples=last - first + 1,
+                test_samples=calls,
+                out_of_sample_hit_rate=hits / calls if calls else None,
+                parameters=config.to_plain(),
+            )
+        )
+    return tuple(versions)
 
 
 def train_latest(
@@ -292,6 +353,19 @@ def predict_latest(trained: TrainedModel, history: PriceHistory) -> float:
         raise NotEnoughHistory(f"{history.symbol}: {len(history)} bars, the embedder needs {config.window}")
     vector = market_state_vectors(history, config.embedder_config)[-1:]
     return float(_probability_of_rise(load_model(trained.model), _inputs(vector))[0])
+
+
+def _out_of_sample_calls(
+    config: NeuralConfig, probability: np.ndarray, rises: np.ndarray, start: int, stop: int
+) -> tuple[int, int]:
+    """Count the calls (a probability of a rise past the threshold, either way) on bars `start` to `stop`
+    (exclusive) whose outcome lies inside the history, and how many matched the realised move."""
+    end = max(start, min(stop, len(probability) - config.horizon))
+    window = probability[start:end]
+    opinion = np.where(window > config.threshold, 1.0, np.where(window < 1.0 - config.threshold, -1.0, np.nan))
+    called = ~np.isnan(opinion)
+    realised = np.where(rises[start:end] == 1.0, 1.0, -1.0)
+    return int(called.sum()), int(np.sum(opinion[called] == realised[called]))
 
 
 def _inputs(vectors: np.ndarray) -> np.ndarray:

@@ -17,14 +17,14 @@ import importlib
 import math
 import types
 import typing
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from neuraltrade.errors import ConfigError, UnknownStrategy
 
 if TYPE_CHECKING:
     from neuraltrade.strategies.base import Strategy, StrategyConfig
-    from neuraltrade.strategies.memory_vote import MemorySearcher
+    from neuraltrade.strategies.needs import StrategyContext
 
 Parameter = str | float | int | bool | None
 
@@ -112,35 +112,50 @@ def build_config(name: str, params: Mapping[str, Parameter]) -> StrategyConfig:
         If a value cannot be read as its field's type, or the configuration refuses it.
     """
     config_class = _entry(name)[1]
-    hints = typing.get_type_hints(config_class)
+    hints = _field_types(config_class)
     _refuse_unknown_parameters(name, params, [item.name for item in dataclasses.fields(config_class)])
     values = {key: _convert(name, key, value, hints[key]) for key, value in params.items()}
     return config_class(**values)
 
 
 def build_strategy(
-    name: str, params: Mapping[str, Parameter] | None = None, *, searcher: MemorySearcher | None = None
+    name: str,
+    params: Mapping[str, Parameter] | None = None,
+    *,
+    context: StrategyContext | None = None,
+    symbols: Sequence[str] = (),
 ) -> Strategy:
-    """Return strategy `name` configured with `params` (see `build_config`).
+    """Return strategy `name` configured with `params` (see `build_config`), its needs filled from `context`.
 
-    `searcher` is the vector memory that ``memory_vote`` asks (required for it, ignored by the others).
+    A strategy that needs more than bars (`Strategy.needs`, e.g. ``memory_vote`` a vector memory) takes
+    it from `context`, for the `symbols` it will run on (empty: any); the strategy keeps what it was given
+    (`Strategy.supplies`). Strategies that need nothing ignore `context`.
 
     Raises
     ------
     UnknownStrategy
         If the strategy or one of the parameters does not exist.
     ConfigError
-        If a value is refused, or ``memory_vote`` is built without a searcher.
+        If a value is refused, or the strategy needs something and no `context` is given.
     """
-    config = build_config(name, params or {})
-    if name == "memory_vote":
-        from neuraltrade.strategies.memory_vote import MemoryVote, MemoryVoteConfig
+    from neuraltrade.strategies.needs import supply
 
-        if searcher is None:
-            raise ConfigError("strategy 'memory_vote' needs a vector memory to search (searcher=...)")
-        assert isinstance(config, MemoryVoteConfig)
-        return MemoryVote(config, searcher)
-    return _entry(name)[0](config)
+    config = build_config(name, params or {})
+    strategy_class = _entry(name)[0]
+    supplies = supply(name, strategy_class.needs, context, symbols)
+    strategy = strategy_class.from_supplies(config, supplies)
+    strategy.supplies = supplies
+    return strategy
+
+
+_FIELD_TYPES: dict[type[StrategyConfig], dict[str, Any]] = {}
+
+
+def _field_types(config_class: type[StrategyConfig]) -> dict[str, Any]:
+    """The resolved field types of `config_class` (resolving them compiles annotations: once per class)."""
+    if config_class not in _FIELD_TYPES:
+        _FIELD_TYPES[config_class] = typing.get_type_hints(config_class)
+    return _FIELD_TYPES[config_class]
 
 
 def _entry(name: str) -> tuple[type[Strategy], type[StrategyConfig]]:

@@ -22,7 +22,8 @@ from types import MappingProxyType
 from neuraltrade.canonical import stable_id
 from neuraltrade.clock import Clock
 from neuraltrade.errors import DuplicateOrder, IllegalTransition, InvalidOrder, UnknownOrder, ValidationError
-from neuraltrade.types import Order, OrderStatus, require_aware
+from neuraltrade.timestamps import require_aware
+from neuraltrade.types import Order, OrderStatus
 
 _S = OrderStatus
 
@@ -52,18 +53,22 @@ def _exact(value: float) -> Decimal:
     return Decimal(repr(float(value)))
 
 
-def client_order_id_for(*, strategy_id: str, symbol: str, timestamp: datetime, purpose: str) -> str:
-    """Return the deterministic client order id of what `strategy_id` sends for `symbol` at `timestamp`.
+def client_order_id_for(signal_id: uuid.UUID | None, purpose: str, *qualifiers: str | int) -> str:
+    """Return the deterministic client order id of the order placed for `purpose` because of `signal_id`.
 
-    `purpose` tells apart the orders of one moment ("entry", "stop_loss", ...). A replay or a retry after
-    a crash derives the same id, so the broker and `OrderManager.submit` see the same order twice, not two
-    orders. The id is 32 lower-case hex digits, short enough for every broker's limit.
+    ``stable_id("client_order", signal_id, purpose, *qualifiers).hex``. Purposes: "entry" (the decision's
+    entry order); "close" with the entry client order id it closes as qualifier (a later decision closing
+    a trade); "stop_loss", "take_profit", "trailing_stop", "close_at_end", "liquidation" (exits of an entry,
+    whose signal they carry; None for an order placed directly, whose client id then qualifies them). The
+    id is derived once, where the decision or the order is made, and carried from there: a replay or a
+    retry after a crash derives the same id, so the broker and `OrderManager.submit` see the same order
+    twice, not two orders. It is 32 lower-case hex digits, short enough for every broker's limit.
     """
-    for name, value in (("strategy_id", strategy_id), ("symbol", symbol), ("purpose", purpose)):
-        if not isinstance(value, str) or not value:
-            raise ValidationError(f"client order id {name} must be a non-empty string, was {value!r}")
-    moment = require_aware("client order id timestamp", timestamp)
-    return stable_id("client_order", strategy_id, symbol, moment, purpose).hex
+    if signal_id is not None and not isinstance(signal_id, uuid.UUID):
+        raise ValidationError(f"client order id signal_id must be a UUID or None, was {signal_id!r}")
+    if not isinstance(purpose, str) or not purpose:
+        raise ValidationError(f"client order id purpose must be a non-empty string, was {purpose!r}")
+    return stable_id("client_order", signal_id, purpose, *qualifiers).hex
 
 
 def order_id_for(client_order_id: str) -> uuid.UUID:

@@ -1,9 +1,9 @@
-"""Paper trading, and the order records of a backtest: the simulated broker's fills as managed orders.
+"""Paper trading: orders filled against bars as they arrive, by exactly the rules of the backtester.
 
 `PaperBroker` takes bars one at a time, as a live feed delivers them, and fills orders by exactly the
 rules of the backtester (it drives the same `SimulatedBroker`); every order goes through the
-`OrderManager`'s lifecycle, so paper orders and backtest orders are stored alike. `managed_orders`
-turns the order events a backtest recorded into the same lifecycle records.
+`OrderManager`'s lifecycle, so paper orders and backtest orders (`neuraltrade.backtest.orders`) are
+stored alike. Closed trades carry the signal given with their entry, their orders' ids and their fills'.
 """
 
 from __future__ import annotations
@@ -14,113 +14,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from neuraltrade.backtest.broker import OrderEvent, OrderEventKind, SimulatedBroker, WorkingOrder
+from neuraltrade.backtest.book import BrokerEventKind, WorkingOrder
+from neuraltrade.backtest.broker import SimulatedBroker
 from neuraltrade.backtest.config import BacktestConfig
-from neuraltrade.backtest.result import BacktestResult, signal_id_for
+from neuraltrade.backtest.identity import OrderName
+from neuraltrade.backtest.orders import ReplayClock, apply_event
 from neuraltrade.backtest.trade import ClosedTrade
 from neuraltrade.errors import InvalidOrder, ValidationError
-from neuraltrade.trading.orders import ManagedOrder, OrderManager, client_order_id_for, order_id_for
-from neuraltrade.types import Bar, Order, OrderSide, OrderType, TimeInForce
-
-
-class _SettableClock:
-    """The event time of a replay: set to each bar's time before the events of that bar."""
-
-    def __init__(self, start: datetime) -> None:
-        self.moment = start
-
-    def now(self) -> datetime:
-        return self.moment
-
-
-def _order_type(order: WorkingOrder) -> OrderType:
-    if order.limit is not None and order.stop is not None:
-        return OrderType.STOP_LIMIT
-    if order.limit is not None:
-        return OrderType.LIMIT
-    if order.stop is not None:
-        return OrderType.STOP
-    return OrderType.MARKET
-
-
-def _domain_order(order: WorkingOrder, client_order_id: str, quantity: float) -> Order:
-    return Order(
-        id=order_id_for(client_order_id),
-        client_order_id=client_order_id,
-        symbol=order.symbol,
-        side=OrderSide.BUY if order.size > 0 else OrderSide.SELL,
-        type=_order_type(order),
-        quantity=quantity,
-        limit_price=order.limit,
-        stop_price=order.stop,
-        time_in_force=TimeInForce.GTC,
-    )
-
-
-def managed_orders(result: BacktestResult, run_id: uuid.UUID) -> list[ManagedOrder]:
-    """Return every order of a backtest recorded with ``record_orders=True`` as a managed order.
-
-    Client order ids derive from the strategy, symbol, bar time, run and the order's place in the run,
-    so replaying the night gives the same ids. An entry sized as a fraction of margin that was cancelled
-    before it could be sized carries the units that fraction bought at the decision bar's close.
-    """
-    if not result.events and (result.trades or result.open_trades):
-        raise ValidationError("the backtest kept no order events; run it with record_orders=True")
-    times = result.market.datetimes
-    clock = _SettableClock(times[0])
-    manager = OrderManager(clock)
-    identities: dict[int, str] = {}
-    for event in result.events:
-        order = event.order
-        clock.moment = times[event.bar]
-        if event.kind is OrderEventKind.PLACED:
-            sequence = len(identities)
-            purpose = f"{run_id}:{sequence}:{'close' if order.parent is not None else 'entry'}"
-            client_order_id = client_order_id_for(
-                strategy_id=result.strategy.strategy_id,
-                symbol=order.symbol,
-                timestamp=times[order.placed_bar],
-                purpose=purpose,
-            )
-            identities[id(order)] = client_order_id
-            quantity = _quantity(result, order)
-            signal = signal_id_for(run_id, result.strategy.strategy_id, order.symbol, times[order.placed_bar])
-            manager.submit(_domain_order(order, client_order_id, quantity), signal_id=signal)
-            manager.accept(client_order_id, "accepted by the simulated broker")
-            continue
-        apply_event(manager, identities[id(order)], event)
-    return manager.orders()
-
-
-def apply_event(manager: OrderManager, client_order_id: str, event: OrderEvent) -> ManagedOrder | None:
-    """Move order `client_order_id` through its lifecycle as the broker's `event` says; return it if it moved.
-
-    A fill never exceeds what is left of the order; an order the broker reports done with units left
-    (a close order whose trade was smaller) has the rest cancelled.
-    """
-    if event.kind in (OrderEventKind.FILLED, OrderEventKind.PARTIALLY_FILLED):
-        assert event.price is not None
-        quantity = min(event.quantity, manager.get(client_order_id).remaining_quantity)
-        managed = manager.fill(client_order_id, quantity, event.price)
-        if event.kind is OrderEventKind.FILLED and managed.remaining_quantity > 0:
-            managed = manager.cancel(client_order_id, "the rest was not needed: the position was already closed")
-        return managed
-    if event.kind is OrderEventKind.CANCELLED:
-        return manager.cancel(client_order_id, event.reason)
-    if event.kind is OrderEventKind.EXPIRED:
-        return manager.expire(client_order_id, event.reason)
-    return None
-
-
-def _quantity(result: BacktestResult, order: WorkingOrder) -> float:
-    if abs(order.size) >= 1 or (order.parent is not None):
-        return abs(order.size)
-    if order.units:
-        return order.units
-    price = float(result.market.valuation[order.row, order.placed_bar])
-    equity = float(result.equity[order.placed_bar])
-    estimate = equity * result.config.leverage * abs(order.size) / price
-    return max(1.0, math.floor(estimate)) if not result.config.fractional else max(estimate, 1e-9)
+from neuraltrade.trading.orders import ManagedOrder, OrderManager
+from neuraltrade.types import Bar, Fill, Order, OrderSide, TimeInForce
 
 
 @dataclass(eq=False)
@@ -170,9 +72,8 @@ class PaperBroker:
         self.market = _LiveMarket(tuple(symbols))
         self.broker = SimulatedBroker(self.config, self.market)  # type: ignore[arg-type]
         start = datetime(1970, 1, 1, tzinfo=UTC)
-        self._clock = _SettableClock(start)
+        self._clock = ReplayClock(start)
         self.orders = OrderManager(self._clock)
-        self._identities: dict[int, str] = {}
         self._seen_events = 0
 
     @property
@@ -183,7 +84,12 @@ class PaperBroker:
     @property
     def closed_trades(self) -> list[ClosedTrade]:
         """Trades closed so far."""
-        return list(self.broker.closed)
+        return self.broker.closed_trades()
+
+    @property
+    def fills(self) -> list[Fill]:
+        """Every fill so far, in the order they happened."""
+        return self.broker.fill_records()
 
     def position(self, symbol: str) -> float:
         """Signed units of `symbol` held."""
@@ -202,7 +108,11 @@ class PaperBroker:
         take_profit: float | None = None,
         trailing_stop: float | None = None,
     ) -> ManagedOrder:
-        """Accept `order` (idempotently, by client order id) and work it from the next bar."""
+        """Accept `order` (idempotently, by client order id) and work it from the next bar.
+
+        `signal_id` names the decision the order carries out (None for an order placed by hand); its trades
+        and its exits (`stop_loss`, `take_profit` as prices, `trailing_stop` as a distance) carry it.
+        """
         if order.client_order_id in self.orders:
             return self.orders.submit(order, signal_id=signal_id)
         if order.symbol not in self.market.symbols:
@@ -225,14 +135,13 @@ class PaperBroker:
             stop_loss=stop_loss,
             take_profit=take_profit,
             trailing_distance=trailing_stop,
-            client_order_id=order.client_order_id,
+            name=OrderName.given(order.client_order_id, signal_id),
             units=order.quantity,
         )
         # The broker checks the order first: one it refuses must not be left in the lifecycle as new.
         self.broker.submit(working)
         self._clock.moment = self.market.datetimes[-1]
         self.orders.submit(order, signal_id=signal_id)
-        self._identities[id(working)] = order.client_order_id
         self.orders.accept(order.client_order_id, "accepted by the paper broker")
         self._seen_events = len(self.broker.events)
         return self.orders.get(order.client_order_id)
@@ -252,14 +161,11 @@ class PaperBroker:
         self.broker.trail(bar)
         changed: dict[str, ManagedOrder] = {}
         for event in self.broker.events[self._seen_events :]:
-            updated = self._apply(event)
+            if event.kind is BrokerEventKind.PLACED and event.order.client_order_id in self.orders:
+                continue  # placed by `submit`, which entered it already
+            # The broker's own orders (contingent exits) enter the lifecycle as they are placed.
+            updated = apply_event(self.orders, event)
             if updated is not None:
                 changed[updated.client_order_id] = updated
         self._seen_events = len(self.broker.events)
         return list(changed.values())
-
-    def _apply(self, event: OrderEvent) -> ManagedOrder | None:
-        client_order_id = self._identities.get(id(event.order))
-        if client_order_id is None:
-            return None  # an order of the broker's own making (the close of an exclusive entry)
-        return apply_event(self.orders, client_order_id, event)

@@ -22,17 +22,18 @@ rounding of sums of floating-point notionals.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from neuraltrade.canonical import canonical_json, digest, parse_timestamp, to_plain
+from neuraltrade.canonical import digest, parse_timestamp
 from neuraltrade.errors import ConfigError, SerializationError, ValidationError
-from neuraltrade.types import require_aware
+from neuraltrade.records import Record
+from neuraltrade.timestamps import require_aware
 
 #: Relative slack under which a measured value still counts as at (not above) its limit.
 TOLERANCE = 1e-9
@@ -97,13 +98,15 @@ class RiskLimits:
 
 @dataclass(frozen=True, kw_only=True)
 class OrderRequest:
-    """An order as the risk manager sees it: signed units (+ buy, - sell) at an expected fill price."""
+    """An order as the risk manager sees it: signed units (+ buy, - sell) at an expected fill price, and
+    the signal that asked for it (None for an order placed directly)."""
 
     client_order_id: str
     symbol: str
     quantity: float
     price: float
     timestamp: datetime
+    signal_id: uuid.UUID | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.client_order_id, str) or not self.client_order_id:
@@ -189,13 +192,17 @@ class PortfolioState:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RiskRejection:
-    """Why one rule refused one order: a plain, storable record.
+class RiskRejection(Record):
+    """Why one rule refused one order: a storable record (kind "risk_rejection").
 
     `rule` is the `RiskLimits` field that was breached; `reason` a sentence naming the values; `details`
     the same figures as numbers (always ``limit`` and ``value``; ``before`` where the rule compares the
-    book before and after the order).
+    book before and after the order). `client_order_id` is the entry the rule refused, `signal_id` the
+    decision that asked for it (None for an order placed directly).
     """
+
+    KIND = "risk_rejection"
+    SCHEMA_VERSION = 1
 
     rule: str
     reason: str
@@ -203,25 +210,28 @@ class RiskRejection:
     symbol: str
     timestamp: datetime
     details: dict[str, float] = field(default_factory=dict)
+    signal_id: uuid.UUID | None = None
 
     def __post_init__(self) -> None:
         if self.rule not in _RULES:
             raise ValidationError(f"risk rejection rule must be one of {', '.join(_RULES)}, was {self.rule!r}")
+        if self.signal_id is not None and not isinstance(self.signal_id, uuid.UUID):
+            raise ValidationError(f"risk rejection signal_id must be a UUID or None, was {self.signal_id!r}")
         object.__setattr__(self, "timestamp", require_aware("risk rejection timestamp", self.timestamp))
         object.__setattr__(self, "details", {str(key): float(value) for key, value in self.details.items()})
 
     def to_plain(self) -> dict[str, Any]:
-        """Return the canonical plain form (what `canonical_json` writes)."""
-        plain: dict[str, Any] = to_plain(self)
-        return plain
+        """Return the canonical plain form (what `canonical_json` writes: kind, schema version, fields)."""
+        return self.canonical_plain()
 
-    def to_json(self) -> str:
-        """Return the canonical JSON text of the rejection."""
-        return canonical_json(self).decode("utf-8")
+    @classmethod
+    def from_fields(cls, plain: dict[str, Any]) -> RiskRejection:
+        return cls.from_plain(plain)
 
     @classmethod
     def from_plain(cls, plain: Mapping[str, Any]) -> RiskRejection:
-        """Read a rejection from its plain form; ``from_plain(r.to_plain()) == r``."""
+        """Read a rejection from its plain form, with or without kind and schema version (as stored before
+        rejections were records); ``from_plain(r.to_plain()) == r``."""
         try:
             return cls(
                 rule=plain["rule"],
@@ -230,20 +240,10 @@ class RiskRejection:
                 symbol=plain["symbol"],
                 timestamp=parse_timestamp(plain["timestamp"]),
                 details=dict(plain.get("details", {})),
+                signal_id=None if plain.get("signal_id") is None else uuid.UUID(plain["signal_id"]),
             )
         except KeyError as error:
             raise SerializationError(f"risk rejection is missing field {error.args[0]!r}") from error
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> RiskRejection:
-        """Read a rejection from its JSON text."""
-        try:
-            plain = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise SerializationError(f"risk rejection JSON is malformed: {error}") from error
-        if not isinstance(plain, dict):
-            raise SerializationError(f"risk rejection JSON must be an object, was {type(plain).__name__}")
-        return cls.from_plain(plain)
 
 
 @dataclass(frozen=True)
@@ -296,6 +296,7 @@ class RiskManager:
                         symbol=request.symbol,
                         timestamp=request.timestamp,
                         details=details,
+                        signal_id=request.signal_id,
                     )
                 )
         return RiskDecision(tuple(rejections))

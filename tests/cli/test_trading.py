@@ -36,6 +36,12 @@ TRADE_KEYS = {
     "return_pct",
     "commission",
     "exit_reason",
+    # Each trade's lineage: the decision that opened it, its entry and exit orders and fills.
+    "signal_id",
+    "entry_order_id",
+    "exit_order_id",
+    "entry_fill_id",
+    "exit_fill_id",
 }
 IDENTITY_KEYS = {
     "strategy",
@@ -48,6 +54,7 @@ IDENTITY_KEYS = {
     "run_id",
     "config_digest",
     "data_digest",
+    "engine_version",
     "stored_in",
 }
 STORED = re.compile(r"stored as run ([0-9a-f-]{36}) in (\S+);")
@@ -217,6 +224,34 @@ def test_no_store_touches_no_database_and_prints_the_id_the_run_would_have(nvda_
     assert document["run_id"] == json.loads(stored.stdout)["run_id"]
     text = runner.invoke(app, ["backtest", "--data", str(nvda_1000), "--no-store"])
     assert f"not stored (--no-store); stored, it would be run {document['run_id']}" in text.stdout
+
+
+def test_the_command_and_the_nightly_task_on_the_same_bars_and_settings_store_one_run_under_one_id(
+    nvda_1000: Path, database_url: str
+) -> None:
+    from models import run_summaries
+    from models.backtest_runs import load_run
+    from models.engine import session_scope
+    from neuraltrade.backtest import BacktestConfig
+    from tasks.backtest import StrategySpec, backtest_symbol
+    from tasks.ingest import ingest_file
+
+    ingest_file.fn(database_url, str(nvda_1000))  # the nightly's own path into the database
+    # 10000 and 10000.0 are one cash: one specification, one id.
+    config = BacktestConfig(cash=10_000, commission=DEFAULT_COMMISSION)
+    task = backtest_symbol.fn(database_url, "NVDA", StrategySpec(name="sma_cross", params={"fast": 5}), config)
+
+    arguments = ["backtest", "--data", str(nvda_1000), "--param", "fast=5", "--cash", "10000.0", "--json"]
+    command = runner.invoke(app, [*arguments, "--db", database_url])
+
+    assert command.exit_code == 0, command.output
+    document = json.loads(command.stdout)
+    with session_scope(database_url) as session:
+        stored = load_run(session, uuid.UUID(task["run_id"]))
+        assert run_summaries.table_counts(session)["backtest_runs"] == 1
+    assert document["run_id"] == task["run_id"] == str(stored.id)
+    assert (document["config_digest"], document["data_digest"]) == (stored.config_digest, stored.data_digest)
+    assert document["engine_version"] == stored.engine_version and document["trades"] == task["trades"]
 
 
 def test_the_command_line_and_the_nightly_default_to_one_commission_and_show_it(nvda_1000: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -16,6 +17,7 @@ from neuraltrade.memory.collection import distances
 from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.memory.query import Filter, Query, SearchResult
 from neuraltrade.strategies.indicators import bar_frame
+from neuraltrade.strategies.needs import MemoryRead
 from tests.conftest import DAILY_DATA
 
 DAILY = DAILY_DATA
@@ -103,3 +105,17 @@ class BruteForceMemory:
         if where.operator == "eq":
             return np.asarray(self._fields[where.name or ""] == where.value, dtype=bool)
         raise NotImplementedError(f"the brute-force memory does not evaluate {where.describe()}")
+
+
+@dataclass
+class MemoryContext:
+    """A strategy context that supplies one in-memory vector memory, and records what it was asked for."""
+
+    memory: Any
+    digest: str = "ab" * 32
+    asked: list[tuple[str, ...]] = field(default_factory=list)
+
+    def memory_searcher(self, symbols: Sequence[str]) -> MemoryRead:
+        self.asked.append(tuple(symbols))
+        items = len(self.memory.keys)
+        return MemoryRead(searcher=self.memory, collection="test_memory", items=items, digest=self.digest)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from neuraltrade.backtest import ALL_IN, BacktestConfig, ExitReason, OrderEventKind, SameBarExit, run_backtest
+from neuraltrade.backtest import ALL_IN, BacktestConfig, BrokerEventKind, ExitReason, SameBarExit, run_backtest
 from neuraltrade.errors import ConfigError, ValidationError
 from tests.domain.backtest_support import history, market, scripted
 
@@ -80,7 +80,7 @@ def test_a_decision_on_the_last_bar_never_fills():
     result = run(history("A", [10, 10, 10]), {"A": {2: 1}})
     assert result.trades == () and result.open_trades == ()
     kinds = [event.kind for event in result.events]
-    assert kinds == [OrderEventKind.PLACED, OrderEventKind.EXPIRED]
+    assert kinds == [BrokerEventKind.PLACED, BrokerEventKind.EXPIRED]
 
 
 def test_a_position_open_at_the_end_counts_in_equity_but_not_among_trades_unless_closed_at_end():
@@ -129,7 +129,7 @@ def test_an_unfilled_entry_expires_after_its_valid_bars():
     prices = history("A", [100] * 6, highs=[100] * 6, lows=[99] * 6)
     result = run(prices, {"A": {0: 1}}, details={"A": {"entry_limit": {0: -0.05}}}, valid_bars=2)
     assert result.open_trades == ()
-    expired = [event for event in result.events if event.kind is OrderEventKind.EXPIRED]
+    expired = [event for event in result.events if event.kind is BrokerEventKind.EXPIRED]
     assert len(expired) == 1 and expired[0].bar == 3 and expired[0].reason == "time in force ended"
 
 
@@ -190,8 +190,8 @@ def test_a_volume_cap_fills_an_order_over_several_bars():
     result = run(prices, {"A": {0: 1}}, config)
     assert [trade.entry_bar for trade in result.open_trades] == [1, 2, 3]
     assert [trade.size for trade in result.open_trades] == [100, 100, 100]
-    kinds = [event.kind for event in result.events if event.kind is not OrderEventKind.PLACED]
-    assert kinds == [OrderEventKind.PARTIALLY_FILLED, OrderEventKind.PARTIALLY_FILLED, OrderEventKind.FILLED]
+    kinds = [event.kind for event in result.events if event.kind is not BrokerEventKind.PLACED]
+    assert kinds == [BrokerEventKind.PARTIALLY_FILLED, BrokerEventKind.PARTIALLY_FILLED, BrokerEventKind.FILLED]
 
 
 def test_margin_lets_a_position_be_worth_a_multiple_of_equity():

@@ -12,6 +12,7 @@ from neuraltrade.errors import ConfigError, FingerprintMismatch, ValidationError
 from neuraltrade.market.history import PriceHistory
 from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.memory.query import Filter, Query, SearchResult
+from neuraltrade.records import CauseKind, Relation
 from neuraltrade.strategies.base import SignalFrame, verify_causality
 from neuraltrade.strategies.memory_vote import DISTANCE_FLOOR, MemoryVote, MemoryVoteConfig
 from tests.domain.strategy_support import BruteForceMemory, moment, periodic_history, real_history
@@ -64,7 +65,8 @@ def test_decisions_link_the_observations_of_neighbours_that_had_played_out(
     for bar, links in frame.links.items():
         assert SMALL.min_neighbours <= len(links) <= SMALL.k
         for link in links:
-            assert bar_of[link] + SMALL.horizon < bar, "a neighbour's outcome was not known yet"
+            assert (link.cause_kind, link.relation) == (CauseKind.MEMORY_ITEM, Relation.RECALLED)
+            assert bar_of[link.cause_id] + SMALL.horizon < bar, "a neighbour's outcome was not known yet"
 
 
 def test_the_vote_remembers_a_market_whose_next_move_is_written_in_its_recent_past() -> None:
@@ -126,7 +128,9 @@ def test_the_vote_weighs_each_neighbours_outcome_by_inverse_distance() -> None:
     assert list(decided) == [int(np.argmax(frame.features["neighbours"] >= 5))]
     assert frame.target[decided[0]] == 1.0
     # Items without an observation id are linked by a UUID of their key.
-    assert frame.links[int(decided[0])] == tuple(stable_id("memory_item", f"item-{bar}") for bar, _ in neighbours)
+    assert [link.cause_id for link in frame.links[int(decided[0])]] == [
+        stable_id("memory_item", f"item-{bar}") for bar, _ in neighbours
+    ]
 
 
 def test_too_few_neighbours_or_too_little_agreement_gives_no_decision() -> None:

@@ -11,6 +11,7 @@ import pytest
 from neuraltrade.errors import ConfigError, NotEnoughHistory, SerializationError
 from neuraltrade.market.history import PriceHistory
 from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
+from neuraltrade.records import CausalLink, CauseKind, Relation
 from neuraltrade.strategies.base import SignalFrame, verify_causality
 from neuraltrade.strategies.indicators import bar_frame, market_state_vectors
 from neuraltrade.strategies.neural import (
@@ -80,7 +81,13 @@ def test_decisions_link_the_version_of_the_model_that_made_them(nvda: tuple[Pric
         first, last = training_samples(SMALL, refits[model])
         expected = model_version_id(SMALL, "NVDA", history.timestamps[first], history.timestamps[last])
         assert versions[model] == expected
-        assert links == (model_version_uuid(expected),)
+        assert links == (
+            CausalLink(
+                cause_id=model_version_uuid(expected),
+                cause_kind=CauseKind.MODEL_VERSION,
+                relation=Relation.PREDICTED_BY,
+            ),
+        )
     assert set(frame.links) == set(frame.decisions().tolist())
 
 
@@ -140,6 +147,41 @@ def test_the_nightly_retrain_fits_the_latest_window_and_says_so(nvda: tuple[Pric
     assert 0.0 <= predict_latest(trained, history) <= 1.0
     again = train_latest(history, SMALL, walk_forward=walk_forward)
     assert again == trained, "a refit of the same data is not the same model"
+
+
+def test_the_products_are_every_model_the_signals_link_to_and_the_latest_with_its_bytes(
+    nvda: tuple[PriceHistory, SignalFrame],
+) -> None:
+    history, frame = nvda
+    products = Neural(SMALL).products(history, frame)
+
+    *refits, latest = products.model_versions
+    trained = train_latest(history, SMALL, walk_forward=frame)
+    assert latest == trained.model_version() and latest.model == trained.model
+    assert products.details == {"model_version": trained.version_id}
+    # The walk-forward's refits are described, not kept: their bytes would be a model per refit.
+    assert [version.id for version in refits] == frame.details["model_versions"]
+    assert all(version.model is None and version.strategy == "neural" for version in refits)
+    linked = {link.cause_id for links in frame.links.values() for link in links}
+    assert linked and linked <= {version.record_id for version in products.model_versions}
+    first, last = training_samples(SMALL, first_refit_bar(SMALL))
+    assert (refits[0].trained_from, refits[0].trained_to) == (
+        moment(history.timestamps[first]),
+        moment(history.timestamps[last]),
+    )
+    assert refits[0].train_samples == last - first + 1 and refits[0].parameters == SMALL.to_plain()
+    # Each refit is judged on the calls it made: together, the walk-forward's.
+    assert sum(version.test_samples for version in refits) == frame.details["out_of_sample_decisions"]
+    hits = sum(round((version.out_of_sample_hit_rate or 0.0) * version.test_samples) for version in refits)
+    assert hits / frame.details["out_of_sample_decisions"] == pytest.approx(frame.details["out_of_sample_hit_rate"])
+
+
+def test_without_history_enough_to_retrain_the_products_say_why() -> None:
+    history = real_history("NVDA").head(120)
+    products = Neural(SMALL).products(history, Neural(SMALL).signals(history))
+    assert products.model_versions == ()
+    assert products.details["model_version"] is None
+    assert "NVDA: 120 bars give 85 labelled samples" in products.details["model_skipped"]
 
 
 def test_the_nightly_retrain_refuses_a_history_too_short_to_learn_from() -> None:

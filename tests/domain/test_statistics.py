@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,12 @@ GOLDEN = json.loads((Path(__file__).parent / "data" / "statistics_golden.json").
 DAY_US = 86_400_000_000
 START_US = 1_577_836_800_000_000  # 2020-01-01T00:00:00Z, a Wednesday
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Ids of a trade's signal, orders and fills: statistics read none of them.
+LINEAGE: dict[str, Any] = {
+    "signal_id": None,
+    **{name: uuid.UUID(int=number) for number, name in enumerate(("entry_order_id", "exit_order_id"), 1)},
+    **{name: uuid.UUID(int=number) for number, name in enumerate(("entry_fill_id", "exit_fill_id"), 3)},
+}
 
 
 def _moment(microseconds: int) -> datetime:
@@ -34,7 +41,8 @@ def _moment(microseconds: int) -> datetime:
 
 def _golden_trade(row: dict[str, Any]) -> ClosedTrade:
     return ClosedTrade(
-        **{**row, "entry_time": parse_timestamp(row["entry_time"]), "exit_time": parse_timestamp(row["exit_time"])}
+        **{**row, "entry_time": parse_timestamp(row["entry_time"]), "exit_time": parse_timestamp(row["exit_time"])},
+        **LINEAGE,
     )
 
 
@@ -61,6 +69,7 @@ def _trade(timestamps: np.ndarray, prices: np.ndarray, entry: int, exit: int, si
         entry_price=float(prices[entry]),
         exit_price=float(prices[exit]),
         commission=0.5,
+        **LINEAGE,
     )
 
 

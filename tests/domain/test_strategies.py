@@ -18,9 +18,10 @@ from neuraltrade.strategies.indicators import crossed_above, decide_on_change, m
 from neuraltrade.strategies.mean_reversion import MeanReversion, MeanReversionConfig
 from neuraltrade.strategies.memory_vote import MemoryVote
 from neuraltrade.strategies.momentum import Momentum, MomentumConfig
+from neuraltrade.strategies.needs import Need, Supplies
 from neuraltrade.strategies.registry import STRATEGIES, build_config, build_strategy, parameter_names
 from neuraltrade.strategies.sma_cross import SmaCross, SmaCrossConfig
-from tests.domain.strategy_support import BruteForceMemory, real_history
+from tests.domain.strategy_support import BruteForceMemory, MemoryContext, real_history
 
 PROPERTY = settings(max_examples=40, deadline=None)
 CROSS_PAIRS = [(fast, slow) for fast in (2, 5, 10, 20, 50) for slow in (7, 20, 30, 100, 200) if fast < slow]
@@ -306,12 +307,26 @@ def test_a_parameter_value_that_does_not_fit_is_refused_naming_it(
         build_strategy(name, parameters)
 
 
-def test_memory_vote_is_built_only_with_a_memory_to_search() -> None:
-    with pytest.raises(ConfigError, match="memory_vote"):
+def test_memory_vote_is_built_only_from_a_context_that_supplies_its_memory() -> None:
+    with pytest.raises(ConfigError, match="'memory_vote' needs memory_searcher"):
         build_strategy("memory_vote", {"dimension": "32"})
-    strategy = build_strategy("memory_vote", {"dimension": "32", "k": "7"}, searcher=BruteForceMemory())
-    assert isinstance(strategy, MemoryVote)
-    assert strategy.config.k == 7
+    context = MemoryContext(BruteForceMemory())
+
+    strategy = build_strategy("memory_vote", {"dimension": "32", "k": "7"}, context=context, symbols=["AAA"])
+
+    assert isinstance(strategy, MemoryVote) and strategy.searcher is context.memory
+    assert strategy.config.k == 7 and context.asked == [("AAA",)]
+    # The strategy keeps what it was given: the run's specification names the memory by its digest.
+    assert strategy.supplies.memory_digest == context.digest
+    assert strategy.supplies.record() == {"memory": {"collection": "test_memory", "items": 0, "digest": context.digest}}
+
+
+def test_a_strategy_that_needs_nothing_never_asks_its_context() -> None:
+    context = MemoryContext(BruteForceMemory())
+    strategies = [build_strategy(name, {}, context=context, symbols=["AAA"]) for name in ("sma_cross", "neural")]
+    assert context.asked == [] and all(strategy.supplies == Supplies() for strategy in strategies)
+    assert all(strategy.needs == frozenset() for strategy in strategies)
+    assert STRATEGIES["memory_vote"][0].needs == {Need.MEMORY_SEARCHER}
 
 
 def test_strategy_ids_change_with_any_parameter() -> None:

@@ -1,5 +1,6 @@
-"""Behaviour of the domain records (`neuraltrade.types`) and their canonical form (`neuraltrade.canonical`).
+"""Behaviour of the domain records (`neuraltrade.types`): invariants, time zones and JSON round trips.
 
+The canonical form itself is specified in test_canonical.py, the records' canonical forms in test_records.py.
 Properties draw timestamps between the years 1000 and 9999; years below 1000 have their own tests.
 """
 
@@ -19,17 +20,15 @@ from hypothesis import strategies as st
 
 from neuraltrade.canonical import (
     canonical_json,
-    digest,
     format_microseconds,
     format_timestamp,
     parse_timestamp,
-    stable_id,
     to_plain,
 )
 from neuraltrade.errors import SerializationError, ValidationError
+from neuraltrade.records import CausalLink, CauseKind, Relation
 from neuraltrade.types import (
     Bar,
-    Direction,
     Observation,
     Order,
     OrderSide,
@@ -38,26 +37,17 @@ from neuraltrade.types import (
     Signal,
     TimeInForce,
 )
+from tests.domain.record_support import MOMENT, a_signal, aware_datetimes, observations, orders, signals
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MOMENT = datetime(2024, 3, 1, 14, 30, 0, 123_456, tzinfo=UTC)
 PROPERTY = settings(max_examples=75, deadline=None)
 
 # --- strategies -------------------------------------------------------------------------------------------
 
-# Any fixed offset a `timezone` accepts, down to the microsecond, and the IANA zones with their DST rules.
-fixed_offsets = st.timedeltas(
-    min_value=-timedelta(hours=23, minutes=59, seconds=59), max_value=timedelta(hours=23, minutes=59, seconds=59)
-).map(timezone)
-zones = st.one_of(st.just(UTC), fixed_offsets, st.timezones())
-aware_datetimes = st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30), timezones=zones)
 naive_datetimes = st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30))
 symbols = st.text(min_size=1, max_size=12)
 prices = st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False).filter(lambda x: x > 0)
 non_negative = st.floats(min_value=0.0, max_value=1e12, allow_nan=False, allow_infinity=False)
-finite_floats = st.floats(allow_nan=False, allow_infinity=False)
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), finite_floats, st.text(max_size=20))
-uuids = st.uuids()
 
 
 @st.composite
@@ -73,54 +63,6 @@ def bars(draw: st.DrawFn) -> Bar:
         close=close,
         volume=draw(non_negative),
         spread=draw(st.none() | non_negative),
-    )
-
-
-@st.composite
-def observations(draw: st.DrawFn) -> Observation:
-    return Observation(
-        id=draw(uuids),
-        timestamp=draw(aware_datetimes),
-        symbol=draw(symbols),
-        price=draw(prices),
-        volume=draw(non_negative),
-        spread=draw(non_negative),
-        metadata=draw(st.dictionaries(st.text(max_size=10), json_scalars, max_size=6)),
-        embedding=draw(st.none() | st.lists(finite_floats, max_size=16).map(tuple)),
-    )
-
-
-@st.composite
-def signals(draw: st.DrawFn) -> Signal:
-    return Signal(
-        id=draw(uuids),
-        strategy_id=draw(st.text(min_size=1, max_size=12)),
-        timestamp=draw(aware_datetimes),
-        symbol=draw(symbols),
-        direction=draw(st.sampled_from(Direction)),
-        confidence=draw(st.floats(min_value=0.0, max_value=1.0) | st.sampled_from([0, 1])),
-        features=draw(st.dictionaries(st.text(max_size=10), finite_floats, max_size=6)),
-        reasoning=draw(st.text(max_size=40)),
-        causal_links=draw(st.lists(uuids, max_size=5)),
-    )
-
-
-@st.composite
-def orders(draw: st.DrawFn) -> Order:
-    kind = draw(st.sampled_from(OrderType))
-    needs_limit = kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-    needs_stop = kind in (OrderType.STOP, OrderType.STOP_LIMIT)
-    return Order(
-        id=draw(uuids),
-        client_order_id=draw(st.text(min_size=1, max_size=16)),
-        symbol=draw(symbols),
-        side=draw(st.sampled_from(OrderSide)),
-        type=kind,
-        quantity=draw(prices),
-        limit_price=draw(prices) if needs_limit else None,
-        stop_price=draw(prices) if needs_stop else None,
-        time_in_force=draw(st.sampled_from(TimeInForce)),
-        status=draw(st.sampled_from(OrderStatus)),
     )
 
 
@@ -147,18 +89,6 @@ def an_observation(**changes: Any) -> Observation:
         "spread": 0.001,
     }
     return Observation(**{**fields, **changes})
-
-
-def a_signal(**changes: Any) -> Signal:
-    fields: dict[str, Any] = {
-        "id": uuid.UUID(int=2),
-        "strategy_id": "momentum",
-        "timestamp": MOMENT,
-        "symbol": "NVDA",
-        "direction": Direction.LONG,
-        "confidence": 0.5,
-    }
-    return Signal(**{**fields, **changes})
 
 
 def an_order(**changes: Any) -> Order:
@@ -293,21 +223,29 @@ def test_a_confidence_on_or_inside_the_bounds_is_accepted(confidence: float) -> 
 
 
 @PROPERTY
-@given(links=st.lists(st.sampled_from([uuid.UUID(int=n) for n in range(1, 6)]), max_size=20))
-def test_adding_causal_links_keeps_each_once_in_first_seen_order(links: list[uuid.UUID]) -> None:
-    signal = a_signal()
-    for link in links:
-        signal.add_causal_link(link)
-    assert signal.causal_links == list(dict.fromkeys(links))
+@given(causes=st.lists(st.sampled_from([uuid.UUID(int=n) for n in range(1, 6)]), max_size=20))
+def test_causal_links_keep_each_edge_once_in_first_seen_order(causes: list[uuid.UUID]) -> None:
+    edges = [
+        CausalLink(cause_id=cause, cause_kind=CauseKind.MEMORY_ITEM, relation=Relation.RECALLED) for cause in causes
+    ]
+    assert a_signal(causal_links=edges).causal_links == tuple(dict.fromkeys(edges))
 
 
-@pytest.mark.parametrize("cause", ["00000000-0000-0000-0000-000000000001", 1, None, uuid.UUID(int=1).bytes], ids=repr)
-def test_a_causal_link_that_is_not_a_uuid_is_refused_and_nothing_is_added(cause: object) -> None:
-    signal = a_signal()
+@pytest.mark.parametrize("cause", ["00000000-0000-0000-0000-000000000001", 1, None, uuid.UUID(int=1)], ids=repr)
+def test_a_causal_link_that_is_not_a_typed_edge_is_refused_naming_it(cause: object) -> None:
     with pytest.raises(ValidationError) as raised:
-        signal.add_causal_link(cause)  # type: ignore[arg-type]
+        a_signal(causal_links=[cause])
     assert repr(cause) in str(raised.value)
-    assert signal.causal_links == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [({"cause_kind": "planet"}, "planet"), ({"relation": "caused"}, "caused"), ({"cause_id": "x"}, "'x'")],
+)
+def test_a_causal_link_of_an_unknown_kind_or_relation_is_refused_naming_it(changes: dict[str, Any], named: str) -> None:
+    fields: dict[str, Any] = {"cause_id": uuid.UUID(int=1), "cause_kind": "observation", "relation": "observed"}
+    with pytest.raises(ValidationError, match=re.escape(named)):
+        CausalLink(**{**fields, **changes})
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, True])
@@ -461,76 +399,7 @@ def test_an_order_limit_price_must_be_a_positive_finite_number(price: float) -> 
         an_order(type=OrderType.LIMIT, limit_price=price)
 
 
-# --- canonical JSON -----------------------------------------------------------------------------------------
-
-json_values = st.recursive(
-    json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
-    max_leaves=20,
-)
-
-
-def _keys_are_sorted(value: Any) -> bool:
-    if isinstance(value, dict):
-        return list(value) == sorted(value) and all(_keys_are_sorted(item) for item in value.values())
-    if isinstance(value, list):
-        return all(_keys_are_sorted(item) for item in value)
-    return True
-
-
-@PROPERTY
-@given(value=json_values, order_seed=st.randoms(use_true_random=False))
-def test_canonical_json_is_one_byte_string_per_value_whatever_the_key_order(value: Any, order_seed: Any) -> None:
-    def shuffled(item: Any) -> Any:
-        if isinstance(item, dict):
-            keys = list(item)
-            order_seed.shuffle(keys)
-            return {key: shuffled(item[key]) for key in keys}
-        if isinstance(item, list):
-            return [shuffled(element) for element in item]
-        return item
-
-    text = canonical_json(value)
-    assert canonical_json(shuffled(value)) == text
-    assert digest(value) == digest(shuffled(value))
-    decoded = json.loads(text)
-    assert decoded == value
-    assert _keys_are_sorted(json.loads(text, object_pairs_hook=dict))
-
-
-def test_canonical_json_has_sorted_keys_no_spaces_and_plain_forms_of_rich_values() -> None:
-    value = {
-        "b": [1, 2.5],
-        "a": {"z": None, "y": True},
-        "when": datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
-        "id": uuid.UUID("5F0C7A4E-2B4B-4D5E-9A51-6E6575726174"),
-        "side": OrderSide.SELL,
-        "é": "ü",
-        "tuple": (np.int64(3), np.float32(0.5)),
-    }
-    assert (
-        canonical_json(value)
-        == (
-            '{"a":{"y":true,"z":null},"b":[1,2.5],"id":"5f0c7a4e-2b4b-4d5e-9a51-6e6575726174",'
-            '"side":"sell","tuple":[3,0.5],"when":"2024-01-02T03:04:05.000006Z","é":"ü"}'
-        ).encode()
-    )
-
-
-@pytest.mark.parametrize(
-    "value",
-    [math.nan, math.inf, -math.inf, [1.0, math.nan], {"a": {"b": math.inf}}, np.float64("nan"), np.float32("inf")],
-    ids=repr,
-)
-def test_canonical_json_refuses_nan_and_infinity_wherever_they_hide(value: Any) -> None:
-    with pytest.raises(SerializationError, match=r"nan|inf"):
-        canonical_json(value)
-
-
-@pytest.mark.parametrize("value", [{1: "a"}, b"bytes", object()], ids=["int_key", "bytes", "object"])
-def test_canonical_json_refuses_values_without_a_canonical_form(value: Any) -> None:
-    with pytest.raises(SerializationError):
-        canonical_json(value)
+# --- JSON refusals ---------------------------------------------------------------------------------------------
 
 
 def test_a_record_with_a_nan_in_its_metadata_cannot_be_written() -> None:
@@ -545,13 +414,6 @@ def test_reading_a_record_from_malformed_json_raises_a_serialization_error(text:
     for record in (Bar, Observation, Signal, Order):
         with pytest.raises(SerializationError, match=kind):
             record.from_json(text)
-
-
-@PROPERTY
-@given(parts=st.lists(json_scalars.filter(lambda x: not isinstance(x, float) or math.isfinite(x)), max_size=4))
-def test_stable_ids_are_deterministic_and_version_5(parts: list[Any]) -> None:
-    assert stable_id(*parts) == stable_id(*parts)
-    assert stable_id(*parts).version == 5
 
 
 # --- observation ids ----------------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def test_a_folder_is_ingested_file_by_file_and_failed_files_fail_the_run_once_at
     assert (summary["rows_read"], summary["rows_stored"], summary["rows_quarantined"]) == (82, 80, 2)
     with session_scope(database_url) as session:
         counts = run_summaries.table_counts(session)
-        assert repositories.symbols(session) == ["AAA", "BBB"]
+        assert repositories.list_symbols(session) == ["AAA", "BBB"]
     # The good files are stored and the failed file's rows kept in quarantine: nothing is lost.
     assert (counts["bars"], counts["quarantined_rows"]) == (80, 2)
     [run] = _runs(database_url)

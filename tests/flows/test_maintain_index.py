@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 from models.ann_index import HnswConfig
 from models.engine import session_scope
 from models.tables import RunSummary
-from models.vector_maintenance import RUN_KIND, MaintenanceConfig
+from models.vector_maintenance import RUN_KIND
 from models.vector_store import VectorDB
 from neuraltrade.errors import RecallBelowThreshold
+from neuraltrade.memory.maintenance import MaintenanceConfig
 from neuraltrade_cli.app import app
 
 DIMENSION = 32

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from models import run_summaries
+from models.backtest_runs import list_runs
 from models.engine import session_scope
+from models.lineage import broken_links
 from models.tables import RunSummary
 from neuraltrade.backtest.config import DEFAULT_COMMISSION
 from neuraltrade.errors import IngestionFailed
@@ -42,7 +45,8 @@ def test_the_night_ingests_embeds_records_its_runs_and_exports_metrics(
     assert summary["embedding"]["embedded"] == 120 - WINDOW + 1
     counts = _counts(database_url)
     assert counts["bars"] == 120
-    assert counts["observations"] == counts["memory_items"] == 120 - WINDOW + 1
+    # An observation per bar (the market state a decision links to), a vector per full window.
+    assert counts["observations"] == 120 and counts["memory_items"] == 120 - WINDOW + 1
     with session_scope(database_url) as session:
         runs = session.scalars(select(RunSummary)).all()
         assert sorted((run.kind, run.status) for run in runs) == [
@@ -63,6 +67,20 @@ def test_the_night_ingests_embeds_records_its_runs_and_exports_metrics(
     ]
     assert counts["backtest_runs"] == counts["backtest_equity"] == 5
     assert counts["backtest_trades"] == sum(run["trades"] for run in backtests["runs"]), backtests["runs"]
+    # Every closed trade of the night leads back through its fills, orders and signal to the bar's
+    # observation and whatever else the decision used (memory items, model versions).
+    assert counts["backtest_trades"] > 0 and counts["fills"] >= 2 * counts["backtest_trades"]
+    with session_scope(database_url) as session:
+        for run in backtests["runs"]:
+            assert broken_links(session, uuid.UUID(run["run_id"])) == [], run["strategy"]
+    # Each run is stored under its specification's id, which names what the strategy read: the memory too.
+    with session_scope(database_url) as session:
+        stored = {overview.strategy: overview for overview in list_runs(session)}
+    for run in backtests["runs"]:
+        spec = stored[run["strategy"]].run_spec()
+        assert spec is not None and str(spec.run_id) == run["run_id"] == str(stored[run["strategy"]].id)
+    remembered = stored["memory_vote"].run_spec()
+    assert remembered is not None and remembered.memory_digest == stored["memory_vote"].details["memory"]["digest"]
     # Each run is sized by the volatility target without leverage, at the command line's commission, and
     # reports what holding the symbol returned and how much of the time it held a position.
     assert backtests["sizing"]["kind"] == "volatility_target" and backtests["sizing"]["max_leverage"] == 1.0

@@ -8,15 +8,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from models.dialects.sqlite import BUSY_TIMEOUT_MILLISECONDS, PAGE_SIZE_BYTES
 from models.engine import (
-    BUSY_TIMEOUT_MILLISECONDS,
     DATABASE_ENVIRONMENT_VARIABLE,
     DEFAULT_DATABASE_URL,
-    PAGE_SIZE_BYTES,
     database_file,
     dispose_engines,
     get_engine,
-    is_sqlite,
     read_only_url,
     resolve_database_url,
     session_scope,
@@ -109,10 +107,10 @@ def test_a_malformed_environment_url_is_a_storage_error_naming_it(monkeypatch: p
         resolve_database_url()
 
 
-def test_sqlite_urls_are_told_apart_from_others() -> None:
-    assert is_sqlite("sqlite:///x.db")
-    assert is_sqlite("sqlite://")
-    assert not is_sqlite("postgresql+psycopg://user@host/db")
+def test_only_a_sqlite_url_names_a_database_file(tmp_path: Path) -> None:
+    assert database_file(f"sqlite:///{tmp_path}/x.db") == (tmp_path / "x.db").resolve()
+    assert database_file("sqlite://") is None
+    assert database_file("postgresql+psycopg://user@host/db") is None
 
 
 def test_a_read_only_url_reads_the_file_and_creates_nothing_beside_it(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 
 from alembic import command
 from models import trading
-from models.backtest_runs import list_runs, save_run
+from models.backtest_runs import list_runs
 from models.base import Base, table_of
 from models.engine import dispose_engines, get_engine, session_scope
 from models.migrations import alembic_config, current_revision, downgrade_database, upgrade_database
@@ -20,6 +20,7 @@ from models.repositories import upsert_bars
 from tests.models.test_migrations import schema_tables
 from tests.models.test_repositories import bar_frame
 from tests.models.test_trading import RUN_ID, managed_orders, run, save, signal
+from tests.models.trade_support import store_run
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 TRADING_TABLES = {
@@ -40,19 +41,19 @@ def url(tmp_path: Path) -> Iterator[str]:
     dispose_engines()
 
 
-def test_the_trading_models_are_exactly_the_tables_0003_adds() -> None:
+def test_the_trading_models_are_exactly_the_tables_0003_adds_and_the_fills_0004_adds() -> None:
     models = {
         table_of(mapper.class_).name for mapper in Base.registry.mappers if mapper.class_.__module__ == trading.__name__
     }
 
-    assert models == TRADING_TABLES
+    assert models == TRADING_TABLES | {"fills"}
 
 
 def test_upgrading_a_fresh_file_creates_the_trading_tables_and_the_schema_matches_the_models(url: str) -> None:
     upgrade_database(url)
 
-    assert current_revision(url) == "0003"
-    assert schema_tables(url) >= TRADING_TABLES
+    assert current_revision(url) == "0004"
+    assert schema_tables(url) >= TRADING_TABLES | {"fills"}
     command.check(alembic_config(url))  # raises if the migrated schema and the models differ
 
 
@@ -84,7 +85,7 @@ def test_downgrading_to_0002_drops_only_the_trading_tables(url: str) -> None:
         upsert_bars(session, bar_frame(5), source="test.csv", now=NOW)
     oms, _ = managed_orders()
     with session_scope(url, write=True) as session:
-        save_run(session, run())
+        store_run(session, run())
     save(url, oms.orders(), run_id=RUN_ID)
 
     downgrade_database(url, "0002")
@@ -103,6 +104,6 @@ def test_a_database_downgraded_to_0002_upgrades_again_and_takes_runs(url: str) -
 
     command.check(alembic_config(url))
     with session_scope(url, write=True) as session:
-        save_run(session, run())
+        store_run(session, run())
         save_signals(session, [signal()], run_id=RUN_ID)
         assert [overview.id for overview in list_runs(session)] == [RUN_ID]

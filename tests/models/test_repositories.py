@@ -115,7 +115,7 @@ def test_the_same_timestamp_of_two_symbols_is_two_bars(database_url: str) -> Non
     upsert(database_url, bar_frame(5, symbol="BBB"))
 
     with session_scope(database_url) as session:
-        assert repositories.symbols(session) == ["AAA", "BBB"]
+        assert repositories.list_symbols(session) == ["AAA", "BBB"]
         assert run_summaries.table_counts(session)["bars"] == 10
 
 

@@ -4,6 +4,7 @@ writes."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import shutil
 import uuid
@@ -24,13 +25,14 @@ from models.backtest_runs import (
     RunOverview,
     StoredModelVersion,
     StoredRun,
+    find_model_versions,
     latest_model_version,
     list_runs,
     load_run,
     run_details,
-    run_identity,
     save_backtest,
     save_model_version,
+    save_model_versions,
     save_run,
 )
 from models.engine import dispose_engines, session_scope
@@ -53,11 +55,14 @@ from models.trading import (
     RiskRejectionRecord,
     SignalRecord,
 )
-from neuraltrade.backtest.trade import ClosedTrade, ExitReason
+from neuraltrade.backtest.run_spec import ENGINE_VERSION, run_spec
+from neuraltrade.backtest.trade import ClosedTrade
 from neuraltrade.clock import FixedClock
 from neuraltrade.errors import DuplicateOrder, UnknownOrder, UnknownRun, ValidationError
+from neuraltrade.records import CausalLink, CauseKind, Relation
 from neuraltrade.trading.orders import ManagedOrder, OrderManager, order_id_for
 from neuraltrade.types import Direction, Order, OrderSide, OrderStatus, OrderType, Signal, TimeInForce
+from tests.models.trade_support import lineage, store_run, trade
 
 START = datetime(2024, 1, 2, 14, 30, 0, 123_456, tzinfo=UTC)
 RUN_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -82,24 +87,6 @@ def database_url(migrated_file: Path, tmp_path: Path) -> Iterator[str]:
     dispose_engines()
 
 
-def trade(number: int, *, tag: str | None = None) -> ClosedTrade:
-    return ClosedTrade(
-        symbol="AAA" if number % 2 else "BBB",
-        entry_bar=number,
-        exit_bar=number + 3,
-        entry_time=START + timedelta(days=number),
-        exit_time=START + timedelta(days=number + 3, microseconds=7),
-        size=-2.5 if number % 3 == 0 else 10.0,
-        entry_price=100.0 + number / 7,
-        exit_price=101.0 - number / 11,
-        commission=0.1,
-        exit_reason=ExitReason.STOP_LOSS if number % 2 else ExitReason.SIGNAL,
-        stop_loss=95.5 if number % 2 else None,
-        take_profit=None,
-        tag=tag,
-    )
-
-
 def run(
     run_id: uuid.UUID = RUN_ID,
     *,
@@ -109,7 +96,7 @@ def run(
     created_at: datetime = START,
     **fields: Any,
 ) -> StoredRun:
-    closed = [trade(number) for number in range(trades)] if isinstance(trades, int) else trades
+    closed = [trade(number, run_id=run_id) for number in range(trades)] if isinstance(trades, int) else trades
     timestamps = np.int64(1_704_205_800_000_000) + np.arange(bars, dtype=np.int64) * 60_000_000
     equity = 10_000.0 + np.cumsum(np.linspace(-3.0, 4.0, bars))
     values: dict[str, Any] = {
@@ -127,6 +114,8 @@ def run(
         "statistics": {"Return [%]": 1.25, "# Trades": len(closed)},
         "details": {"cache_hit_rate": 0.9, "model_version": "e" * 64},
         "created_at": created_at,
+        "engine_version": "1",
+        "spec": {"kind": "backtest_run", "schema_version": 1, "strategy": strategy, "cash": 10_000.0},
         "trades": closed,
         "timestamps": timestamps,
         "equity": equity,
@@ -166,7 +155,7 @@ def assert_same_run(loaded: StoredRun, expected: StoredRun) -> None:
 def test_a_saved_run_loads_back_with_its_trades_and_equity_curve(database_url: str) -> None:
     stored = run()
     with session_scope(database_url, write=True) as session:
-        assert save_run(session, stored) == RUN_ID
+        assert store_run(session, stored) == RUN_ID
 
     with session_scope(database_url) as session:
         loaded = load_run(session, RUN_ID)
@@ -178,19 +167,19 @@ def test_a_saved_run_loads_back_with_its_trades_and_equity_curve(database_url: s
 
 def test_saving_a_run_twice_changes_nothing(database_url: str) -> None:
     with session_scope(database_url, write=True) as session:
-        save_run(session, run())
+        store_run(session, run())
     before = {model: dump(database_url, model) for model in (BacktestRunRecord, BacktestTradeRecord)}
 
     with session_scope(database_url, write=True) as session:
-        save_run(session, run())
+        store_run(session, run())
 
     assert {model: dump(database_url, model) for model in before} == before
 
 
 def test_resaving_a_run_replaces_its_trades_and_curve(database_url: str) -> None:
     with session_scope(database_url, write=True) as session:
-        save_run(session, run(trades=5, bars=50))
-        save_run(session, run(trades=2, bars=20, statistics={"# Trades": 2}))
+        store_run(session, run(trades=5, bars=50))
+        store_run(session, run(trades=2, bars=20, statistics={"# Trades": 2}))
 
     with session_scope(database_url) as session:
         loaded = load_run(session, RUN_ID)
@@ -204,10 +193,10 @@ def test_resaving_a_run_replaces_its_trades_and_curve(database_url: str) -> None
 def test_a_load_after_a_resave_in_one_session_sees_the_new_run(database_url: str) -> None:
     replacement = run(trades=[trade(7)], bars=10, statistics={"# Trades": 1})
     with session_scope(database_url, write=True) as session:
-        save_run(session, run())
+        store_run(session, run())
         load_run(session, RUN_ID)
         list_runs(session)
-        save_run(session, replacement)
+        store_run(session, replacement)
 
         assert_same_run(load_run(session, RUN_ID), replacement)
         assert [overview.statistics for overview in list_runs(session)] == [{"# Trades": 1}]
@@ -215,14 +204,14 @@ def test_a_load_after_a_resave_in_one_session_sees_the_new_run(database_url: str
 
 def test_a_failed_resave_leaves_the_stored_run_whole(database_url: str) -> None:
     with session_scope(database_url, write=True) as session:
-        save_run(session, run(trades=4))
+        store_run(session, run(trades=4))
     # A trade without a symbol fails on insert, after the old trades were deleted.
     nameless = trade(1)._replace(symbol=None)
     broken = run(trades=[trade(0), nameless])
 
     with session_scope(database_url, write=True) as session:
         with pytest.raises(IntegrityError):
-            save_run(session, broken)
+            save_run(session, broken, **lineage([trade(0), trade(1)]))
         session.commit()  # the caller carries on: only the savepoint was rolled back
 
     with session_scope(database_url) as session:
@@ -231,7 +220,7 @@ def test_a_failed_resave_leaves_the_stored_run_whole(database_url: str) -> None:
 
 def test_non_finite_statistics_are_stored_as_null(database_url: str) -> None:
     with session_scope(database_url, write=True) as session:
-        save_run(session, run(statistics={"Sharpe Ratio": math.nan, "Best": math.inf, "nested": [1.0, math.nan]}))
+        store_run(session, run(statistics={"Sharpe Ratio": math.nan, "Best": math.inf, "nested": [1.0, math.nan]}))
 
     with session_scope(database_url) as session:
         assert load_run(session, RUN_ID).statistics == {"Sharpe Ratio": None, "Best": None, "nested": [1.0, None]}
@@ -251,20 +240,26 @@ def test_loading_an_unknown_run_raises_unknown_run(database_url: str) -> None:
         load_run(session, RUN_ID)
 
 
-def test_a_trade_tagged_with_a_signal_id_records_the_signal(database_url: str) -> None:
+def test_a_trades_tag_is_the_users_own_and_its_signal_is_a_column_of_its_own(database_url: str) -> None:
     trades = [trade(0, tag=str(SIGNAL_ID)), trade(1, tag="manual"), trade(2)]
     with session_scope(database_url, write=True) as session:
-        save_run(session, run(trades=trades))
-        signal_ids = session.scalars(select(BacktestTradeRecord.signal_id).order_by(BacktestTradeRecord.sequence))
+        save_run(session, run(trades=trades), **lineage(trades))
+        stored = session.execute(
+            select(BacktestTradeRecord.tag, BacktestTradeRecord.signal_id).order_by(BacktestTradeRecord.sequence)
+        ).all()
 
-        assert list(signal_ids) == [SIGNAL_ID, None, None]
+    assert [tuple(row) for row in stored] == [
+        (str(SIGNAL_ID), trades[0].signal_id),
+        ("manual", trades[1].signal_id),
+        (None, trades[2].signal_id),
+    ]
 
 
 def test_runs_are_listed_newest_first_and_filtered_by_strategy(database_url: str) -> None:
     with session_scope(database_url, write=True) as session:
         for number, strategy in enumerate(["momentum", "reversion", "momentum", "momentum"]):
             run_id = uuid.UUID(int=number + 1)
-            save_run(session, run(run_id, strategy=strategy, created_at=START + timedelta(hours=number)))
+            store_run(session, run(run_id, strategy=strategy, created_at=START + timedelta(hours=number)))
 
     with session_scope(database_url) as session:
         newest = list_runs(session, limit=3)
@@ -280,7 +275,7 @@ def test_runs_are_listed_newest_first_and_filtered_by_strategy(database_url: str
     ("fields", "message"),
     [
         ({"equity": np.zeros(3)}, "one length"),
-        ({"created_at": datetime(2024, 1, 1)}, "aware"),
+        ({"created_at": datetime(2024, 1, 1)}, "naive"),
         ({"config_digest": "not hex"}, "hex"),
         ({"end": START - timedelta(days=1)}, "before it starts"),
         ({"bars": -1}, "non-negative"),
@@ -294,6 +289,10 @@ def test_an_inconsistent_run_is_refused(fields: dict[str, Any], message: str) ->
 # -- signals -----------------------------------------------------------------------------------------
 
 
+def _link(number: int, kind: CauseKind = CauseKind.OBSERVATION, relation: Relation = Relation.OBSERVED) -> CausalLink:
+    return CausalLink(cause_id=uuid.UUID(int=number), cause_kind=kind, relation=relation)
+
+
 def signal(number: int = 0, **fields: Any) -> Signal:
     values: dict[str, Any] = {
         "id": uuid.UUID(int=0xAA + number),
@@ -304,7 +303,7 @@ def signal(number: int = 0, **fields: Any) -> Signal:
         "confidence": 0.75,
         "features": {"z": -1.5, "momentum": 0.1},
         "reasoning": "rising closes",
-        "causal_links": [uuid.UUID(int=7)],
+        "causal_links": [_link(7)],
     }
     values.update(fields)
     return Signal(**values)
@@ -319,7 +318,12 @@ texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
     confidence=st.floats(0.0, 1.0),
     features=st.dictionaries(texts, st.floats(allow_nan=False, allow_infinity=False), max_size=4),
     reasoning=texts,
-    links=st.lists(st.uuids(), max_size=3),
+    links=st.lists(
+        st.builds(
+            CausalLink, cause_id=st.uuids(), cause_kind=st.sampled_from(CauseKind), relation=st.sampled_from(Relation)
+        ),
+        max_size=3,
+    ),
     moment=st.datetimes(datetime(1900, 1, 1), datetime(2200, 1, 1), timezones=st.just(UTC)),
 )
 def test_signals_round_trip_losslessly(
@@ -328,7 +332,7 @@ def test_signals_round_trip_losslessly(
     confidence: float,
     features: dict[str, float],
     reasoning: str,
-    links: list[uuid.UUID],
+    links: list[CausalLink],
     moment: datetime,
 ) -> None:
     given_signal = signal(
@@ -351,7 +355,7 @@ def test_resaving_a_signal_updates_its_causal_links_and_changes_nothing_else(dat
     first = signal()
     with session_scope(database_url, write=True) as session:
         save_signals(session, [first, signal(1)])
-        first.add_causal_link(uuid.UUID(int=8))
+        first = dataclasses.replace(first, causal_links=(*first.causal_links, _link(8, CauseKind.MEMORY_ITEM)))
         save_signals(session, [first, signal(1)])
 
     with session_scope(database_url) as session:
@@ -360,7 +364,7 @@ def test_resaving_a_signal_updates_its_causal_links_and_changes_nothing_else(dat
 
 def test_signals_of_a_run_are_kept_apart_from_live_ones(database_url: str) -> None:
     with session_scope(database_url, write=True) as session:
-        save_run(session, run())
+        save_run(session, run(trades=0))
         save_signals(session, [signal(0)], run_id=RUN_ID)
         save_signals(session, [signal(1)])
 
@@ -486,7 +490,7 @@ def test_a_client_order_id_stored_for_another_order_raises_duplicate_order(datab
 def test_an_order_of_another_run_under_a_stored_client_order_id_raises_duplicate_order(database_url: str) -> None:
     oms, _ = managed_orders()
     with session_scope(database_url, write=True) as session:
-        save_run(session, run())
+        store_run(session, run())
     save(database_url, oms.orders())
 
     with pytest.raises(DuplicateOrder, match="'o-1'"):
@@ -523,6 +527,7 @@ class Refusal:
     rule: str
     reason: str
     details: dict[str, Any]
+    signal_id: uuid.UUID | None = None
 
 
 def test_rejections_are_stored_once_and_load_back(database_url: str) -> None:
@@ -539,7 +544,7 @@ def test_rejections_are_stored_once_and_load_back(database_url: str) -> None:
 def test_deleting_a_run_deletes_everything_it_produced(database_url: str) -> None:
     oms, _ = managed_orders()
     with session_scope(database_url, write=True) as session:
-        save_run(session, run())
+        store_run(session, run())
         save_signals(session, [signal()], run_id=RUN_ID)
         save_orders(session, oms.orders(), run_id=RUN_ID)
         save_rejections(session, [Refusal("o-2", "AAA", START, "max_position", "too big", {})], run_id=RUN_ID)
@@ -580,35 +585,54 @@ def every_row(url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 def test_a_backtest_is_saved_whole_once_and_saving_it_again_changes_no_row(database_url: str) -> None:
     result = two_symbol_backtest()
-    identity = run_identity(result.strategy, result.config, result.market)
+    spec = run_spec(result.strategy, result.config, result.market)
     with session_scope(database_url, write=True) as session:
-        assert save_backtest(session, result, identity, run_details(result), created_at=START)
+        assert save_backtest(session, result, spec, run_details(result), created_at=START)
     before = every_row(database_url)
 
     with session_scope(database_url, write=True) as session:
-        saved_again = save_backtest(session, result, identity, run_details(result), created_at=START + timedelta(1))
+        saved_again = save_backtest(session, result, spec, run_details(result), created_at=START + timedelta(1))
 
     assert not saved_again and every_row(database_url) == before
     with session_scope(database_url) as session:
-        stored = load_run(session, identity.run_id)
-        signals = load_signals(session, identity.run_id)
+        stored = load_run(session, spec.run_id)
+        signals = load_signals(session, spec.run_id)
     assert stored.symbols == ("AAA", "BBB") and stored.created_at == START
+    # The row is the run of its specification: its id, digests, engine and the specification itself.
+    assert (stored.id, stored.config_digest, stored.data_digest) == (spec.run_id, spec.config_digest, spec.data_digest)
+    assert stored.engine_version == spec.engine_version == ENGINE_VERSION and stored.run_spec() == spec
     assert len(stored.trades) == len(result.trades) > 0 and np.array_equal(stored.equity, result.equity)
     assert len(signals) == len(result.decisions) == 4
     assert count(database_url, OrderRecord) >= 4 and count(database_url, OrderEventRecord) > 0
 
 
-def test_a_runs_identity_is_its_inputs_sizing_and_risk_limits_included() -> None:
+def test_a_backtest_of_another_run_is_not_stored_under_the_spec(database_url: str) -> None:
+    from neuraltrade.trading.risk import RiskLimits
+
+    result = two_symbol_backtest()
+    limited = run_spec(result.strategy, result.config, result.market, limits=RiskLimits(max_leverage=1.0))
+    with session_scope(database_url, write=True) as session, pytest.raises(ValidationError, match=str(limited.run_id)):
+        save_backtest(session, result, limited, run_details(result), created_at=START)
+    assert count(database_url, BacktestRunRecord) == 0
+
+
+def test_a_runs_id_is_its_specifications_sizing_risk_limits_and_engine_included(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from neuraltrade.trading.risk import RiskLimits
     from neuraltrade.trading.sizing import VolatilityTarget
 
     result = two_symbol_backtest()
-    plain = run_identity(result.strategy, result.config, result.market)
-    assert plain == run_identity(result.strategy, result.config, result.market)
-    assert str(plain.run_id) == result.run_id and plain.config_digest == result.config_digest
-    sized = run_identity(result.strategy, result.config, result.market, sizing=VolatilityTarget(annual_volatility=0.12))
-    limited = run_identity(result.strategy, result.config, result.market, limits=RiskLimits(max_leverage=1.0))
-    assert len({plain.run_id, sized.run_id, limited.run_id}) == 3
+    plain = run_spec(result.strategy, result.config, result.market)
+    assert plain == run_spec(result.strategy, result.config, result.market)
+    assert plain.run_id == result.run_id
+    sized = run_spec(result.strategy, result.config, result.market, sizing=VolatilityTarget(annual_volatility=0.12))
+    limited = run_spec(result.strategy, result.config, result.market, limits=RiskLimits(max_leverage=1.0))
+    monkeypatch.setattr(importlib.import_module("neuraltrade.backtest.run_spec"), "ENGINE_VERSION", "another")
+    newer = run_spec(result.strategy, result.config, result.market)
+    assert newer.engine_version == "another" and newer.data_digest == plain.data_digest
+    assert len({plain.run_id, sized.run_id, limited.run_id, newer.run_id}) == 4
+    assert len({plain.config_digest, sized.config_digest, limited.config_digest, newer.config_digest}) == 4
 
 
 def test_run_details_keep_each_symbols_details_and_the_sizing_and_limits_in_full() -> None:
@@ -664,6 +688,33 @@ def test_the_latest_model_version_is_the_newest_of_its_strategy_and_symbol(datab
         assert latest_model_version(session, "learned", "AAA") == newer
         assert latest_model_version(session, "learned", "BBB") == elsewhere
         assert latest_model_version(session, "other", "AAA") is None
+
+
+def test_a_model_version_described_again_without_its_bytes_keeps_them_and_is_found_by_its_record_id(
+    database_url: str,
+) -> None:
+    trained = model_version("a", created_at=START)
+    described = dataclasses.replace(trained, model=None, test_samples=50)
+    other = model_version("b", created_at=START, model=None)
+    with session_scope(database_url, write=True) as session:
+        save_model_version(session, trained)
+        assert save_model_versions(session, [described, other], created_at=START + timedelta(days=1)) == [
+            "a" * 64,
+            "b" * 64,
+        ]
+
+    with session_scope(database_url) as session:
+        found = find_model_versions(session, [trained.record_id, other.record_id, uuid.UUID(int=3)])
+    assert set(found) == {trained.record_id, other.record_id}
+    assert found[trained.record_id].model == trained.model and found[trained.record_id].test_samples == 50
+    assert found[other.record_id] == other
+
+
+def test_of_the_versions_stored_together_the_latest_is_the_one_trained_on_the_latest_bars(database_url: str) -> None:
+    later = model_version("1", created_at=START, trained_to=START + timedelta(days=60))
+    with session_scope(database_url, write=True) as session:
+        save_model_versions(session, [later, model_version("2", created_at=START)], created_at=START)
+        assert latest_model_version(session, "learned", "AAA") == later
 
 
 def test_a_model_version_with_an_impossible_hit_rate_is_refused() -> None:

@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from models import vector_compaction, vector_maintenance, vector_sql, vector_statistics
+from models import vector_compaction, vector_maintenance, vector_statistics
 from models.ann_index import HnswConfig, HnswIndex
+from models.dialects import vector_backend_for
 from models.engine import session_scope
 from models.tables import RunSummary
-from models.vector_maintenance import MaintenanceConfig
 from models.vector_store import VectorDB
 from neuraltrade.canonical import format_timestamp
 from neuraltrade.errors import ConfigError, MemoryIntegrityError, RecallBelowThreshold
 from neuraltrade.memory.collection import Query, distance_matrix, distances
+from neuraltrade.memory.maintenance import MaintenanceConfig
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 DIMENSION = 32
@@ -62,7 +63,7 @@ def item_number(url: str, name: str, key: str) -> int:
 
 def vector_bytes(url: str, name: str) -> int:
     with session_scope(url) as session:
-        size = vector_sql.size_bytes(session.connection(), name)
+        size = vector_backend_for(session).size_bytes(session.connection(), name)
     assert size is not None
     return size
 
@@ -115,11 +116,12 @@ def test_a_vector_deleted_behind_the_stores_back_fails_the_check_naming_both_cou
 
 def test_a_vector_under_another_id_fails_the_check_though_the_counts_agree(database_url: str) -> None:
     vectors = clustered(50)
-    fill(database_url, "plain", vectors)
+    spec = fill(database_url, "plain", vectors).spec
     number = item_number(database_url, "plain", "k3")
     with session_scope(database_url, write=True) as session:
-        vector_sql.delete(session.connection(), "plain", [number])
-        vector_sql.insert(session.connection(), "plain", "none", [number + 1], ["AAA"], vectors[3:4])
+        backend = vector_backend_for(session)
+        backend.delete(session.connection(), "plain", [number])
+        backend.insert(session.connection(), spec, [number + 1], ["AAA"], vectors[3:4])
 
     with pytest.raises(MemoryIntegrityError, match=r"1 items without a vector, 1 vectors without an item"):
         vector_maintenance.check_integrity(database_url, "plain")
@@ -284,7 +286,7 @@ def test_pruning_deletes_exactly_the_old_items_and_leaves_the_rest_searchable(da
     assert db.count() == 31
     assert db.get("k30") is not None and db.get("k31") is None
     with session_scope(database_url) as session:
-        assert vector_sql.count(session.connection(), "plain") == 31
+        assert vector_backend_for(session).count(session.connection(), "plain") == 31
     assert db.search(Query(vectors[5], k=1))[0].id == "k5"
     assert {result.id for result in db.search(Query(vectors[80], k=31))} == {f"k{i}" for i in range(31)}
     assert vector_maintenance.check_integrity(database_url, "plain").problems == []
@@ -368,7 +370,7 @@ def test_vacuum_is_due_when_free_pages_pass_the_ratio_and_reclaims_them(database
     record_vacuum(database_url, NOW)
     fill(database_url, "plain", uniform(3000), partition_key=None).close()
     with session_scope(database_url, write=True) as session:
-        vector_sql.drop_table(session.connection(), "plain")
+        vector_backend_for(session).drop_collection(session.connection(), "plain")
 
     plan = vector_compaction.plan_vacuum(database_url, MaintenanceConfig(max_free_page_ratio=0.2), NOW)
     compaction = vector_compaction.vacuum(database_url)

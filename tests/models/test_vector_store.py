@@ -15,7 +15,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
-from models import collections, memory_items, repositories, vector_sql
+from models import collections, memory_items, repositories
+from models.dialects import vector_backend_for
 from models.engine import dispose_engines, session_scope
 from models.migrations import upgrade_database
 from models.tables import CollectionRecord, MemoryItemRecord
@@ -123,7 +124,8 @@ def insert(
 def counts(url: str, name: str = SPEC.name) -> tuple[int, int]:
     with session_scope(url) as session:
         collection = collections.get_collection(session, name)
-        return vector_sql.count(session.connection(), name), memory_items.count(session, collection.id)
+        vectors = vector_backend_for(session).count(session.connection(), name)
+        return vectors, memory_items.count(session, collection.id)
 
 
 def stored_vector(url: str, item: int, name: str = SPEC.name) -> np.ndarray:

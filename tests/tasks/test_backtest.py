@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,13 +11,16 @@ import numpy as np
 import pytest
 
 from models import repositories, run_summaries
-from models.backtest_runs import latest_model_version, load_run
+from models.backtest_runs import find_model_versions, latest_model_version, load_run
 from models.engine import session_scope
 from models.order_records import load_rejections, load_signals
 from neuraltrade.backtest import BacktestConfig
+from neuraltrade.backtest.run_spec import ENGINE_VERSION
 from neuraltrade.errors import UnknownRun, UnknownSymbol
 from neuraltrade.market.ingest import read_bars
+from neuraltrade.records import CauseKind
 from neuraltrade.research.report import render_report
+from neuraltrade.strategies.needs import model_version_uuid
 from neuraltrade.trading.risk import RiskLimits
 from neuraltrade.trading.sizing import VolatilityTarget
 from tasks.backtest import StrategySpec, backtest_symbol, report_data
@@ -128,8 +132,37 @@ def test_the_neural_strategy_stores_its_model_version_and_out_of_sample_hit_rate
     with session_scope(with_bars) as session:
         run = load_run(session, uuid.UUID(summary["run_id"]))
         model = latest_model_version(session, "neural", "NVDA")
+        signals = load_signals(session, run.id)
+        linked = {
+            link.cause_id
+            for signal in signals
+            for link in signal.causal_links
+            if link.cause_kind is CauseKind.MODEL_VERSION
+        }
+        named = {model_version_uuid(version) for version in run.details["model_versions"]}
+        stored = find_model_versions(session, named | linked)
     assert model is not None and model.id == run.details["model_version"] == summary["model_version"]
     assert model.model and model.out_of_sample_hit_rate == summary["out_of_sample_hit_rate"]
+    # No dangling link: every model the run names is stored (described; the latest one with its bytes).
+    assert linked and linked <= named and set(stored) == named
+    assert all(version.model is None for version in stored.values() if version.id != model.id)
+
+
+def test_a_run_stored_by_another_engine_is_computed_again_and_kept(
+    with_bars: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = StrategySpec(name="sma_cross")
+    first = backtest_symbol.fn(with_bars, "NVDA", spec, BacktestConfig())
+    monkeypatch.setattr(importlib.import_module("neuraltrade.backtest.run_spec"), "ENGINE_VERSION", "next")
+
+    second = backtest_symbol.fn(with_bars, "NVDA", spec, BacktestConfig())
+
+    assert second["run_id"] != first["run_id"]
+    with session_scope(with_bars) as session:
+        runs = {run: load_run(session, uuid.UUID(run)) for run in (first["run_id"], second["run_id"])}
+        assert run_summaries.table_counts(session)["backtest_runs"] == 2
+    assert runs[first["run_id"]].engine_version == ENGINE_VERSION and runs[second["run_id"]].engine_version == "next"
+    assert len(runs[second["run_id"]].trades) == len(runs[first["run_id"]].trades) == first["trades"]
 
 
 def test_an_unknown_symbol_is_named(database_url: str) -> None:

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import select, text
 
-from models import collections, memory_items, repositories, run_summaries, vector_sql
+from models import collections, memory_items, repositories, run_summaries
+from models.dialects import vector_backend_for
 from models.engine import session_scope
 from models.tables import BarRecord, MemoryItemRecord, ObservationRecord
 from neuraltrade.errors import FingerprintMismatch, UnknownSymbol
@@ -48,10 +49,11 @@ def early_url(database_url: str, tmp_path: Path) -> str:
 
 
 def stored_counts(url: str) -> tuple[int, int, int]:
-    """(vectors, item rows, observation rows)."""
+    """(vectors, item rows, observation rows); a symbol's first `window - 1` bars have an observation and no
+    vector."""
     with session_scope(url) as session:
         return (
-            vector_sql.count(session.connection(), MARKET_STATE_COLLECTION),
+            vector_backend_for(session).count(session.connection(), MARKET_STATE_COLLECTION),
             memory_items.count(session, collections.get_collection(session, MARKET_STATE_COLLECTION).id),
             run_summaries.table_counts(session)["observations"],
         )
@@ -71,7 +73,7 @@ def test_embedding_a_symbol_stores_one_vector_per_full_window(early_url: str) ->
     result = embed_symbol.fn(early_url, SYMBOL, CONFIG)
 
     assert result == {"symbol": SYMBOL, "embedded": EARLY_BARS - CONFIG.window + 1, "skipped_history": 15}
-    assert stored_counts(early_url) == (75, 75, 75)
+    assert stored_counts(early_url) == (75, 75, 90)
 
 
 def test_embedding_again_embeds_nothing(early_url: str) -> None:
@@ -81,7 +83,7 @@ def test_embedding_again_embeds_nothing(early_url: str) -> None:
 
     assert embed_symbol.fn(early_url, SYMBOL, CONFIG)["embedded"] == 0
 
-    assert stored_counts(early_url) == (75, 75, 75)
+    assert stored_counts(early_url) == (75, 75, 90)
     with session_scope(early_url) as session:
         assert session.execute(select(MemoryItemRecord.__table__).order_by(MemoryItemRecord.id)).all() == before
 
@@ -93,7 +95,7 @@ def test_after_later_bars_arrive_only_the_new_ones_are_embedded(early_url: str, 
     result = embed_symbol.fn(early_url, SYMBOL, CONFIG)
 
     assert result["embedded"] == BARS - EARLY_BARS
-    assert stored_counts(early_url) == (105, 105, 105)
+    assert stored_counts(early_url) == (105, 105, 120)
 
 
 def test_vectors_embedded_in_two_runs_equal_those_of_one_run_over_the_whole_history(
@@ -120,12 +122,13 @@ def test_observations_take_their_stable_ids_and_their_bars_values(early_url: str
         bars = {bar.id: bar for bar in session.scalars(select(BarRecord).where(BarRecord.symbol == SYMBOL))}
         embedded = set(session.scalars(select(MemoryItemRecord.observation_id)))
 
-    expected_times = [moment.to_pydatetime() for moment in bars_of(SYMBOL)["timestamp"].iloc[15:EARLY_BARS]]
+    # Every bar has its observation (its market state); those with a full window also a vector.
+    expected_times = [moment.to_pydatetime() for moment in bars_of(SYMBOL)["timestamp"].iloc[:EARLY_BARS]]
     assert [observation.timestamp for observation in observations] == expected_times
     assert [observation.id for observation in observations] == [
         Observation.id_for(SYMBOL, moment) for moment in expected_times
     ]
-    assert embedded == {observation.id for observation in observations}
+    assert embedded == {observation.id for observation in observations[CONFIG.window - 1 :]}
     for observation in observations:
         bar = bars[observation.bar_id]
         assert (bar.symbol, bar.timestamp) == (observation.symbol, observation.timestamp)
@@ -135,11 +138,11 @@ def test_observations_take_their_stable_ids_and_their_bars_values(early_url: str
 
 def test_embedding_one_symbol_leaves_the_others_alone(early_url: str) -> None:
     embed_symbol.fn(early_url, SYMBOL, CONFIG)
-    assert stored_counts(early_url) == (75, 75, 75)
+    assert stored_counts(early_url) == (75, 75, 90)
 
     assert embed_symbol.fn(early_url, "SYN001", CONFIG)["embedded"] == 75
 
-    assert stored_counts(early_url) == (150, 150, 150)
+    assert stored_counts(early_url) == (150, 150, 180)
     with session_scope(early_url) as session:
         for symbol in ("SYN000", "SYN001"):
             collection = collections.get_collection(session, MARKET_STATE_COLLECTION)
@@ -162,7 +165,7 @@ def test_another_embedder_on_the_same_collection_is_a_fingerprint_mismatch(early
     with pytest.raises(FingerprintMismatch, match=MARKET_STATE_COLLECTION):
         embed_symbol.fn(early_url, "SYN001", other)
 
-    assert stored_counts(early_url) == (75, 75, 75)
+    assert stored_counts(early_url) == (75, 75, 90)
 
 
 def test_another_embedder_may_fill_its_own_collection(early_url: str) -> None:
@@ -173,9 +176,9 @@ def test_another_embedder_may_fill_its_own_collection(early_url: str) -> None:
 
     assert result["embedded"] == EARLY_BARS - 24 + 1
     with session_scope(early_url) as session:
-        assert vector_sql.count(session.connection(), "wide_windows") == 67
+        assert vector_backend_for(session).count(session.connection(), "wide_windows") == 67
         # One observation per bar, shared by every collection that embeds it.
-        assert run_summaries.table_counts(session)["observations"] == 75
+        assert run_summaries.table_counts(session)["observations"] == EARLY_BARS
 
 
 def test_embedding_a_symbol_without_bars_is_refused_naming_it(early_url: str) -> None:

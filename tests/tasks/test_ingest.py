@@ -112,7 +112,7 @@ def test_the_database_holds_what_the_reports_say(shared: SharedIngest) -> None:
     assert counts(shared.url)["bars"] == len(shared.bars_after_first) == sum(r["rows_stored"] for r in reports)
     assert len(shared.quarantine_after_first) == sum(r["rows_quarantined"] for r in reports)
     with session_scope(shared.url) as session:
-        assert repositories.symbols(session) == sorted(symbols)
+        assert repositories.list_symbols(session) == sorted(symbols)
 
 
 def test_the_intraday_file_is_read_with_its_time_column(shared: SharedIngest) -> None:

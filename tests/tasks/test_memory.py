@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import text
 
 from models.engine import session_scope
-from models.vector_maintenance import MaintenanceConfig
 from models.vector_store import VectorDB
 from neuraltrade.clock import FixedClock
 from neuraltrade.errors import MemoryIntegrityError
+from neuraltrade.memory.maintenance import MaintenanceConfig
 from tasks import memory, progress
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)

@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from neuraltrade.backtest import BacktestConfig, run_backtest
+from neuraltrade.backtest import BacktestConfig, ExitReason, run_backtest
 from neuraltrade.backtest.controls import risk_check, sizer_for
+from neuraltrade.backtest.orders import managed_orders
 from neuraltrade.errors import InvalidOrder, ValidationError
 from neuraltrade.trading.orders import client_order_id_for, order_id_for
-from neuraltrade.trading.paper import PaperBroker, managed_orders
+from neuraltrade.trading.paper import PaperBroker
 from neuraltrade.trading.risk import RiskLimits, RiskManager
 from neuraltrade.trading.sizing import FixedFraction
 from neuraltrade.types import Bar, Order, OrderSide, OrderStatus, OrderType, TimeInForce
@@ -64,9 +65,36 @@ def test_the_paper_broker_fills_a_market_order_at_the_next_open_like_a_backtest(
     paper.on_bars(bars_of(data, 3))
 
     backtest = run_backtest(market(data), scripted({"A": {0: 1, 1: 0}}), config)
-    # The same fills; only the backtest's trades name the decision that opened them.
-    assert paper.closed_trades == [trade._replace(decision_bar=None) for trade in backtest.trades]
+    # The same fills; the trades differ only in their lineage (the backtest's name its decisions).
+    lineage = ("signal_id", "entry_order_id", "exit_order_id", "entry_fill_id", "exit_fill_id", "decision_bar")
+    blank = dict.fromkeys(lineage)
+    assert [trade._replace(**blank) for trade in paper.closed_trades] == [
+        trade._replace(**blank) for trade in backtest.trades
+    ]
     assert paper.cash == pytest.approx(backtest.equity[-1])
+    (trade,) = paper.closed_trades
+    assert (trade.entry_order_id, trade.exit_order_id) == (order_id_for("buy-1"), order_id_for("sell-1"))
+    assert [fill.id for fill in paper.fills] == [trade.entry_fill_id, trade.exit_fill_id]
+    assert [fill.order_id for fill in paper.fills] == [order_id_for("buy-1"), order_id_for("sell-1")]
+    assert trade.signal_id is None
+
+
+def test_paper_trades_carry_the_signal_and_their_exits_are_orders():
+    data = history("A", [100, 101, 103, 104], lows=[99, 100, 95, 103])
+    paper = PaperBroker(["A"])
+    paper.on_bars(bars_of(data, 0))
+    signal = uuid.UUID(int=11)
+    paper.submit(order("buy-1", OrderSide.BUY, 10), signal_id=signal, stop_loss=96.0)
+    paper.on_bars(bars_of(data, 1))
+    changed = paper.on_bars(bars_of(data, 2))  # the low of 95 reaches the stop
+    (trade,) = paper.closed_trades
+    assert trade.exit_reason is ExitReason.STOP_LOSS and trade.signal_id == signal
+    stop_id = client_order_id_for(signal, "stop_loss", "buy-1")
+    assert [managed.client_order_id for managed in changed] == [stop_id]
+    (stop,) = changed
+    assert stop.status is OrderStatus.FILLED and stop.signal_id == signal and stop.order.type is OrderType.STOP
+    assert trade.exit_order_id == stop.id == order_id_for(stop_id)
+    assert paper.fills[-1].id == trade.exit_fill_id and paper.fills[-1].price == 96.0
 
 
 def test_a_resubmitted_order_is_the_same_order():
@@ -111,9 +139,9 @@ def test_the_paper_broker_refuses_bars_out_of_order_and_unknown_symbols():
 
 def test_every_backtest_order_becomes_a_lifecycle_record_with_its_fills():
     data = history("A", [10, 10, 12, 12, 9, 9, 9])
-    result = run_backtest(market(data), scripted({"A": {0: 1, 3: -1, 6: 1}}), record_orders=True)
     run_id = uuid.UUID(int=7)
-    orders = managed_orders(result, run_id)
+    result = run_backtest(market(data), scripted({"A": {0: 1, 3: -1, 6: 1}}), record_orders=True, run_id=run_id)
+    orders = managed_orders(result)
     statuses = sorted(managed.status.value for managed in orders)
     # Entry long, its close and the short entry fill; the close and entry decided on the last bar expire.
     assert statuses == ["expired", "expired", "filled", "filled", "filled"]
@@ -124,9 +152,29 @@ def test_every_backtest_order_becomes_a_lifecycle_record_with_its_fills():
     assert sorted(managed.filled_quantity for managed in filled) == sorted(
         [long_trade.size, long_trade.size, -short_trade.size]
     )
-    assert all(managed.signal_id is not None for managed in orders)
+    # Each order carries the ids its decision derived: the entry from its signal, the close from the decision
+    # that closed the trade and the entry it closes.
+    signals = [decision.signal_id for decision in result.decisions]
+    entry = client_order_id_for(signals[0], "entry")
+    assert [(managed.client_order_id, managed.signal_id) for managed in orders] == [
+        (entry, signals[0]),
+        (client_order_id_for(signals[1], "close", entry), signals[1]),
+        (client_order_id_for(signals[1], "entry"), signals[1]),
+        (client_order_id_for(signals[2], "close", client_order_id_for(signals[1], "entry")), signals[2]),
+        (client_order_id_for(signals[2], "entry"), signals[2]),
+    ]
+    assert long_trade.signal_id == signals[0]
+    assert (long_trade.entry_order_id, long_trade.exit_order_id) == (orders[0].id, orders[1].id)
+    # Every fill is one manager fill of its order, at the fill's price.
+    fills = [(fill.order_id, fill.quantity, fill.price) for fill in result.fills]
+    assert fills == [
+        (managed.id, event.fill_quantity, event.fill_price)
+        for managed in orders
+        for event in managed.events
+        if event.fill_quantity
+    ]
     # The same run converts to the same ids: a re-run stores nothing new.
-    assert [managed.client_order_id for managed in managed_orders(result, run_id)] == [
+    assert [managed.client_order_id for managed in managed_orders(result)] == [
         managed.client_order_id for managed in orders
     ]
 
@@ -138,12 +186,15 @@ def test_risk_rejections_are_kept_with_their_reason_and_nothing_is_ordered():
         market(data),
         scripted({"A": {1: 1}}),
         BacktestConfig(verify_causality=False),
-        risk=risk_check(RiskManager(limits), "scripted"),
+        risk=risk_check(RiskManager(limits)),
         record_orders=True,
     )
     assert result.trades == () and result.open_trades == ()
     (rejection,) = result.rejections
     assert rejection.rule == "max_order_notional" and "1,000.00" in rejection.reason
+    (decision,) = result.decisions
+    assert rejection.signal_id == decision.signal_id
+    assert rejection.client_order_id == client_order_id_for(decision.signal_id, "entry")
 
 
 def test_a_sizer_decides_the_units_of_each_entry():
@@ -159,10 +210,10 @@ def test_a_sizer_decides_the_units_of_each_entry():
 
 
 def test_client_order_ids_are_deterministic():
-    moment = datetime(2024, 1, 2, tzinfo=UTC)
-    first = client_order_id_for(strategy_id="s", symbol="A", timestamp=moment, purpose="entry")
-    assert first == client_order_id_for(strategy_id="s", symbol="A", timestamp=moment, purpose="entry")
-    assert first != client_order_id_for(strategy_id="s", symbol="A", timestamp=moment, purpose="close")
+    signal = uuid.UUID(int=3)
+    first = client_order_id_for(signal, "entry")
+    assert first == client_order_id_for(signal, "entry") and len(first) == 32
+    assert first != client_order_id_for(signal, "close", first) != client_order_id_for(uuid.UUID(int=4), "entry")
 
 
 def test_a_refused_reversal_still_closes_the_position_it_was_leaving():
@@ -173,7 +224,7 @@ def test_a_refused_reversal_still_closes_the_position_it_was_leaving():
         market(data),
         scripted({"A": {0: 1, 3: -1}}),
         BacktestConfig(verify_causality=False),
-        risk=risk_check(RiskManager(limits), "scripted"),
+        risk=risk_check(RiskManager(limits)),
         record_orders=True,
     )
     (closed,) = result.trades

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -360,13 +361,28 @@ def test_a_rejection_round_trips_through_its_canonical_json() -> None:
     assert RiskRejection.from_json(text) == rejection
     assert RiskRejection.from_plain(rejection.to_plain()) == rejection
     assert json.loads(text) == {
+        "kind": "risk_rejection",
+        "schema_version": 1,
         "client_order_id": "o-1",
         "details": {"limit": 1.0, "value": 300.0},
         "reason": rejection.reason,
         "rule": "max_order_notional",
+        "signal_id": None,
         "symbol": "NVDA",
         "timestamp": "2024-03-01T14:30:00.000000Z",
     }
+
+
+def test_a_rejection_names_the_signal_of_the_refused_order() -> None:
+    signal = uuid.UUID(int=5)
+    request = replace(order(3), signal_id=signal)
+    (rejection,) = check(RiskLimits(max_order_notional=1.0), request, book()).rejections
+    assert rejection.signal_id == signal
+    assert RiskRejection.from_json(rejection.to_json()) == rejection
+    # A rejection stored before rejections were records (no kind, no signal) still reads.
+    old = ("kind", "schema_version", "signal_id")
+    plain = {key: value for key, value in rejection.to_plain().items() if key not in old}
+    assert RiskRejection.from_plain(plain) == replace(rejection, signal_id=None)
 
 
 def test_a_rejection_of_an_unknown_rule_or_malformed_json_is_refused() -> None:
@@ -375,7 +391,7 @@ def test_a_rejection_of_an_unknown_rule_or_malformed_json_is_refused() -> None:
     with pytest.raises(SerializationError, match="malformed"):
         RiskRejection.from_json("{")
     with pytest.raises(SerializationError, match="'reason'"):
-        RiskRejection.from_json('{"rule": "max_leverage"}')
+        RiskRejection.from_json('{"kind": "risk_rejection", "schema_version": 1, "rule": "max_leverage"}')
 
 
 # --- properties ----------------------------------------------------------------------------------------------

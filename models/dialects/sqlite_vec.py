@@ -1,0 +1,173 @@
+"""sqlite-vec's own SQL: the vector backend of a SQLite database.
+
+Each collection owns one ``vec0`` virtual table, ``vec_<name>``: the item id as rowid, the partition
+value (when the collection has a partition key) and the searched vector (float32, int8 or bit).
+Every statement here binds its values; table names come from validated collection names only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sqlalchemy import Connection
+
+from models.vector_backend import VECTOR_TABLE_PREFIX, RowReader, VectorBackend
+from neuraltrade.memory.collection import CollectionSpec, distance_metric
+
+#: Vectors per sqlite-vec chunk. Each partition allocates whole chunks, so a smaller chunk wastes
+#: less space on short histories; 1,024 x 512 float32 is a 2 MiB blob.
+CHUNK_SIZE = 1_024
+#: sqlite-vec 0.1.9 refuses a KNN query for more neighbours than this.
+MAX_K = 4_096
+_ELEMENT_TYPES = {"none": "float", "int8": "int8", "binary": "bit"}
+_WRAPPERS = {"none": "?", "int8": "vec_int8(?)", "binary": "vec_bit(?)"}
+# sqlite-vec's names of the distances it ranks by, by the geometry of `neuraltrade.memory.collection`'s
+# metrics. It has no inner product: such collections rank with numpy over their full vectors, and
+# their tables are declared L2, a distance never used to rank.
+_DISTANCES = {"angular": "cosine", "euclidean": "L2"}
+_UNRANKED_DISTANCE = "L2"
+
+
+class SqliteVecBackend(VectorBackend):
+    """Vector collections as sqlite-vec ``vec0`` tables, one per collection."""
+
+    @property
+    def max_k(self) -> int:
+        return MAX_K
+
+    def ranks(self, metric: str) -> bool:
+        return distance_metric(metric).geometry in _DISTANCES
+
+    def storage_name(self, collection: str) -> str:
+        return table_name(collection)
+
+    def create_collection(self, connection: Connection, spec: CollectionSpec) -> None:
+        partition = "partition_value text partition key, " if spec.partition_key is not None else ""
+        # Bit vectors have one distance only (Hamming), so they take no distance_metric option.
+        geometry = distance_metric(spec.metric).geometry
+        declared = _DISTANCES.get(geometry, _UNRANKED_DISTANCE)
+        distance = "" if spec.quantization == "binary" else f" distance_metric={declared}"
+        connection.exec_driver_sql(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {table_name(spec.name)} USING vec0("
+            f"item_id integer primary key, {partition}"
+            f"embedding {_ELEMENT_TYPES[spec.quantization]}[{spec.dimension}]{distance}, chunk_size={CHUNK_SIZE})"
+        )
+
+    def drop_collection(self, connection: Connection, collection: str) -> None:
+        # sqlite-vec's shadow tables go with the virtual table.
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table_name(collection)}")
+
+    def insert(
+        self,
+        connection: Connection,
+        spec: CollectionSpec,
+        ids: Sequence[int],
+        partitions: Sequence[str] | None,
+        payloads: np.ndarray,
+    ) -> None:
+        value = _WRAPPERS[spec.quantization]
+        if partitions is None:
+            connection.exec_driver_sql(
+                f"INSERT INTO {table_name(spec.name)} (item_id, embedding) VALUES (?, {value})",
+                [(ids[i], payloads[i]) for i in range(len(ids))],
+            )
+        else:
+            connection.exec_driver_sql(
+                f"INSERT INTO {table_name(spec.name)} (item_id, partition_value, embedding) VALUES (?, ?, {value})",
+                [(ids[i], partitions[i], payloads[i]) for i in range(len(ids))],
+            )
+
+    def delete(self, connection: Connection, collection: str, ids: Sequence[int]) -> None:
+        """One id per statement: sqlite-vec takes ``DELETE ... WHERE item_id = ?`` at about 25,000 rows/s,
+        while ``WHERE item_id IN (SELECT ...)`` over 20,000 rows had not finished after 12 minutes
+        (docs/benchmarks.md)."""
+        if ids:
+            connection.exec_driver_sql(
+                f"DELETE FROM {table_name(collection)} WHERE item_id = ?", [(int(value),) for value in ids]
+            )
+
+    def nearest(
+        self,
+        rows: RowReader,
+        spec: CollectionSpec,
+        payload: np.ndarray,
+        k: int,
+        *,
+        partition: str | None = None,
+    ) -> list[tuple[int, float]]:
+        sql, parameters = nearest_statement(spec.name, spec.quantization, payload, k, partition=partition)
+        return [(int(row[0]), float(row[1])) for row in rows(sql, parameters)]
+
+    def count(self, connection: Connection, collection: str) -> int:
+        return int(connection.exec_driver_sql(f"SELECT count(*) FROM {table_name(collection)}").scalar_one())
+
+    def ids(self, connection: Connection, collection: str) -> np.ndarray:
+        # Reads the rowids only (0.13 s per 100,000 vectors).
+        rows = connection.exec_driver_sql(f"SELECT item_id FROM {table_name(collection)}")
+        return np.fromiter((row[0] for row in rows), dtype=np.int64)
+
+    def size_bytes(self, connection: Connection, collection: str) -> int | None:
+        """The bytes of the virtual table and its shadow tables, from ``dbstat`` (None without it)."""
+        try:
+            value = connection.exec_driver_sql(
+                "SELECT sum(pgsize) FROM dbstat WHERE name LIKE ? ESCAPE '\\'",
+                (table_name(collection).replace("_", "\\_") + "%",),
+            ).scalar()
+        except Exception:
+            return None
+        return None if value is None else int(value)
+
+    def compact(self, connection: Connection, spec: CollectionSpec, batch: int) -> int:
+        """sqlite-vec frees a chunk once it is wholly empty, but never compacts partly empty ones: the
+        vectors are copied to a temporary table, the table is dropped and created again, and the vectors
+        go back grouped by partition."""
+        copy = f"temp._rebuild_{spec.name}"  # the name is a validated collection name
+        partition = "partition_value" if spec.partition_key is not None else "NULL"
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {copy}")
+        connection.exec_driver_sql(
+            f"CREATE TABLE {copy} AS SELECT item_id AS id, {partition} AS part, embedding AS v "
+            f"FROM {table_name(spec.name)}"
+        )
+        self.drop_collection(connection, spec.name)
+        self.create_collection(connection, spec)
+        copied = 0
+        rows = connection.exec_driver_sql(f"SELECT id, part, v FROM {copy} ORDER BY part, id")
+        for chunk in rows.partitions(batch):
+            payloads = np.frombuffer(b"".join(row[2] for row in chunk), dtype=np.uint8).reshape(len(chunk), -1)
+            parts = None if spec.partition_key is None else [row[1] for row in chunk]
+            self.insert(connection, spec, [row[0] for row in chunk], parts, payloads)
+            copied += len(chunk)
+        connection.exec_driver_sql(f"DROP TABLE {copy}")
+        return copied
+
+
+def table_name(collection: str) -> str:
+    """Return the vector table of collection `collection` (a name `CollectionSpec` validated)."""
+    return f"{VECTOR_TABLE_PREFIX}{collection}"
+
+
+def nearest_statement(
+    collection: str,
+    quantization: str,
+    payload: np.ndarray,
+    k: int,
+    *,
+    partition: str | None = None,
+) -> tuple[str, tuple[object, ...]]:
+    """Return the driver SQL and parameters of a KNN query of at most `MAX_K` neighbours.
+
+    No id constraint: sqlite-vec's own ``item_id IN (...)`` loses ids that differ by more than 2**31,
+    which derived 63-bit ids always do, so the search path filters candidates itself.
+    """
+    clauses = [f"embedding MATCH {_WRAPPERS[quantization]}", "k = ?"]
+    parameters: list[object] = [payload, min(k, MAX_K)]
+    if partition is not None:
+        clauses.append("partition_value = ?")
+        parameters.append(partition)
+    sql = f"SELECT item_id, distance FROM {table_name(collection)} WHERE {' AND '.join(clauses)} ORDER BY distance"
+    return sql, tuple(parameters)
+
+
+#: The one backend of every SQLite database (it holds no state).
+SQLITE_VEC = SqliteVecBackend()

@@ -1,0 +1,101 @@
+"""Where a collection's searched vectors live: the seam between the vector store and one kind of database.
+
+`VectorDB` keeps items, metadata and full-precision vectors in portable tables (`models.memory_items`);
+the vectors it searches by nearest neighbour live in storage only one kind of database provides
+(sqlite-vec's ``vec0`` tables today, `models.dialects.sqlite_vec`). Every statement on that storage
+is a method here, so a PostgreSQL backend (pgvector) slots in as one more subclass, returned by its
+dialect's `DialectComponents.vector_backend` (`models.dialects.vector_backend_for`), without touching a
+caller.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+# Only for annotations: the engine imports this seam, and numpy and the memory rules cost it seconds.
+if TYPE_CHECKING:
+    import numpy as np
+    from sqlalchemy import Connection
+
+    from neuraltrade.memory.collection import CollectionSpec
+
+#: Prefix of every table a vector backend creates outside the ORM (``vec_<collection>``, and sqlite-vec's
+#: shadow tables after it); Alembic's autogenerate skips such tables.
+VECTOR_TABLE_PREFIX = "vec_"
+
+#: Runs one driver statement with its parameters and returns the rows: a session's connection, or the
+#: hot reader's raw connection on the search path (`models.memory_items.HotReader.rows`).
+RowReader = Callable[[str, tuple[object, ...]], Iterable[Any]]
+
+
+class VectorBackend(ABC):
+    """The storage of the searched vectors of every collection of one database."""
+
+    @property
+    @abstractmethod
+    def max_k(self) -> int:
+        """The most neighbours one `nearest` call returns; a search for more is answered another way."""
+
+    @abstractmethod
+    def ranks(self, metric: str) -> bool:
+        """Return whether `nearest` ranks by `metric`; exact searches of other metrics rank with numpy."""
+
+    @abstractmethod
+    def storage_name(self, collection: str) -> str:
+        """Return the name of the table (or index) holding the collection's vectors, as messages show it."""
+
+    @abstractmethod
+    def create_collection(self, connection: Connection, spec: CollectionSpec) -> None:
+        """Create the storage of collection `spec` if it does not exist."""
+
+    @abstractmethod
+    def drop_collection(self, connection: Connection, collection: str) -> None:
+        """Drop the storage of a collection, if it exists, with everything in it."""
+
+    @abstractmethod
+    def insert(
+        self,
+        connection: Connection,
+        spec: CollectionSpec,
+        ids: Sequence[int],
+        partitions: Sequence[str] | None,
+        payloads: np.ndarray,
+    ) -> None:
+        """Store one searched vector per id: rows of `payloads` are float32, int8 or packed bits, as the
+        collection's quantization says; `partitions` holds each id's partition value (None: unpartitioned)."""
+
+    @abstractmethod
+    def delete(self, connection: Connection, collection: str, ids: Sequence[int]) -> None:
+        """Delete the vectors `ids` (ids not stored are ignored)."""
+
+    @abstractmethod
+    def nearest(
+        self,
+        rows: RowReader,
+        spec: CollectionSpec,
+        payload: np.ndarray,
+        k: int,
+        *,
+        partition: str | None = None,
+    ) -> list[tuple[int, float]]:
+        """Return the (id, distance) of the at most `k` (capped at `max_k`) stored vectors nearest to
+        `payload` (quantized as the collection's vectors are), within `partition` when it is given."""
+
+    @abstractmethod
+    def count(self, connection: Connection, collection: str) -> int:
+        """Return how many vectors the collection's storage holds."""
+
+    @abstractmethod
+    def ids(self, connection: Connection, collection: str) -> np.ndarray:
+        """Return the ids of every vector the collection's storage holds (int64, in no set order)."""
+
+    @abstractmethod
+    def size_bytes(self, connection: Connection, collection: str) -> int | None:
+        """Return the bytes the collection's storage occupies, or None when the database cannot say."""
+
+    @abstractmethod
+    def compact(self, connection: Connection, spec: CollectionSpec, batch: int) -> int:
+        """Rewrite the collection's storage densely, ids and vectors unchanged; return how many vectors
+        it holds. Moves at most `batch` vectors at a time through memory."""

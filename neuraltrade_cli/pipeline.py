@@ -1,0 +1,59 @@
+"""The `nightly` command: the whole pipeline, then what each stage did, as the other commands print it.
+
+It prints with the ingestion and backtest commands' own printers, so it lives beside them rather than in
+`neuraltrade_cli.app`, which every command module imports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from neuraltrade_cli.app import DatabaseOption, _reporting_failures, _run, app, console, print_maintenance, status
+from neuraltrade_cli.execution import run_flow, start_prefect_server
+from neuraltrade_cli.ingestion import print_ingestion
+from neuraltrade_cli.output import progress_bars
+from neuraltrade_cli.trading import print_backtests
+
+
+@app.command()
+@_reporting_failures
+def nightly(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(metavar="PATH", help="Bar files or folders (default: the shipped sample data)."),
+    ] = None,
+    db: DatabaseOption = None,
+) -> None:
+    """Run the nightly pipeline: ingest, check, embed, maintain the memory, backtest every strategy."""
+    from flows.nightly import nightly as nightly_flow
+    from neuraltrade.errors import IngestionFailed
+    from neuraltrade.sample_data import sample_paths
+
+    files = [str(path) for path in (paths or sample_paths())]
+    stages = {
+        "ingest": ("ingesting", "files", len(files)),
+        "embed": ("embedding", "symbols", None),
+        "maintain": ("maintaining", "collections", None),
+        "backtest": ("backtesting", "runs", None),
+    }
+    start_prefect_server()  # before the progress bars: a server that cannot start is one line, at once
+
+    def run() -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = run_flow(nightly_flow, in_process=False, database_url=db, paths=files)
+        except IngestionFailed as failed:
+            # The night went on over what was stored; still say what became of every file.
+            print_ingestion(dict(failed.summary))
+            raise
+        return result
+
+    with progress_bars(stages):
+        summary = _run(run)
+    print_ingestion(summary["ingestion"])
+    console.print(f"stored {summary['embedding']['embedded']:,} new vectors")
+    print_maintenance(summary["maintenance"])
+    print_backtests(summary["backtests"])
+    status(db)

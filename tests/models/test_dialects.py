@@ -1,0 +1,72 @@
+"""Specification of the dialect seam (`models.dialects`) and the vector backend seam (`models.vector_backend`)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from models.dialects import DIALECTS, dialect_for, insert_statement, json_kind, json_kind_names, vector_backend_for
+from models.dialects.postgresql import PostgresqlComponents
+from models.dialects.sqlite import SqliteComponents
+from models.dialects.sqlite_vec import SqliteVecBackend
+from models.engine import SUPPORTED_BACKENDS, get_engine, session_scope
+from models.tables import BarRecord, MemoryItemRecord
+from neuraltrade.errors import StorageError
+from neuraltrade.memory.collection import METRICS
+from neuraltrade.memory.maintenance import MAX_AUDIT_K
+
+POSTGRES_URL = "postgresql+psycopg://nobody@localhost/none"
+
+
+def test_the_components_are_chosen_once_from_the_dialect_name_of_a_url_engine_or_session(database_url: str) -> None:
+    with session_scope(database_url) as session:
+        found = {dialect_for(database_url), dialect_for(get_engine(database_url)), dialect_for(session)}
+
+    assert found == {DIALECTS["sqlite"]}
+    assert isinstance(dialect_for(POSTGRES_URL), PostgresqlComponents)
+    assert isinstance(dialect_for(sqlite.dialect()), SqliteComponents)
+    assert set(SUPPORTED_BACKENDS) == set(DIALECTS) == {"sqlite", "postgresql"}
+
+
+@pytest.mark.parametrize("url", ["mysql://trader@localhost/market", "not a url"])
+def test_another_kind_of_database_is_a_storage_error_naming_it(url: str) -> None:
+    with pytest.raises(StorageError, match=r"mysql|not a SQLAlchemy URL"):
+        dialect_for(url)
+
+
+def test_an_upsert_is_built_in_the_sessions_dialect(database_url: str) -> None:
+    with session_scope(database_url) as session:
+        statement = insert_statement(session, BarRecord.__table__).on_conflict_do_nothing()  # type: ignore[arg-type]
+
+    assert "ON CONFLICT DO NOTHING" in str(statement.compile(dialect=sqlite.dialect()))
+
+
+def test_a_json_kind_test_renders_in_each_dialects_own_function() -> None:
+    kind = json_kind(MemoryItemRecord.metadata_, literal('$."regime"'), literal("regime"))
+    statement = select(kind.in_(json_kind_names(str)))
+
+    assert "json_type(" in str(statement.compile(dialect=sqlite.dialect()))
+    assert "json_typeof(" in str(statement.compile(dialect=postgresql.dialect()))
+    assert json_kind_names(str) == ("text", "string")
+    assert json_kind_names(bool) == ("true", "false", "boolean")
+
+
+def test_a_database_without_a_vector_backend_refuses_collections_naming_its_kind() -> None:
+    with pytest.raises(StorageError, match="postgresql database yet"):
+        vector_backend_for(POSTGRES_URL)
+
+
+def test_sqlite_stores_vectors_with_sqlite_vec_ranking_every_metric_but_the_inner_product(database_url: str) -> None:
+    backend = vector_backend_for(database_url)
+
+    assert isinstance(backend, SqliteVecBackend)
+    assert [metric for metric in METRICS if not backend.ranks(metric)] == ["inner_product"]
+    # A recall audit never asks for more neighbours than the backend returns in one query.
+    assert backend.max_k >= MAX_AUDIT_K
+
+
+def test_only_sqlite_is_compacted_and_postgresql_refuses_to_be() -> None:
+    assert [components.name for components in DIALECTS.values() if components.compactable] == ["sqlite"]
+    with pytest.raises(StorageError, match="postgresql database is not vacuumed"):
+        DIALECTS["postgresql"].vacuum(None)  # type: ignore[arg-type]

@@ -59,6 +59,16 @@ class CollectionNotFound(NeuralTradeError):
     """A vector collection was named that does not exist."""
 
 
+class MarketMemoryMissing(CollectionNotFound):
+    """A strategy needs the market memory and the database holds none yet."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(
+            f"the market memory a strategy reads is missing from {database_url}: run "
+            f"`neuraltrade nightly --db {database_url}` (or `ingest` and `embed`) first"
+        )
+
+
 class NotEnoughHistory(NeuralTradeError):
     """An embedding window needs more bars than a symbol has."""
 

@@ -9,18 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from models.collections import CollectionNotFound
+from neuraltrade.errors import CollectionNotFound, MarketMemoryMissing
 from neuraltrade.strategies.needs import MemoryRead
-
-
-class MarketMemoryMissing(CollectionNotFound):
-    """A strategy needs the market memory and the database holds none yet."""
-
-    def __init__(self, database_url: str) -> None:
-        super().__init__(
-            f"the market memory a strategy reads is missing from {database_url}: run "
-            f"`neuraltrade nightly --db {database_url}` (or `ingest` and `embed`) first"
-        )
 
 
 @dataclass(frozen=True)

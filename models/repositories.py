@@ -139,6 +139,15 @@ def bar_timestamps(session: Session, symbol: str) -> np.ndarray:
     return np.asarray(values, dtype=np.int64)
 
 
+def observation_timestamps(session: Session, symbol: str, *, before: int | None = None) -> np.ndarray:
+    """Return the epoch-microsecond timestamps of `symbol`'s stored observations (before `before`), ascending."""
+    column = stored_microseconds(ObservationRecord.timestamp)
+    query = select(column).where(ObservationRecord.symbol == symbol)
+    if before is not None:
+        query = query.where(column < before)
+    return np.asarray(session.scalars(query.order_by(column)).all(), dtype=np.int64)
+
+
 def embedded_timestamps(session: Session, collection_id: int, symbol: str) -> np.ndarray:
     """Return the epoch-microsecond timestamps of `symbol` already embedded in a collection."""
     column = stored_microseconds(MemoryItemRecord.timestamp)

@@ -66,21 +66,28 @@ def embed_symbol(
         eligible = timestamps[window - 1 :]
         missing = eligible[~np.isin(eligible, repositories.embedded_timestamps(session, collection_id, symbol))]
         skipped = min(len(timestamps), window - 1)
-        if len(missing) == 0:
+        # The bars before the first full window have a market state too (a strategy may decide on them, and
+        # its signal links their observation), only no vector. A database embedded before they were stored
+        # gets them here, once.
+        unobserved = timestamps[:0]
+        if len(eligible):
+            early = timestamps[: window - 1]
+            observed = repositories.observation_timestamps(session, symbol, before=int(eligible[0]))
+            unobserved = early[~np.isin(early, observed)]
+        if len(missing) == 0 and len(unobserved) == 0:
             progress.report("embed", symbol, 0)
             return {"symbol": symbol, "embedded": 0, "skipped_history": skipped}
-        first = int(np.searchsorted(timestamps, missing[0]))
-        frame, bar_ids = repositories.load_bars(session, symbol, since=int(timestamps[first - window + 1]))
+        first = int(np.searchsorted(timestamps, missing[0])) if len(missing) else 0
+        start = 0 if len(unobserved) else first - window + 1
+        frame, bar_ids = repositories.load_bars(session, symbol, since=int(timestamps[start]))
 
-    vectors = embedder.embed(frame)
+    vectors = embedder.embed(frame) if len(missing) else None
     # Row r of `vectors` embeds the window that ends at bar r + window - 1 of `frame`.
     stamps = timestamps_to_microseconds(frame["timestamp"])
     ends = stamps[window - 1 :]
     wanted = np.isin(ends, missing)
     positions = np.flatnonzero(wanted) + window - 1
-    # The bars before the first full window have a market state too (a strategy may decide on them, and its
-    # signal links their observation), only no vector: their observations are stored with the first ones.
-    warmup = np.flatnonzero(stamps < eligible[0]) if len(eligible) else np.arange(0)
+    warmup = np.flatnonzero(np.isin(stamps, unobserved))
     stored = np.concatenate([warmup, positions])
     moments = stamps[stored].tolist()
     observation_ids = Observation.ids_for(symbol, moments)
@@ -101,6 +108,9 @@ def embed_symbol(
     embedded_ids = observation_ids[len(warmup) :]
     with session_scope(database_url, write=True) as session:
         repositories.upsert_observations(session, observations)
+        if vectors is None:  # only early bars' observations were missing
+            progress.report("embed", symbol, 0)
+            return {"symbol": symbol, "embedded": 0, "skipped_history": skipped}
         keys = [str(observation) for observation in embedded_ids]
         memory.upsert_many(
             keys,

@@ -88,6 +88,29 @@ def test_embedding_again_embeds_nothing(early_url: str) -> None:
         assert session.execute(select(MemoryItemRecord.__table__).order_by(MemoryItemRecord.id)).all() == before
 
 
+def test_early_bars_without_observations_get_them_and_nothing_is_embedded_again(early_url: str) -> None:
+    # A database embedded before early bars' observations were stored: the first window - 1 bars have none.
+    embed_symbol.fn(early_url, SYMBOL, CONFIG)
+    early = bars_of(SYMBOL)["timestamp"].iloc[: CONFIG.window - 1]
+    with session_scope(early_url, write=True) as session:
+        for moment in early:
+            session.execute(
+                ObservationRecord.__table__.delete().where(
+                    ObservationRecord.id == Observation.id_for(SYMBOL, moment.to_pydatetime())
+                )
+            )
+    assert stored_counts(early_url) == (75, 75, 75)
+    vectors_before = stored_vector(early_url, Observation.id_for(SYMBOL, bars_of(SYMBOL)["timestamp"].iloc[20]))
+
+    result = embed_symbol.fn(early_url, SYMBOL, CONFIG)
+
+    assert result["embedded"] == 0
+    assert stored_counts(early_url) == (75, 75, 90)
+    after = stored_vector(early_url, Observation.id_for(SYMBOL, bars_of(SYMBOL)["timestamp"].iloc[20]))
+    np.testing.assert_array_equal(after, vectors_before)
+    assert embed_symbol.fn(early_url, SYMBOL, CONFIG)["embedded"] == 0
+
+
 def test_after_later_bars_arrive_only_the_new_ones_are_embedded(early_url: str, tmp_path: Path) -> None:
     embed_symbol.fn(early_url, SYMBOL, CONFIG)
     ingest_bars(early_url, tmp_path, "later.csv", slice(EARLY_BARS, BARS))

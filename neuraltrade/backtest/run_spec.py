@@ -87,11 +87,6 @@ class RunSpec(Record):
         return cls(**{**plain, "symbols": tuple(plain["symbols"])})
 
     @cached_property
-    def digest(self) -> str:
-        """SHA-256 of the canonical form: of everything that shapes the run."""
-        return digest(self.canonical_plain())
-
-    @cached_property
     def config_digest(self) -> str:
         """SHA-256 of what shapes the run besides its bars (the strategy, configurations, memory, engine)."""
         plain = self.canonical_plain()

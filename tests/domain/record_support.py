@@ -148,8 +148,10 @@ def closed_trades(draw: st.DrawFn) -> ClosedTrade:
         symbol=draw(names),
         entry_bar=draw(bars),
         exit_bar=draw(bars),
-        entry_time=draw(aware_datetimes),
-        exit_time=draw(aware_datetimes),
+        # In UTC, as the engine makes them (from the market's UTC timeline): a named tuple does not normalise
+        # its fields, and a time in another zone's DST gap never compares equal to its UTC instant.
+        entry_time=draw(aware_datetimes).astimezone(UTC),
+        exit_time=draw(aware_datetimes).astimezone(UTC),
         size=draw(positive | positive.map(lambda value: -value)),
         entry_price=draw(positive),
         exit_price=draw(positive),

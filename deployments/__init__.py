@@ -73,6 +73,7 @@ DEPLOYMENT_SPECS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec("flows.embed_observations:embed_observations", "embed_observations-default"),
     DeploymentSpec("flows.maintain_index:maintain_index", "maintain_index-default"),
     DeploymentSpec("flows.run_backtests:run_backtests", "run_backtests-default"),
+    DeploymentSpec("flows.distill_reflexions:distill_reflexions", "distill_reflexions-default"),
     DeploymentSpec("flows.nightly:nightly", "nightly-default", cron="0 2 * * 1-5"),
 )
 

@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow
 
 from flows import run_hooks
+from flows.distill_reflexions import distill_reflexions
 from flows.embed_observations import embed_observations
 from flows.ingest_bars import ingest_bars
 from flows.maintain_index import maintain_index
@@ -17,7 +18,8 @@ from models.engine import resolve_database_url
 @flow(name="nightly", **run_hooks())
 def nightly(database_url: str | None = None, paths: list[str] | None = None) -> dict[str, Any]:
     """Ingest the day's files (default: the shipped sample data), embed what is new, maintain the memory,
-    then backtest every strategy on every symbol.
+    then backtest every strategy (and its version gated by the learning memory) on every symbol, then reflect
+    on the closed trades and distil what they taught (`distill_reflexions`).
 
     Later stages run even when a file was rejected, over what was stored; the night then fails at the
     end with the ingestion error, so a bad file is never silent.
@@ -27,6 +29,9 @@ def nightly(database_url: str | None = None, paths: list[str] | None = None) -> 
     embedding = embed_observations(database_url=url)
     maintenance = maintain_index(database_url=url, return_state=True)
     backtests = run_backtests(database_url=url, return_state=True)
+    # After the backtests, over what they stored (even if some failed): what tonight learns gates the
+    # next night's gated strategies.
+    learning = distill_reflexions(database_url=url, return_state=True)
     ingested = ingestion.result(raise_on_failure=False)
     if isinstance(ingested, BaseException):
         raise ingested
@@ -35,4 +40,5 @@ def nightly(database_url: str | None = None, paths: list[str] | None = None) -> 
         "embedding": embedding,
         "maintenance": maintenance.result(),
         "backtests": backtests.result(),
+        "learning": learning.result(),
     }

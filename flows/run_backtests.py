@@ -19,8 +19,11 @@ from tasks.database import prepare_database
 from tasks.embed import list_symbols
 from tasks.runs import current_run_id, finish_run, start_run
 
-#: What the night tests: every strategy the platform ships, with its default parameters.
-DEFAULT_STRATEGIES = ("sma_cross", "mean_reversion", "momentum", "neural", "memory_vote")
+#: The strategies the platform ships, with their default parameters.
+BASE_STRATEGIES = ("sma_cross", "mean_reversion", "momentum", "neural", "memory_vote")
+#: What the night tests: every base strategy, and each gated by what the learning memory knows of it
+#: (``gated:<name>``), so that what one night learns gates the next night's signals.
+DEFAULT_STRATEGIES = BASE_STRATEGIES + tuple(f"gated:{name}" for name in BASE_STRATEGIES)
 #: The night's risk limits: no leverage, and no new risk on a day that has lost 10%. No drawdown halt by
 #: default: a halt never lifts by itself (a person lifts it), so over years of history one bad spell
 #: would end every later trade and the night would measure nothing; pass ``max_drawdown_halt_pct`` to

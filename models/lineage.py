@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from models.learning import EpisodeRecord, PatternRecord
 from models.tables import MemoryItemRecord, ObservationRecord
 from models.trading import (
     BacktestRunRecord,
@@ -98,12 +99,12 @@ def _broken_causes(session: Session, signals: Iterable[SignalRecord]) -> list[st
     for _, link in links:
         wanted.setdefault(link.cause_kind, set()).add(link.cause_id)
     remembered = set(wanted.get(CauseKind.OBSERVATION, ())) | set(wanted.get(CauseKind.MEMORY_ITEM, ()))
-    remembered |= set(wanted.get(CauseKind.PATTERN, ()))
     items = _memory_items(session, remembered)
     found = {
         CauseKind.OBSERVATION: _existing(session, ObservationRecord.id, wanted.get(CauseKind.OBSERVATION, ())) | items,
         CauseKind.MEMORY_ITEM: items,
-        CauseKind.PATTERN: items,
+        CauseKind.PATTERN: _existing(session, PatternRecord.id, wanted.get(CauseKind.PATTERN, ())),
+        CauseKind.EPISODE: _existing(session, EpisodeRecord.id, wanted.get(CauseKind.EPISODE, ())),
         CauseKind.MODEL_VERSION: _existing(
             session, ModelVersionRecord.record_id, wanted.get(CauseKind.MODEL_VERSION, ())
         ),

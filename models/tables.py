@@ -162,4 +162,5 @@ class RunSummary(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+import models.learning  # noqa: E402  (registers the learning loop's tables on the metadata)
 import models.trading  # noqa: E402, F401  (registers the trading tables on the metadata)

@@ -31,6 +31,7 @@ class CauseKind(enum.Enum):
     ORDER = "order"
     FILL = "fill"
     PATTERN = "pattern"
+    EPISODE = "episode"
 
 
 class Relation(enum.Enum):

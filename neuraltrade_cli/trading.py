@@ -68,7 +68,12 @@ def parse_parameters(pairs: list[str]) -> dict[str, str]:
 
 #: The ``--strategy`` option of every command that backtests one strategy: its help names them all.
 StrategyOption = Annotated[
-    str, typer.Option("--strategy", metavar="NAME", help=f"Strategy name: one of {', '.join(STRATEGY_NAMES)}.")
+    str,
+    typer.Option(
+        "--strategy",
+        metavar="NAME",
+        help=f"Strategy name: one of {', '.join(STRATEGY_NAMES)}, or gated:NAME to gate it by the learning memory.",
+    ),
 ]
 #: The ``--commission`` option, defaulting to the nightly's commission, so that figures agree.
 CommissionOption = Annotated[

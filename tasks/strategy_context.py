@@ -6,11 +6,14 @@ never touches the database through it; the URL is resolved when something is fir
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from neuraltrade.errors import CollectionNotFound, MarketMemoryMissing
-from neuraltrade.strategies.needs import MemoryRead
+from neuraltrade.strategies.needs import LearningRead, MemoryRead
 
 
 @dataclass(frozen=True)
@@ -40,4 +43,42 @@ class DatabaseContext:
             raise MarketMemoryMissing(display_url(url)) from None
         return MemoryRead(
             searcher=searcher, collection=MARKET_STATE_COLLECTION, items=len(searcher), digest=searcher.digest
+        )
+
+    def learning_memory(self, strategy: str) -> LearningRead:
+        """What the learning loop knows of strategy id `strategy`: its judged episodes (one per decision),
+        their entry states from the ``reflections`` collection, and its distillations (empty on a database
+        that has learnt nothing yet)."""
+        from models.engine import resolve_database_url, session_scope
+        from models.learning_store import load_episodes, load_verdicts
+        from models.vector_snapshot import snapshot
+        from neuraltrade.learning.retrieval import learning_memory
+        from tasks.learning import JUDGE_CONFIG, REFLECTIONS_COLLECTION, latest_distillations, unique_decisions
+
+        url = resolve_database_url(self.database_url)
+        with session_scope(url) as session:
+            episodes = unique_decisions(load_episodes(session, strategy_id=strategy))
+            verdicts = [
+                verdict
+                for verdict in load_verdicts(session, episode_ids=[episode.id for episode in episodes])
+                if verdict.judge_digest == JUDGE_CONFIG.digest
+            ]
+        vectors: dict[uuid.UUID, np.ndarray] = {}
+        if episodes:
+            try:
+                stored = snapshot(url, REFLECTIONS_COLLECTION, strategy)
+            except CollectionNotFound:
+                stored = None
+            if stored is not None:
+                vectors = {uuid.UUID(key): row for key, row in zip(stored.keys, stored.vectors, strict=True)}
+        judged = {verdict.episode_id for verdict in verdicts}
+        usable = [episode for episode in episodes if episode.id in judged and episode.id in vectors]
+        distillations = latest_distillations(url, strategy)
+        memory = learning_memory(strategy, usable, verdicts, vectors, distillations)
+        return LearningRead(
+            memory=memory,
+            strategy=strategy,
+            episodes=len(usable),
+            distillations=len(distillations),
+            digest=memory.digest,
         )

@@ -39,7 +39,10 @@ DOMAIN_THIRD_PARTY = {
     "numpy": "vectors, prices and every array computation",
     "pandas": "bar frames, the market data every strategy reads",
     "pyarrow": "fast reading of CSV and Parquet bar files (market.ingest, market.bar_formats)",
-    "sklearn": "the neural strategy's classifier (strategies.neural)",
+    "sklearn": "the neural strategy's classifier (strategies.neural), HDBSCAN of distillation (learning.patterns)",
+    "scipy": "the exact binomial test of a pattern against its base rate, the normal quantiles of the deflated Sharpe",
+    "statsmodels": "Wilson and Jeffreys intervals, Benjamini-Hochberg (learning.patterns, research.evaluation)",
+    "arch": "the stationary bootstrap and Hansen's SPA test (research.evaluation)",
     "threadpoolctl": "one BLAS thread where the domain already runs in parallel (strategies.neural, memory.snapshot)",
 }
 #: The bare raises that stay, by ``path:function:exception``, each with why no user meets it.

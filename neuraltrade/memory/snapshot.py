@@ -118,6 +118,16 @@ class MemorySnapshot:
         return len(self._keys)
 
     @property
+    def keys(self) -> tuple[str, ...]:
+        """The items' ids, in time order."""
+        return tuple(self._keys)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The items' vectors (read-only), one row per key of `keys`."""
+        return self._vectors
+
+    @property
     def digest(self) -> str:
         """SHA-256 of what a search can read: keys, times, vectors, metadata and the metric."""
         if self._digest is None:

@@ -19,11 +19,14 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from neuraltrade.canonical import stable_id
+from neuraltrade.canonical import digest, stable_id
 from neuraltrade.errors import ConfigError, ValidationError
 from neuraltrade.memory.query import Query, SearchResult
+
+if TYPE_CHECKING:
+    from neuraltrade.learning.retrieval import LearningMemory
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -33,6 +36,8 @@ class Need(enum.Enum):
 
     #: A vector memory to search (`MemorySearcher`), with what a run records of it (`MemoryRead`).
     MEMORY_SEARCHER = "memory_searcher"
+    #: What the learning loop knows of a strategy: its judged episodes and distilled patterns (`LearningRead`).
+    LEARNING_MEMORY = "learning_memory"
 
 
 class MemorySearcher(Protocol):
@@ -60,11 +65,38 @@ class MemoryRead:
         return {"collection": self.collection, "items": self.items, "digest": self.digest}
 
 
+@dataclass(frozen=True, kw_only=True)
+class LearningRead:
+    """What the learning loop knows of one strategy (`LearningMemory`), and what a run records of it.
+
+    The digest is part of the run's specification: a gated run on another night's memory is another run.
+    """
+
+    memory: LearningMemory
+    strategy: str
+    episodes: int
+    distillations: int
+    digest: str
+
+    def record(self) -> dict[str, Any]:
+        """What a stored run keeps of the learning memory read."""
+        return {
+            "strategy": self.strategy,
+            "episodes": self.episodes,
+            "distillations": self.distillations,
+            "digest": self.digest,
+        }
+
+
 class StrategyContext(Protocol):
     """What fills a strategy's needs: implemented against the database by the adapter layer."""
 
     def memory_searcher(self, symbols: Sequence[str]) -> MemoryRead:
         """Return the vector memory of `symbols` (every symbol's when empty) and what a run records of it."""
+        ...
+
+    def learning_memory(self, strategy: str) -> LearningRead:
+        """Return what the learning loop knows of the strategy of id `strategy` (its episodes and patterns)."""
         ...
 
 
@@ -73,15 +105,24 @@ class Supplies:
     """What a strategy was given for its needs (nothing, for a strategy that needs nothing)."""
 
     memory: MemoryRead | None = None
+    learning: LearningRead | None = None
 
     @property
     def memory_digest(self) -> str | None:
-        """The digest of the memory read, which a run's specification names (None without one)."""
-        return None if self.memory is None else self.memory.digest
+        """The digest of the memories read, which a run's specification names (None without any): the vector
+        memory's own digest alone, or with a learning memory the digest of both."""
+        if self.learning is None:
+            return None if self.memory is None else self.memory.digest
+        return digest({"memory": None if self.memory is None else self.memory.digest, "learning": self.learning.digest})
 
     def record(self) -> dict[str, Any]:
         """What a stored run keeps of the supplies (by name; empty without any)."""
-        return {} if self.memory is None else {"memory": self.memory.record()}
+        kept: dict[str, Any] = {}
+        if self.memory is not None:
+            kept["memory"] = self.memory.record()
+        if self.learning is not None:
+            kept["learning"] = self.learning.record()
+        return kept
 
 
 def supply(strategy: str, needs: Iterable[Need], context: StrategyContext | None, symbols: Sequence[str]) -> Supplies:

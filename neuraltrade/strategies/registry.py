@@ -97,7 +97,13 @@ def _refuse_unknown_parameters(name: str, given: Iterable[str], known: list[str]
 
 
 def parameter_names(name: str) -> list[str]:
-    """Return the parameter names of strategy `name`, in the configuration's order."""
+    """Return the parameter names of strategy `name`, in the configuration's order (for ``gated:<base>``:
+    the base's, then the gate's, each prefixed ``gate_``)."""
+    if _is_gated(name):
+        from neuraltrade.strategies.gated import GATE_PARAMETER_PREFIX, base_name
+
+        gate = [item.name for item in dataclasses.fields(_entry(name)[1]) if item.name not in _GATE_FIXED]
+        return parameter_names(base_name(name)) + [f"{GATE_PARAMETER_PREFIX}{key}" for key in gate]
     return [item.name for item in dataclasses.fields(_entry(name)[1])]
 
 
@@ -113,6 +119,14 @@ def build_config(name: str, params: Mapping[str, Parameter]) -> StrategyConfig:
     """
     config_class = _entry(name)[1]
     hints = _field_types(config_class)
+    if _is_gated(name):
+        from neuraltrade.strategies.gated import GatedConfig, base_name, split_parameters
+
+        _refuse_unknown_parameters(name, params, parameter_names(name))
+        base_values, gate_values = split_parameters(params)
+        base = build_config(base_name(name), base_values)
+        values = {key: _convert(name, f"gate_{key}", value, hints[key]) for key, value in gate_values.items()}
+        return GatedConfig(base=base_name(name), base_parameters=base.to_plain(), **values)
     _refuse_unknown_parameters(name, params, [item.name for item in dataclasses.fields(config_class)])
     values = {key: _convert(name, key, value, hints[key]) for key, value in params.items()}
     return config_class(**values)
@@ -140,6 +154,8 @@ def build_strategy(
     """
     from neuraltrade.strategies.needs import supply
 
+    if _is_gated(name):
+        return _build_gated(name, params or {}, context=context, symbols=symbols)
     config = build_config(name, params or {})
     strategy_class = _entry(name)[0]
     supplies = supply(name, strategy_class.needs, context, symbols)
@@ -159,9 +175,48 @@ def _field_types(config_class: type[StrategyConfig]) -> dict[str, Any]:
 
 
 def _entry(name: str) -> tuple[type[Strategy], type[StrategyConfig]]:
+    if _is_gated(name):
+        from neuraltrade.strategies.gated import GatedConfig, base_name, gated_class
+
+        if _is_gated(base_name(name)):
+            raise UnknownStrategy(f"no strategy {name!r}: a gated strategy gates a base strategy, not a gated one")
+        _entry(base_name(name))
+        return gated_class(base_name(name)), GatedConfig
     if name not in _CATALOGUE:
-        raise UnknownStrategy(f"no strategy {name!r}; the strategies are {', '.join(STRATEGY_NAMES)}")
+        raise UnknownStrategy(
+            f"no strategy {name!r}; the strategies are {', '.join(STRATEGY_NAMES)}, each also gated by the "
+            "learning memory as gated:NAME"
+        )
     return STRATEGIES[name]
+
+
+#: Fields of a gated strategy's configuration that are not gate parameters (they name the base).
+_GATE_FIXED = frozenset({"base", "base_parameters"})
+
+
+def _is_gated(name: str) -> bool:
+    return name.startswith("gated:") and name != "gated:"
+
+
+def _build_gated(
+    name: str, params: Mapping[str, Parameter], *, context: StrategyContext | None, symbols: Sequence[str]
+) -> Strategy:
+    """Build ``gated:<base>``: the base with its own needs filled, and the learning memory of the base."""
+    from neuraltrade.strategies.gated import GatedConfig, base_name, gated_class, split_parameters
+    from neuraltrade.strategies.needs import Supplies
+
+    config = build_config(name, params)
+    assert isinstance(config, GatedConfig)
+    base_values, _ = split_parameters(params)
+    base = build_strategy(base_name(name), base_values, context=context, symbols=symbols)
+    if context is None:
+        raise ConfigError(
+            f"strategy {name!r} needs learning_memory; build it with a context that supplies it (context=)"
+        )
+    learning = context.learning_memory(base.strategy_id)
+    strategy = gated_class(base_name(name))(config, base, learning.memory)
+    strategy.supplies = Supplies(memory=base.supplies.memory, learning=learning)
+    return strategy
 
 
 def _convert(strategy: str, name: str, value: Parameter, hint: Any) -> Any:

@@ -50,22 +50,24 @@ def test_the_night_ingests_embeds_records_its_runs_and_exports_metrics(
     with session_scope(database_url) as session:
         runs = session.scalars(select(RunSummary)).all()
         assert sorted((run.kind, run.status) for run in runs) == [
+            ("distill_reflexions", "completed"),
             ("embed_observations", "completed"),
             ("ingest_bars", "completed"),
             ("maintain_index", "completed"),
             ("run_backtests", "completed"),
         ]
     assert summary["maintenance"]["recall"]["market_state"]["recall"] == 1.0
-    # Every shipped strategy backtested on the one symbol, each run stored with its trades and equity.
+    # Every shipped strategy backtested on the one symbol, and each gated by the learning memory, each run
+    # stored with its trades and equity.
     backtests = summary["backtests"]
-    assert sorted(run["strategy"] for run in backtests["runs"]) == [
-        "mean_reversion",
-        "memory_vote",
-        "momentum",
-        "neural",
-        "sma_cross",
-    ]
-    assert counts["backtest_runs"] == counts["backtest_equity"] == 5
+    base = ["mean_reversion", "memory_vote", "momentum", "neural", "sma_cross"]
+    assert sorted(run["strategy"] for run in backtests["runs"]) == sorted(base + [f"gated:{name}" for name in base])
+    assert counts["backtest_runs"] == counts["backtest_equity"] == 10
+    # The learning loop reflected on every run; each closed trade whose window closed is an episode, judged.
+    learning = summary["learning"]
+    assert learning["runs_reflected"] == len([run for run in backtests["runs"] if run["trades"]])
+    assert counts["episodes"] == counts["verdicts"] == counts["critiques"] == learning["episodes"]
+    assert learning["episodes"] + learning["pending"] == counts["backtest_trades"]
     assert counts["backtest_trades"] == sum(run["trades"] for run in backtests["runs"]), backtests["runs"]
     # Every closed trade of the night leads back through its fills, orders and signal to the bar's
     # observation and whatever else the decision used (memory items, model versions).
@@ -92,14 +94,17 @@ def test_the_night_ingests_embeds_records_its_runs_and_exports_metrics(
     assert 'neuraltrade_table_rows{table="bars"} 120.0' in exported
     assert f'neuraltrade_last_run_rows{{figure="embedded",kind="embed_observations"}} {120 - WINDOW + 1}.0' in exported
     assert 'neuraltrade_memory_recall{collection="market_state"} 1.0' in exported
-    assert 'neuraltrade_last_run_rows{figure="backtested",kind="run_backtests"} 5.0' in exported
+    assert 'neuraltrade_last_run_rows{figure="backtested",kind="run_backtests"} 10.0' in exported
 
 
-def test_running_the_night_again_changes_nothing(
+def test_running_the_night_again_changes_nothing_once_the_memory_has_settled(
     prefect_harness: None, database_url: str, sample_csv: Path, metrics_file: Path
 ) -> None:
     from flows.nightly import nightly
 
+    # The second night's gated runs read what the first night learnt (new runs, when it learnt anything);
+    # from then on the base runs, hence the memory, hence the gated runs are the same.
+    nightly(database_url=database_url, paths=[str(sample_csv)])
     nightly(database_url=database_url, paths=[str(sample_csv)])
     before = _counts(database_url)
 
@@ -111,7 +116,7 @@ def test_running_the_night_again_changes_nothing(
     assert {table: count for table, count in after.items() if table != "run_summaries"} == {
         table: count for table, count in before.items() if table != "run_summaries"
     }
-    assert after["run_summaries"] == before["run_summaries"] + 4
+    assert after["run_summaries"] == before["run_summaries"] + 5
 
 
 def test_a_rejected_file_fails_the_night_after_the_good_files_are_stored_and_embedded(

@@ -195,7 +195,10 @@ def test_links_to_model_versions_memory_items_and_other_records_are_followed(dat
     links = tuple(
         CausalLink(cause_id=cause, cause_kind=kind, relation=relation)
         for cause, kind, relation in (
-            (stable_id("memory_item", "double-bottom"), CauseKind.PATTERN, Relation.GATED_BY),
+            (stable_id("memory_item", "double-bottom"), CauseKind.MEMORY_ITEM, Relation.RECALLED),
+            # Patterns and episodes live in the learning loop's tables: one stored nowhere is broken.
+            (uuid.UUID(int=97), CauseKind.PATTERN, Relation.GATED_BY),
+            (uuid.UUID(int=96), CauseKind.EPISODE, Relation.RECALLED),
             (order.id, CauseKind.ORDER, Relation.GATED_BY),
             (uuid.UUID(int=99), CauseKind.MODEL_VERSION, Relation.PREDICTED_BY),
             (uuid.UUID(int=98), CauseKind.MEMORY_ITEM, Relation.RECALLED),
@@ -208,6 +211,8 @@ def test_links_to_model_versions_memory_items_and_other_records_are_followed(dat
         broken = broken_links(session, RUN_ID)
 
     assert broken == [
+        f"signal {signal.id}: its pattern {uuid.UUID(int=97)} (gated_by) is not stored",
+        f"signal {signal.id}: its episode {uuid.UUID(int=96)} (recalled) is not stored",
         f"signal {signal.id}: its model_version {uuid.UUID(int=99)} (predicted_by) is not stored",
         f"signal {signal.id}: its memory_item {uuid.UUID(int=98)} (recalled) is not stored",
     ]
@@ -270,5 +275,6 @@ def test_cause_kinds_and_relations_are_all_followed() -> None:
         "order",
         "fill",
         "pattern",
+        "episode",
     }
     assert Relation.RECALLED.value == "recalled"

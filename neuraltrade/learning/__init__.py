@@ -1,0 +1,1 @@
+"""The learning loop: episodes of closed trades, their verdicts, critiques, distilled patterns and retrieval."""

@@ -1,0 +1,1 @@
+"""Tests of the learning loop: episodes, judge, reflexion, regimes, patterns and retrieval."""

@@ -12,14 +12,16 @@ from prefect import flow
 
 from flows import call, call_each, results, run_hooks, task_runner
 from neuraltrade.canonical import digest
-from tasks import progress
-from tasks.database import prepare_database
-from tasks.learning import (
+from neuraltrade.learning.defaults import (
     COUNTERFACTUAL_CONFIG,
     DISTILLATION_CONFIG,
     EPISODE_CONFIG,
     JUDGE_CONFIG,
     REFLEXION_CONFIG,
+)
+from tasks import progress
+from tasks.database import prepare_database
+from tasks.learning import (
     distill_strategy,
     learning_backlog,
     reflect_on_run,

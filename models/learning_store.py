@@ -307,6 +307,20 @@ def _with_patterns(session: Session, distillations: Sequence[Distillation]) -> l
     return [(distillation, tuple(by_distillation[distillation.id])) for distillation in distillations]
 
 
+def stored_distillation_ids(session: Session, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """The ones of `ids` that name a stored distillation."""
+    present: set[uuid.UUID] = set()
+    for chunk in _chunks(sorted(set(ids), key=str)):
+        present.update(session.scalars(select(DistillationRecord.id).where(DistillationRecord.id.in_(chunk))))
+    return present
+
+
+def pattern_count(session: Session, distillation_id: uuid.UUID) -> int:
+    """How many patterns the stored distillation `distillation_id` kept."""
+    statement = select(func.count()).select_from(PatternRecord).where(PatternRecord.distillation_id == distillation_id)
+    return int(session.scalar(statement) or 0)
+
+
 def load_distillations(
     session: Session, strategy: str, *, before: datetime | None = None, config_digest: str | None = None
 ) -> list[DistillationWithPatterns]:
@@ -327,9 +341,10 @@ def latest_patterns(
     session: Session, strategy: str | None = None, *, config_digest: str | None = None
 ) -> list[DistillationWithPatterns]:
     """Return the newest stored distillation (latest `as_of`) of each strategy, or of `strategy` only,
-    with its patterns, ordered by strategy. Distillations of one `as_of` under different configurations
-    are told apart by `config_digest`; without it, of those the one with the greatest id is taken (an
-    arbitrary but fixed choice)."""
+    with its patterns, ordered by strategy. Of several at that `as_of` (a later night that knew of more
+    episodes known before it, or another configuration unless `config_digest` names one), the one citing
+    the most episodes, then the greatest id, as the gate reads them
+    (`neuraltrade.learning.patterns.one_per_checkpoint`)."""
     conditions: list[ColumnElement[bool]] = []
     if strategy is not None:
         conditions.append(DistillationRecord.strategy == strategy)
@@ -352,8 +367,13 @@ def latest_patterns(
     )
     chosen: dict[str, Distillation] = {}
     for distillation in _read(session, Distillation, query):
-        chosen[distillation.strategy] = distillation  # ordered by id: the greatest id stays
-    return _with_patterns(session, list(chosen.values()))
+        held = chosen.get(distillation.strategy)
+        if held is None or (len(distillation.episode_ids), distillation.id.int) > (
+            len(held.episode_ids),
+            held.id.int,
+        ):
+            chosen[distillation.strategy] = distillation
+    return _with_patterns(session, [chosen[name] for name in sorted(chosen)])
 
 
 # -- counterfactuals and trials ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def nightly(
     ] = None,
     db: DatabaseOption = None,
 ) -> None:
-    """Run the nightly pipeline: ingest, check, embed, maintain the memory, backtest every strategy."""
+    """Run the nightly pipeline: ingest, check, embed, maintain the memory, backtest every strategy, learn."""
     from flows.nightly import nightly as nightly_flow
     from neuraltrade.errors import IngestionFailed
     from neuraltrade.sample_data import sample_paths
@@ -38,6 +38,7 @@ def nightly(
         "embed": ("embedding", "symbols", None),
         "maintain": ("maintaining", "collections", None),
         "backtest": ("backtesting", "runs", None),
+        "reflect": ("reflecting", "runs", None),
     }
     start_prefect_server()  # before the progress bars: a server that cannot start is one line, at once
 
@@ -56,4 +57,21 @@ def nightly(
     console.print(f"stored {summary['embedding']['embedded']:,} new vectors")
     print_maintenance(summary["maintenance"])
     print_backtests(summary["backtests"])
+    if summary.get("learning"):
+        print_learning(summary["learning"])
     status(db)
+
+
+def print_learning(summary: dict[str, Any]) -> None:
+    """Print what the night's learning stage did: episodes judged, patterns distilled, counterfactuals simulated."""
+    strategies = summary.get("strategies", [])
+    patterns = sum(item.get("patterns", 0) for item in strategies)
+    console.print(
+        f"learning: {summary['episodes']:,} episodes judged from {summary['runs_reflected']:,} runs "
+        f"({summary['pending']:,} trades wait for their outcome window); {patterns:,} patterns in the latest "
+        f"distillations of {len(strategies):,} strategies ({summary['distillations']:,} new distillations); "
+        f"{summary['counterfactuals']:,} counterfactuals simulated",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print("`neuraltrade patterns`, `reflections RUN_ID`, `counterfactual RUN_ID`, `learning-report` show them.")

@@ -136,6 +136,10 @@ def report_data(database_url: str | None, run_id: str) -> ReportData:
                 found[inside] = history.timestamps[positions[inside]] == run.timestamps[inside]
                 closes[found] = history.close[positions[found]]
             prices[symbol] = closes
+        # The regret panel of the report: the run's simulated alternatives, when the nightly simulated them.
+        from tasks.learning_report import regret_rows
+
+        _, regret = regret_rows(session, run.id)
     trades = [trade.to_row() for trade in run.trades]
     sizing = run.details.get("sizing")
     config: dict[str, Any] = {"strategy": dict(run.strategy_config), "backtest": dict(run.backtest_config)}
@@ -158,4 +162,5 @@ def report_data(database_url: str | None, run_id: str) -> ReportData:
         drawdown_pct=run.drawdown_pct,
         prices=prices,
         trades=trades,
+        regret=regret,
     )

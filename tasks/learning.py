@@ -16,7 +16,6 @@ what they say, so a re-run after a crash converges on the same rows.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,41 +26,40 @@ from models import repositories
 from models.backtest_runs import StoredRun, load_run
 from models.engine import session_scope
 from models.learning_store import (
-    load_distillations,
     load_episodes,
     load_verdicts,
+    pattern_count,
     save_counterfactuals,
     save_critiques,
     save_distillation,
     save_episodes,
     save_verdicts,
+    stored_distillation_ids,
 )
 from models.order_records import load_signals
 from models.vector_store import VectorDB
 from neuraltrade.backtest import BacktestConfig
 from neuraltrade.canonical import stable_id
-from neuraltrade.learning.counterfactual import Counterfactual, CounterfactualConfig, simulate_counterfactuals
-from neuraltrade.learning.episodes import Episode, EpisodeConfig, episode_from_trade
-from neuraltrade.learning.judge import JudgeConfig, Verdict, judge
-from neuraltrade.learning.patterns import DistillationConfig, Outcome, distill
-from neuraltrade.learning.reflexion import ReflexionConfig, ReflexionEngine
+from neuraltrade.learning.counterfactual import Counterfactual, simulate_counterfactuals
+from neuraltrade.learning.defaults import (
+    CHECKPOINT_MONTHS,
+    COUNTERFACTUAL_CONFIG,
+    DISTILLATION_CONFIG,
+    EMBEDDER,
+    EPISODE_CONFIG,
+    JUDGE_CONFIG,
+    REFLECTIONS_COLLECTION,
+    REFLEXION_CONFIG,
+)
+from neuraltrade.learning.episodes import Episode, episode_from_trade, unique_decisions
+from neuraltrade.learning.judge import Verdict, judge
+from neuraltrade.learning.patterns import Outcome, distill, distillation_id_for
+from neuraltrade.learning.reflexion import ReflexionEngine
 from neuraltrade.market.history import PriceHistory
-from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
+from neuraltrade.memory.embedding import WindowEmbedder
 from neuraltrade.strategies.indicators import market_state_vectors
 from tasks import progress
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
-
-#: The collection of the vector memory that holds every critique, embedded by its episode's entry state.
-REFLECTIONS_COLLECTION = "reflections"
-#: The market-state embedder of the nightly (`flows.embed_observations`), whose vectors the episodes carry.
-EMBEDDER = WindowEmbedderConfig(window=32, dimension=512)
-EPISODE_CONFIG = EpisodeConfig()
-JUDGE_CONFIG = JudgeConfig(horizon_bars=EPISODE_CONFIG.horizon_bars)
-REFLEXION_CONFIG = ReflexionConfig()
-DISTILLATION_CONFIG = DistillationConfig()
-COUNTERFACTUAL_CONFIG = CounterfactualConfig()
-#: Months between two distillation checkpoints of a strategy's history.
-CHECKPOINT_MONTHS = 3
 
 
 def reflections(database_url: str) -> VectorDB:
@@ -131,18 +129,22 @@ def reflect_on_run(database_url: str, run_id: str) -> dict[str, Any]:
     written = {"episodes": 0, "verdicts": 0, "critiques": 0}
     if episodes:
         memory = reflections(database_url)
+        # A decision before the first full window has no market state to embed: its episode is kept, judged
+        # and critiqued, but it has no reflection to recall.
+        embedded = [index for index, vector in enumerate(vectors) if vector.any()]
         with session_scope(database_url, write=True) as session:
             written["episodes"] = save_episodes(session, episodes)
             written["verdicts"] = save_verdicts(session, verdicts)
             written["critiques"] = save_critiques(session, critiques)
-            memory.upsert_many(
-                [str(episode.id) for episode in episodes],
-                np.asarray(vectors, dtype=np.float32),
-                [_reflection_metadata(e, v, c) for e, v, c in zip(episodes, verdicts, critiques, strict=True)],
-                # A reflection is known when its outcome is: the store's as-of filter is then point in time.
-                timestamps=[episode.outcome_known_at for episode in episodes],
-                session=session,
-            )
+            if embedded:
+                memory.upsert_many(
+                    [str(episodes[index].id) for index in embedded],
+                    np.asarray([vectors[index] for index in embedded], dtype=np.float32),
+                    [_reflection_metadata(episodes[index], verdicts[index], critiques[index]) for index in embedded],
+                    # A reflection is known when its outcome is: the store's as-of filter is then point in time.
+                    timestamps=[episodes[index].outcome_known_at for index in embedded],
+                    session=session,
+                )
     progress.report("reflect", run_id, len(episodes))
     return {"run_id": run_id, "trades": len(run.trades), **written, "pending": pending}
 
@@ -158,16 +160,6 @@ def _reflection_metadata(episode: Episode, verdict: Verdict, critique: Any) -> d
         "lessons": ",".join(critique.lessons),
         "text": critique.text,
     }
-
-
-def unique_decisions(episodes: Sequence[Episode]) -> list[Episode]:
-    """One episode per decision (symbol, decision time, side) of a strategy id: runs of the same strategy
-    under other sizing or risk limits, or on more bars, repeat its decisions, which must count once. The
-    episode with the smallest id stands for each, so the choice does not depend on the order of runs."""
-    chosen: dict[tuple[str, datetime, int], Episode] = {}
-    for episode in sorted(episodes, key=lambda item: item.id.int):
-        chosen.setdefault((episode.symbol, episode.decision_time, episode.side), episode)
-    return sorted(chosen.values(), key=lambda item: (item.outcome_known_at, item.id.int))
 
 
 def checkpoints(first: datetime, last: datetime, months: int = CHECKPOINT_MONTHS) -> list[datetime]:
@@ -187,7 +179,8 @@ def checkpoints(first: datetime, last: datetime, months: int = CHECKPOINT_MONTHS
 def distill_strategy(database_url: str, strategy_id: str) -> dict[str, Any]:
     """Distil the episodes of `strategy_id` at every checkpoint of its history; store each distillation.
 
-    Returns ``{"strategy_id", "episodes", "distillations", "new", "patterns"}`` (patterns of the latest).
+    Returns ``{"strategy_id", "episodes", "distillations", "new", "patterns"}``: checkpoints, distillations
+    made now, and the patterns of the latest.
     """
     with session_scope(database_url) as session:
         episodes = unique_decisions(load_episodes(session, strategy_id=strategy_id))
@@ -211,17 +204,31 @@ def distill_strategy(database_url: str, strategy_id: str) -> dict[str, Any]:
     if not outcomes:
         return {"strategy_id": strategy_id, "episodes": 0, "distillations": 0, "new": 0, "patterns": 0}
     moments = checkpoints(outcomes[0].known_at, outcomes[-1].known_at + timedelta(microseconds=1))
-    made = [distill(outcomes, strategy=strategy_id, as_of=moment, config=DISTILLATION_CONFIG) for moment in moments]
+    wanted = {
+        moment: distillation_id_for(outcomes, strategy=strategy_id, as_of=moment, config=DISTILLATION_CONFIG)
+        for moment in moments
+    }
+    with session_scope(database_url) as session:
+        stored = stored_distillation_ids(session, wanted.values())
+    # A checkpoint whose episodes are those of its stored distillation is not distilled again.
+    made = [
+        distill(outcomes, strategy=strategy_id, as_of=moment, config=DISTILLATION_CONFIG)
+        for moment, identifier in wanted.items()
+        if identifier not in stored
+    ]
     new = 0
-    with session_scope(database_url, write=True) as session:
-        for distillation, patterns in made:
-            new += int(save_distillation(session, distillation, patterns))
+    if made:
+        with session_scope(database_url, write=True) as session:
+            for distillation, patterns in made:
+                new += int(save_distillation(session, distillation, patterns))
+    with session_scope(database_url) as session:
+        latest = pattern_count(session, wanted[moments[-1]])
     return {
         "strategy_id": strategy_id,
         "episodes": len(outcomes),
-        "distillations": len(made),
+        "distillations": len(moments),
         "new": new,
-        "patterns": len(made[-1][1]),
+        "patterns": latest,
     }
 
 
@@ -251,22 +258,6 @@ def simulate_run_counterfactuals(database_url: str, run_id: str) -> dict[str, An
     with session_scope(database_url, write=True) as session:
         written = save_counterfactuals(session, items)
     return {"run_id": run_id, "trades": len(run.trades), "counterfactuals": len(items), "new": written}
-
-
-def latest_distillations(database_url: str, strategy_id: str) -> list[Any]:
-    """The distillations of `strategy_id` with their patterns, one per ``as_of`` (the one citing the most
-    episodes: a later night that learnt of more episodes known before the same checkpoint supersedes)."""
-    with session_scope(database_url) as session:
-        stored = load_distillations(session, strategy_id)
-    best: dict[datetime, Any] = {}
-    for distillation, patterns in stored:
-        if distillation.config_digest != DISTILLATION_CONFIG.digest:
-            continue
-        held = best.get(distillation.as_of)
-        rank = (len(distillation.episode_ids), distillation.id.int)
-        if held is None or rank > (len(held[0].episode_ids), held[0].id.int):
-            best[distillation.as_of] = (distillation, patterns)
-    return [best[moment] for moment in sorted(best)]
 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)

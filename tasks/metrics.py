@@ -71,7 +71,41 @@ def collect_metrics(session: Session) -> CollectorRegistry:
     for collection, measured in last_recalls(session).items():
         if isinstance(measured.get("recall"), (int, float)):
             recall.labels(collection=collection).set(measured["recall"])
+    _learning_metrics(session, registry)
     return registry
+
+
+def _learning_metrics(session: Session, registry: CollectorRegistry) -> None:
+    """The learning loop's gauges (`tasks.learning_report.learning_gauges`); NaN where nothing is measured yet."""
+    from tasks.learning_report import learning_gauges
+
+    figures = learning_gauges(session)
+    for name, text, value in (
+        ("verdict_coverage", "Share of the stored runs' closed trades with a verdict.", "verdict_coverage"),
+        (
+            "retrievals_with_hits",
+            "Share of the gate's assessments that recalled at least one episode (newest run of each gated strategy "
+            "and symbols).",
+            "retrieval_hit_share",
+        ),
+        ("vetoes", "Entries the gate vetoed (newest run of each gated strategy and symbols).", "vetoes"),
+    ):
+        Gauge(f"neuraltrade_learning_{name}", text, registry=registry).set(figures[value])
+    patterns = Gauge(
+        "neuraltrade_learning_patterns",
+        "Patterns of the newest distillation of each strategy.",
+        ["strategy"],
+        registry=registry,
+    )
+    support = Gauge(
+        "neuraltrade_learning_pattern_support_median",
+        "Median decayed support (episodes) of the patterns of the newest distillation of each strategy.",
+        ["strategy"],
+        registry=registry,
+    )
+    for strategy, count in figures["patterns"].items():
+        patterns.labels(strategy=strategy).set(count)
+        support.labels(strategy=strategy).set(figures["pattern_support_median"][strategy])
 
 
 def export_metrics(session: Session, path: Path) -> Path:

@@ -50,10 +50,12 @@ class DatabaseContext:
         their entry states from the ``reflections`` collection, and its distillations (empty on a database
         that has learnt nothing yet)."""
         from models.engine import resolve_database_url, session_scope
-        from models.learning_store import load_episodes, load_verdicts
+        from models.learning_store import load_distillations, load_episodes, load_verdicts
         from models.vector_snapshot import snapshot
+        from neuraltrade.learning.defaults import DISTILLATION_CONFIG, JUDGE_CONFIG, REFLECTIONS_COLLECTION
+        from neuraltrade.learning.episodes import unique_decisions
+        from neuraltrade.learning.patterns import one_per_checkpoint
         from neuraltrade.learning.retrieval import learning_memory
-        from tasks.learning import JUDGE_CONFIG, REFLECTIONS_COLLECTION, latest_distillations, unique_decisions
 
         url = resolve_database_url(self.database_url)
         with session_scope(url) as session:
@@ -63,6 +65,7 @@ class DatabaseContext:
                 for verdict in load_verdicts(session, episode_ids=[episode.id for episode in episodes])
                 if verdict.judge_digest == JUDGE_CONFIG.digest
             ]
+            distillations = one_per_checkpoint(load_distillations(session, strategy), DISTILLATION_CONFIG.digest)
         vectors: dict[uuid.UUID, np.ndarray] = {}
         if episodes:
             try:
@@ -73,7 +76,6 @@ class DatabaseContext:
                 vectors = {uuid.UUID(key): row for key, row in zip(stored.keys, stored.vectors, strict=True)}
         judged = {verdict.episode_id for verdict in verdicts}
         usable = [episode for episode in episodes if episode.id in judged and episode.id in vectors]
-        distillations = latest_distillations(url, strategy)
         memory = learning_memory(strategy, usable, verdicts, vectors, distillations)
         return LearningRead(
             memory=memory,

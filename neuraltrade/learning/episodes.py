@@ -332,3 +332,14 @@ def episode_from_trade(
         state_features=tuple(float(value) for value in features),
         horizon_bars=config.horizon_bars,
     )
+
+
+def unique_decisions(episodes: Sequence[Episode]) -> list[Episode]:
+    """One episode per decision (symbol, decision time, side): runs of one strategy id under other sizing or
+    risk limits, or on more bars, repeat its decisions, which must count once. The episode with the smallest
+    id stands for each, so the choice does not depend on the order of runs; the result is in the order of
+    `outcome_known_at`, then id."""
+    chosen: dict[tuple[str, datetime, int], Episode] = {}
+    for episode in sorted(episodes, key=lambda item: item.id.int):
+        chosen.setdefault((episode.symbol, episode.decision_time, episode.side), episode)
+    return sorted(chosen.values(), key=lambda item: (item.outcome_known_at, item.id.int))

@@ -26,7 +26,10 @@
    cited outcomes) with `scipy.stats.binomtest`, two-sided; Benjamini-Hochberg across them
    (`statsmodels.stats.multitest.multipletests`).
 8. Prune patterns whose interval lower bound is below ``min_lower_bound``.
-9. Flag contradictions, rank by the interval's lower bound (descending, ties by id).
+9. Flag contradictions: two patterns of one region (either centre inside the other's radius) that advise
+   against each other, the same side judged both better and worse than base, or opposite sides both judged
+   better (or both worse); a long that wins where a short loses is consistent. Rank by the interval's lower
+   bound (descending, ties by id).
 
 Deterministic: outcomes are sorted by episode id first, so the result does not depend on input order.
 """
@@ -347,21 +350,28 @@ def _merge(points: np.ndarray, labels: np.ndarray, distance: float) -> tuple[np.
         merged += 1
 
 
-def _opposed(one: dict[str, Any], other: dict[str, Any]) -> bool:
-    significant = (one["better_than_base"] and other["worse_than_base"]) or (
-        one["worse_than_base"] and other["better_than_base"]
-    )
-    by_interval = (one["interval_low"] > 0.5 and other["interval_high"] < 0.5) or (
-        one["interval_high"] < 0.5 and other["interval_low"] > 0.5
-    )
-    return bool(significant or by_interval)
+def _verdict(values: dict[str, Any]) -> int:
+    """+1 if the pattern is judged better than its base rate (after BH, or its interval above one half), -1 if
+    worse, 0 if neither."""
+    if values["better_than_base"] or values["interval_low"] > 0.5:
+        return 1
+    if values["worse_than_base"] or values["interval_high"] < 0.5:
+        return -1
+    return 0
 
 
-def distill(
-    outcomes: Sequence[Outcome], *, strategy: str, as_of: datetime, config: DistillationConfig = DistillationConfig()
-) -> tuple[Distillation, tuple[Pattern, ...]]:
-    """Distill the outcomes of `strategy` known strictly before `as_of` into ranked patterns (module docstring)."""
-    as_of = require_aware("distillation as_of", as_of)
+def _contradict(one: dict[str, Any], one_side: int, other: dict[str, Any], other_side: int) -> bool:
+    """Whether two patterns of one region give contradicting advice: the same action judged both better and
+    worse than base, or opposite actions both judged better (or both worse). A long that wins where a short
+    loses is one consistent lesson, not a contradiction."""
+    first, second = _verdict(one), _verdict(other)
+    if not first or not second:
+        return False
+    return first != second if one_side == other_side else first == second
+
+
+def _cited(outcomes: Sequence[Outcome], strategy: str, as_of: datetime) -> list[Outcome]:
+    """The outcomes of `strategy` known strictly before `as_of`, in episode-id order."""
     cutoff = to_microseconds(as_of)
     cited_by_id: dict[uuid.UUID, Outcome] = {}
     for outcome in outcomes:
@@ -370,10 +380,28 @@ def distill(
         if outcome.episode_id in cited_by_id:
             raise ValidationError(f"episode {outcome.episode_id} is given twice to the distillation of {strategy!r}")
         cited_by_id[outcome.episode_id] = outcome
-    cited = sorted(cited_by_id.values(), key=lambda outcome: str(outcome.episode_id))
+    return sorted(cited_by_id.values(), key=lambda outcome: str(outcome.episode_id))
+
+
+def distillation_id_for(
+    outcomes: Sequence[Outcome], *, strategy: str, as_of: datetime, config: DistillationConfig = DistillationConfig()
+) -> uuid.UUID:
+    """The id `distill` gives the distillation of these arguments, without distilling: it names what was
+    distilled (strategy, as_of, configuration, the episodes cited), so a stored one need not be made again."""
+    as_of = require_aware("distillation as_of", as_of)
+    cited = [str(outcome.episode_id) for outcome in _cited(outcomes, strategy, as_of)]
+    return stable_id("distillation", strategy, as_of, config.digest, cited)
+
+
+def distill(
+    outcomes: Sequence[Outcome], *, strategy: str, as_of: datetime, config: DistillationConfig = DistillationConfig()
+) -> tuple[Distillation, tuple[Pattern, ...]]:
+    """Distill the outcomes of `strategy` known strictly before `as_of` into ranked patterns (module docstring)."""
+    as_of = require_aware("distillation as_of", as_of)
+    cited = _cited(outcomes, strategy, as_of)
     episode_ids = tuple(outcome.episode_id for outcome in cited)
     config_digest = config.digest
-    distillation_id = stable_id("distillation", strategy, as_of, config_digest, [str(i) for i in episode_ids])
+    distillation_id = distillation_id_for(outcomes, strategy=strategy, as_of=as_of, config=config)
     if not cited:
         empty = Distillation(
             id=distillation_id, strategy=strategy, as_of=as_of, config_digest=config_digest, episode_ids=(),
@@ -391,6 +419,7 @@ def distill(
     points = (features - means) / scales
     success = np.array([outcome.success for outcome in cited], dtype=bool)
     sides = np.array([outcome.side for outcome in cited], dtype=np.int64)
+    cutoff = to_microseconds(as_of)
     ages = np.array([cutoff - to_microseconds(outcome.known_at) for outcome in cited], dtype=np.float64)
     weights = 0.5 ** (ages / _MICROSECONDS_PER_DAY / config.half_life_days)
     base_rate = float(success.mean())
@@ -448,7 +477,9 @@ def distill(
     for index, one in enumerate(surviving):
         for other in surviving[index + 1 :]:
             gap = float(np.linalg.norm(one.values["centroid"] - other.values["centroid"]))
-            if gap < config.merge_distance and _opposed(one.values, other.values):
+            # One region: either centre lies inside the other's region.
+            region = max(one.values["radius"], other.values["radius"], config.merge_distance)
+            if gap < region and _contradict(one.values, one.side, other.values, other.side):
                 contradicts[one.values["id"]].append(other.values["id"])
                 contradicts[other.values["id"]].append(one.values["id"])
                 pairs += 1
@@ -532,3 +563,20 @@ def outcome_of(episode: Episode, verdict: Verdict) -> Outcome:
         success=verdict.success,
         known_at=max(episode.outcome_known_at, verdict.known_at),
     )
+
+
+def one_per_checkpoint(
+    stored: Sequence[tuple[Distillation, Sequence[Pattern]]], config_digest: str
+) -> list[tuple[Distillation, tuple[Pattern, ...]]]:
+    """The distillations of `config_digest` among `stored`, one per ``as_of``, in time order: of several at
+    one ``as_of`` (a later night learnt of more episodes known before the same checkpoint), the one citing
+    the most episodes, then the greatest id."""
+    best: dict[datetime, tuple[Distillation, tuple[Pattern, ...]]] = {}
+    for distillation, patterns in stored:
+        if distillation.config_digest != config_digest:
+            continue
+        held = best.get(distillation.as_of)
+        rank = (len(distillation.episode_ids), distillation.id.int)
+        if held is None or rank > (len(held[0].episode_ids), held[0].id.int):
+            best[distillation.as_of] = (distillation, tuple(patterns))
+    return [best[moment] for moment in sorted(best)]

@@ -179,7 +179,8 @@ def check_vectors(spec: CollectionSpec, fingerprint: EmbedderFingerprint, vector
     DimensionMismatch
         If their dimension is not the collection's.
     InvalidVector
-        If the array is not two-dimensional or holds NaN or infinity (the first bad row is named).
+        If the array is not two-dimensional or holds NaN or infinity, or (cosine) a zero vector (the first
+        bad row is named).
     """
     if fingerprint.digest != spec.fingerprint.digest:
         raise FingerprintMismatch(spec.name, spec.fingerprint.describe(), fingerprint.describe())
@@ -199,6 +200,16 @@ def check_vectors(spec: CollectionSpec, fingerprint: EmbedderFingerprint, vector
         raise InvalidVector(
             f"collection {spec.name!r} refuses vector {first} of {len(matrix)}: it holds NaN or infinity"
         )
+    if spec.metric == "cosine":
+        # A zero vector has no direction: its cosine distance to anything is undefined, and one such item
+        # would make every later exact search of the collection fail.
+        zero = ~matrix.any(axis=1)
+        if zero.any():
+            first = int(np.flatnonzero(zero)[0])
+            raise InvalidVector(
+                f"collection {spec.name!r} refuses vector {first} of {len(matrix)}: it is zero, which has no "
+                "cosine distance"
+            )
     return matrix
 
 

@@ -78,6 +78,9 @@ class ReportData:
     drawdown_pct: np.ndarray
     prices: Mapping[str, np.ndarray]
     trades: Sequence[Mapping[str, Any]]
+    #: The run's counterfactual summary (`neuraltrade.learning.counterfactual.summarise_counterfactuals` rows);
+    #: when given, the report shows a regret panel.
+    regret: Sequence[Mapping[str, Any]] = ()
 
     def __post_init__(self) -> None:
         where = f"report of run {self.run_id!r}"
@@ -161,7 +164,9 @@ def render_report(data: ReportData) -> str:
         _statistics_table(data.statistics),
         f'</section>\n<section class="table"><h2>Trades ({len(data.trades):,})</h2>\n',
         _trades_table(data.trades),
-        '</section>\n<section class="table"><h2>Configuration</h2>\n<pre class="config">',
+        "</section>\n",
+        _regret_panel(data.regret),
+        '<section class="table"><h2>Configuration</h2>\n<pre class="config">',
         _escape(json.dumps(plain_setting(data.config), indent=2, sort_keys=True, default=str)),
         "</pre></section>\n</main>\n",
         f'<script type="application/json" id="report-data">{_embedded_json(payload)}</script>\n',
@@ -191,6 +196,16 @@ def _header(data: ReportData) -> str:
     ]
     items = "".join(f"<dt>{name}</dt><dd>{value}</dd>\n" for name, value in rows)
     return f'<dl class="meta">\n{items}</dl>\n'
+
+
+def _regret_panel(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Mean regret per counterfactual alternative, as bars and a table (nothing when none was simulated)."""
+    if not rows:
+        return ""
+    # Imported here: the learning report builds on this module's helpers.
+    from neuraltrade.research.learning_report import regret_section
+
+    return regret_section(rows)
 
 
 def _sizing_text(sizing: Mapping[str, Any] | None) -> str:

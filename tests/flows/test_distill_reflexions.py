@@ -86,3 +86,6 @@ def test_the_second_night_gates_with_what_the_first_night_judged(stored_bars: st
         assert link.cause_id in first_ids
         assert known[link.cause_id] < signal.timestamp
     assert second_learning["runs_reflected"] == 1  # only the new gated run
+    # The base strategy learnt nothing new: none of its checkpoints is distilled again.
+    [base_distilled] = [item for item in second_learning["strategies"] if item["strategy_id"] == strategy_id]
+    assert base_distilled["new"] == 0 and base_distilled["distillations"] == len(distillations)

@@ -26,6 +26,12 @@ def _counts(database_url: str) -> dict[str, int]:
         return run_summaries.table_counts(session)
 
 
+def _items(database_url: str, collection: str) -> int:
+    from models.vector_store import VectorDB
+
+    return VectorDB.open(collection, database_url=database_url).count()
+
+
 @pytest.fixture
 def metrics_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "metrics" / "neuraltrade.prom"
@@ -45,8 +51,11 @@ def test_the_night_ingests_embeds_records_its_runs_and_exports_metrics(
     assert summary["embedding"]["embedded"] == 120 - WINDOW + 1
     counts = _counts(database_url)
     assert counts["bars"] == 120
-    # An observation per bar (the market state a decision links to), a vector per full window.
-    assert counts["observations"] == 120 and counts["memory_items"] == 120 - WINDOW + 1
+    # An observation per bar (the market state a decision links to), a vector per full window, and a
+    # reflection per judged episode decided after a full window.
+    assert counts["observations"] == 120 and _items(database_url, "market_state") == 120 - WINDOW + 1
+    assert 0 < _items(database_url, "reflections") <= counts["episodes"]
+    assert counts["memory_items"] == _items(database_url, "market_state") + _items(database_url, "reflections")
     with session_scope(database_url) as session:
         runs = session.scalars(select(RunSummary)).all()
         assert sorted((run.kind, run.status) for run in runs) == [
@@ -133,7 +142,7 @@ def test_a_rejected_file_fails_the_night_after_the_good_files_are_stored_and_emb
     assert [outcome["failure"] is None for outcome in raised.value.summary["outcomes"]] == [True, False]
     counts = _counts(database_url)
     assert counts["bars"] == 120
-    assert counts["memory_items"] == 120 - WINDOW + 1
+    assert _items(database_url, "market_state") == 120 - WINDOW + 1
     with session_scope(database_url) as session:
         ingest_run = session.scalars(select(RunSummary).where(RunSummary.kind == "ingest_bars")).one()
     assert ingest_run.status == "failed"

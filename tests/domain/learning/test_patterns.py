@@ -18,6 +18,7 @@ from neuraltrade.learning.patterns import (
     Outcome,
     Pattern,
     distill,
+    distillation_id_for,
     match_pattern,
 )
 
@@ -158,19 +159,24 @@ def test_near_duplicates_merge_into_one_pattern_with_recounted_members():
     assert whole.wins == sum(p.wins for p in apart)
 
 
-def test_opposite_verdicts_in_one_region_are_flagged_as_contradicting():
+def test_contradicting_advice_in_one_region_is_flagged_and_consistent_advice_is_not():
     generator = np.random.default_rng(7)
     points = CENTRES[0] + generator.standard_normal((120, 4)) * SPREADS
+    # Longs and shorts both winning in one region: the memory recommends two opposite actions.
     longs = [outcome(generator, p, generator.random() < 0.9, side=1) for p in points[:60]]
-    shorts = [outcome(generator, p, generator.random() < 0.1, side=-1) for p in points[60:]]
-    distillation, patterns = distill(longs + shorts, strategy="s", as_of=AS_OF)
-    assert {p.side for p in patterns} == {1, -1}
-    long_pattern = next(p for p in patterns if p.side == 1)
+    shorts = [outcome(generator, p, generator.random() < 0.9, side=-1) for p in points[60:]]
+    elsewhere = CENTRES[1] + generator.standard_normal((60, 4)) * SPREADS
+    lows = [outcome(generator, p, generator.random() < 0.15, side=1) for p in elsewhere]
+    distillation, patterns = distill(longs + shorts + lows, strategy="s", as_of=AS_OF)
+    long_pattern = next(p for p in patterns if p.side == 1 and p.better_than_base)
     short_pattern = next(p for p in patterns if p.side == -1)
-    assert long_pattern.better_than_base and short_pattern.worse_than_base
-    assert long_pattern.contradicts == (short_pattern.id,)
-    assert short_pattern.contradicts == (long_pattern.id,)
+    assert short_pattern.better_than_base
+    assert long_pattern.contradicts == (short_pattern.id,) and short_pattern.contradicts == (long_pattern.id,)
     assert distillation.contradictions == 1
+    # Longs winning where shorts lose is one consistent lesson.
+    losing = [outcome(generator, p, generator.random() < 0.1, side=-1) for p in points[60:]]
+    _, consistent = distill(longs + losing, strategy="s", as_of=AS_OF)
+    assert {p.side for p in consistent} == {1, -1} and all(p.contradicts == () for p in consistent)
     _, apart = distill(blobs(seed=8, rates=(0.9, 0.1))[0], strategy="s", as_of=AS_OF)
     assert all(p.contradicts == () for p in apart)  # opposite verdicts, but in different regions
 
@@ -268,3 +274,17 @@ def test_bad_inputs_and_configs_are_refused_by_name():
     with pytest.raises(ConfigError, match="min_cluster_size"):
         DistillationConfig(min_cluster_size=1)
     assert DistillationConfig().digest == DistillationConfig().digest != DistillationConfig(fdr=0.05).digest
+
+
+def test_the_id_of_a_distillation_is_known_before_distilling():
+    outcomes, _ = blobs(seed=5, per_blob=40)
+    for as_of in (AS_OF, AS_OF - timedelta(days=300)):
+        distillation, _ = distill(outcomes, strategy="s", as_of=as_of)
+        assert distillation_id_for(outcomes, strategy="s", as_of=as_of) == distillation.id
+    # Another configuration, or one more episode known before as_of, is another distillation.
+    assert distillation_id_for(outcomes, strategy="s", as_of=AS_OF, config=DistillationConfig(fdr=0.05)) != (
+        distill(outcomes, strategy="s", as_of=AS_OF)[0].id
+    )
+    assert distillation_id_for(outcomes[1:], strategy="s", as_of=AS_OF) != distillation_id_for(
+        outcomes, strategy="s", as_of=AS_OF
+    )

@@ -317,7 +317,7 @@ def test_vectors_from_the_collections_embedder_are_accepted_as_contiguous_float3
 
 
 def test_a_single_flat_vector_is_accepted_as_a_one_row_matrix() -> None:
-    assert check_vectors(collection(), fingerprint(), np.zeros(16)).shape == (1, 16)
+    assert check_vectors(collection(), fingerprint(), np.ones(16)).shape == (1, 16)
 
 
 def test_real_embeddings_pass_the_collection_check() -> None:
@@ -431,3 +431,13 @@ def test_every_supported_metric_is_accepted(metric: str) -> None:
 def test_an_unknown_metric_is_refused_naming_it_and_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="'hamming' is not one of cosine, l2, inner_product"):
         CollectionSpec(name="m", fingerprint=fingerprint(), metric="hamming")
+
+
+def test_a_zero_vector_is_refused_by_a_cosine_collection_only() -> None:
+    # It has no direction: its cosine distance is undefined, and stored it would break every exact search.
+    vectors = np.ones((3, 16))
+    vectors[2] = 0.0
+    with pytest.raises(InvalidVector, match="vector 2 of 3: it is zero"):
+        check_vectors(collection(), fingerprint(), vectors)
+    euclidean = CollectionSpec(name="market_state", fingerprint=fingerprint(), metric="l2")
+    assert check_vectors(euclidean, fingerprint(), vectors).shape == (3, 16)

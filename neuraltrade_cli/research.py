@@ -12,7 +12,7 @@ from rich.table import Table
 
 from neuraltrade.backtest.config import DEFAULT_COMMISSION
 from neuraltrade.formatting import format_fraction_as_percent, format_quantity, format_setting, format_statistic
-from neuraltrade_cli.app import _Failure, _reporting_failures, _run, app, console
+from neuraltrade_cli.app import DatabaseOption, _Failure, _reporting_failures, _run, app, console
 from neuraltrade_cli.trading import CommissionOption, StrategyOption, read_market
 
 DataOption = Annotated[
@@ -149,6 +149,15 @@ def walk_forward(
     mode: Annotated[str, typer.Option("--mode", metavar="MODE", help="rolling or anchored train windows.")] = "rolling",
     metric: MetricOption = "sharpe",
     commission: CommissionOption = DEFAULT_COMMISSION,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record/--no-record",
+            help="Record the out-of-sample returns in the database's trial registry (counted by the "
+            "deflated Sharpe of `learning-report`).",
+        ),
+    ] = True,
+    db: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Optimise on each train window, test the best parameters on the next bars; report out of sample only."""
@@ -157,9 +166,11 @@ def walk_forward(
 
     space = parse_space(grid_values)
     _run(lambda: check_strategy(strategy, space))
+    markets: list[Any] = []
 
     def walk() -> Any:
         market, _ = read_market(data)
+        markets.append(market)
         with _progress_bar("walking forward") as progress:
             task = progress.add_task("folds", total=None)
             return walking.walk_forward(
@@ -175,6 +186,13 @@ def walk_forward(
             )
 
     result = _run(walk)
+    trial = None
+    if record:
+        trial = _run(
+            lambda: _record_walk(
+                db, result, markets[0], strategy, space, train_bars, test_bars, mode, metric, commission
+            )
+        )
     folds = [
         {
             "fold": fold.number,
@@ -192,6 +210,7 @@ def walk_forward(
             "commission": commission,
             "out_of_sample": result.statistics,
             "folds": folds,
+            "trial_id": trial,
         }
         print(json.dumps(document))
         return
@@ -221,3 +240,40 @@ def walk_forward(
         f"{format_quantity(stitched.get('trades'))} trades",
         highlight=False,
     )
+    if trial is not None:
+        console.print(f"recorded as trial {trial} in the trial registry", highlight=False)
+
+
+def _record_walk(
+    database_url: str | None,
+    result: Any,
+    market: Any,
+    strategy: str,
+    space: dict[str, Any],
+    train_bars: int,
+    test_bars: int,
+    mode: str,
+    metric: str,
+    commission: float,
+) -> str | None:
+    """Record a walk-forward's out-of-sample returns as a trial; its id, or None without a database."""
+    from neuraltrade.research.trials import walk_forward_trial
+    from tasks.trials import record_trials
+
+    first = result.first_bar
+    trial = walk_forward_trial(
+        strategy=strategy,
+        symbols=market.symbols,
+        timestamps=market.timestamps[first : first + len(result.equity)],
+        equity=result.equity,
+        starting_equity=result.folds[0].starting_equity if result.folds else float("nan"),
+        parameters={
+            "grid": space,
+            "train_bars": train_bars,
+            "test_bars": test_bars,
+            "mode": mode,
+            "metric": metric,
+            "commission": commission,
+        },
+    )
+    return None if record_trials(database_url, [trial]) is None else str(trial.id)

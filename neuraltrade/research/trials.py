@@ -208,3 +208,46 @@ class TrialRegistry:
     def to_plain(self) -> list[dict[str, Any]]:
         """Every trial's canonical plain form, in the order added (what the bench dumps to JSON)."""
         return [trial.canonical_plain() for trial in self._trials.values()]
+
+
+#: The family of the trials the ``walk-forward`` command records.
+WALK_FORWARD_FAMILY = "walk_forward"
+
+
+def walk_forward_trial(
+    *,
+    strategy: str,
+    symbols: Sequence[str],
+    timestamps: np.ndarray,
+    equity: np.ndarray,
+    starting_equity: float,
+    parameters: Mapping[str, Any],
+) -> Trial:
+    """The trial of one walk-forward: its stitched out-of-sample equity as daily returns.
+
+    `timestamps` (epoch microseconds) and `equity` hold the account at the close of each out-of-sample
+    bar; a day's return is its last close's equity over the previous day's (the first day's over
+    `starting_equity`), so intraday bars count as one day each date. `parameters` holds what the
+    walk-forward searched (the grid, its windows, its metric, the costs): two walk-forwards of the same
+    search on the same symbols are one trial.
+    """
+    moments = np.asarray(timestamps, dtype=np.int64)
+    values = np.asarray(equity, dtype=np.float64)
+    if moments.shape != values.shape:
+        raise ValidationError(f"walk-forward trial: {len(moments)} timestamps for {len(values)} equity values")
+    days = moments // 86_400_000_000
+    last = np.flatnonzero(np.append(days[1:] != days[:-1], True)) if len(days) else np.array([], dtype=np.int64)
+    closes = values[last]
+    previous = np.concatenate([[starting_equity], closes[:-1]])
+    returns = np.divide(closes, previous, out=np.zeros_like(closes), where=previous > 0) - np.where(
+        previous > 0, 1.0, 0.0
+    )
+    return Trial.create(
+        family=WALK_FORWARD_FAMILY,
+        variant="selection",
+        strategy=strategy,
+        parameters=parameters,
+        symbols=symbols,
+        timestamps=moments[last].tolist(),
+        returns=returns.tolist(),
+    )

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -366,15 +367,33 @@ def test_sweep_ranks_every_combination_and_names_the_skipped(nvda_1000: Path) ->
     assert document["rows"][3]["equity_final"] == one["equity_final"] and document["rows"][3]["sharpe"] == one["sharpe"]
 
 
-def test_walk_forward_reports_out_of_sample_folds(nvda_1000: Path) -> None:
+def test_walk_forward_reports_out_of_sample_folds_and_records_them_as_a_trial(
+    nvda_1000: Path, database_url: str, tmp_path: Path
+) -> None:
+    from models.engine import session_scope
+    from models.learning_store import load_trials
+
     arguments = ["walk-forward", "--data", str(nvda_1000), "--grid", "fast=5,10", "--grid", "slow=20,40"]
-    result = runner.invoke(app, [*arguments, "--train-bars", "400", "--test-bars", "200", "--json"])
+    arguments += ["--train-bars", "400", "--test-bars", "200", "--json"]
+    result = runner.invoke(app, [*arguments, "--db", database_url])
 
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert len(document["folds"]) == 3
     assert document["folds"][0]["test_start"] > "2000-08"  # after the first 400 bars
     assert document["out_of_sample"]["trades"] == sum(fold["statistics"]["trades"] for fold in document["folds"])
+    # The out-of-sample days are in the trial registry, so the deflated Sharpe counts this search.
+    with session_scope(database_url) as session:
+        [trial] = load_trials(session, family="walk_forward")
+    assert str(trial.id) == document["trial_id"] and trial.parameters["grid"] == {"fast": [5, 10], "slow": [20, 40]}
+    assert trial.days == 600 and len(trial.timestamps) == 600
+    final = document["folds"][-1]["statistics"]["equity_final"]
+    assert np.prod(1.0 + np.asarray(trial.returns)) * 10_000 == pytest.approx(final, rel=1e-9)
+    # The same search again is the same trial; without a database nothing is recorded and no file is made.
+    assert json.loads(runner.invoke(app, [*arguments, "--db", database_url]).stdout)["trial_id"] == str(trial.id)
+    missing = tmp_path / "none" / "missing.db"
+    unrecorded = json.loads(runner.invoke(app, [*arguments, "--db", f"sqlite:///{missing}"]).stdout)
+    assert unrecorded["trial_id"] is None and not missing.exists()
 
 
 def test_a_malformed_grid_is_one_line(nvda_1000: Path) -> None:

@@ -98,3 +98,17 @@ def test_sharpe_ratios_are_per_day_unless_annualised() -> None:
     assert registry.sharpe_ratios()[0] == pytest.approx(returns.mean() / returns.std(ddof=1))
     assert registry.trials()[0].sharpe_ratio() == pytest.approx(returns.mean() / returns.std(ddof=1) * np.sqrt(252))
     assert registry.to_plain()[0]["kind"] == "trial"
+
+
+def test_a_walk_forward_trial_counts_one_return_per_day_whatever_the_bars() -> None:
+    from neuraltrade.research.trials import WALK_FORWARD_FAMILY, walk_forward_trial
+
+    day = 86_400_000_000
+    # Three bars on day 10 (intraday), one on day 11, two on day 13.
+    moments = np.array([10 * day + 1, 10 * day + 2, 10 * day + 3, 11 * day, 13 * day + 5, 13 * day + 9])
+    equity = np.array([101.0, 99.0, 102.0, 102.0, 100.0, 105.0])
+    trial = walk_forward_trial(
+        strategy="sma_cross", symbols=["A"], timestamps=moments, equity=equity, starting_equity=100.0, parameters={}
+    )
+    assert trial.family == WALK_FORWARD_FAMILY and trial.timestamps == (10 * day + 3, 11 * day, 13 * day + 9)
+    np.testing.assert_allclose(trial.returns, [0.02, 0.0, 105.0 / 102.0 - 1.0])

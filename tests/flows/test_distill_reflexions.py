@@ -85,6 +85,17 @@ def test_the_second_night_gates_with_what_the_first_night_judged(stored_bars: st
         # Every episode recalled was judged on the first night, and known before the decision.
         assert link.cause_id in first_ids
         assert known[link.cause_id] < signal.timestamp
+    # Signals gated by a pattern name one of a distillation made before them, of episodes known before it.
+    made = {pattern.id: distillation for distillation, patterns in distillations for pattern in patterns}
+    gated_by = [
+        (signal, link)
+        for signal in signals
+        for link in signal.causal_links
+        if link.cause_kind is CauseKind.PATTERN and link.relation is Relation.GATED_BY
+    ]
+    assert gated_by, "no gated signal names a pattern"
+    for signal, link in gated_by:
+        assert made[link.cause_id].as_of < signal.timestamp
     assert second_learning["runs_reflected"] == 1  # only the new gated run
     # The base strategy learnt nothing new: none of its checkpoints is distilled again.
     [base_distilled] = [item for item in second_learning["strategies"] if item["strategy_id"] == strategy_id]

@@ -13,6 +13,11 @@ history for each combination of its grid, and a rolling walk-forward (train 504 
 fold, on the train bars, the combination whose test-bar returns count. Then the tests of section 1.7, the
 decision rule of 1.8 and the controls of 1.9, with the distillation accuracy and cost figures of
 ``bench/learning_distillation.py``.
+
+``--protocol v2`` runs protocol v2 instead (section 5 of docs/learning.md, registered after v1's results): the
+same studies, then each gated walk-forward series and each control set against random vetoes of as many of
+the base's entries per fold (`neuraltrade.research.frequency_matched`: 99 draws for the gate, 39 per control),
+writing ``bench/results/learning_v2.json``, ``learning_v2.txt`` and ``learning_v2_trials.json``.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from neuraltrade.research.baselines import (
     EquityCurveFilterConfig,
     KnnVote,
     KnnVoteConfig,
+    entry_bars,
 )
 from neuraltrade.research.evaluation import (
     deflated_sharpe_ratio,
@@ -53,6 +59,15 @@ from neuraltrade.research.evaluation import (
     performance_summary,
     sharpe_difference_lower_bound,
     spa_test,
+)
+from neuraltrade.research.frequency_matched import (
+    control_verdict,
+    frequency_matched_decision,
+    frequency_matched_test,
+    permutation_p_value,
+    random_veto_returns,
+    selected_vetoes,
+    veto_shares,
 )
 from neuraltrade.research.memory_study import (
     CONTROL_GATE,
@@ -97,6 +112,12 @@ GRIDS: dict[str, tuple[Mapping[str, Any], ...]] = {
 SELECTION = {"selection": "walk_forward_train_sharpe"}
 #: The control series: the registered controls (1.9), then the exploratory honest memory at the control gate.
 CONTROLS = ("leaking", "leaking_default_gate", *(f"shuffled_{seed}" for seed in SHUFFLE_SEEDS), "honest_control_gate")
+#: Protocol v2 (docs/learning.md, section 5): the series set against frequency-matched random vetoes, the
+#: number of draws of each, and the family of the draws in the trial registry.
+V2_CONTROLS = CONTROLS[:-1]
+V2_SERIES = ("gated", *V2_CONTROLS)
+GATE_DRAWS, CONTROL_DRAWS = 99, 39
+V2_FAMILY = "memory_gate_v2_random_veto"
 
 
 def base_strategy(name: str) -> Strategy:
@@ -139,10 +160,12 @@ def entry_bars_in(windows: Sequence[FoldWindow], chosen: Sequence[int], entries:
     )
 
 
-def study(task: tuple[str, str]) -> dict[str, Any]:
+def study(task: tuple[str, str, str]) -> dict[str, Any]:
     """Everything one (dataset, base strategy) contributes, per symbol: out-of-sample returns of every variant
-    and combination, the walk-forward selection, the controls, and the gate's verdict on each base entry."""
-    dataset, name = task
+    and combination, the walk-forward selection, the controls, and the gate's verdict on each base entry; with
+    protocol v2 also the frequency-matched random-veto draws of the gated selection and of each control, pooled
+    over the symbols (`matched_draws`)."""
+    dataset, name, protocol = task
     with threadpool_limits(1):
         started = time.perf_counter()
         bars = histories(dataset)
@@ -167,6 +190,7 @@ def study(task: tuple[str, str]) -> dict[str, Any]:
         shuffled = [shuffled_memory(evidence, groups, seed) for seed in SHUFFLE_SEEDS]
         regimes = generate_regimes(SYNTHETIC) if dataset == "synthetic" else None
         symbols: dict[str, Any] = {}
+        draws: dict[str, dict[str, Any]] = {}
         for index, history in enumerate(bars):
             folds_of = windows[history.symbol]
             oos = np.concatenate([np.arange(w.test_start, w.test_stop) for w in folds_of])
@@ -195,15 +219,95 @@ def study(task: tuple[str, str]) -> dict[str, Any]:
             chosen = result["variants"]["gated"]["chosen"]
             result["gate_entries"] = gate_entries(evidence, history, folds_of, chosen, gated_frames, regimes, index)
             result["base_entries"] = base_entries(evidence, history, regimes, index)
-            result["controls"] = controls(name, history, bare, leak, shuffled, oos)
+            runs = control_runs(name, history, bare, leak, shuffled)
+            result["controls"] = {
+                key: [daily_returns(run)[oos].tolist() for run in value]
+                if isinstance(value, list)
+                else daily_returns(value)[oos].tolist()
+                for key, value in runs.items()
+            }
             symbols[history.symbol] = result
+            if protocol == "v2":
+                vetoes = {
+                    "gated": selected_vetoes(gated_frames, chosen, folds[history.symbol]),
+                    **{
+                        control: _control(runs, control).frames[history.symbol].features["gate_vetoed"]
+                        for control in V2_CONTROLS
+                    },
+                }
+                trades = {"gated": result["variants"]["gated"]["trades"]} | {
+                    control: entry_bars_in(folds_of, [0] * len(folds_of), [_trade_entries(_control(runs, control))])
+                    for control in V2_CONTROLS
+                }
+                draws[history.symbol] = matched_draws(
+                    name, history, evidence, folds[history.symbol], folds_of, vetoes, trades, index, oos
+                )
         return {
             "dataset": dataset,
             "strategy": name,
             "symbols": symbols,
+            "v2": pooled_draws(symbols, draws) if protocol == "v2" else None,
             "episodes": len(evidence.judged),
             "seconds": time.perf_counter() - started,
         }
+
+
+def _trade_entries(run: Any) -> np.ndarray:
+    return np.array([trade.entry_bar for trade in run.trades], dtype=np.int64)
+
+
+def matched_draws(
+    name: str,
+    history: PriceHistory,
+    evidence: BaseEvidence,
+    labels: np.ndarray,
+    windows: Sequence[FoldWindow],
+    vetoes: Mapping[str, np.ndarray],
+    trades: Mapping[str, int],
+    index: int,
+    oos: np.ndarray,
+) -> dict[str, Any]:
+    """Protocol v2 (5.2) on one symbol: for each treated series (the gated selection, each control), its veto
+    share of the base's entries per fold, and the out-of-sample returns, trades and vetoes of its random-veto
+    draws at those shares."""
+    base_frame = evidence.runs[history.symbol].frames[history.symbol]
+    entries = entry_bars(base_frame)
+    in_test = np.isin(entries, oos)
+    out: dict[str, Any] = {}
+    for series, flags in vetoes.items():
+        shares = veto_shares(base_frame, flags, labels)
+        count = GATE_DRAWS if series == "gated" else CONTROL_DRAWS
+        seeds = [(SEED, V2_SERIES.index(series), index, draw) for draw in range(count)]
+        returns, draw_entries = random_veto_returns(base_strategy(name), history, CONTROL_CONFIG, labels, shares, seeds)
+        out[series] = {
+            "shares": list(shares),
+            "seeds": [list(seed) for seed in seeds],
+            "returns": returns[:, oos],
+            "entries": int(in_test.sum()),
+            "vetoes": int(np.sum(np.asarray(flags)[entries[in_test]] > 0)),
+            "trades": trades[series],
+            "draw_trades": [entry_bars_in(windows, [0] * len(windows), [bars]) for bars in draw_entries],
+        }
+    return out
+
+
+def pooled_draws(symbols: Mapping[str, Any], draws: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """One strategy's random-veto draws pooled over its symbols (1.6), draw r with draw r, per treated series."""
+    out = {}
+    for series in V2_SERIES:
+        stamps, returns = pooled(
+            {symbol: (symbols[symbol]["timestamps"], data[series]["returns"]) for symbol, data in draws.items()}
+        )
+        out[series] = {
+            "timestamps": stamps,
+            "returns": returns,
+            "entries": sum(data[series]["entries"] for data in draws.values()),
+            "vetoes": sum(data[series]["vetoes"] for data in draws.values()),
+            "trades": sum(data[series]["trades"] for data in draws.values()),
+            "draw_trades": np.sum([data[series]["draw_trades"] for data in draws.values()], axis=0).tolist(),
+            "shares": {symbol: data[series]["shares"] for symbol, data in draws.items()},
+        }
+    return out
 
 
 def gate_entries(
@@ -249,36 +353,36 @@ def base_entries(
     ]
 
 
-def controls(
-    name: str, history: PriceHistory, memory: Any, leak: Any, shuffled: Sequence[Any], oos: np.ndarray
-) -> dict[str, Any]:
-    """Out-of-sample returns of the gate on the leaking memory (control and default settings), on the shuffled
-    memories (control settings) and, exploratory, on the honest memory at the control settings (episodes only,
-    no distillations, as the control memories)."""
+def control_runs(name: str, history: PriceHistory, memory: Any, leak: Any, shuffled: Sequence[Any]) -> dict[str, Any]:
+    """Runs of the gate on the leaking memory (control and default settings), on the shuffled memories (control
+    settings) and, exploratory, on the honest memory at the control settings (episodes only, no distillations,
+    as the control memories)."""
     base = base_strategy(name)
 
-    def returns(memory: Any, gate: Mapping[str, Any]) -> list[float]:
+    def run(memory: Any, gate: Mapping[str, Any]) -> Any:
         strategy = gated_class(name)(GatedConfig(base=name, **gate), base, memory)
-        return daily_returns(single_run(strategy, history, CONTROL_CONFIG))[oos].tolist()
+        return single_run(strategy, history, CONTROL_CONFIG)
 
     return {
-        "leaking": returns(leak, CONTROL_GATE),
-        "leaking_default_gate": returns(leak, {}),
-        "shuffled": [returns(item, CONTROL_GATE) for item in shuffled],
-        "honest_control_gate": returns(memory, CONTROL_GATE),
+        "leaking": run(leak, CONTROL_GATE),
+        "leaking_default_gate": run(leak, {}),
+        "shuffled": [run(item, CONTROL_GATE) for item in shuffled],
+        "honest_control_gate": run(memory, CONTROL_GATE),
     }
 
 
 # --- pooling and registering ------------------------------------------------------------------------------
 
 
-def pooled(per_symbol: Mapping[str, tuple[Sequence[int], Sequence[float]]]) -> tuple[np.ndarray, np.ndarray]:
-    """Equal-weight mean of the symbols' returns on each date (over the symbols out of sample that day)."""
+def pooled(per_symbol: Mapping[str, tuple[Sequence[int], Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-weight mean of the symbols' returns on each date (over the symbols out of sample that day); the
+    returns may be several series (rows, days last), pooled row by row."""
     stamps = np.unique(np.concatenate([np.asarray(t, dtype=np.int64) for t, _ in per_symbol.values()]))
-    total, count = np.zeros(len(stamps)), np.zeros(len(stamps))
+    shape = np.shape(next(iter(per_symbol.values()))[1])[:-1]
+    total, count = np.zeros((*shape, len(stamps))), np.zeros(len(stamps))
     for times, values in per_symbol.values():
         rows = np.searchsorted(stamps, np.asarray(times, dtype=np.int64))
-        total[rows] += np.asarray(values)
+        total[..., rows] += np.asarray(values)
         count[rows] += 1
     return stamps, total / count
 
@@ -345,12 +449,48 @@ class Study:
                 gate = {} if control == "leaking_default_gate" else CONTROL_GATE
                 self._register(CONTROL_FAMILY, dataset, "pooled", control, "control", dict(gate), (stamps, together))
 
+    def build_v2(self) -> None:
+        """Protocol v2 (5.6): register every random-veto draw, pooled over symbols, per strategy (the gated
+        selection's draws) and over strategies (every series' draws), in family `V2_FAMILY`."""
+        self.draws: dict[tuple[str, str, str], np.ndarray] = {}
+        for dataset in ("shipped", "synthetic"):
+            for series in V2_SERIES:
+                per_strategy = {name: self.results[(dataset, name)]["v2"][series] for name in STRATEGIES}
+                stamps = per_strategy[STRATEGIES[0]]["timestamps"]
+                if any(not np.array_equal(data["timestamps"], stamps) for data in per_strategy.values()):
+                    raise SystemExit(f"{dataset}: the strategies' out-of-sample days differ")
+                levels = {name: per_strategy[name]["returns"] for name in STRATEGIES} if series == "gated" else {}
+                levels["pooled"] = np.mean([per_strategy[name]["returns"] for name in STRATEGIES], axis=0)
+                for strategy, matrix in levels.items():
+                    treated = self.series[(dataset, strategy, *_treated_key(series))]
+                    if not np.array_equal(treated[0], stamps):
+                        raise SystemExit(f"{dataset}/{strategy}: {series} and its draws are not on the same days")
+                    self.draws[(dataset, strategy, series)] = matrix
+                    shares = {
+                        name: per_strategy[name]["shares"]
+                        for name in (STRATEGIES if strategy == "pooled" else (strategy,))
+                    }
+                    for draw, returns in enumerate(matrix):
+                        parameters = {
+                            "matched_to": series,
+                            "draw": draw,
+                            "seed": [SEED, V2_SERIES.index(series), "symbol index", draw],
+                            "shares": shares,
+                        }
+                        key = f"{series}:{draw}"
+                        self._register(V2_FAMILY, dataset, strategy, "random_veto", key, parameters, (stamps, returns))
+
     @staticmethod
     def _values(variant: Mapping[str, Any], key: str) -> list[float]:
         return variant["selected"] if key == "selected" else variant["combinations"][int(key)]
 
 
-def _control(controls: Mapping[str, Any], name: str) -> list[float]:
+def _treated_key(series: str) -> tuple[str, str]:
+    """The (variant, key) of a v2 treated series in `Study.series`."""
+    return ("gated", "selected") if series == "gated" else (series, "control")
+
+
+def _control(controls: Mapping[str, Any], name: str) -> Any:
     if name.startswith("shuffled_"):
         return controls["shuffled"][int(name.removeprefix("shuffled_"))]
     return controls[name]
@@ -429,7 +569,7 @@ def analyse(study: Study, pool: ProcessPoolExecutor) -> dict[str, Any]:
                 ("pooled", "gated", "ungated")
             )
         ]
-        dsr = deflated_sharpe_ratio(study.series[(dataset, "pooled", "gated", "selected")][1], trial_sharpes)
+        dsr = gated_dsr(study, dataset, trial_sharpes)
         data["dsr"] = dsr
         data["minimum_detectable"] = {
             "bootstrap": minimum_detectable_sharpe_difference(
@@ -460,6 +600,11 @@ def analyse(study: Study, pool: ProcessPoolExecutor) -> dict[str, Any]:
     return figures
 
 
+def gated_dsr(study: Study, dataset: str, trial_sharpes: Any) -> dict[str, Any]:
+    """Test 3: the Deflated Sharpe Ratio of the pooled gated (walk-forward) series over the candidate trials."""
+    return deflated_sharpe_ratio(study.series[(dataset, "pooled", "gated", "selected")][1], trial_sharpes)
+
+
 def permutation_check(study: Study, dataset: str) -> dict[str, Any]:
     """Exploratory (not registered): the honest memory against the 20 shuffled ones, both at the control gate.
 
@@ -476,7 +621,76 @@ def permutation_check(study: Study, dataset: str) -> dict[str, Any]:
         "honest_sharpe": honest,
         "shuffled_sharpes": shuffled,
         "ungated_sharpe": ungated,
-        "p_value": (1 + sum(value >= honest for value in shuffled)) / (1 + len(shuffled)),
+        "p_value": permutation_p_value(honest, shuffled),
+    }
+
+
+def v2_job(job: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    with threadpool_limits(1):
+        return frequency_matched_test(job[0], job[1], reps=2000, seed=SEED)
+
+
+def analyse_v2(study: Study, pool: ProcessPoolExecutor) -> dict[str, Any]:
+    """Protocol v2 (section 5): each treated series against its frequency-matched random-veto draws, the
+    decision rule of 5.4 and the controls of 5.5, per dataset."""
+    candidates = study.registry.trials(family=FAMILY)
+    trial_sharpes = study.registry.sharpe_ratios(candidates)
+    jobs = [
+        (dataset, strategy, series)
+        for dataset in ("shipped", "synthetic")
+        for strategy, series in [
+            *((name, "gated") for name in (*STRATEGIES, "pooled")),
+            *(("pooled", c) for c in V2_CONTROLS),
+        ]
+    ]
+    pairs = [
+        (study.series[(dataset, strategy, *_treated_key(series))][1], study.draws[(dataset, strategy, series)])
+        for dataset, strategy, series in jobs
+    ]
+    figures: dict[str, Any] = {dataset: {"gated": {}, "controls": {}} for dataset in ("shipped", "synthetic")}
+    for (dataset, strategy, series), test in zip(jobs, pool.map(v2_job, pairs), strict=True):
+        test["matching"] = matching(study, dataset, strategy, series)
+        figures[dataset]["gated" if series == "gated" else "controls"][strategy if series == "gated" else series] = test
+    for dataset in ("shipped", "synthetic"):
+        data = figures[dataset]
+        primary = data["gated"]["pooled"]
+        data["dsr"] = gated_dsr(study, dataset, trial_sharpes)
+        data["gated_veto_shares"] = {
+            name: study.results[(dataset, name)]["v2"]["gated"]["shares"] for name in STRATEGIES
+        }
+        data["decision"] = frequency_matched_decision(primary, data["dsr"]["dsr"])
+        data["minimum_detectable"] = {
+            "bootstrap": minimum_detectable_sharpe_difference(
+                primary["bootstrap"]["days"], standard_error=primary["bootstrap"]["bootstrap_standard_error"]
+            ),
+            "permutation_gap": primary["draw_percentiles"]["95"] - primary["draw_percentiles"]["50"],
+        }
+        controls = data["controls"]
+        data["control_verdict"] = control_verdict(
+            controls["leaking"], [controls[f"shuffled_{seed}"] for seed in SHUFFLE_SEEDS]
+        ) | {"leak_detected_at_default_gate": bool(controls["leaking_default_gate"]["lower_bound"] > 0)}
+    figures["trials"] = {
+        "candidates": len(candidates),
+        "controls": len(study.registry.trials(family=CONTROL_FAMILY)),
+        "random_veto_draws": len(study.registry.trials(family=V2_FAMILY)),
+    }
+    return figures
+
+
+def matching(study: Study, dataset: str, strategy: str, series: str) -> dict[str, Any]:
+    """How well the draws match the treated series' frequency: base entries out of sample, the treated series'
+    vetoes among them and its trades, and the draws' trades (mean, minimum, maximum)."""
+    parts = [
+        study.results[(dataset, name)]["v2"][series] for name in (STRATEGIES if strategy == "pooled" else (strategy,))
+    ]
+    draw_trades = np.sum([part["draw_trades"] for part in parts], axis=0)
+    return {
+        "entries": sum(part["entries"] for part in parts),
+        "vetoes": sum(part["vetoes"] for part in parts),
+        "trades": sum(part["trades"] for part in parts),
+        "draw_trades_mean": float(draw_trades.mean()),
+        "draw_trades_min": int(draw_trades.min()),
+        "draw_trades_max": int(draw_trades.max()),
     }
 
 
@@ -635,6 +849,61 @@ def tables(figures: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def tables_v2(figures: Mapping[str, Any]) -> str:
+    """Protocol v2's results as the markdown tables of docs/learning.md, section 5.7."""
+    lines: list[str] = []
+    header = (
+        "| {what} | Sharpe | trades | draws: median [5 %, 95 %] | draws' trades (mean) | difference vs median draw "
+        "| 95 % lower bound | minus mean of draws | permutation p |"
+    )
+    rule = "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+
+    def row(label: str, test: Mapping[str, Any]) -> str:
+        cut, match = test["draw_percentiles"], test["matching"]
+        return (
+            f"| {label} | {test['treated_sharpe']:.2f} | {match['trades']} | {cut['50']:.2f} [{cut['5']:.2f}, "
+            f"{cut['95']:.2f}] | {match['draw_trades_mean']:.0f} | {test['estimate']:.2f} | {test['lower_bound']:.2f} "
+            f"| {test['mean_difference']:.2f} | {test['p_value']:.3f} |"
+        )
+
+    for dataset in ("shipped", "synthetic"):
+        data = figures[dataset]
+        primary, decision, verdict = data["gated"]["pooled"], data["decision"], data["control_verdict"]
+        detectable = data["minimum_detectable"]
+        lines += [f"### {dataset} (v2)", "", header.format(what="gated (walk-forward) against its draws"), rule]
+        lines += [row(name, test) for name, test in data["gated"].items()]
+        lines += [
+            "",
+            f"Pooled: the gate vetoed {primary['matching']['vetoes']} of {primary['matching']['entries']} base "
+            f"entries out of sample; its {primary['draws']} draws vetoed as many per fold (trades "
+            f"{primary['matching']['draw_trades_min']} to {primary['matching']['draw_trades_max']} against the gate's "
+            f"{primary['matching']['trades']}).",
+            f"Minimum detectable difference against the median draw (one-sided 5 %, power 80 %): "
+            f"{detectable['bootstrap']['minimum_detectable_difference']:.2f} a year (bootstrap standard error "
+            f"{detectable['bootstrap']['standard_error']:.3f}); the draws' 95th percentile lies "
+            f"{detectable['permutation_gap']:.2f} above their median.",
+            f"**Decision (v2): {'the' if decision['memory_helps'] else 'no evidence that the'} memory helps beyond "
+            f"trading less** (lower bound {decision['lower_bound']:.3f}, permutation p {decision['p_value']:.3f}, "
+            f"DSR {decision['dsr']:.3f}).",
+            "",
+            header.format(what="control (pooled) against its draws"),
+            rule,
+        ]
+        lines += [row(name, test) for name, test in data["controls"].items()]
+        shuffled = [data["controls"][f"shuffled_{seed}"]["lower_bound"] for seed in SHUFFLE_SEEDS]
+        lines += [
+            "",
+            f"Controls (v2): leaking memory {'detected' if verdict['leak_detected'] else 'NOT detected'} (lower bound "
+            f"{data['controls']['leaking']['lower_bound']:.2f}; at the default gate "
+            f"{data['controls']['leaking_default_gate']['lower_bound']:.2f}); shuffled outcomes not significant in "
+            f"{verdict['shuffled_not_significant']} of {verdict['shuffled_seeds']} seeds (lower bounds "
+            f"{min(shuffled):.2f} to {max(shuffled):.2f}; permutation p < 0.05 in "
+            f"{verdict['shuffled_permutation_below_5_percent']}): controls {'pass' if verdict['passed'] else 'FAIL'}.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
 def trial_summary(registry: TrialRegistry) -> list[dict[str, Any]]:
     """Every trial without its daily returns: its keys, days, first and last day, Sharpe ratio (annualised), and
     the SHA-256 of its canonical record (what ``--full-trials`` dumps whole, 20 MB that the repository need not
@@ -663,13 +932,20 @@ def main() -> None:
     parser.add_argument("--distillation-seeds", type=int, default=100)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
+        "--protocol",
+        choices=("v1", "v2"),
+        default="v1",
+        help="v1: the registered protocol (sections 1-2 of docs/learning.md); v2: the frequency-matched "
+        "comparison registered after it (section 5), writing learning_v2.json, .txt and _trials.json",
+    )
+    parser.add_argument(
         "--full-trials",
         action="store_true",
         help="dump every trial's canonical record with its daily returns (about 20 MB) instead of the summary",
     )
     arguments = parser.parse_args()
     started = time.perf_counter()
-    tasks = [(dataset, name) for dataset in ("shipped", "synthetic") for name in STRATEGIES]
+    tasks = [(dataset, name, arguments.protocol) for dataset in ("shipped", "synthetic") for name in STRATEGIES]
     with ProcessPoolExecutor(arguments.workers) as pool:
         # The costliest first, so that the two workers finish together.
         order = sorted(tasks, key=lambda task: STRATEGIES.index(task[1]))
@@ -682,7 +958,14 @@ def main() -> None:
         )
         built = Study(results)
         built.build()
-        figures = analyse(built, pool)
+        if arguments.protocol == "v2":
+            built.build_v2()
+            figures = analyse_v2(built, pool)
+        else:
+            figures = analyse(built, pool)
+    if arguments.protocol == "v2":
+        write_v2(arguments.out, figures, built, results, started)
+        return
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import learning_distillation as distillation
 
@@ -737,6 +1020,74 @@ def main() -> None:
     trials = built.registry.to_plain() if arguments.full_trials else trial_summary(built.registry)
     (arguments.out / "learning_trials.json").write_text(json.dumps(trials, indent=1) + "\n")
     print(f"wrote {arguments.out / 'learning.json'}, learning.txt and learning_trials.json")
+
+
+def draw_table(built: Study, summary: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The random-veto draws of the registry, one row each (v1's trials are in learning_trials.json): its id,
+    dataset, strategy, the series it is matched to, its draw, days, Sharpe ratio and the SHA-256 of its record
+    (whose parameters also hold the veto shares per symbol and fold)."""
+    datasets = {symbols: dataset for dataset, symbols in built.symbols.items()}
+    columns = ("id", "dataset", "strategy", "matched_to", "draw", "days", "sharpe", "record_sha256")
+    rows = [
+        [
+            row["id"],
+            datasets[tuple(row["symbols"])],
+            row["strategy"],
+            row["parameters"]["matched_to"],
+            row["parameters"]["draw"],
+            row["days"],
+            round(row["sharpe"], 6),
+            row["record_sha256"],
+        ]
+        for row in summary
+        if row["family"] == V2_FAMILY
+    ]
+    return {"family": V2_FAMILY, "columns": list(columns), "rows": rows}
+
+
+def write_v2(
+    out: Path, figures: dict[str, Any], built: Study, results: Sequence[Mapping[str, Any]], started: float
+) -> None:
+    """Protocol v2's outputs: learning_v2.json, learning_v2.txt and learning_v2_trials.json (every trial of the
+    run, v1's families remade and the random-veto draws), with the check that v1's trials were remade bit for bit."""
+    summary = trial_summary(built.registry)
+    earlier_path = out / "learning_trials.json"
+    earlier = (
+        {row["id"]: row["record_sha256"] for row in json.loads(earlier_path.read_text())}
+        if earlier_path.exists()
+        else {}
+    )
+    remade = [row for row in summary if row["id"] in earlier]
+    figures["v1_trials_remade"] = {
+        "v1_trials": len(earlier),
+        "found": len(remade),
+        "identical": sum(row["record_sha256"] == earlier[row["id"]] for row in remade),
+    }
+    figures["setup"] = {
+        "command": "python bench/learning.py --protocol v2",
+        "draws": {"gated": GATE_DRAWS, "controls": CONTROL_DRAWS},
+        "seed": SEED,
+        "control_gate": CONTROL_GATE,
+        "episodes": {f"{r['dataset']}/{r['strategy']}": r["episodes"] for r in results},
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_1_5_15_min": os.getloadavg(),
+        "wall_seconds": time.perf_counter() - started,
+    }
+    check = figures["v1_trials_remade"]
+    text = tables_v2(figures) + (
+        f"\nTrials registered: {figures['trials']['candidates']} candidates, {figures['trials']['controls']} "
+        f"controls (v1's families; {check['identical']} of {check['v1_trials']} v1 records remade bit for bit), "
+        f"{figures['trials']['random_veto_draws']} random-veto draws (family {V2_FAMILY}). Wall time "
+        f"{figures['setup']['wall_seconds']:.0f} s.\n"
+    )
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "learning_v2.json").write_text(json.dumps(figures, indent=2, sort_keys=True, default=float) + "\n")
+    (out / "learning_v2.txt").write_text(text)
+    (out / "learning_v2_trials.json").write_text(json.dumps(draw_table(built, summary)) + "\n")
+    print(f"wrote {out / 'learning_v2.json'}, learning_v2.txt and learning_v2_trials.json")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,10 @@ records per bar whether it vetoed (feature ``filter_vetoed``).
   signs of those returns; an entry is vetoed when the majority is against its side (a tie keeps it).
   Fewer than k such states: no veto.
 
+And one benchmark that knows nothing (protocol v2 of docs/learning.md): `RandomVeto` vetoes, in each fold, a
+given share of the base's entries chosen at random (`random_vetoes`), so that a filter can be compared with
+vetoing as often at random ("trading less" held fixed).
+
 Each comes with a grid of as many combinations as the gate's (`GATE_GRID`), so that all three filters have
 the same tuning budget in a walk-forward (docs/learning.md).
 """
@@ -28,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from neuraltrade.backtest.trade import ClosedTrade
-from neuraltrade.errors import ConfigError
+from neuraltrade.errors import ConfigError, ValidationError
 from neuraltrade.market.history import PriceHistory
 from neuraltrade.memory.embedding import WindowEmbedderConfig
 from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig
@@ -44,7 +48,11 @@ __all__ = [
     "EquityCurveFilterConfig",
     "KnnVote",
     "KnnVoteConfig",
+    "RandomVeto",
+    "RandomVetoConfig",
     "apply_vetoes",
+    "entry_bars",
+    "random_vetoes",
 ]
 
 #: The gate's tuning grid in the walk-forward (`neuraltrade.strategies.gated.GatedConfig` fields).
@@ -225,3 +233,90 @@ class KnnVote(Strategy):
             return side * vote < 0
 
         return apply_vetoes(frame, veto)
+
+
+def entry_bars(frame: SignalFrame) -> np.ndarray:
+    """The bars on which `frame` enters (a long or a short from flat, or a flip) when nothing is vetoed.
+
+    For a base that never repeats a decision these are the bars `apply_vetoes` asks about, whatever it vetoes.
+    """
+    entries: list[int] = []
+    position = 0.0
+    for bar in (int(bar) for bar in frame.decisions()):
+        wanted = float(frame.target[bar])
+        if wanted not in (position, 0.0):
+            entries.append(bar)
+        position = wanted
+    return np.array(entries, dtype=np.int64)
+
+
+def random_vetoes(
+    frame: SignalFrame, folds: np.ndarray, shares: Sequence[float], seed: int | Sequence[int]
+) -> SignalFrame:
+    """Return `frame` with, in each fold, a share of its entries chosen at random vetoed (`apply_vetoes`).
+
+    `folds` gives each bar's fold label (0, 1, ...; e.g. `neuraltrade.research.memory_study.fold_of_bars`) and
+    ``shares[f]`` the share of the entries (`entry_bars`) in fold f to veto: exactly
+    ``floor(shares[f] * entries + 0.5)`` of them, drawn uniformly without replacement, fold by fold in order,
+    by ``numpy.random.default_rng(seed)``; folds beyond `shares` keep every entry. The same seed vetoes the
+    same entries.
+    """
+    labels = np.asarray(folds)
+    if labels.shape != frame.target.shape:
+        raise ValidationError(f"{len(frame.target)} bars need as many fold labels, were given {labels.shape}")
+    wanted = np.asarray(shares, dtype=np.float64)
+    if wanted.ndim != 1 or not np.all((wanted >= 0.0) & (wanted <= 1.0)):
+        raise ConfigError(f"veto shares must be one share in [0, 1] per fold, were {shares!r}")
+    entries = entry_bars(frame)
+    generator = np.random.default_rng(seed)
+    vetoed: set[int] = set()
+    for fold, share in enumerate(wanted):
+        members = entries[labels[entries] == fold]
+        count = int(np.floor(share * len(members) + 0.5))
+        if count:
+            vetoed.update(int(bar) for bar in generator.choice(members, size=count, replace=False))
+    return apply_vetoes(frame, lambda bar, side: bar in vetoed)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RandomVetoConfig(StrategyConfig):
+    """Parameters of `RandomVeto`: the base strategy, the share of its entries to veto in each fold (by fold
+    label), and the draw's seed."""
+
+    base: str
+    base_parameters: Mapping[str, Any] = field(default_factory=dict)
+    shares: tuple[float, ...] = ()
+    seed: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        if any(not 0.0 <= share <= 1.0 for share in self.shares):
+            raise ConfigError(f"random_veto shares must lie in [0, 1], were {self.shares!r}")
+        if not self.seed or any(isinstance(part, bool) or not isinstance(part, int) or part < 0 for part in self.seed):
+            raise ConfigError(f"random_veto seed must be one or more integers >= 0, was {self.seed!r}")
+
+
+class RandomVeto(Strategy):
+    """The base strategy with, in each fold, a given share of its entries vetoed at random (`random_vetoes`).
+
+    Parameters
+    ----------
+    config
+        The shares per fold and the seed.
+    base
+        The base strategy (its name must be ``config.base``).
+    folds
+        The fold label of each bar of the history it will be given.
+    """
+
+    name: ClassVar[str] = "random_veto"
+    config: RandomVetoConfig
+
+    def __init__(self, config: RandomVetoConfig, base: Strategy, folds: np.ndarray) -> None:
+        super().__init__(config)
+        _check_base("random_veto", config.base, base)
+        self.base = base
+        self._folds = np.asarray(folds)
+
+    def signals(self, history: PriceHistory) -> SignalFrame:
+        """Return the base's decisions with the configured share of entries vetoed at random in each fold."""
+        return random_vetoes(self.base.signals(history), self._folds, self.config.shares, self.config.seed)

@@ -44,7 +44,7 @@ from neuraltrade.learning.patterns import Distillation, Pattern
 from neuraltrade.learning.reflexion import Critique
 from neuraltrade.records import Record
 from neuraltrade.research.trials import Trial
-from neuraltrade.timestamps import require_aware
+from neuraltrade.timestamps import require_aware, to_microseconds
 
 RecordT = TypeVar("RecordT", bound=Record)
 
@@ -305,6 +305,26 @@ def _with_patterns(session: Session, distillations: Sequence[Distillation]) -> l
     for pattern in patterns:
         by_distillation[pattern.distillation_id].append(pattern)
     return [(distillation, tuple(by_distillation[distillation.id])) for distillation in distillations]
+
+
+def learning_state(session: Session, strategy_id: str) -> tuple[int, int, int, int]:
+    """A cheap fingerprint of what is stored of strategy id `strategy_id`'s learning: its episodes (count,
+    latest outcome_known_at in µs) and distillations (count, latest as_of in µs). Records are only ever
+    added, so equal fingerprints mean equal contents."""
+    episodes = session.execute(
+        select(func.count(), func.max(EpisodeRecord.outcome_known_at)).where(EpisodeRecord.strategy_id == strategy_id)
+    ).one()
+    distillations = session.execute(
+        select(func.count(), func.max(DistillationRecord.as_of)).where(DistillationRecord.strategy == strategy_id)
+    ).one()
+    latest = [_microseconds_or_zero(moment) for moment in (episodes[1], distillations[1])]
+    return int(episodes[0]), latest[0], int(distillations[0]), latest[1]
+
+
+def _microseconds_or_zero(moment: datetime | int | None) -> int:
+    if moment is None:
+        return 0
+    return moment if isinstance(moment, int) else to_microseconds(moment)
 
 
 def stored_distillation_ids(session: Session, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:

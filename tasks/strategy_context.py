@@ -6,7 +6,9 @@ never touches the database through it; the URL is resolved when something is fir
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +16,13 @@ import numpy as np
 
 from neuraltrade.errors import CollectionNotFound, MarketMemoryMissing
 from neuraltrade.strategies.needs import LearningRead, MemoryRead
+
+#: Learning memories this process loaded, by database, strategy id and `learning_state`: a night builds each
+#: gated strategy once per symbol, and loading its memory (episodes, verdicts, vectors, distillations) costs
+#: seconds; records are only ever added, so an unchanged state is an unchanged memory.
+_LEARNING_MEMORIES: OrderedDict[tuple[str, str, tuple[int, ...]], LearningRead] = OrderedDict()
+_LEARNING_MEMORIES_KEPT = 8
+_LEARNING_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class DatabaseContext:
         their entry states from the ``reflections`` collection, and its distillations (empty on a database
         that has learnt nothing yet)."""
         from models.engine import resolve_database_url, session_scope
-        from models.learning_store import load_distillations, load_episodes, load_verdicts
+        from models.learning_store import learning_state, load_distillations, load_episodes, load_verdicts
         from models.vector_snapshot import snapshot
         from neuraltrade.learning.defaults import DISTILLATION_CONFIG, JUDGE_CONFIG, REFLECTIONS_COLLECTION
         from neuraltrade.learning.episodes import unique_decisions
@@ -58,6 +67,11 @@ class DatabaseContext:
         from neuraltrade.learning.retrieval import learning_memory
 
         url = resolve_database_url(self.database_url)
+        with session_scope(url) as session:
+            key = (url, strategy, learning_state(session, strategy))
+        with _LEARNING_LOCK:
+            if key in _LEARNING_MEMORIES:
+                return _LEARNING_MEMORIES[key]
         with session_scope(url) as session:
             episodes = unique_decisions(load_episodes(session, strategy_id=strategy))
             verdicts = [
@@ -77,10 +91,15 @@ class DatabaseContext:
         judged = {verdict.episode_id for verdict in verdicts}
         usable = [episode for episode in episodes if episode.id in judged and episode.id in vectors]
         memory = learning_memory(strategy, usable, verdicts, vectors, distillations)
-        return LearningRead(
+        read = LearningRead(
             memory=memory,
             strategy=strategy,
             episodes=len(usable),
             distillations=len(distillations),
             digest=memory.digest,
         )
+        with _LEARNING_LOCK:
+            _LEARNING_MEMORIES[key] = read
+            while len(_LEARNING_MEMORIES) > _LEARNING_MEMORIES_KEPT:
+                _LEARNING_MEMORIES.popitem(last=False)
+        return read

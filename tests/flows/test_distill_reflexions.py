@@ -5,6 +5,7 @@ The flows run in process (``flow.fn``: each task's plain function), over real ba
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,13 +14,15 @@ import pytest
 
 from models import repositories
 from models.engine import session_scope
-from models.learning_store import load_distillations, load_episodes, load_verdicts
+from models.learning_store import load_distillations, load_episodes, load_verdicts, save_episodes
 from models.lineage import broken_links
 from models.order_records import load_signals
+from neuraltrade.canonical import stable_id
 from neuraltrade.market.ingest import read_bars
 from neuraltrade.memory.embedding import WindowEmbedderConfig
 from neuraltrade.records import CauseKind, Relation
 from tasks.embed import embed_symbol
+from tasks.strategy_context import DatabaseContext
 
 SAMPLE = Path(__file__).parents[2] / "neuraltrade" / "sample_data" / "NVDA.csv"
 BARS = 1_500
@@ -64,6 +67,13 @@ def test_the_second_night_gates_with_what_the_first_night_judged(stored_bars: st
     for distillation, _ in distillations:
         assert all(known[cited] < distillation.as_of for cited in distillation.episode_ids if cited in known)
 
+    # The gated strategy reads the base's memory; asked again with nothing new stored, it is not loaded again.
+    context = DatabaseContext(url)
+    memory = context.learning_memory(strategy_id)
+    assert memory.episodes == len({(e.symbol, e.decision_time, e.side) for e in base_episodes if e.decision_bar >= 31})
+    assert context.learning_memory(strategy_id) is memory
+    assert memory.distillations == len(distillations)
+
     second, second_learning = _night(url)
 
     # Night two: the base run is the same run (same inputs), the gated run is new: its memory changed.
@@ -97,6 +107,14 @@ def test_the_second_night_gates_with_what_the_first_night_judged(stored_bars: st
     for signal, link in gated_by:
         assert made[link.cause_id].as_of < signal.timestamp
     assert second_learning["runs_reflected"] == 1  # only the new gated run
+    # What the second night stored (the gated run's episodes are of another strategy id) leaves the base's
+    # memory as it was; a new episode of the base would be a new memory.
+    assert DatabaseContext(url).learning_memory(strategy_id) is memory
+    trade = uuid.UUID(int=7)
+    later = dataclasses.replace(base_episodes[-1], id=stable_id("episode", trade), trade_id=trade)
+    with session_scope(url, write=True) as session:
+        save_episodes(session, [later])
+    assert DatabaseContext(url).learning_memory(strategy_id) is not memory
     # The base strategy learnt nothing new: none of its checkpoints is distilled again.
     [base_distilled] = [item for item in second_learning["strategies"] if item["strategy_id"] == strategy_id]
     assert base_distilled["new"] == 0 and base_distilled["distillations"] == len(distillations)

@@ -186,8 +186,9 @@ def distill_strategy(database_url: str, strategy_id: str) -> dict[str, Any]:
         episodes = unique_decisions(load_episodes(session, strategy_id=strategy_id))
         verdicts = {
             verdict.episode_id: verdict
-            for verdict in load_verdicts(session, episode_ids=[episode.id for episode in episodes])
-            if verdict.judge_digest == JUDGE_CONFIG.digest
+            for verdict in load_verdicts(
+                session, episode_ids=[episode.id for episode in episodes], judge_digest=JUDGE_CONFIG.digest
+            )
         }
     outcomes = [
         Outcome(

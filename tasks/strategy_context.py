@@ -74,11 +74,9 @@ class DatabaseContext:
                 return _LEARNING_MEMORIES[key]
         with session_scope(url) as session:
             episodes = unique_decisions(load_episodes(session, strategy_id=strategy))
-            verdicts = [
-                verdict
-                for verdict in load_verdicts(session, episode_ids=[episode.id for episode in episodes])
-                if verdict.judge_digest == JUDGE_CONFIG.digest
-            ]
+            verdicts = load_verdicts(
+                session, episode_ids=[episode.id for episode in episodes], judge_digest=JUDGE_CONFIG.digest
+            )
             distillations = one_per_checkpoint(load_distillations(session, strategy), DISTILLATION_CONFIG.digest)
         vectors: dict[uuid.UUID, np.ndarray] = {}
         if episodes:

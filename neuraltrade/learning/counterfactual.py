@@ -51,6 +51,7 @@ from neuraltrade.backtest.market import MarketData
 from neuraltrade.backtest.trade import ClosedTrade, ExitReason
 from neuraltrade.canonical import digest, stable_id
 from neuraltrade.errors import ConfigError, ValidationError
+from neuraltrade.learning.judge import daily_volatility
 from neuraltrade.market.history import PriceHistory
 from neuraltrade.records import Record
 from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig
@@ -390,11 +391,8 @@ def replay_trade(trade: ClosedTrade, history: PriceHistory, backtest: BacktestCo
 
 
 def _volatility(history: PriceHistory, decision_bar: int, lookback: int) -> float | None:
-    closes = history.close[max(0, decision_bar - lookback) : decision_bar + 1]
-    returns = np.diff(np.log(closes))
-    if len(returns) < 2:
-        return None
-    sigma = float(np.std(returns, ddof=1))
+    """The judge's σ (`daily_volatility`), None where it cannot be estimated (under two returns, flat or bad prices)."""
+    sigma = daily_volatility(history, decision_bar, lookback)
     return sigma if math.isfinite(sigma) and sigma > 0 else None
 
 

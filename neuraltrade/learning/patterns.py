@@ -101,7 +101,8 @@ class Outcome:
         object.__setattr__(self, "known_at", require_aware(f"outcome {self.episode_id} known_at", self.known_at))
 
 
-def _number(value: object) -> bool:
+def finite_number(value: object) -> bool:
+    """Whether `value` is a finite int or float (not a bool): what the learning loop's configurations take."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -154,19 +155,19 @@ class DistillationConfig:
                 raise ConfigError(f"{name} must be an integer >= 2, was {value!r}")
         for name in ("half_life_days", "merge_distance", "min_support"):
             value = getattr(self, name)
-            if not _number(value) or value <= 0:
+            if not finite_number(value) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number, was {value!r}")
         for name in ("prior_successes", "prior_failures"):
             value = getattr(self, name)
-            if not _number(value) or value < 0:
+            if not finite_number(value) or value < 0:
                 raise ConfigError(f"{name} must be a number >= 0, was {value!r}")
         for name in ("min_cluster_share", "min_lower_bound", "radius_quantile"):
             value = getattr(self, name)
-            if not _number(value) or not 0.0 <= value <= 1.0:
+            if not finite_number(value) or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], was {value!r}")
         for name in ("confidence", "fdr"):
             value = getattr(self, name)
-            if not _number(value) or not 0.0 < value < 1.0:
+            if not finite_number(value) or not 0.0 < value < 1.0:
                 raise ConfigError(f"{name} must be in (0, 1), was {value!r}")
         if self.interval not in INTERVAL_METHODS:
             raise ConfigError(f"interval must be one of {', '.join(INTERVAL_METHODS)}, was {self.interval!r}")
@@ -233,7 +234,7 @@ class Pattern(Record):
             raise ValidationError(f"{name} needs 0 <= wins <= trials = members, was {self.wins}/{self.trials}")
         for label in ("radius", "decayed_wins", "decayed_trials", "alpha", "beta", "p_value", "q_value"):
             value = getattr(self, label)
-            if not _number(value) or value < 0:
+            if not finite_number(value) or value < 0:
                 raise ValidationError(f"{name} {label} must be a finite number >= 0, was {value!r}")
         if not 0.0 <= self.interval_low <= self.interval_high <= 1.0:
             raise ValidationError(f"{name} interval [{self.interval_low!r}, {self.interval_high!r}] is not in [0, 1]")

@@ -30,7 +30,7 @@ import numpy as np
 
 from neuraltrade.canonical import digest
 from neuraltrade.errors import ConfigError, ValidationError
-from neuraltrade.learning.patterns import Distillation, Pattern, join_verdicts
+from neuraltrade.learning.patterns import Distillation, Pattern, finite_number, join_verdicts
 from neuraltrade.timestamps import from_microseconds, microseconds_of, to_microseconds
 
 if TYPE_CHECKING:
@@ -48,10 +48,6 @@ __all__ = [
 ]
 
 _MICROSECONDS_PER_DAY = 86_400_000_000
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,13 +75,13 @@ class RetrievalConfig:
         weights = ("similarity_weight", "recency_weight", "reliability_weight")
         for name in weights:
             value = getattr(self, name)
-            if not _number(value) or value < 0:
+            if not finite_number(value) or value < 0:
                 raise ConfigError(f"{name} must be a number >= 0, was {value!r}")
         if sum(getattr(self, name) for name in weights) <= 0:
             raise ConfigError("at least one of similarity_weight, recency_weight, reliability_weight must be > 0")
-        if not _number(self.recency_half_life_days) or self.recency_half_life_days <= 0:
+        if not finite_number(self.recency_half_life_days) or self.recency_half_life_days <= 0:
             raise ConfigError(f"recency_half_life_days must be a positive number, was {self.recency_half_life_days!r}")
-        if not _number(self.diversity) or not 0.0 <= self.diversity <= 1.0:
+        if not finite_number(self.diversity) or not 0.0 <= self.diversity <= 1.0:
             raise ConfigError(f"diversity must be in [0, 1], was {self.diversity!r}")
 
     @property
@@ -321,7 +317,7 @@ class LearningMemory:
             key=lambda pair: (to_microseconds(pair[0].as_of), str(pair[0].id)),
         )
         object.__setattr__(self, "distillations", tuple(ordered))
-        if self.base_rate is not None and not (_number(self.base_rate) and 0.0 <= self.base_rate <= 1.0):
+        if self.base_rate is not None and not (finite_number(self.base_rate) and 0.0 <= self.base_rate <= 1.0):
             raise ValidationError(f"learning memory base_rate must be in [0, 1] or None, was {self.base_rate!r}")
 
     def visible_patterns(self, decision_time: datetime) -> tuple[Distillation, tuple[Pattern, ...]] | None:

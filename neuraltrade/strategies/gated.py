@@ -27,6 +27,7 @@ whatever order runs or nights happen in. No language model anywhere: every numbe
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
@@ -124,7 +125,7 @@ class GateDecision(NamedTuple):
     evidence: float
     veto: bool
     recalled: tuple[Retrieved, ...]
-    pattern_id: Any
+    pattern_id: uuid.UUID | None
 
 
 class GatedStrategy(Strategy):
@@ -234,7 +235,7 @@ class GatedStrategy(Strategy):
         base_rate = 0.5 if found is None else found
         wins = trials = 0.0
         raw_trials = 0.0
-        pattern_id = None
+        pattern_id: uuid.UUID | None = None
         visible = memory.visible_patterns(moment)
         if visible is not None:
             distillation, patterns = visible

@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 ## demo: set up, then run the nightly pipeline on the shipped sample data into ./data/neuraltrade.db
 demo: $(STAMP)
+	$(BIN)/neuraltrade init
 	$(BIN)/neuraltrade nightly
 
 ## test: set up, then lint, type-check and run the whole suite

@@ -74,6 +74,7 @@ DEPLOYMENT_SPECS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec("flows.maintain_index:maintain_index", "maintain_index-default"),
     DeploymentSpec("flows.run_backtests:run_backtests", "run_backtests-default"),
     DeploymentSpec("flows.distill_reflexions:distill_reflexions", "distill_reflexions-default"),
+    DeploymentSpec("flows.verify_provenance:verify_provenance", "verify_provenance-default"),
     DeploymentSpec("flows.nightly:nightly", "nightly-default", cron="0 2 * * 1-5"),
 )
 

@@ -30,7 +30,7 @@ from models.trading import BacktestEquityRecord, BacktestRunRecord, BacktestTrad
 from neuraltrade.backtest.orders import managed_orders
 from neuraltrade.backtest.result import BacktestResult
 from neuraltrade.backtest.run_spec import SIZING_KINDS, RunSpec, SizingConfig
-from neuraltrade.backtest.trade import ClosedTrade, ExitReason
+from neuraltrade.backtest.trade import ClosedTrade
 from neuraltrade.canonical import canonical_json, stable_id, to_plain
 from neuraltrade.errors import UnknownRun, ValidationError
 from neuraltrade.strategies.needs import ModelVersion, Products
@@ -41,6 +41,7 @@ from neuraltrade.types import Fill, Signal
 
 if TYPE_CHECKING:
     from models.order_records import Rejection
+    from neuraltrade.provenance.records import Retrieval
 
 _HEX = frozenset("0123456789abcdef")
 # Writes here go through Core statements, which leave ORM objects a session already holds untouched;
@@ -171,6 +172,7 @@ def save_run(
     """
     # The order repositories build on this module's helpers, so they are imported here, not above.
     from models.order_records import save_fills, save_orders, save_rejections, save_signals
+    from models.provenance_sources import log_rows
 
     table = table_of(BacktestRunRecord)
     values = _overview_values(run)
@@ -180,6 +182,7 @@ def save_run(
     )
     with session.begin_nested():
         session.execute(upsert)
+        log_rows(session, RunSpec.KIND, {"id": [run.id], "spec": [values["spec"]]})
         session.execute(delete(BacktestTradeRecord).where(BacktestTradeRecord.run_id == run.id))
         session.execute(delete(BacktestEquityRecord).where(BacktestEquityRecord.run_id == run.id))
         save_signals(session, signals, run.id)
@@ -199,6 +202,7 @@ def save_run(
                 "exit_reason": [trade.exit_reason.value for trade in run.trades],
             }
             execute_many(session, trades.insert(), trades, columns)
+            log_rows(session, ClosedTrade.KIND, columns)
         save_rejections(session, rejections, run.id)
         session.execute(
             table_of(BacktestEquityRecord)
@@ -234,14 +238,11 @@ def load_run(session: Session, run_id: uuid.UUID) -> StoredRun:
     record = session.get(BacktestRunRecord, run_id, populate_existing=True)
     if record is None:
         raise UnknownRun(str(run_id))
-    rows = session.scalars(
-        select(BacktestTradeRecord).where(BacktestTradeRecord.run_id == run_id).order_by(BacktestTradeRecord.sequence),
-        execution_options=_FRESH,
-    ).all()
-    trades = [
-        ClosedTrade(exit_reason=ExitReason(row.exit_reason), **{name: getattr(row, name) for name in _TRADE_FIELDS})
-        for row in rows
-    ]
+    from models.provenance_sources import trade_of
+
+    table = table_of(BacktestTradeRecord)
+    rows = session.execute(select(table).where(table.c.run_id == run_id).order_by(table.c.sequence)).mappings()
+    trades = [trade_of(dict(row)) for row in rows]
     curve = session.get(BacktestEquityRecord, run_id, populate_existing=True)
     empty = b""
     return StoredRun(
@@ -338,10 +339,11 @@ def save_backtest(
     *,
     created_at: datetime,
     model_versions: Sequence[ModelVersion] = (),
+    retrievals: Sequence[Retrieval] = (),
 ) -> bool:
     """Store `result` (run with ``record_orders=True``) as the run of `spec` with its trades, equity, signals,
-    orders and risk rejections, and the `model_versions` it produced (those its signals link to); return
-    whether it stored it.
+    orders and risk rejections, the `model_versions` it produced (those its signals link to) and the
+    `retrievals` its decisions made of memory (stored, signed and logged); return whether it stored it.
 
     A run already stored under its id was computed from the same inputs by the same engine, so nothing is
     written then: storing the same backtest again changes no row, not even its time of creation.
@@ -365,6 +367,9 @@ def save_backtest(
         rejections=result.rejections,
     )
     save_model_versions(session, model_versions, created_at=created_at)
+    from models.provenance import save_provenance_records
+
+    save_provenance_records(session, list(retrievals))
     return True
 
 

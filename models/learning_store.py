@@ -35,6 +35,7 @@ from models.learning import (
     TrialRecord,
     VerdictRecord,
 )
+from models.provenance import log_records
 from models.trading import BacktestRunRecord, BacktestTradeRecord
 from neuraltrade.errors import ValidationError
 from neuraltrade.learning.counterfactual import Counterfactual
@@ -82,7 +83,9 @@ def _insert_new(
     values: dict[str, list[Any]] = {name: [read(record) for record in given] for name, read in columns.items()}
     values["record"] = [record.to_json() for record in given]
     statement = insert_statement(session, table).on_conflict_do_nothing(index_elements=["id"])
-    return execute_many(session, statement, table, values)
+    new = execute_many(session, statement, table, values)
+    log_records(session, given)
+    return new
 
 
 def _chunks(values: Iterable[Any]) -> Iterator[list[Any]]:

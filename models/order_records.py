@@ -23,13 +23,14 @@ from models.backtest_runs import _FRESH, _upsert_all
 from models.base import table_of
 from models.bulk import execute_many
 from models.dialects import insert_statement as _insert
+from models.provenance_sources import fill_of, log_rows, order_of, signal_of
 from models.trading import FillRecord, OrderEventRecord, OrderRecord, RiskRejectionRecord, SignalRecord
 from neuraltrade.canonical import stable_id, to_plain
 from neuraltrade.errors import DuplicateOrder, UnknownOrder
-from neuraltrade.records import CausalLink
 from neuraltrade.timestamps import require_aware
 from neuraltrade.trading.orders import ManagedOrder, OrderEvent
-from neuraltrade.types import Direction, Fill, Order, OrderSide, OrderStatus, OrderType, Signal, TimeInForce
+from neuraltrade.trading.risk import RiskRejection
+from neuraltrade.types import Fill, Order, OrderStatus, Signal
 
 #: Keys per IN (...) list: SQLite binds at most 32,766 variables.
 _KEYS_PER_STATEMENT = 10_000
@@ -62,28 +63,16 @@ def save_signals(session: Session, signals: Iterable[Signal], run_id: uuid.UUID 
         "run_id": [run_id] * len(signals),
     }
     _upsert_all(session, table_of(SignalRecord), columns)
+    log_rows(session, Signal.KIND, columns)
     return len(signals)
 
 
 def load_signals(session: Session, run_id: uuid.UUID | None = None) -> list[Signal]:
     """Return the signals of run `run_id` (the live ones if None), by timestamp."""
-    query = select(SignalRecord).where(
-        SignalRecord.run_id.is_(None) if run_id is None else SignalRecord.run_id == run_id
-    )
-    return [
-        Signal(
-            id=row.id,
-            strategy_id=row.strategy_id,
-            timestamp=row.timestamp,
-            symbol=row.symbol,
-            direction=Direction(row.direction),
-            confidence=row.confidence,
-            features=dict(row.features),
-            reasoning=row.reasoning,
-            causal_links=tuple(CausalLink.from_plain(link) for link in row.causal_links),
-        )
-        for row in session.scalars(query.order_by(SignalRecord.timestamp, SignalRecord.id), execution_options=_FRESH)
-    ]
+    table = table_of(SignalRecord)
+    query = select(table).where(table.c.run_id.is_(None) if run_id is None else table.c.run_id == run_id)
+    # Rebuilt as the provenance log signed them (`models.provenance_sources`): one owner of the row -> record map.
+    return [signal_of(dict(row)) for row in session.execute(query.order_by(table.c.timestamp, table.c.id)).mappings()]
 
 
 # -- orders -------------------------------------------------------------------------------------------
@@ -159,6 +148,7 @@ def save_orders(session: Session, managed_orders: Iterable[ManagedOrder], run_id
         where=table.c.last_sequence < excluded.last_sequence,
     )
     execute_many(session, statement, table, columns)
+    log_rows(session, Order.KIND, columns)
 
     events = [event for managed in orders for event in managed.events]
     event_table = table_of(OrderEventRecord)
@@ -205,22 +195,10 @@ def load_order(session: Session, client_order_id: str) -> ManagedOrder:
         )
         for event in event_rows
     )
-    status = OrderStatus(row.status)
-    order = Order(
-        id=row.id,
-        client_order_id=row.client_order_id,
-        symbol=row.symbol,
-        side=OrderSide(row.side),
-        type=OrderType(row.type),
-        quantity=row.quantity,
-        limit_price=row.limit_price,
-        stop_price=row.stop_price,
-        time_in_force=TimeInForce(row.time_in_force),
-        status=status,
-    )
+    order = order_of({column.key: getattr(row, column.key) for column in table_of(OrderRecord).c})
     return ManagedOrder(
         order=order,
-        status=status,
+        status=order.status,
         filled_quantity=row.filled_quantity,
         average_fill_price=row.average_fill_price,
         events=events,
@@ -244,7 +222,9 @@ def save_fills(session: Session, fills: Iterable[Fill], run_id: uuid.UUID | None
     columns: dict[str, list[Any]] = {name: [getattr(fill, name) for fill in given] for name in _FILL_COLUMNS}
     columns["side"] = [fill.side.value for fill in given]
     columns["run_id"] = [run_id] * len(given)
-    return execute_many(session, _insert(session, table).on_conflict_do_nothing(), table, columns)
+    new = execute_many(session, _insert(session, table).on_conflict_do_nothing(), table, columns)
+    log_rows(session, Fill.KIND, columns)
+    return new
 
 
 def load_fills(session: Session, order_id: uuid.UUID | None = None, run_id: uuid.UUID | None = None) -> list[Fill]:
@@ -254,11 +234,9 @@ def load_fills(session: Session, order_id: uuid.UUID | None = None, run_id: uuid
         condition = FillRecord.order_id == order_id
     else:
         condition = FillRecord.run_id.is_(None) if run_id is None else FillRecord.run_id == run_id
-    query = select(FillRecord).where(condition).order_by(FillRecord.timestamp, FillRecord.order_id, FillRecord.sequence)
-    return [
-        Fill(**{name: getattr(row, name) for name in _FILL_COLUMNS}, side=OrderSide(row.side))
-        for row in session.scalars(query, execution_options=_FRESH)
-    ]
+    table = table_of(FillRecord)
+    query = select(table).where(condition).order_by(table.c.timestamp, table.c.order_id, table.c.sequence)
+    return [fill_of(dict(row)) for row in session.execute(query).mappings()]
 
 
 # -- risk rejections ----------------------------------------------------------------------------------
@@ -325,7 +303,9 @@ def save_rejections(session: Session, rejections: Iterable[Rejection], run_id: u
         },
         "details": [to_plain(rejection.details, non_finite_as_null=True) for rejection in given],
     }
-    return execute_many(session, _insert(session, table).on_conflict_do_nothing(), table, columns)
+    new = execute_many(session, _insert(session, table).on_conflict_do_nothing(), table, columns)
+    log_rows(session, RiskRejection.KIND, columns)
+    return new
 
 
 def load_rejections(session: Session, run_id: uuid.UUID | None = None) -> list[StoredRejection]:

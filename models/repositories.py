@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 from models.base import stored_microseconds, table_of
 from models.bulk import BATCH_ROWS, execute_many
 from models.dialects import insert_statement
+from models.provenance import retract_records
+from models.provenance_sources import log_rows
 from models.tables import (
     BarRecord,
     MemoryItemRecord,
@@ -27,6 +29,7 @@ from models.tables import (
 )
 from neuraltrade.market.bars import BAR_COLUMNS, TIMESTAMP_DTYPE, timestamps_to_microseconds
 from neuraltrade.timestamps import to_microseconds
+from neuraltrade.types import Observation
 
 _BAR_VALUES = ("open", "high", "low", "close", "volume", "spread")
 
@@ -98,8 +101,12 @@ def delete_observations_from(session: Session, symbol: str, since: int) -> int:
     (`models.vector_store.delete_vectors_from`), since virtual tables have no foreign keys.
     """
     column = stored_microseconds(ObservationRecord.timestamp)
-    result: Any = session.execute(delete(ObservationRecord).where(ObservationRecord.symbol == symbol, column >= since))
-    return int(result.rowcount or 0)
+    condition = (ObservationRecord.symbol == symbol) & (column >= since)
+    removed = list(session.scalars(select(ObservationRecord.id).where(condition)))
+    session.execute(delete(ObservationRecord).where(condition))
+    # Deliberately removed: the log says so, or verification would take them for deleted records.
+    retract_records(session, Observation.KIND, removed, reason=f"bars of {symbol} corrected from {since}")
+    return len(removed)
 
 
 def quarantine_rows(
@@ -181,4 +188,6 @@ def upsert_observations(session: Session, columns: dict[str, list[Any]]) -> int:
     if not next(iter(columns.values()), []):
         return 0
     statement = insert_statement(session, table).on_conflict_do_nothing(index_elements=["id"])
-    return execute_many(session, statement, table, columns)
+    new = execute_many(session, statement, table, columns)
+    log_rows(session, Observation.KIND, columns)
+    return new

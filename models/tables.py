@@ -163,4 +163,5 @@ class RunSummary(Base):
 
 
 import models.learning  # noqa: E402  (registers the learning loop's tables on the metadata)
+import models.provenance  # noqa: E402  (registers the provenance log's tables on the metadata)
 import models.trading  # noqa: E402, F401  (registers the trading tables on the metadata)

@@ -279,3 +279,26 @@ class QualityCheckUnavailable(NeuralTradeError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return type(self), (self.check, self.reason)
+
+
+class SigningKeyMissing(NeuralTradeError):
+    """No signing key file where the configuration says one is (`neuraltrade init` creates it)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"no signing key at {path}: run `neuraltrade init` to create one "
+            "(or point NEURALTRADE_SIGNING_KEY at an existing key file)"
+        )
+        self.path = path
+
+
+class SigningKeyInvalid(NeuralTradeError):
+    """A signing key file exists but cannot be used: not an Ed25519 private key, or readable by others."""
+
+
+class CheckpointInvalid(NeuralTradeError):
+    """A checkpoint or public key list file is malformed, or its signature does not verify."""
+
+
+class ProvenanceFailed(NeuralTradeError):
+    """`neuraltrade verify` found a record, link, signature or log entry that does not verify."""

@@ -129,9 +129,16 @@ def run_and_store(
     products = {symbol: built.products(market.histories[symbol], frame) for symbol, frame in result.frames.items()}
     details = run_details(result, limits=limits, sizing=sizing, products=products)
     versions = [version for made in products.values() for version in made.model_versions]
+    retrievals = [retrieval for made in products.values() for retrieval in made.retrievals]
     with session_scope(url, write=True) as session:
         newly = save_backtest(
-            session, result, spec, details, created_at=(clock or SystemClock()).now(), model_versions=versions
+            session,
+            result,
+            spec,
+            details,
+            created_at=(clock or SystemClock()).now(),
+            model_versions=versions,
+            retrievals=retrievals,
         )
     return StoredBacktest(
         spec=spec,

@@ -72,7 +72,27 @@ def collect_metrics(session: Session) -> CollectorRegistry:
         if isinstance(measured.get("recall"), (int, float)):
             recall.labels(collection=collection).set(measured["recall"])
     _learning_metrics(session, registry)
+    _provenance_metrics(session, registry)
     return registry
+
+
+def _provenance_metrics(session: Session, registry: CollectorRegistry) -> None:
+    """The last verification's result: verified (1) or not (0), the log's size and how many findings."""
+    gauges = {
+        "verified": Gauge(
+            "neuraltrade_provenance_verified", "1 if the last verify passed, 0 if it failed.", registry=registry
+        ),
+        "log_entries": Gauge(
+            "neuraltrade_provenance_log_entries", "Entries of the provenance log at the last verify.", registry=registry
+        ),
+        "findings": Gauge(
+            "neuraltrade_provenance_findings", "What the last verify found that does not verify.", registry=registry
+        ),
+    }
+    last = next((run for run in run_summaries.latest_runs_by_kind(session) if run.kind == "verify_provenance"), None)
+    for name, gauge in gauges.items():
+        value = None if last is None else (last.details or {}).get(name)
+        gauge.set(value if isinstance(value, (int, float)) else float("nan"))
 
 
 def _learning_metrics(session: Session, registry: CollectorRegistry) -> None:

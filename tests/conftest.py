@@ -51,6 +51,18 @@ def _isolate_prefect() -> None:
 _isolate_prefect()
 
 
+def _signing_key() -> None:
+    # Every write signs what it stores: one key for the session, made here, where no one else looks.
+    from neuraltrade.provenance.keys import KEY_ENVIRONMENT_VARIABLE, SigningKey, write_key_file
+
+    path = _PREFECT_HOME / "signing.key"
+    write_key_file(path, SigningKey.generate())
+    os.environ[KEY_ENVIRONMENT_VARIABLE] = str(path)
+
+
+_signing_key()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
 

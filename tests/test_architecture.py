@@ -43,6 +43,8 @@ DOMAIN_THIRD_PARTY = {
     "scipy": "the exact binomial test of a pattern against its base rate, the normal quantiles of the deflated Sharpe",
     "statsmodels": "Wilson and Jeffreys intervals, Benjamini-Hochberg (learning.patterns, research.evaluation)",
     "arch": "the stationary bootstrap and Hansen's SPA test (research.evaluation)",
+    "cryptography": "Ed25519 signatures of records and checkpoints (provenance.keys)",
+    "pymerkle": "the RFC 6962 Merkle tree of the provenance log: roots, inclusion and consistency proofs",
     "threadpoolctl": "one BLAS thread where the domain already runs in parallel (strategies.neural, memory.snapshot)",
 }
 #: The bare raises that stay, by ``path:function:exception``, each with why no user meets it.

@@ -17,7 +17,8 @@ neighbour similarities)``, pattern counts being the distillation's decayed count
 decision on that bar (or, for a flip, a flat target: the old position is still closed, as the base
 wanted). An entry kept carries the probability as its confidence and links to every episode recalled
 (`Relation.RECALLED`) and to the pattern (`Relation.GATED_BY`); a veto is counted in the frame's details
-and features, not stored as a signal.
+and features, not stored as a signal. `GatedStrategy.products` adds to the base's products one
+`Retrieval` record per kept entry: each episode and pattern it read, with the moment it became known.
 
 Nothing the gate reads can have become known after the decision: episodes are filtered on their
 `outcome_known_at` and distillations on their `as_of`, both strictly before the decision bar's time,
@@ -29,7 +30,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -40,9 +41,11 @@ from neuraltrade.learning.regime import state_feature_matrix
 from neuraltrade.learning.retrieval import LearningMemory, RetrievalConfig, Retrieved, retrieve
 from neuraltrade.market.history import PriceHistory
 from neuraltrade.memory.embedding import WindowEmbedderConfig
+from neuraltrade.provenance.records import Retrieval, retrievals_of
 from neuraltrade.records import CausalLink, CauseKind, Relation
 from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig
 from neuraltrade.strategies.indicators import market_state_vectors
+from neuraltrade.strategies.needs import Products
 from neuraltrade.strategies.parameters import require_integer, require_number
 from neuraltrade.timestamps import from_microseconds
 
@@ -214,6 +217,56 @@ class GatedStrategy(Strategy):
             },
         )
 
+    def products(self, history: PriceHistory, frame: SignalFrame) -> Products:
+        """Return the base strategy's products over `history` (its model versions, details and retrievals,
+        the latter under this strategy's id, whose signals they are), and one `Retrieval` per decision of
+        `frame` (this strategy's signals) the gate read its memory for: every episode recalled, known when
+        its outcome was (as the memory holds it), and the pattern matched, known when its distillation was
+        made (``as_of``)."""
+        made = self.base.products(history, frame)
+        own = [
+            Retrieval.of(
+                strategy_id=self.strategy_id,
+                symbol=retrieval.symbol,
+                decision_time=retrieval.decision_time,
+                horizon_bars=retrieval.horizon_bars,
+                items=retrieval.items,
+            )
+            for retrieval in made.retrievals
+        ]
+        own.extend(self._gate_retrievals(history, frame))
+        return replace(made, retrievals=tuple(own))
+
+    def _gate_retrievals(self, history: PriceHistory, frame: SignalFrame) -> list[Retrieval]:
+        """One `Retrieval` per decided bar of `frame` linked to episodes recalled or a pattern gated by."""
+        gate_links = {
+            int(bar): [link for link in links if (link.cause_kind, link.relation) in _GATE_EDGES]
+            for bar, links in frame.links.items()
+        }
+        if not any(gate_links.values()):
+            return []
+        episodes = self.memory.episodes
+        known_at = {
+            **{
+                (CauseKind.EPISODE, episode): from_microseconds(int(moment))
+                for episode, moment in zip(episodes.ids, episodes.known_at, strict=True)
+            },
+            **{
+                (CauseKind.PATTERN, pattern.id): distillation.as_of
+                for distillation, patterns in self.memory.distillations
+                for pattern in patterns
+            },
+        }
+        return list(
+            retrievals_of(
+                strategy_id=self.strategy_id,
+                symbol=history.symbol,
+                timestamps=history.timestamps,
+                links=gate_links,
+                known_at=lambda link: known_at.get((link.cause_kind, link.cause_id)),
+            )
+        )
+
     def assess(
         self, history: PriceHistory, bar: int, side: int, vector: np.ndarray, features: np.ndarray
     ) -> GateDecision:
@@ -253,6 +306,10 @@ class GatedStrategy(Strategy):
         evidence = len(recalled) + raw_trials
         veto = evidence >= config.min_evidence and probability < config.veto_below
         return GateDecision(probability, evidence, veto, recalled, pattern_id)
+
+
+#: The edges the gate adds to a decision: the episodes it recalled and the pattern it was gated by.
+_GATE_EDGES = frozenset({(CauseKind.EPISODE, Relation.RECALLED), (CauseKind.PATTERN, Relation.GATED_BY)})
 
 
 def _links(decision: GateDecision) -> tuple[CausalLink, ...]:

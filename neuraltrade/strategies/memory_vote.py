@@ -10,7 +10,9 @@ The vote is the distance-weighted mean of the neighbours' outcome signs (weight 
 0.01)``); its confidence is the agreement, the weighted share of neighbours on the winning side. An
 opinion needs at least `min_neighbours` neighbours with a known outcome and an agreement of at least
 `min_confidence`; a target is emitted when the opinion changes (a repeated target would make the engine
-enter again), linked to the observations of the neighbours it was decided on.
+enter again), linked to the observations of the neighbours it was decided on. `MemoryVote.products`
+turns those links into one `Retrieval` record per decision, each neighbour with the moment its outcome
+became known (its bar's time `horizon` bars later), which the stored run signs.
 
 The domain never imports the store: anything with ``search(Query) -> list[SearchResult]`` will do
 (`neuraltrade.strategies.needs.MemorySearcher`), e.g. ``models.vector_store.VectorDB`` opened on the
@@ -31,12 +33,14 @@ from neuraltrade.errors import ConfigError, FingerprintMismatch, ValidationError
 from neuraltrade.market.history import PriceHistory
 from neuraltrade.memory.embedding import EmbedderFingerprint, WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.memory.query import Filter, Query, SearchResult
+from neuraltrade.provenance.records import retrievals_of
 from neuraltrade.records import CausalLink, CauseKind, Relation
 from neuraltrade.strategies.base import SignalFrame, Strategy, StrategyConfig
 from neuraltrade.strategies.indicators import decide_on_change, market_state_vectors
-from neuraltrade.strategies.needs import MemorySearcher, Need, Supplies
+from neuraltrade.strategies.needs import MemorySearcher, Need, Products, Supplies
 from neuraltrade.strategies.parameters import require_integer, require_number
 from neuraltrade.timestamps import from_microseconds, to_microseconds
+from neuraltrade.types import Observation
 
 #: Keeps a neighbour at distance 0 (the same state stored twice) from outweighing all the others.
 DISTANCE_FLOOR = 0.01
@@ -158,6 +162,47 @@ class MemoryVote(Strategy):
             features={"vote": vote, "agreement": agreement, "neighbours": neighbours},
             warmup=warmup,
         )
+
+    def products(self, history: PriceHistory, frame: SignalFrame) -> Products:
+        """Return what each decision of `frame` (this strategy's signals over `history`) read from memory: one
+        `Retrieval` per decided bar, naming every market state it recalled and when that state's outcome
+        became known (the bar `horizon` bars after the state's own).
+
+        A recalled state is placed by its observation id among the bars of `history`; one that is no bar
+        of it (an item without an observation id) cannot be placed, and is left out.
+        """
+        recalled = {
+            int(bar): [
+                link
+                for link in links
+                if link.cause_kind is CauseKind.MEMORY_ITEM and link.relation is Relation.RECALLED
+            ]
+            for bar, links in frame.links.items()
+        }
+        if not any(recalled.values()):
+            return Products()
+        horizon = self.config.horizon
+        timestamps = history.timestamps
+        position_of = {
+            observation: position
+            for position, observation in enumerate(Observation.ids_for(history.symbol, timestamps.tolist()))
+        }
+
+        def known_at(link: CausalLink) -> datetime | None:
+            position = position_of.get(link.cause_id)
+            if position is None or position + horizon >= len(history):
+                return None
+            return _moment(timestamps[position + horizon])
+
+        retrievals = retrievals_of(
+            strategy_id=self.strategy_id,
+            symbol=history.symbol,
+            timestamps=timestamps,
+            links=recalled,
+            known_at=known_at,
+            horizon_bars=horizon,
+        )
+        return Products(retrievals=retrievals)
 
     def _outcomes(
         self, history: PriceHistory, bar: int, as_of: datetime, results: list[SearchResult]

@@ -5,7 +5,8 @@ A strategy class declares its needs (`Strategy.needs`, a set of `Need`); the reg
 strategy what it was given (`Supplies`), which the strategy keeps (`Strategy.supplies`): a run's
 specification names the memory read by its digest, and the stored run records what was read. After a
 backtest, `Strategy.products` returns what the strategy made of a symbol's history besides its signals:
-the model versions its signals link to (`ModelVersion`), and what the run records of them.
+the model versions its signals link to (`ModelVersion`), what the run records of them, and what each
+decision read from memory (`neuraltrade.provenance.records.Retrieval`).
 
 The caller that runs and stores backtests therefore never asks which strategy it runs: a strategy with a
 new dependency adds a `Need`, a method of `StrategyContext` and its adapter (``tasks.strategy_context``),
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from neuraltrade.canonical import digest, stable_id
 from neuraltrade.errors import ConfigError, ValidationError
 from neuraltrade.memory.query import Query, SearchResult
+from neuraltrade.provenance.records import Retrieval
 
 if TYPE_CHECKING:
     from neuraltrade.learning.retrieval import LearningMemory
@@ -200,11 +202,15 @@ class Products:
 
     `model_versions` holds every model version the signals link to, and the model to use from now on
     (the one with bytes); `details` is what the run records of them (e.g. that model's id, or why there
-    is none).
+    is none). `retrievals` holds one `Retrieval` per decision that read memory (the market states,
+    episodes or patterns it recalled, each with the moment its outcome became known), which the stored
+    run signs and logs so that an auditor can check none was known only after its decision.
     """
 
     model_versions: tuple[ModelVersion, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
+    retrievals: tuple[Retrieval, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_versions", tuple(self.model_versions))
+        object.__setattr__(self, "retrievals", tuple(self.retrievals))

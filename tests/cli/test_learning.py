@@ -225,3 +225,23 @@ def test_the_nightly_prints_what_the_learning_stage_did(learnt: tuple[str, Any],
     patterns = sum(item["patterns"] for item in summary["strategies"])
     assert f"{summary['episodes']:,} episodes judged from {summary['runs_reflected']:,} runs" in printed
     assert f"{patterns:,} patterns" in printed and f"{summary['counterfactuals']:,} counterfactuals" in printed
+
+
+def test_the_learnt_database_verifies_with_every_pattern_recounted_from_its_verdicts(
+    learnt: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    import shutil
+
+    from flows.embed_observations import embed_observations
+    from tasks.provenance import seal_log, verify_with
+
+    # The bars were stored without their observations (the market states signals link to): embed a copy.
+    shutil.copy(learnt[0].removeprefix("sqlite:///"), tmp_path / "copy.db")
+    url = f"sqlite:///{tmp_path}/copy.db"
+    embed_observations.fn(database_url=url)
+    seal_log.fn(url, str(tmp_path))
+
+    report = verify_with(url, directory=str(tmp_path))
+
+    assert report.ok, report.summary()
+    assert report.patterns > 0 and report.retrievals > 0 and report.links > 0

@@ -64,6 +64,7 @@ def test_the_night_ingests_embeds_records_its_runs_and_exports_metrics(
             ("ingest_bars", "completed"),
             ("maintain_index", "completed"),
             ("run_backtests", "completed"),
+            ("verify_provenance", "completed"),
         ]
     assert summary["maintenance"]["recall"]["market_state"]["recall"] == 1.0
     # Every shipped strategy backtested on the one symbol, and each gated by the learning memory, each run
@@ -104,6 +105,11 @@ def test_the_night_ingests_embeds_records_its_runs_and_exports_metrics(
     assert f'neuraltrade_last_run_rows{{figure="embedded",kind="embed_observations"}} {120 - WINDOW + 1}.0' in exported
     assert 'neuraltrade_memory_recall{collection="market_state"} 1.0' in exported
     assert 'neuraltrade_last_run_rows{figure="backtested",kind="run_backtests"} 10.0' in exported
+    # Last, the night's log was sealed by a signed checkpoint beside the database and verified against it.
+    provenance = summary["provenance"]
+    assert provenance["verify"]["ok"] and provenance["verify"]["log_size"] == provenance["checkpoint"]["tree_size"]
+    assert Path(provenance["checkpoint"]["path"]).is_file()
+    assert "neuraltrade_provenance_verified 1.0" in exported
 
 
 def test_running_the_night_again_changes_nothing_once_the_memory_has_settled(
@@ -125,7 +131,7 @@ def test_running_the_night_again_changes_nothing_once_the_memory_has_settled(
     assert {table: count for table, count in after.items() if table != "run_summaries"} == {
         table: count for table, count in before.items() if table != "run_summaries"
     }
-    assert after["run_summaries"] == before["run_summaries"] + 5
+    assert after["run_summaries"] == before["run_summaries"] + 6
 
 
 def test_a_rejected_file_fails_the_night_after_the_good_files_are_stored_and_embedded(

@@ -115,7 +115,7 @@ def run(
         "details": {"cache_hit_rate": 0.9, "model_version": "e" * 64},
         "created_at": created_at,
         "engine_version": "1",
-        "spec": {"kind": "backtest_run", "schema_version": 1, "strategy": strategy, "cash": 10_000.0},
+        "spec": None,  # a run stored before run specifications (its spec is neither signed nor logged)
         "trades": closed,
         "timestamps": timestamps,
         "equity": equity,
@@ -531,7 +531,7 @@ class Refusal:
 
 
 def test_rejections_are_stored_once_and_load_back(database_url: str) -> None:
-    refusal = Refusal("o-9", "AAA", START, "max_position", "position 120 > 100", {"limit": 100, "was": 120.0})
+    refusal = Refusal("o-9", "AAA", START, "max_position_notional", "position 120 > 100", {"limit": 100, "was": 120.0})
     with session_scope(database_url, write=True) as session:
         assert save_rejections(session, [refusal]) == 1
         assert save_rejections(session, [refusal]) == 0
@@ -547,7 +547,7 @@ def test_deleting_a_run_deletes_everything_it_produced(database_url: str) -> Non
         store_run(session, run())
         save_signals(session, [signal()], run_id=RUN_ID)
         save_orders(session, oms.orders(), run_id=RUN_ID)
-        save_rejections(session, [Refusal("o-2", "AAA", START, "max_position", "too big", {})], run_id=RUN_ID)
+        save_rejections(session, [Refusal("o-2", "AAA", START, "max_position_notional", "too big", {})], run_id=RUN_ID)
 
     with session_scope(database_url, write=True) as session:
         session.delete(session.get(BacktestRunRecord, RUN_ID))

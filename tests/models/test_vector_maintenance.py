@@ -368,7 +368,7 @@ def test_vacuum_is_due_when_never_done_or_old_and_not_after_a_recent_one(databas
 
 def test_vacuum_is_due_when_free_pages_pass_the_ratio_and_reclaims_them(database_url: str) -> None:
     record_vacuum(database_url, NOW)
-    fill(database_url, "plain", uniform(3000), partition_key=None).close()
+    fill(database_url, "plain", uniform(4000), partition_key=None).close()
     with session_scope(database_url, write=True) as session:
         vector_backend_for(session).drop_collection(session.connection(), "plain")
 

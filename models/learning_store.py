@@ -84,7 +84,7 @@ def _insert_new(
     values["record"] = [record.to_json() for record in given]
     statement = insert_statement(session, table).on_conflict_do_nothing(index_elements=["id"])
     new = execute_many(session, statement, table, values)
-    log_records(session, given)
+    log_records(session, given, canonical=[text.encode("utf-8") for text in values["record"]])
     return new
 
 

@@ -100,9 +100,11 @@ def log_records(
     *,
     key: SigningKey | None = None,
     now: datetime | None = None,
+    canonical: Sequence[bytes] | None = None,
 ) -> int:
     """Sign `records` (records, or (id, record) pairs for records stored under an id they do not hold)
-    and append those new or changed to the log; return how many entries were appended.
+    and append those new or changed to the log; return how many entries were appended. `canonical`, if
+    given, holds each record's canonical bytes, in order (a writer that stored them has them already).
 
     Raises
     ------
@@ -112,17 +114,18 @@ def log_records(
     pairs = [item if isinstance(item, tuple) else (record_id_of(item), item) for item in records]
     if not pairs:
         return 0
+    forms = list(canonical) if canonical is not None else [record.canonical_bytes() for _, record in pairs]
     signer = key if key is not None else load_signing_key()
     origin = log_origin(session, lock=True)
     moment = now or datetime.now(UTC)
     pending = _introduction(session, signer, None, moment)
-    by_kind: dict[str, list[tuple[uuid.UUID, Record]]] = {}
-    for pair in pairs:
-        by_kind.setdefault(pair[1].KIND, []).append(pair)
+    by_kind: dict[str, list[tuple[uuid.UUID, Record, bytes]]] = {}
+    for (identifier, record), form in zip(pairs, forms, strict=True):
+        by_kind.setdefault(record.KIND, []).append((identifier, record, form))
     for kind, kind_pairs in by_kind.items():
-        latest = _latest_digests(session, kind, {identifier for identifier, _ in kind_pairs})
-        for identifier, record in kind_pairs:
-            pending.append((identifier, record, latest.get(identifier)))
+        latest = _latest_digests(session, kind, {identifier for identifier, _, _ in kind_pairs})
+        for identifier, record, form in kind_pairs:
+            pending.append((identifier, record, form, latest.get(identifier)))
     return _append(session, signer, origin, pending, moment)
 
 
@@ -173,7 +176,9 @@ def _stored_provenance_ids(session: Session, ids: Sequence[uuid.UUID]) -> set[uu
     return found
 
 
-_Pending = tuple[uuid.UUID, Record, "tuple[bytes, bool] | None"]
+#: A record to append: its id, the record, its canonical bytes, and its latest digest in the log (if any)
+#: with whether that entry was retracted.
+_Pending = tuple[uuid.UUID, Record, bytes, "tuple[bytes, bool] | None"]
 
 
 def introduce_key(
@@ -201,7 +206,7 @@ def _introduction(
         return []
     session.add(ProvenanceRecord(id=introduction.id, kind=introduction.KIND, record=introduction.to_json()))
     session.flush()
-    return [(introduction.id, introduction, None)]
+    return [(introduction.id, introduction, introduction.canonical_bytes(), None)]
 
 
 def _latest_entries(session: Session, kind: str, ids: set[uuid.UUID]) -> dict[uuid.UUID, LogEntryRecord]:
@@ -244,10 +249,10 @@ def _append(session: Session, signer: SigningKey, origin: str, pending: list[_Pe
     entries: list[LogEntry] = []
     leaves: list[bytes] = []
     seen: set[tuple[str, uuid.UUID]] = set()
-    for identifier, record, latest in pending:
+    for identifier, record, form, latest in pending:
         if (record.KIND, identifier) in seen:
             continue
-        message = signed_message(origin, record.KIND, record.SCHEMA_VERSION, record.canonical_bytes())
+        message = signed_message(origin, record.KIND, record.SCHEMA_VERSION, form)
         digest = hashlib.sha256(message).digest()
         if latest is not None and latest[0] == digest and not latest[1]:
             continue  # already logged as it is: only what is new is signed

@@ -18,9 +18,12 @@ log itself.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,19 +34,26 @@ from sqlalchemy.orm import Session
 
 from models.base import table_of
 from models.provenance import LogEntryRecord, LogOriginRecord, ProvenanceRecord
-from models.provenance_sources import SOURCES, column_problem, stored_rows
+from models.provenance_sources import SOURCES, Source, column_problem, stored_rows
 from models.trading import ModelVersionRecord
+from neuraltrade.canonical import parse_json
+from neuraltrade.errors import NeuralTradeError
 from neuraltrade.learning.judge import Verdict
 from neuraltrade.learning.patterns import Distillation, Pattern
-from neuraltrade.provenance.audit import Finding, Report, checkpoint_findings, late_items
+from neuraltrade.provenance.audit import Finding, Report, checkpoint_findings, failed_signatures, late_items
 from neuraltrade.provenance.checkpoint import SignedCheckpoint
-from neuraltrade.provenance.keys import KeyList
+from neuraltrade.provenance.keys import KeyList, PublicKey
 from neuraltrade.provenance.log import LeafTree, LogEntry, leaf_hash, signed_message
 from neuraltrade.provenance.records import Retraction, Retrieval
-from neuraltrade.records import CauseKind, Record
+from neuraltrade.records import CauseKind
 from neuraltrade.timestamps import from_microseconds, to_microseconds
 
 _ENTRY_PAGE = 50_000
+#: Signatures per batch handed to the verifying processes, and how many processes: the other cores.
+_SIGNATURE_BATCH = 5_000
+_SIGNATURE_PROCESSES = max(1, (os.cpu_count() or 2) - 1)
+#: Kinds held whole whose record a later check reads (the others are checked as the bytes they are).
+_REBUILT = frozenset({"episode", "verdict", "pattern", "distillation", "retrieval"})
 #: What kind of record each kind of cause is logged as (a recalled memory item is its observation).
 _CAUSE_KINDS = {
     CauseKind.OBSERVATION: "observation",
@@ -83,6 +93,9 @@ class _Audit:
         self.distillations: dict[uuid.UUID, Distillation] = {}
         self.retrievals: list[Retrieval] = []
         self.observations: dict[uuid.UUID, tuple[str, int]] = {}
+        self.pending: list[tuple[str, uuid.UUID, int, PublicKey, bytes, bytes]] = []
+        self.futures: list[Future[list[tuple[str, uuid.UUID, int, str]]]] = []
+        self.pool: ProcessPoolExecutor
 
     def fail(self, kind: str, record_id: object, check: str, detail: str) -> None:
         self.findings.append(Finding(kind=kind, record_id=str(record_id), check=check, detail=detail))
@@ -181,24 +194,24 @@ class _Audit:
     # -- stored records ----------------------------------------------------------------------------------
 
     def check_records(self, origin: str) -> None:
-        for kind, source in SOURCES.items():
-            for row in stored_rows(self.session, kind):
-                try:
-                    record = source.rebuild(row)
-                except Exception as error:
-                    self.fail(kind, row["id"], "record", f"its row no longer makes a {kind} record: {error}")
-                    continue
-                if record is None:
-                    continue
-                self.records += 1
-                identifier = row["id"]
-                self.stored.add((kind, identifier))
-                self._scope(kind, identifier, row, source.run_column)
-                self._check_signed(origin, kind, identifier, record)
-                problem = column_problem(kind, row, record)
-                if problem is not None:
-                    self.fail(kind, identifier, "columns", problem)
-                self._note(kind, identifier, record, row)
+        # Signatures are checked in other processes (Ed25519 is most of a verify's work; threads would
+        # queue on the GIL behind this one), batch by batch, while this process rebuilds the records.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=_SIGNATURE_PROCESSES, mp_context=context) as pool:
+            self.pool = pool
+            for kind, source in SOURCES.items():
+                for row in stored_rows(self.session, kind):
+                    self._check_row(origin, kind, source, row)
+            self._flush_signatures()
+            for future in self.futures:
+                for kind, identifier, position, key_id in future.result():
+                    self.fail(
+                        kind,
+                        identifier,
+                        "signature",
+                        f"entry {position}'s signature does not verify under key {key_id} "
+                        "(replayed from another record, or forged)",
+                    )
         for (kind, identifier), latest in self.latest.items():
             if kind in SOURCES and (kind, identifier) not in self.stored and latest.position not in self.retracted:
                 self.fail(
@@ -208,11 +221,46 @@ class _Audit:
                     f"is in the log (entry {latest.position}) but not in the database, and no retraction says why",
                 )
 
+    def _check_row(self, origin: str, kind: str, source: Source, row: Mapping[str, Any]) -> None:
+        """Check one stored row: its record is logged, as signed, and its columns still copy it."""
+        identifier = row["id"]
+        record: Any = None
+        try:
+            if source.record_class is not None:
+                # The row holds the very bytes that were signed: check them as they are, and rebuild the
+                # record only where a later check reads its fields.
+                canonical = str(row["record"]).encode("utf-8")
+                version = source.record_class.SCHEMA_VERSION
+                plain = parse_json(canonical)
+                if kind in _REBUILT:
+                    record = source.record_class.from_canonical(canonical)
+                problem = column_problem(row, plain)
+                if problem is not None:
+                    self.fail(kind, identifier, "columns", problem)
+            else:
+                record = source.rebuild(row)
+                if record is None:
+                    return
+                canonical, version, plain = record.canonical_bytes(), record.SCHEMA_VERSION, None
+        except (NeuralTradeError, KeyError, TypeError, ValueError) as error:
+            self.fail(kind, identifier, "record", f"its row no longer makes a {kind} record: {error}")
+            return
+        self.records += 1
+        self.stored.add((kind, identifier))
+        self._scope(kind, identifier, row, source.run_column)
+        self._check_signed(kind, identifier, signed_message(origin, kind, version, canonical))
+        self._note(kind, identifier, record if record is not None else plain, row)
+
+    def _flush_signatures(self) -> None:
+        if self.pending:
+            self.futures.append(self.pool.submit(failed_signatures, self.pending))
+            self.pending = []
+
     def _scope(self, kind: str, identifier: uuid.UUID, row: Mapping[str, Any], run_column: str | None) -> None:
         if self.run_id is not None and run_column is not None and row.get(run_column) == self.run_id:
             self.in_scope.add(identifier)
 
-    def _check_signed(self, origin: str, kind: str, identifier: uuid.UUID, record: Record) -> None:
+    def _check_signed(self, kind: str, identifier: uuid.UUID, message: bytes) -> None:
         latest = self.latest.get((kind, identifier))
         if latest is None:
             self.fail(
@@ -226,7 +274,6 @@ class _Audit:
         if latest.position in self.retracted:
             self.fail(kind, identifier, "retracted", f"is stored, but its entry {latest.position} was retracted")
             return
-        message = signed_message(origin, kind, record.SCHEMA_VERSION, record.canonical_bytes())
         if hashlib.sha256(message).digest() != latest.digest:
             self.fail(
                 kind, identifier, "content", f"differs from what entry {latest.position} signed (a field changed)"
@@ -234,14 +281,10 @@ class _Audit:
             return
         key = self.keys.get(latest.key_id)
         self.signatures += 1
-        if key is not None and not key.verifies(latest.signature, message):
-            self.fail(
-                kind,
-                identifier,
-                "signature",
-                f"entry {latest.position}'s signature does not verify under key "
-                f"{latest.key_id} (replayed from another record, or forged)",
-            )
+        if key is not None:
+            self.pending.append((kind, identifier, latest.position, key, latest.signature, message))
+            if len(self.pending) >= _SIGNATURE_BATCH:
+                self._flush_signatures()
 
     def _note(self, kind: str, identifier: uuid.UUID, record: Any, row: Mapping[str, Any]) -> None:
         """Keep what the later checks need of `record` (stored as `row`): its references and the fields
@@ -273,10 +316,11 @@ class _Audit:
             for name, target in (("signal_id", "signal"), ("entry_fill_id", "fill"), ("exit_fill_id", "fill")):
                 if getattr(record, name) is not None and record.run_id is not None:
                     refer((kind, identifier, target, getattr(record, name), name))
-        elif kind in ("verdict", "critique"):
+        elif kind == "verdict":
             refer((kind, identifier, "episode", record.episode_id, "episode_id"))
-            if kind == "verdict":
-                self.verdicts.setdefault(record.episode_id, []).append(record)
+            self.verdicts.setdefault(record.episode_id, []).append(record)
+        elif kind == "critique":  # plain: the critique is not rebuilt
+            refer((kind, identifier, "episode", uuid.UUID(record["episode_id"]), "episode_id"))
         elif kind == "pattern":
             self.patterns.append(record)
             refer((kind, identifier, "distillation", record.distillation_id, "distillation_id"))

@@ -241,16 +241,14 @@ def stored_rows(session: Session, kind: str, *, run_id: uuid.UUID | None = None)
         last = rows[-1]["id"]
 
 
-def column_problem(kind: str, row: Mapping[str, Any], record: Record) -> str | None:
-    """Which column of a row holding `record` whole no longer copies the record's field, or None."""
-    if SOURCES[kind].record_class is None:
-        return None
-    fields = record.field_values()
+def column_problem(row: Mapping[str, Any], plain: Mapping[str, Any]) -> str | None:
+    """Which column of a row holding a record whole (`plain`: its canonical form, parsed) no longer copies
+    the record's field of the same name, or None."""
     for name, value in row.items():
-        if name in ("record", "kind") or name not in fields:
+        if name in ("record", "kind") or name not in plain:
             continue
-        wanted = fields[name]
-        if to_plain(value, non_finite_as_null=True) != to_plain(wanted, non_finite_as_null=True):
+        wanted = plain[name]
+        if to_plain(value, non_finite_as_null=True) != wanted:
             return f"its column {name} holds {value!r}, its signed record {wanted!r}"
     return None
 

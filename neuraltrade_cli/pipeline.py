@@ -11,7 +11,16 @@ from typing import Annotated, Any
 
 import typer
 
-from neuraltrade_cli.app import DatabaseOption, _reporting_failures, _run, app, console, print_maintenance, status
+from neuraltrade_cli.app import (
+    DatabaseOption,
+    _reporting_failures,
+    _run,
+    app,
+    console,
+    print_maintenance,
+    safe,
+    status,
+)
 from neuraltrade_cli.execution import run_flow, start_prefect_server
 from neuraltrade_cli.ingestion import print_ingestion
 from neuraltrade_cli.output import progress_bars
@@ -26,8 +35,17 @@ def nightly(
         typer.Argument(metavar="PATH", help="Bar files or folders (default: the shipped sample data)."),
     ] = None,
     db: DatabaseOption = None,
+    checkpoint_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoint-dir",
+            metavar="DIR",
+            help="Where the night's signed checkpoint and keys.json go (default: checkpoints/ beside the database).",
+        ),
+    ] = None,
 ) -> None:
-    """Run the nightly pipeline: ingest, check, embed, maintain the memory, backtest every strategy, learn."""
+    """Run the nightly pipeline: ingest, check, embed, maintain the memory, backtest every strategy, learn,
+    then seal the provenance log with a signed checkpoint and verify the database against it."""
     from flows.nightly import nightly as nightly_flow
     from neuraltrade.errors import IngestionFailed
     from neuraltrade.sample_data import sample_paths
@@ -44,7 +62,9 @@ def nightly(
 
     def run() -> dict[str, Any]:
         try:
-            result: dict[str, Any] = run_flow(nightly_flow, in_process=False, database_url=db, paths=files)
+            result: dict[str, Any] = run_flow(
+                nightly_flow, in_process=False, database_url=db, paths=files, checkpoint_dir=checkpoint_dir
+            )
         except IngestionFailed as failed:
             # The night went on over what was stored; still say what became of every file.
             print_ingestion(dict(failed.summary))
@@ -59,7 +79,21 @@ def nightly(
     print_backtests(summary["backtests"])
     if summary.get("learning"):
         print_learning(summary["learning"])
+    if summary.get("provenance"):
+        print_provenance(summary["provenance"])
     status(db)
+
+
+def print_provenance(provenance: dict[str, Any]) -> None:
+    """One line: the checkpoint written, and what verification found."""
+    sealed, verified = provenance["checkpoint"], provenance["verify"]
+    console.print(
+        f"checkpoint of {sealed['tree_size']:,} log entries (root {sealed['root_hash'][:16]}, key {sealed['key_id']}) "
+        f"written to {sealed['path']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(safe(verified["summary"]), highlight=False, soft_wrap=True)
 
 
 def print_learning(summary: dict[str, Any]) -> None:

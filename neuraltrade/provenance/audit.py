@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from neuraltrade.provenance.checkpoint import SignedCheckpoint
-from neuraltrade.provenance.keys import KeyList
+from neuraltrade.provenance.keys import KeyList, PublicKey
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -120,6 +120,18 @@ def checkpoint_findings(keys: KeyList, checkpoints: Sequence[SignedCheckpoint]) 
                 )
             )
     return findings
+
+
+def failed_signatures(
+    batch: Sequence[tuple[str, uuid.UUID, int, PublicKey, bytes, bytes]],
+) -> list[tuple[str, uuid.UUID, int, str]]:
+    """The entries of `batch` (kind, id, position, key, signature, message) whose signature does not
+    verify, as (kind, id, position, key id). Module-level, so a process pool can run it."""
+    return [
+        (kind, identifier, position, key.key_id)
+        for kind, identifier, position, key, signature, message in batch
+        if not key.verifies(signature, message)
+    ]
 
 
 def late_items(

@@ -110,6 +110,10 @@ def test_the_night_ingests_embeds_records_its_runs_and_exports_metrics(
     assert provenance["verify"]["ok"] and provenance["verify"]["log_size"] == provenance["checkpoint"]["tree_size"]
     assert Path(provenance["checkpoint"]["path"]).is_file()
     assert "neuraltrade_provenance_verified 1.0" in exported
+    from prefect.artifacts import Artifact
+
+    artifact = Artifact.get("provenance-checkpoint")
+    assert artifact is not None and provenance["checkpoint"]["root_hash"] in str(artifact.data)
 
 
 def test_running_the_night_again_changes_nothing_once_the_memory_has_settled(

@@ -385,3 +385,48 @@ def test_signed_messages_bind_origin_kind_and_version() -> None:
     assert signed_message("a", "fill", 1, b"{}") != signed_message("b", "fill", 1, b"{}")
     assert signed_message("a", "fill", 1, b"{}") != signed_message("a", "order", 1, b"{}")
     assert signed_message("a", "fill", 1, b"{}") != signed_message("a", "fill", 2, b"{}")
+
+
+def test_a_night_killed_while_it_writes_then_run_again_converges_and_verifies(
+    copy: str, night: Path, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from flows.run_backtests import run_backtests
+
+    entries = int(rows(copy, "SELECT count(*) FROM log_entries")[0][0])
+    script = "import sys; from flows.run_backtests import run_backtests; run_backtests.fn(database_url=sys.argv[1])"
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, copy], cwd=Path(__file__).parents[2], env=dict(os.environ)
+    )
+    deadline = time.monotonic() + 120
+    # Killed as soon as its first runs are committed (the gated runs that read what the night learnt).
+    while process.poll() is None and time.monotonic() < deadline:
+        if int(rows(copy, "SELECT count(*) FROM log_entries")[0][0]) > entries:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the night ended before it could be killed"
+
+    run_backtests.fn(database_url=copy)
+    dispose_engines()
+    seal_log.fn(copy)
+
+    report = verified(copy)
+    assert report.ok, report.summary()
+    # The same records, logged once each as they are, as a night that was never killed.
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    shutil.copy(night / "t.db", clean / "t.db")
+    run_backtests.fn(database_url=f"sqlite:///{clean}/t.db")
+    dispose_engines()
+    logged = "SELECT kind, record_id, digest FROM log_entries WHERE kind != 'signing_key' ORDER BY 1, 2, 3"
+    assert rows(copy, logged) == rows(f"sqlite:///{clean}/t.db", logged)
+    assert rows(copy, "SELECT count(*) FROM backtest_runs") == rows(
+        f"sqlite:///{clean}/t.db", "SELECT count(*) FROM backtest_runs"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import uuid
 
@@ -94,3 +95,48 @@ def test_each_leaf_names_its_position_and_the_leaf_before_it() -> None:
     assert chained[0] == leaf_hash(entries[0].leaf_data(b""))
     assert chained[1] == leaf_hash(entries[1].leaf_data(chained[0]))
     assert swapped[0] == chained[0] and all(a != b for a, b in zip(swapped[1:], chained[1:], strict=True))
+
+
+@given(
+    st.text(max_size=12),
+    st.text(max_size=20),
+    st.integers(min_value=0, max_value=2**40),
+    st.integers(min_value=1, max_value=9),
+    st.binary(max_size=40),
+)
+def test_the_leafs_fast_form_is_its_canonical_json(
+    kind: str, key_id: str, position: int, version: int, previous: bytes
+) -> None:
+    from neuraltrade.canonical import canonical_json
+
+    entry = LogEntry(
+        position=position,
+        kind=kind,
+        schema_version=version,
+        record_id=uuid.UUID(int=position),
+        digest=hashlib.sha256(kind.encode()).digest(),
+        key_id=key_id,
+        signature=hashlib.sha512(key_id.encode()).digest(),
+    )
+    plain = {
+        "position": position,
+        "kind": kind,
+        "schema_version": version,
+        "id": str(entry.record_id),
+        "digest": entry.digest.hex(),
+        "key_id": key_id,
+        "signature": base64.b64encode(entry.signature).decode(),
+        "previous": previous.hex(),
+    }
+
+    assert entry.leaf_data(previous) == canonical_json(plain)
+    assert _entry(position).leaf_data(previous) == canonical_json(
+        {
+            **plain,
+            "kind": "fill",
+            "key_id": "ab" * 8,
+            "schema_version": 1,
+            "digest": _entry(position).digest.hex(),
+            "signature": base64.b64encode(bytes(64)).decode(),
+        }
+    )

@@ -1,0 +1,68 @@
+"""Provenance through the tasks: a corrected bar retracts the observations after it, and the log still verifies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlean
+
+from models.engine import dispose_engines
+from tasks.provenance import adopt_records, seal_log, verify_with
+from tests.conftest import DAILY_DATA
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(lines))
+    return path
+
+
+def test_a_corrected_bar_retracts_the_observations_after_it_and_the_log_still_verifies(
+    database_url: str, tmp_path: Path
+) -> None:
+    from flows.embed_observations import embed_observations
+    from flows.ingest_bars import ingest_bars
+
+    lines = (DAILY_DATA / "NVDA.csv").read_text().splitlines(keepends=True)[:121]
+    ingest_bars.fn(paths=[str(_write(tmp_path / "NVDA.csv", lines))], database_url=database_url)
+    embed_observations.fn(database_url=database_url)
+    fields = lines[100].rstrip("\n").split(",")
+    fields[4] = f"{float(fields[4]) * 1.001:.6f}"  # the close of bar 99, corrected by the vendor
+    corrected = [*lines[:100], ",".join(fields) + "\n", *lines[101:]]
+    (tmp_path / "corrected").mkdir()
+
+    ingest_bars.fn(paths=[str(_write(tmp_path / "corrected" / "NVDA.csv", corrected))], database_url=database_url)
+    embed_observations.fn(database_url=database_url)
+    seal_log.fn(database_url)
+    dispose_engines()
+
+    report = verify_with(database_url)
+    assert report.ok, report.summary()
+    connection = sqlean.connect(database_url.removeprefix("sqlite:///"))
+    retracted = connection.execute("SELECT count(*) FROM log_entries WHERE kind = 'retraction'").fetchone()[0]
+    relogged = connection.execute(
+        "SELECT count(*) FROM (SELECT record_id FROM log_entries WHERE kind = 'observation' "
+        "GROUP BY record_id HAVING count(*) = 2)"
+    ).fetchone()[0]
+    connection.close()
+    # Bars 99 to 119 were dropped and embedded again: each retracted once and logged again, as it now is.
+    assert retracted == relogged == 21
+
+
+def test_adopting_signs_what_was_stored_before_provenance_once(database_url: str, tmp_path: Path) -> None:
+    from flows.embed_observations import embed_observations
+    from flows.ingest_bars import ingest_bars
+
+    lines = (DAILY_DATA / "NVDA.csv").read_text().splitlines(keepends=True)[:61]
+    ingest_bars.fn(paths=[str(_write(tmp_path / "NVDA.csv", lines))], database_url=database_url)
+    embed_observations.fn(database_url=database_url)
+    connection = sqlean.connect(database_url.removeprefix("sqlite:///"))
+    connection.execute("DELETE FROM log_entries WHERE kind = 'observation'")  # as a database from before
+    connection.commit()
+    connection.close()
+    dispose_engines()
+
+    first, again = adopt_records.fn(database_url), adopt_records.fn(database_url)
+    seal_log.fn(database_url)
+
+    assert first == {"observation": 60} and again == {}
+    assert verify_with(database_url).ok

@@ -22,13 +22,12 @@ import multiprocessing
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,17 +35,25 @@ from models.base import table_of
 from models.provenance import LogEntryRecord, LogOriginRecord, ProvenanceRecord
 from models.provenance_sources import SOURCES, Source, column_problem, stored_rows
 from models.trading import ModelVersionRecord
-from neuraltrade.canonical import parse_json
+from neuraltrade.backtest.identity import signal_id_for
+from neuraltrade.canonical import parse_json, stable_id
 from neuraltrade.errors import NeuralTradeError
 from neuraltrade.learning.judge import Verdict
 from neuraltrade.learning.patterns import Distillation, Pattern
-from neuraltrade.provenance.audit import Finding, Report, checkpoint_findings, failed_signatures, late_items
+from neuraltrade.provenance.audit import (
+    Finding,
+    Report,
+    checkpoint_findings,
+    failed_signatures,
+    pattern_findings,
+    retrieval_findings,
+)
 from neuraltrade.provenance.checkpoint import SignedCheckpoint
 from neuraltrade.provenance.keys import KeyList, PublicKey
 from neuraltrade.provenance.log import LeafTree, LogEntry, leaf_hash, signed_message
 from neuraltrade.provenance.records import Retraction, Retrieval
 from neuraltrade.records import CauseKind
-from neuraltrade.timestamps import from_microseconds, to_microseconds
+from neuraltrade.timestamps import to_microseconds
 
 _ENTRY_PAGE = 50_000
 #: Signatures per batch handed to the verifying processes, and how many processes: the other cores.
@@ -54,6 +61,8 @@ _SIGNATURE_BATCH = 5_000
 _SIGNATURE_PROCESSES = max(1, (os.cpu_count() or 2) - 1)
 #: Kinds held whole whose record a later check reads (the others are checked as the bytes they are).
 _REBUILT = frozenset({"episode", "verdict", "pattern", "distillation", "retrieval"})
+#: Kinds whose rows hold columns the record does not (its run; an order's signal), checked by `check_context`.
+_CONTEXT_KINDS = ("signal", "order", "fill", "closed_trade")
 #: What kind of record each kind of cause is logged as (a recalled memory item is its observation).
 _CAUSE_KINDS = {
     CauseKind.OBSERVATION: "observation",
@@ -93,6 +102,7 @@ class _Audit:
         self.distillations: dict[uuid.UUID, Distillation] = {}
         self.retrievals: list[Retrieval] = []
         self.observations: dict[uuid.UUID, tuple[str, int]] = {}
+        self.context: dict[str, dict[uuid.UUID, Mapping[str, Any]]] = {kind: {} for kind in _CONTEXT_KINDS}
         self.pending: list[tuple[str, uuid.UUID, int, PublicKey, bytes, bytes]] = []
         self.futures: list[Future[list[tuple[str, uuid.UUID, int, str]]]] = []
         self.pool: ProcessPoolExecutor
@@ -290,6 +300,8 @@ class _Audit:
         """Keep what the later checks need of `record` (stored as `row`): its references and the fields
         they read. An order's signal is a column of its row, not a field of the order."""
         refer = self.references.append
+        if kind in _CONTEXT_KINDS:
+            self.context[kind][identifier] = row
         if kind in ("order", "risk_rejection") and row.get("signal_id") is not None:
             refer((kind, identifier, "signal", row["signal_id"], "signal_id"))
         if kind == "signal":
@@ -346,100 +358,63 @@ class _Audit:
                 self.fail(kind, identifier, "link", f"its {target} {cause} ({relation}) is not stored")
         return len(self.references)
 
+    def check_context(self) -> None:
+        """The columns a record is stored with but does not hold (its run; an order's signal) against what
+        the signed records and the ids derived from them say: a record moved to another run, or an order
+        re-pointed at another decision, is named."""
+        signals, orders = self.context["signal"], self.context["order"]
+        for identifier, row in signals.items():
+            run = row["run_id"]
+            if (
+                run is not None
+                and signal_id_for(run, row["strategy_id"], row["symbol"], row["timestamp"]) != identifier
+            ):
+                self.fail("signal", identifier, "context", f"its run column names run {run}, whose signal it is not")
+        for identifier, row in self.context["closed_trade"].items():
+            if stable_id("backtest_trade", row["run_id"], row["sequence"]) != identifier:
+                self.fail(
+                    "closed_trade",
+                    identifier,
+                    "context",
+                    f"its run column names run {row['run_id']}, whose trade {row['sequence']} it is not",
+                )
+            entry = orders.get(row["entry_order_id"])
+            if entry is not None and row["signal_id"] is not None and entry["signal_id"] != row["signal_id"]:
+                self.fail(
+                    "order",
+                    row["entry_order_id"],
+                    "context",
+                    f"names signal {entry['signal_id']}, but the "
+                    f"trade it opened was decided by signal {row['signal_id']}",
+                )
+        for identifier, row in orders.items():
+            signal = signals.get(row["signal_id"]) if row["signal_id"] is not None else None
+            if signal is not None and signal["run_id"] != row["run_id"]:
+                self.fail(
+                    "order",
+                    identifier,
+                    "context",
+                    f"is stored in run {row['run_id']}, its signal in run {signal['run_id']}",
+                )
+        for identifier, row in self.context["fill"].items():
+            order = orders.get(row["order_id"])
+            if order is not None and order["run_id"] != row["run_id"]:
+                self.fail(
+                    "fill",
+                    identifier,
+                    "context",
+                    f"is stored in run {row['run_id']}, its order in run {order['run_id']}",
+                )
+
     def check_patterns(self) -> None:
-        for pattern in self.patterns:
-            missing = [member for member in pattern.members if member not in self.episodes_known]
-            if missing:
-                self.fail(
-                    "pattern",
-                    pattern.id,
-                    "citation",
-                    f"cites episode {missing[0]}, which is not stored "
-                    f"({len(missing)} of its {len(pattern.members)} episodes missing)",
-                )
-                continue
-            distillation = self.distillations.get(pattern.distillation_id)
-            if distillation is not None and not set(pattern.members) <= set(distillation.episode_ids):
-                self.fail("pattern", pattern.id, "citation", "cites episodes its distillation did not cite")
-            counts = _win_counts(pattern.members, self.verdicts)
-            if pattern.trials != len(pattern.members) or pattern.wins not in counts.values():
-                found = ", ".join(f"{wins} under judge {digest[:12]}" for digest, wins in counts.items()) or "none"
-                self.fail(
-                    "pattern",
-                    pattern.id,
-                    "counts",
-                    f"says {pattern.wins} wins of {pattern.trials}; the verdicts "
-                    f"of its {len(pattern.members)} episodes give {found}",
-                )
+        self.findings.extend(pattern_findings(self.patterns, self.distillations, self.verdicts, self.episodes_known))
 
     def check_retrievals(self) -> None:
-        by_symbol: dict[str, np.ndarray] = {}
-        for symbol in {symbol for symbol, _ in self.observations.values()}:
-            by_symbol[symbol] = np.sort(
-                np.array([moment for name, moment in self.observations.values() if name == symbol], dtype=np.int64)
+        self.findings.extend(
+            retrieval_findings(
+                self.retrievals, self.episodes_known, self.patterns, self.distillations, self.observations
             )
-        for retrieval in self.retrievals:
-            known = [
-                (
-                    item.cause_kind.value,
-                    item.cause_id,
-                    self._known(item.cause_kind, item.cause_id, retrieval.horizon_bars, by_symbol),
-                )
-                for item in retrieval.items
-            ]
-            late = late_items(retrieval.decision_time, known)
-            if late:
-                late_kind, late_item, moment = late[0]
-                when = "never" if moment is None else moment.isoformat()
-                self.fail(
-                    "retrieval",
-                    retrieval.id,
-                    "point in time",
-                    f"returned {late_kind} {late_item}, whose outcome was known "
-                    f"{when}, after the decision at {retrieval.decision_time.isoformat()}",
-                )
-            for item, (_, _, moment) in zip(retrieval.items, known, strict=True):
-                if moment is not None and moment != item.known_at:
-                    self.fail(
-                        "retrieval",
-                        retrieval.id,
-                        "point in time",
-                        f"says {item.cause_kind.value} "
-                        f"{item.cause_id} was known {item.known_at.isoformat()}; its record says {moment.isoformat()}",
-                    )
-                    break
-
-    def _known(
-        self, kind: CauseKind, item: uuid.UUID, horizon: int, by_symbol: dict[str, np.ndarray]
-    ) -> datetime | None:
-        if kind is CauseKind.EPISODE:
-            return self.episodes_known.get(item)
-        if kind is CauseKind.PATTERN:
-            pattern = next((pattern for pattern in self.patterns if pattern.id == item), None)
-            distillation = None if pattern is None else self.distillations.get(pattern.distillation_id)
-            return None if distillation is None else distillation.as_of
-        found = self.observations.get(item)
-        if found is None:
-            return None
-        symbol, moment = found
-        moments = by_symbol[symbol]
-        position = int(np.searchsorted(moments, moment)) + horizon
-        return from_microseconds(int(moments[position])) if position < len(moments) else None
-
-
-def _win_counts(members: Iterable[uuid.UUID], verdicts: dict[uuid.UUID, list[Verdict]]) -> dict[str, int]:
-    """Wins among `members` under each judge that judged every one of them."""
-    members = list(members)
-    digests = {verdict.judge_digest for member in members for verdict in verdicts.get(member, ())}
-    counts = {}
-    for digest in sorted(digests):
-        outcomes = [
-            next((verdict.success for verdict in verdicts.get(member, ()) if verdict.judge_digest == digest), None)
-            for member in members
-        ]
-        if None not in outcomes:
-            counts[digest] = sum(bool(outcome) for outcome in outcomes)
-    return counts
+        )
 
 
 def verify_database(
@@ -464,6 +439,7 @@ def verify_database(
     audit.check_tree(leaves, [signed for signed in every if signed.problem(keys) is None])
     audit.check_records(origin or keys.origin)
     links = audit.check_links()
+    audit.check_context()
     audit.check_patterns()
     audit.check_retrievals()
     anchor = trusted or (every[-1] if every else None)

@@ -8,13 +8,20 @@ stored records kind by kind, then links, patterns and retrievals; the first is w
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
+from neuraltrade.learning.judge import Verdict
+from neuraltrade.learning.patterns import Distillation, Pattern
 from neuraltrade.provenance.checkpoint import SignedCheckpoint
 from neuraltrade.provenance.keys import KeyList, PublicKey
+from neuraltrade.provenance.records import Retrieval
+from neuraltrade.records import CauseKind
+from neuraltrade.timestamps import from_microseconds
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -134,8 +141,105 @@ def failed_signatures(
     ]
 
 
-def late_items(
-    decision_time: datetime, items: Iterable[tuple[str, uuid.UUID, datetime | None]]
-) -> list[tuple[str, uuid.UUID, datetime | None]]:
-    """The items (kind, id, when their outcome became known; None: unknown) not known by `decision_time`."""
-    return [(kind, item, known) for kind, item, known in items if known is None or known > decision_time]
+def win_counts(members: Iterable[uuid.UUID], verdicts: Mapping[uuid.UUID, Sequence[Verdict]]) -> dict[str, int]:
+    """Wins among `members` (episode ids) under each judge (by digest) that judged every one of them."""
+    members = list(members)
+    digests = {verdict.judge_digest for member in members for verdict in verdicts.get(member, ())}
+    counts = {}
+    for digest in sorted(digests):
+        outcomes = [
+            next((verdict.success for verdict in verdicts.get(member, ()) if verdict.judge_digest == digest), None)
+            for member in members
+        ]
+        if None not in outcomes:
+            counts[digest] = sum(bool(outcome) for outcome in outcomes)
+    return counts
+
+
+def pattern_findings(
+    patterns: Iterable[Pattern],
+    distillations: Mapping[uuid.UUID, Distillation],
+    verdicts: Mapping[uuid.UUID, Sequence[Verdict]],
+    episodes: Mapping[uuid.UUID, datetime],
+) -> list[Finding]:
+    """Patterns citing an episode not stored (`episodes`) or not cited by their distillation, and patterns
+    whose wins and trials do not recompute from the verdicts of their episodes."""
+    findings = []
+    for pattern in patterns:
+        missing = [member for member in pattern.members if member not in episodes]
+        if missing:
+            detail = (
+                f"cites episode {missing[0]}, which is not stored ({len(missing)} of {len(pattern.members)} missing)"
+            )
+            findings.append(Finding(kind="pattern", record_id=str(pattern.id), check="citation", detail=detail))
+            continue
+        distillation = distillations.get(pattern.distillation_id)
+        if distillation is not None and not set(pattern.members) <= set(distillation.episode_ids):
+            detail = "cites episodes its distillation did not cite"
+            findings.append(Finding(kind="pattern", record_id=str(pattern.id), check="citation", detail=detail))
+        counts = win_counts(pattern.members, verdicts)
+        if pattern.trials != len(pattern.members) or pattern.wins not in counts.values():
+            found = ", ".join(f"{wins} under judge {digest[:12]}" for digest, wins in counts.items()) or "none"
+            detail = (
+                f"says {pattern.wins} wins of {pattern.trials}; the verdicts of its {len(pattern.members)} "
+                f"episodes give {found}"
+            )
+            findings.append(Finding(kind="pattern", record_id=str(pattern.id), check="counts", detail=detail))
+    return findings
+
+
+def retrieval_findings(
+    retrievals: Iterable[Retrieval],
+    episodes: Mapping[uuid.UUID, datetime],
+    patterns: Iterable[Pattern],
+    distillations: Mapping[uuid.UUID, Distillation],
+    observations: Mapping[uuid.UUID, tuple[str, int]],
+) -> list[Finding]:
+    """Retrievals that returned an item whose outcome was not known by the decision, or that misstate when
+    it was. The moments come from the stored items, never from the retrieval: an episode's
+    `outcome_known_at`; a pattern's distillation's `as_of`; a market state's (an observation id: symbol and
+    epoch microseconds) the bar `horizon_bars` after its own among its symbol's stored observations."""
+    made = {
+        pattern.id: distillations[pattern.distillation_id].as_of
+        for pattern in patterns
+        if pattern.distillation_id in distillations
+    }
+    by_symbol: dict[str, list[int]] = {}
+    for symbol, stamp in observations.values():
+        by_symbol.setdefault(symbol, []).append(stamp)
+    timelines = {symbol: np.sort(np.array(moments, dtype=np.int64)) for symbol, moments in by_symbol.items()}
+
+    def known(kind: CauseKind, item: uuid.UUID, horizon: int) -> datetime | None:
+        if kind is CauseKind.EPISODE:
+            return episodes.get(item)
+        if kind is CauseKind.PATTERN:
+            return made.get(item)
+        found = observations.get(item)
+        if found is None:
+            return None
+        moments = timelines[found[0]]
+        position = int(np.searchsorted(moments, found[1])) + horizon
+        return from_microseconds(int(moments[position])) if position < len(moments) else None
+
+    findings = []
+    for retrieval in retrievals:
+        for item in retrieval.items:
+            moment = known(item.cause_kind, item.cause_id, retrieval.horizon_bars)
+            if moment is None or moment > retrieval.decision_time:
+                when = "never" if moment is None else moment.isoformat()
+                detail = (
+                    f"returned {item.cause_kind.value} {item.cause_id}, whose outcome was known {when}, after the "
+                    f"decision at {retrieval.decision_time.isoformat()}"
+                )
+            elif moment != item.known_at:
+                detail = (
+                    f"says {item.cause_kind.value} {item.cause_id} was known {item.known_at.isoformat()}; its "
+                    f"record says {moment.isoformat()}"
+                )
+            else:
+                continue
+            findings.append(
+                Finding(kind="retrieval", record_id=str(retrieval.id), check="point in time", detail=detail)
+            )
+            break
+    return findings

@@ -430,3 +430,23 @@ def test_a_night_killed_while_it_writes_then_run_again_converges_and_verifies(
     assert rows(copy, "SELECT count(*) FROM backtest_runs") == rows(
         f"sqlite:///{clean}/t.db", "SELECT count(*) FROM backtest_runs"
     )
+
+
+def test_a_record_moved_to_another_run_or_an_order_re_pointed_at_another_decision_is_named(copy: str) -> None:
+    runs = [uuid.UUID(hex=str(run)) for (run,) in rows(copy, "SELECT DISTINCT run_id FROM fills ORDER BY run_id")]
+    fill = one(copy, "SELECT id FROM fills ORDER BY id LIMIT 1")
+    [(fill_run,)] = rows(copy, "SELECT run_id FROM fills WHERE id = ?", (fill.hex,))
+    elsewhere = next(run for run in runs if run.hex != fill_run)
+    tamper(copy, "UPDATE fills SET run_id = ? WHERE id = ?", (elsewhere.hex, fill.hex))
+    [(order, run)] = rows(copy, "SELECT entry_order_id, run_id FROM backtest_trades ORDER BY id LIMIT 1")
+    [(other,)] = rows(
+        copy,
+        "SELECT id FROM signals WHERE run_id = ? AND id != (SELECT signal_id FROM orders WHERE id = ?) LIMIT 1",
+        (run, order),
+    )
+    tamper(copy, "UPDATE orders SET signal_id = ? WHERE id = ?", (other, order))
+
+    report = verified(copy)
+
+    assert named(report, "fill", fill, "context")
+    assert named(report, "order", uuid.UUID(hex=str(order)), "context")

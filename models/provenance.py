@@ -16,11 +16,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, LargeBinary, String, Text, func, select
+from sqlalchemy import Index, Integer, LargeBinary, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, table_of
@@ -74,16 +74,27 @@ class ProvenanceRecord(Base):
     record: Mapped[str] = mapped_column(Text)
 
 
-def log_origin(session: Session, *, new_origin: Callable[[], str] | None = None, lock: bool = False) -> str:
-    """The log's origin, made (``neuraltrade/<uuid4>``, or `new_origin`) when the log is new."""
-    query = select(LogOriginRecord).where(LogOriginRecord.id == 1)
-    row = session.scalars(query.with_for_update() if lock else query).one_or_none()
-    if row is not None:
-        return row.origin
-    origin = new_origin() if new_origin is not None else f"neuraltrade/{uuid.uuid4()}"
+def stored_origin(session: Session, *, lock: bool = False) -> str | None:
+    """The log's origin, None while there is no log (`lock`: ``FOR UPDATE``, where appends serialise)."""
+    query = select(LogOriginRecord.origin).where(LogOriginRecord.id == 1)
+    return session.scalars(query.with_for_update() if lock else query).one_or_none()
+
+
+def log_origin(session: Session, *, lock: bool = False) -> str:
+    """The log's origin, made (``neuraltrade/<uuid4>``) when the log is new."""
+    origin = stored_origin(session, lock=lock)
+    if origin is not None:
+        return origin
+    origin = f"neuraltrade/{uuid.uuid4()}"
     session.add(LogOriginRecord(id=1, origin=origin, created_at=datetime.now(UTC)))
     session.flush()
     return origin
+
+
+def key_introductions(session: Session) -> list[KeyIntroduction]:
+    """Every key introduction the log holds."""
+    query = select(ProvenanceRecord.record).where(ProvenanceRecord.kind == KeyIntroduction.KIND)
+    return [KeyIntroduction.from_canonical(text) for text in session.scalars(query)]
 
 
 def record_id_of(record: Record) -> uuid.UUID:
@@ -154,18 +165,24 @@ def save_provenance_records(session: Session, records: Sequence[Record]) -> int:
     """Store and log records that only the provenance tables hold (retrievals, retractions, keys)."""
     if not records:
         return 0
-    table = table_of(ProvenanceRecord)
+    _store_new(session, records)
+    return log_records(session, records)
+
+
+def _store_new(session: Session, records: Sequence[Record]) -> list[Record]:
+    """Insert the ones of `records` not stored yet into `provenance_records`; return them."""
     stored = _stored_provenance_ids(session, [record_id_of(record) for record in records])
     new = [record for record in dict((record_id_of(record), record) for record in records).values()]
     new = [record for record in new if record_id_of(record) not in stored]
     if new:
+        table = table_of(ProvenanceRecord)
         columns: dict[str, list[Any]] = {
             "id": [record_id_of(record) for record in new],
             "kind": [record.KIND for record in new],
             "record": [record.to_json() for record in new],
         }
         execute_many(session, insert_statement(session, table).on_conflict_do_nothing(), table, columns)
-    return log_records(session, records)
+    return new
 
 
 def _stored_provenance_ids(session: Session, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
@@ -202,10 +219,8 @@ def _introduction(
         previous_key_id=None if previous is None else previous.key_id,
         introduced_at=moment,
     )
-    if session.get(ProvenanceRecord, introduction.id) is not None:
+    if not _store_new(session, [introduction]):
         return []
-    session.add(ProvenanceRecord(id=introduction.id, kind=introduction.KIND, record=introduction.to_json()))
-    session.flush()
     return [(introduction.id, introduction, introduction.canonical_bytes(), None)]
 
 
@@ -281,13 +296,8 @@ def _append(session: Session, signer: SigningKey, origin: str, pending: list[_Pe
         "digest": [entry.digest for entry in entries],
         "key_id": [entry.key_id for entry in entries],
         "signature": [entry.signature for entry in entries],
-        "leaf_hash": list(leaves),
+        "leaf_hash": leaves,
         "logged_at": [moment] * len(entries),
     }
     execute_many(session, table.insert(), table, columns)
     return len(entries)
-
-
-def log_size(session: Session) -> int:
-    """How many entries the log holds."""
-    return int(session.scalar(select(func.count()).select_from(LogEntryRecord)) or 0)

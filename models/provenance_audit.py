@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.base import table_of
-from models.provenance import LogEntryRecord, LogOriginRecord, ProvenanceRecord
+from models.provenance import LogEntryRecord, ProvenanceRecord, stored_origin
 from models.provenance_sources import SOURCES, Source, column_problem, stored_rows
 from models.trading import ModelVersionRecord
 from neuraltrade.backtest.identity import signal_id_for
@@ -427,8 +427,7 @@ def verify_database(
 ) -> Report:
     """Verify the database of `session` against `keys` and `checkpoints` (see the module docstring)."""
     started = time.perf_counter()
-    origin_row = session.get(LogOriginRecord, 1)
-    origin = None if origin_row is None else origin_row.origin
+    origin = stored_origin(session)
     audit = _Audit(session, keys, run_id)
     every = list(checkpoints) + ([trusted] if trusted is not None and trusted not in checkpoints else [])
     every.sort(key=lambda signed: signed.checkpoint.tree_size)

@@ -7,7 +7,6 @@ is published there too, built from the key introductions the log holds.
 
 from __future__ import annotations
 
-import base64
 import os
 import uuid
 from importlib import metadata
@@ -18,9 +17,16 @@ from prefect import task
 from sqlalchemy import select
 
 from models.engine import database_file, read_only_url, session_scope
-from models.provenance import LogEntryRecord, ProvenanceRecord, introduce_key, log_origin, log_records
+from models.provenance import (
+    LogEntryRecord,
+    introduce_key,
+    key_introductions,
+    log_origin,
+    log_records,
+    stored_origin,
+)
 from models.provenance_audit import verify_database
-from models.provenance_sources import SOURCES, stored_rows
+from models.provenance_sources import SOURCES, records_of, stored_rows
 from neuraltrade.backtest.run_spec import ENGINE_VERSION
 from neuraltrade.clock import Clock, SystemClock
 from neuraltrade.errors import CheckpointInvalid
@@ -36,14 +42,12 @@ from neuraltrade.provenance.checkpoint import (
 )
 from neuraltrade.provenance.keys import (
     KeyList,
-    PublicKey,
     SigningKey,
     load_signing_key,
     signing_key_path,
     write_key_file,
 )
 from neuraltrade.provenance.log import LeafTree
-from neuraltrade.provenance.records import KeyIntroduction
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
 
 CHECKPOINT_DIRECTORY_VARIABLE = "NEURALTRADE_CHECKPOINT_DIR"
@@ -70,27 +74,8 @@ def code_version() -> str:
 
 
 def key_list(session: Any, origin: str) -> KeyList:
-    """The public key list of the log: every introduced key, each retired when the next was introduced."""
-    introductions = sorted(
-        (
-            KeyIntroduction.from_canonical(text)
-            for text in session.scalars(
-                select(ProvenanceRecord.record).where(ProvenanceRecord.kind == KeyIntroduction.KIND)
-            )
-        ),
-        key=lambda introduction: introduction.introduced_at,
-    )
-    keys = KeyList(origin=origin)
-    for number, introduction in enumerate(introductions):
-        following = introductions[number + 1] if number + 1 < len(introductions) else None
-        public = PublicKey(
-            key_id=introduction.key_id,
-            public_bytes=base64.b64decode(introduction.public_key),
-            introduced_at=introduction.introduced_at,
-            retired_at=None if following is None else following.introduced_at,
-        )
-        keys = keys.with_key(public)
-    return keys
+    """The public key list of the log: every key it introduced, each retired when the next was introduced."""
+    return KeyList.from_introductions(origin, key_introductions(session))
 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
@@ -100,13 +85,8 @@ def adopt_records(database_url: str) -> dict[str, int]:
     adopted: dict[str, int] = {}
     with session_scope(database_url, write=True) as session:
         log_origin(session)
-        for kind, source in SOURCES.items():
-            pairs = []
-            for row in stored_rows(session, kind):
-                record = source.rebuild(row)
-                if record is not None:
-                    pairs.append((row["id"], record))
-            count = log_records(session, pairs)
+        for kind in SOURCES:
+            count = log_records(session, records_of(kind, list(stored_rows(session, kind))))
             if count:
                 adopted[kind] = count
     return adopted
@@ -195,17 +175,11 @@ def verify_log(database_url: str, directory: str | None = None) -> dict[str, Any
 def publish_keys(database_url: str, directory: str | os.PathLike[str] | None = None) -> Path:
     """Write the log's public key list to the checkpoint directory; return its path."""
     with session_scope(database_url) as session:
-        keys = key_list(session, log_origin_of(session))
+        origin = stored_origin(session)
+        if origin is None:
+            raise CheckpointInvalid("the database has no provenance log yet: run `neuraltrade init`")
+        keys = key_list(session, origin)
     return write_key_list(checkpoint_directory(database_url, directory), keys)
-
-
-def log_origin_of(session: Any) -> str:
-    from models.provenance import LogOriginRecord
-
-    row = session.get(LogOriginRecord, 1)
-    if row is None:
-        raise CheckpointInvalid("the database has no provenance log yet: run `neuraltrade init`")
-    return str(row.origin)
 
 
 def initialise(database_url: str, directory: str | None = None) -> dict[str, Any]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 from neuraltrade.canonical import canonical_json, parse_json, parse_timestamp
 from neuraltrade.errors import CheckpointInvalid, SerializationError
+from neuraltrade.provenance.files import write_atomically
 from neuraltrade.provenance.keys import KeyList, SigningKey
 from neuraltrade.records import Record
 from neuraltrade.timestamps import require_aware
@@ -114,7 +113,7 @@ def write_checkpoint(directory: Path, signed: SignedCheckpoint) -> Path:
     """Write `signed` into `directory` (created if needed) atomically; return its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / signed.file_name
-    _write_atomically(path, signed.to_json())
+    write_atomically(path, signed.to_json())
     return path
 
 
@@ -122,17 +121,8 @@ def write_key_list(directory: Path, keys: KeyList) -> Path:
     """Publish `keys` as ``keys.json`` in `directory`; return its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / KEY_LIST_NAME
-    _write_atomically(path, keys.to_json())
+    write_atomically(path, keys.to_json())
     return path
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def read_checkpoints(directory: Path) -> list[SignedCheckpoint]:

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from neuraltrade.canonical import canonical_json, parse_json
 from neuraltrade.errors import CheckpointInvalid, SerializationError, SigningKeyInvalid, SigningKeyMissing
+from neuraltrade.provenance.files import write_atomically
 from neuraltrade.timestamps import format_timestamp, parse_timestamp, require_aware
 
 KEY_ENVIRONMENT_VARIABLE = "NEURALTRADE_SIGNING_KEY"
@@ -143,20 +144,10 @@ def write_key_file(path: Path, key: SigningKey, *, replace_existing: bool = Fals
     renamed over the old one, so a crash leaves one whole key file, never half of one.
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = path.with_name(path.name + ".new") if replace_existing else path
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    if replace_existing and target.exists():
-        target.unlink()
     try:
-        descriptor = os.open(target, flags, 0o600)
+        write_atomically(path, key.pem(), mode=0o600, replace=replace_existing)
     except FileExistsError as error:
         raise SigningKeyInvalid(f"signing key file {path} already exists; not overwritten") from error
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(key.pem())
-        handle.flush()
-        os.fsync(handle.fileno())
-    if replace_existing:
-        os.replace(target, path)
 
 
 _cache: dict[tuple[str, int, int], SigningKey] = {}
@@ -219,6 +210,23 @@ class KeyList:
         if all(known.key_id != key.key_id for known in keys):
             keys.append(key)
         return KeyList(origin=self.origin, keys=tuple(keys))
+
+    @classmethod
+    def from_introductions(cls, origin: str, introductions: Iterable[Any]) -> KeyList:
+        """The list of the keys a log introduced (`neuraltrade.provenance.records.KeyIntroduction`), each
+        retired when the next was introduced."""
+        ordered = sorted(introductions, key=lambda introduction: introduction.introduced_at)
+        keys = cls(origin=origin)
+        for introduction, following in zip(ordered, [*ordered[1:], None], strict=True):
+            keys = keys.with_key(
+                PublicKey(
+                    key_id=introduction.key_id,
+                    public_bytes=base64.b64decode(introduction.public_key),
+                    introduced_at=introduction.introduced_at,
+                    retired_at=None if following is None else following.introduced_at,
+                )
+            )
+        return keys
 
     def to_json(self) -> bytes:
         plain = {"format": KEY_LIST_FORMAT, "origin": self.origin, "keys": [key.to_plain() for key in self.keys]}

@@ -1,4 +1,4 @@
-"""Vector search: the store (`models.vector_store.VectorDB`) beside numpy, faiss, hnswlib and usearch.
+"""Vector search: the store (`models.vector_store.VectorDB`) beside numpy, faiss, hnswlib, usearch, Chroma and LanceDB.
 
 One run compares every contender on the same machine, on the same data, side by side. Two datasets of
 512-d unit vectors (cosine, which is the dot product on unit vectors), k = 10:
@@ -11,36 +11,67 @@ One run compares every contender on the same machine, on the same data, side by 
   the kind of data on which HNSW with M=16 loses recall; queries are drawn the same way.
 
 Ground truth is the exact top 10 by a float32 numpy matmul over blocks. Contenders, each in its own
-process (this script re-invokes itself with ``--contender``) so that its peak RSS is its own:
+process (this script re-invokes itself with ``--contender``) so that its peak RSS is its own; the
+peers are in ``bench/vector_peers.py``, the store's configurations here:
 
 - ``numpy``: brute force over the memory-mapped matrix (matmul + argpartition);
 - ``faiss_flat``: faiss ``IndexFlatIP`` (exact);
 - ``hnswlib`` and ``usearch``: HNSW with M=16, ef_construction=200, float32, ef_search swept;
+- ``chroma``: Chroma's embedded ``PersistentClient`` on a fresh directory, one collection configured
+  (chromadb 1.x ``configuration={"hnsw": ...}``) with cosine space, max_neighbors=16,
+  ef_construction=200, 2 build threads. Filled in batches of 10,000 (timed per 10,000, like the store),
+  each sent as ``add`` calls of at most the client's max batch size; every ``add`` returns after its
+  records are committed to Chroma's SQLite log, fsynced. ef_search is swept; an open collection keeps
+  the ef it was loaded with, so each point stores its ef and reopens the client (see `vector_peers`);
+- ``lancedb``: LanceDB embedded on a fresh directory, one ``add`` (one committed table version) per
+  10,000 rows, then an IVF_HNSW_SQ index (LanceDB's pick for the best recall/latency trade-off; 1 IVF
+  partition, m=16, ef_construction=200, cosine), timed apart from the inserts. Measured exact (the flat
+  scan, ``bypass_vector_index``) and through the index with ef swept;
 - ``store_exact``, ``store_int8`` (oversample 4 and 8), ``store_binary`` (oversample 8 and 16) and
   ``store_hnsw`` (``Query(ef=...)`` swept): the store on a fresh migrated SQLite file, filled with
-  ``insert_many`` in committed batches of 10,000 (its HNSW index follows the inserts, so the graph's
-  build is inside the insert time; it is then saved). On the real dataset every store configuration
-  also answers the per-symbol question (``Filter.eq("symbol", s)``, truth computed within the
-  symbol), as does numpy.
+  ``insert_many`` in committed batches of 10,000. The HNSW store's writes go to an unsealed segment
+  that searches scan exactly beside the graph until ``seal()`` merges it: all batches but the last are
+  inserted and sealed, the last 10,000 are inserted and the sweep measured with them unsealed (segment
+  full; the label gives the segment's size before and after each point, as a search can merge it in the
+  background), then ``seal()`` and the sweep again (segment empty). Seals are timed apart from the
+  inserts; the second one falls in the search phase's RSS. A store without ``seal`` (its graph follows
+  the inserts) is measured once after ``save_index``.
+
+Filtered search, on the real dataset: the per-symbol question (one of the 50 symbols, truth computed
+within the symbol) is asked of numpy (a slice), every store configuration (``Filter.eq("symbol", s)``,
+ef 64 for HNSW), Chroma (``where={"symbol": s}`` at ef 64) and LanceDB (``.where("symbol = 's'")`` over a
+bitmap index on ``symbol``, exact and at ef 64).
+
+"Durable" is each system's own commit: the store's SQLite runs WAL with synchronous=NORMAL (a commit
+survives the process crashing, not a power cut: no fsync per commit), Chroma fsyncs its log on every
+add, LanceDB writes the version's files without fsync (checked with strace).
 
 Reported per contender and configuration: insert/build throughput, p50 and p99 latency of single
 queries (after warm-up), QPS (1 / mean latency), recall@10, peak RSS of the process (VmHWM) and of its
 search phase alone, and the size on disk (SQLite file + WAL + index files; the saved index for hnswlib
-and usearch; 0 for the in-memory exact peers). Builds use 2 threads everywhere, every search one.
+and usearch; Chroma's and LanceDB's directories; 0 for the in-memory exact peers). Builds use 2 threads
+everywhere, every search one (Chroma's and LanceDB's runtimes pick their own). A second table gives the
+durable insert rate of every contender that stores (each store configuration, Chroma, LanceDB) against
+the 50,000 vectors/s target, and a PNG per dataset and size plots recall@10 against p99 latency for
+every ef sweep (hnswlib, usearch, Chroma, LanceDB, the store sealed and unsealed).
 
 Usage::
 
     python bench/vectors.py [--sizes 100000 1000000] [--datasets real hard] [--contenders NAME ...]
                             [--queries 200] [--out bench/results/vectors.json]
-    python bench/vectors.py --sizes 20000 --queries 50      # smoke run, about 2 minutes
+    python bench/vectors.py --sizes 20000 --queries 50      # smoke run, about 4 minutes
 
 Prints one Markdown table per dataset and size with the issue's targets beside the figures, and
-writes every figure as JSON (default ``bench/results/vectors.json``, rewritten after every contender).
-Progress goes to stderr. Runtime on 2 cores: the smoke run about 2 minutes, the real workload at
-100,000 about 4 minutes; at 1,000,000 most of the time goes to the three HNSW builds (efc=200), and on
-the hard set those are several times slower than on the real one (ef_construction visits far more
-nodes when neighbours are barely closer than strangers), so the default run takes hours; run
-``--datasets real`` and ``--datasets hard --sizes 100000`` separately to split it.
+writes every figure as JSON (default ``bench/results/vectors.json``, rewritten after every contender)
+and the plots beside it (``vectors-<dataset>-<size>.png``, linked from the Markdown by file name).
+Progress goes to stderr. Runtime on 2 cores: the smoke run about 4 minutes (1.4 real + 2.2 hard, on a
+busy machine); the real workload at 100,000 took about 4 minutes before Chroma and LanceDB joined, and
+they add to it: Chroma builds its graph inside its adds (1,400 vectors/s on the real set and 660 on the
+hard one at 20,000), LanceDB's flat scan costs about 30 ms a query at 20,000 and grows with the size.
+At 1,000,000 most of the time goes to the HNSW builds (efc=200), and on the hard set those are several
+times slower than on the real one (ef_construction visits far more nodes when neighbours are barely
+closer than strangers), so the default run takes hours; run ``--datasets real`` and ``--datasets hard
+--sizes 100000`` separately to split it, or leave out ``chroma`` with ``--contenders``.
 """
 
 from __future__ import annotations
@@ -78,6 +109,8 @@ INSERT_ROWS = 10_000
 #: Rows of the stored matrix per block of the ground-truth matmul.
 TRUTH_ROWS = 65_536
 EF_SWEEP = (16, 32, 64, 128, 256)
+#: The ef of the per-symbol (filtered) query wherever a graph is involved.
+FILTER_EF = 64
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
 #: The shipped symbols plus these synthetic ones make the 50 partitions of the real dataset.
@@ -98,6 +131,8 @@ CONTENDERS = (
     "faiss_flat",
     "hnswlib",
     "usearch",
+    "chroma",
+    "lancedb",
     "store_exact",
     "store_int8",
     "store_binary",
@@ -108,6 +143,8 @@ LABELS = {
     "faiss_flat": "faiss IndexFlatIP (exact)",
     "hnswlib": "hnswlib HNSW (M=16, ef_construction=200)",
     "usearch": "usearch HNSW (connectivity=16, expansion_add=200, f32)",
+    "chroma": "Chroma PersistentClient HNSW (max_neighbors=16, ef_construction=200)",
+    "lancedb": "LanceDB embedded, flat scan and IVF_HNSW_SQ (1 partition, m=16, ef_construction=200)",
     "store_exact": "store, exact float32",
     "store_int8": "store, int8 + rescore",
     "store_binary": "store, binary + rescore",
@@ -492,144 +529,7 @@ def start_search_phase() -> tuple[float, bool]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Contenders: each runs in its own process and returns one record
-
-
-def contender_numpy(workload: Workload, workdir: Path) -> dict[str, Any]:
-    """Brute force over the memory-mapped matrix: its pages stay resident, as an in-RAM array would."""
-    matrix = workload.vectors.matrix
-    started = time.perf_counter()
-    matrix.sum(dtype=np.float64)  # nothing to build: fault every page in, as loading an array would
-    load_seconds = time.perf_counter() - started
-    build_peak, _ = start_search_phase()
-
-    def top_rows(query: np.ndarray, rows: np.ndarray, first_row: int) -> np.ndarray:
-        scores = rows @ query
-        take = min(NEIGHBOURS, len(scores))
-        best = np.argpartition(-scores, take - 1)[:take]
-        return best[np.argsort(-scores[best], kind="stable")] + first_row
-
-    configs = [measure_queries(lambda number: top_rows(workload.queries[number], matrix, 0), workload.truth, "exact")]
-    if workload.symbol_truth is not None:
-        offsets = workload.manifest.offsets
-        query_symbols = workload.manifest.query_symbols
-
-        def per_symbol(number: int) -> np.ndarray:
-            symbol = query_symbols[number]
-            start, stop = offsets[symbol], offsets[symbol + 1]
-            return top_rows(workload.queries[number], matrix[start:stop], start)
-
-        configs.append(measure_queries(per_symbol, workload.symbol_truth, "exact, per-symbol slice", True))
-    return result_record(
-        "numpy",
-        vectors=len(matrix),
-        build_seconds=None,
-        configs=configs,
-        disk_mib=0.0,
-        build_peak_mib=build_peak,
-        search_peak_mib=peak_rss_mib(),
-        extra={"load_seconds": load_seconds},
-    )
-
-
-def contender_faiss_flat(workload: Workload, workdir: Path) -> dict[str, Any]:
-    import faiss
-
-    faiss.omp_set_num_threads(BUILD_THREADS)
-    index = faiss.IndexFlatIP(DIMENSION)
-    build_seconds = 0.0
-    for _, batch in workload.vectors.batches(READ_ROWS):
-        started = time.perf_counter()
-        index.add(batch)
-        build_seconds += time.perf_counter() - started
-    build_peak, _ = start_search_phase()
-    faiss.omp_set_num_threads(1)
-
-    def search(number: int) -> np.ndarray:
-        _, rows = index.search(workload.queries[number].reshape(1, -1), NEIGHBOURS)
-        return np.asarray(rows[0])
-
-    configs = [measure_queries(search, workload.truth, "exact")]
-    return result_record(
-        "faiss_flat",
-        vectors=len(workload.vectors),
-        build_seconds=build_seconds,
-        configs=configs,
-        disk_mib=0.0,
-        build_peak_mib=build_peak,
-        search_peak_mib=peak_rss_mib(),
-    )
-
-
-def contender_hnswlib(workload: Workload, workdir: Path) -> dict[str, Any]:
-    import hnswlib
-
-    count = len(workload.vectors)
-    index = hnswlib.Index(space="ip", dim=DIMENSION)
-    index.init_index(max_elements=count, M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, random_seed=100)
-    build_seconds = 0.0
-    for start, batch in workload.vectors.batches(READ_ROWS):
-        started = time.perf_counter()
-        index.add_items(batch, np.arange(start, start + len(batch)), num_threads=BUILD_THREADS)
-        build_seconds += time.perf_counter() - started
-        log(f"  hnswlib: {start + len(batch):,} of {count:,} added ({build_seconds:.0f} s)")
-    path = workdir / "hnswlib.bin"
-    index.save_index(str(path))
-    build_peak, _ = start_search_phase()
-    configs = []
-    for ef in EF_SWEEP:
-        index.set_ef(ef)
-
-        def search(number: int) -> np.ndarray:
-            rows, _ = index.knn_query(workload.queries[number], k=NEIGHBOURS, num_threads=1)
-            return np.asarray(rows[0])
-
-        configs.append(measure_queries(search, workload.truth, f"ef={ef}") | {"ef": ef})
-    return result_record(
-        "hnswlib",
-        vectors=count,
-        build_seconds=build_seconds,
-        configs=configs,
-        disk_mib=path.stat().st_size / 2**20,
-        build_peak_mib=build_peak,
-        search_peak_mib=peak_rss_mib(),
-    )
-
-
-def contender_usearch(workload: Workload, workdir: Path) -> dict[str, Any]:
-    from usearch.index import Index
-
-    count = len(workload.vectors)
-    # Any: usearch's annotations miss the expansion_search setter, and mypy may run without usearch.
-    index: Any = Index(
-        ndim=DIMENSION, metric="ip", dtype="f32", connectivity=HNSW_M, expansion_add=HNSW_EF_CONSTRUCTION
-    )
-    build_seconds = 0.0
-    for start, batch in workload.vectors.batches(READ_ROWS):
-        started = time.perf_counter()
-        index.add(np.arange(start, start + len(batch), dtype=np.uint64), batch, threads=BUILD_THREADS)
-        build_seconds += time.perf_counter() - started
-        log(f"  usearch: {start + len(batch):,} of {count:,} added ({build_seconds:.0f} s)")
-    path = workdir / "usearch.bin"
-    index.save(str(path))
-    build_peak, _ = start_search_phase()
-    configs = []
-    for ef in EF_SWEEP:
-        index.expansion_search = ef
-
-        def search(number: int) -> np.ndarray:
-            return np.asarray(index.search(workload.queries[number], NEIGHBOURS, threads=1).keys)
-
-        configs.append(measure_queries(search, workload.truth, f"ef={ef}") | {"ef": ef})
-    return result_record(
-        "usearch",
-        vectors=count,
-        build_seconds=build_seconds,
-        configs=configs,
-        disk_mib=path.stat().st_size / 2**20,
-        build_peak_mib=build_peak,
-        search_peak_mib=peak_rss_mib(),
-    )
+# The store's contenders (the peers' are in vector_peers.py): each runs in its own process, returns one record
 
 
 @dataclass(frozen=True)
@@ -657,7 +557,12 @@ STORE_SETUPS = {
 
 
 def contender_store(name: str, workload: Workload, workdir: Path) -> dict[str, Any]:
-    """The store on a fresh migrated SQLite file: durable batched inserts, then every sweep point."""
+    """The store on a fresh migrated SQLite file: durable batched inserts, then every sweep point.
+
+    With a `seal` method (store_hnsw), all batches but the last are inserted and sealed into the graph,
+    the last one is inserted and the sweep measured with it unsealed, then sealed and measured again.
+    Without one (a store whose graph follows its inserts), the index is saved and measured once.
+    """
     from models.ann_index import HnswConfig
     from models.migrations import upgrade_database
     from models.vector_store import VectorDB
@@ -682,13 +587,30 @@ def contender_store(name: str, workload: Workload, workdir: Path) -> dict[str, A
         database_url=url,
         **options,
     )
+    # Guarded: seal() and segment_size arrive with issue 13's second pass.
+    seal: Callable[[], int] | None = getattr(database, "seal", None) if setup.index_type == "hnsw" else None
+
+    def segment() -> int | None:
+        return getattr(database, "segment_size", None)
+
+    def timed_seal() -> float:
+        assert seal is not None
+        started = time.perf_counter()
+        merged = seal()
+        seconds = time.perf_counter() - started
+        log(f"  {name}: sealed {merged:,} items into the graph in {seconds:.1f} s")
+        return seconds
+
     symbol_of_rows = manifest.symbol_of_rows() if manifest.has_symbols else None
     count = len(workload.vectors)
     insert_seconds = 0.0
+    seal_seconds: list[float] = []
     for start, batch in workload.vectors.batches(READ_ROWS):
         for offset in range(0, len(batch), INSERT_ROWS):
             first = start + offset
             part = batch[offset : offset + INSERT_ROWS]
+            if seal is not None and first + len(part) == count and first > 0:
+                seal_seconds.append(timed_seal())  # all but the last batch go into the graph
             ids = [str(row) for row in range(first, first + len(part))]
             metadata = None
             if symbol_of_rows is not None:
@@ -698,7 +620,7 @@ def contender_store(name: str, workload: Workload, workdir: Path) -> dict[str, A
             insert_seconds += time.perf_counter() - started
         log(f"  {name}: {start + len(batch):,} of {count:,} inserted ({insert_seconds:.0f} s)")
     index_seconds = 0.0
-    if setup.index_type == "hnsw":
+    if setup.index_type == "hnsw" and seal is None:
         # The index followed every insert (so its build is inside the insert time); saving makes it durable.
         started = time.perf_counter()
         database.save_index()
@@ -708,21 +630,53 @@ def contender_store(name: str, workload: Workload, workdir: Path) -> dict[str, A
     stored = database.count()
     if stored != count:
         raise SystemExit(f"{name}: the store holds {stored:,} vectors, {count:,} were inserted")
-    disk_files = file_sizes_mib(folder)
     build_peak, _ = start_search_phase()
 
     def rows_of(query: Any) -> list[int]:
         return [int(result.id) for result in database.search(query)]
 
+    def sweep(curve: str | None) -> list[dict[str, Any]]:
+        points = []
+        for point in setup.sweep:
+
+            def search(number: int, point: SweepPoint = point) -> list[int]:
+                query = Query(workload.queries[number], k=NEIGHBOURS, oversample=point.oversample, ef=point.ef)
+                return rows_of(query)
+
+            before = segment()
+            measured = measure_queries(search, workload.truth, point.label)
+            if curve is not None:
+                # A search may merge the segment in the background: say how big it was before and after the point.
+                after = segment()
+                measured |= {"config": f"{point.label}, {curve}", "curve": curve}
+                measured |= {"segment_before": before, "segment_after": after}
+                if curve == "unsealed":
+                    shown = " -> ".join("?" if size is None else f"{size:,}" for size in (before, after))
+                    measured["config"] += f" (segment {shown})"
+            points.append(measured | {"oversample": point.oversample, "ef": point.ef})
+        return points
+
     configs = []
-    for point in setup.sweep:
+    if seal is not None:
+        from models import vector_index
 
-        def search(number: int, point: SweepPoint = point) -> list[int]:
-            return rows_of(Query(workload.queries[number], k=NEIGHBOURS, oversample=point.oversample, ef=point.ef))
-
-        configs.append(measure_queries(search, workload.truth, point.label) | {"oversample": point.oversample})
+        # The segment is held full for this sweep (the worst case a search meets): past MERGE_THRESHOLD
+        # items a search would start building a delta graph in the background, and the sweep would
+        # measure the segment shrinking while that build competes for the two cores.
+        threshold = vector_index.MERGE_THRESHOLD
+        vector_index.MERGE_THRESHOLD = count + 1
+        try:
+            configs += sweep("unsealed")
+        finally:
+            vector_index.MERGE_THRESHOLD = threshold
+        seal_seconds.append(timed_seal())
+        if database.index_status != "fresh":
+            raise SystemExit(f"{name}: the HNSW index is {database.index_status} after seal()")
+        configs += sweep("sealed")
+    else:
+        configs += sweep(None)
     if workload.symbol_truth is not None:
-        point = setup.sweep[0] if setup.index_type != "hnsw" else SweepPoint("ef=64", ef=64)
+        point = setup.sweep[0] if setup.index_type != "hnsw" else SweepPoint(f"ef={FILTER_EF}", ef=FILTER_EF)
 
         def per_symbol(number: int) -> list[int]:
             query = Query(workload.queries[number], k=NEIGHBOURS, oversample=point.oversample, ef=point.ef)
@@ -731,36 +685,40 @@ def contender_store(name: str, workload: Workload, workdir: Path) -> dict[str, A
         label = f"{point.label}, per-symbol filter"
         configs.append(measure_queries(per_symbol, workload.symbol_truth, label, True))
     search_peak = peak_rss_mib()
+    disk_files = file_sizes_mib(folder)
     database.close()
+    extra: dict[str, Any] = {
+        "disk_files_mib": disk_files,
+        "insert_seconds": insert_seconds,
+        "insert_vectors_per_second": count / insert_seconds,
+        "index_seconds": index_seconds,
+        "insert_batch": INSERT_ROWS,
+    }
+    if setup.index_type == "hnsw":
+        extra["seal"] = "unavailable" if seal is None else "measured"
+        extra["seal_seconds"] = seal_seconds
     return result_record(
         name,
         vectors=count,
-        build_seconds=insert_seconds + index_seconds,
+        build_seconds=insert_seconds + index_seconds + sum(seal_seconds),
         configs=configs,
         disk_mib=sum(disk_files.values()),
         build_peak_mib=build_peak,
         search_peak_mib=search_peak,
-        extra={
-            "disk_files_mib": disk_files,
-            "insert_seconds": insert_seconds,
-            "insert_vectors_per_second": count / insert_seconds,
-            "index_seconds": index_seconds,
-            "insert_batch": INSERT_ROWS,
-        },
+        extra=extra,
     )
 
 
 def run_contender(name: str, folder: Path, workdir: Path) -> dict[str, Any]:
     workload = Workload.open(folder)
-    if name == "numpy":
-        return contender_numpy(workload, workdir)
-    if name == "faiss_flat":
-        return contender_faiss_flat(workload, workdir)
-    if name == "hnswlib":
-        return contender_hnswlib(workload, workdir)
-    if name == "usearch":
-        return contender_usearch(workload, workdir)
-    return contender_store(name, workload, workdir)
+    if name in STORE_SETUPS:
+        return contender_store(name, workload, workdir)
+    # vector_peers imports this module by name; run as a script, this module is __main__, so that name is
+    # bound to it here (else Python would load a second copy of this file).
+    sys.modules.setdefault("vectors", sys.modules[__name__])
+    import vector_peers
+
+    return vector_peers.PEERS[name](workload, workdir)
 
 
 def spawn_contender(name: str, folder: Path, timeout: float) -> dict[str, Any]:
@@ -856,28 +814,101 @@ def table_lines(run: dict[str, Any]) -> list[str]:
     return lines
 
 
+def build_detail(record: dict[str, Any]) -> str:
+    """How a contender was filled: insert time and batches, index builds or seals, files on disk."""
+    if "insert_seconds" not in record:
+        if record.get("build_seconds") is not None:
+            return f"build {record['build_seconds']:.1f} s"
+        return f"nothing to build (faulting the matrix in took {record.get('load_seconds', 0.0):.1f} s)"
+    detail = (
+        f"insert {record['insert_seconds']:.1f} s ({record['insert_vectors_per_second']:,.0f} vectors/s, "
+        f"batches of {record['insert_batch']:,}, each committed"
+    )
+    if "client_batch" in record:
+        detail += f", in add calls of at most {record['client_batch']:,} (the client's max batch size)"
+    detail += ")"
+    seals = record.get("seal_seconds", [])
+    if record.get("seal") == "measured":
+        detail += "; seal() " + " then ".join(f"{seconds:.1f} s" for seconds in seals)
+        detail += f" (all but the last {INSERT_ROWS:,}, then those)" if len(seals) == 2 else ""
+    elif record.get("seal") == "unavailable":
+        detail += "; the store has no seal(): the HNSW index followed the inserts"
+    if "ann_index_seconds" in record:
+        detail += f"; IVF_HNSW_SQ build {record['ann_index_seconds']:.1f} s; {record['table_versions']} table versions"
+    elif record["index_seconds"]:
+        detail += f"; saving the HNSW index took {record['index_seconds']:.1f} s"
+    files = record.get("disk_files_mib", {})
+    return detail + "; on disk " + " + ".join(f"{name} {size:,.0f} MiB" for name, size in files.items())
+
+
 def notes_lines(run: dict[str, Any]) -> list[str]:
     """One line per contender: build or insert time, and the machine's load while it ran."""
     lines = []
     for record in run["results"]:
-        if "error" in record:
-            continue
-        if "insert_seconds" in record:
-            detail = (
-                f"insert {record['insert_seconds']:.1f} s ({record['insert_vectors_per_second']:,.0f} vectors/s, "
-                f"batches of {record['insert_batch']:,}, each committed)"
-            )
-            if record["index_seconds"]:
-                detail += f"; the HNSW index followed the inserts, saving it took {record['index_seconds']:.1f} s"
-            files = record.get("disk_files_mib", {})
-            detail += "; on disk " + " + ".join(f"{name} {size:,.0f} MiB" for name, size in files.items())
-        elif record.get("build_seconds") is not None:
-            detail = f"build {record['build_seconds']:.1f} s"
-        else:
-            detail = f"nothing to build (faulting the matrix in took {record.get('load_seconds', 0.0):.1f} s)"
-        load = f"load average {record['load_average_before']:.1f} -> {record['load_average_after']:.1f}"
-        lines.append(f"- {record['contender']}: {detail}; {load}")
+        if "error" not in record:
+            load = f"load average {record['load_average_before']:.1f} -> {record['load_average_after']:.1f}"
+            lines.append(f"- {record['contender']}: {build_detail(record)}; {load}")
     return lines
+
+
+def insert_lines(run: dict[str, Any]) -> list[str]:
+    """The durable insert rate of every contender that inserts into storage, against the store's target."""
+    lines = [
+        f"| contender | durable insert (vectors/s) | committed batch | graph build after the inserts (s) | "
+        f">= {TARGET_INSERT_PER_SECOND:,}/s |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for record in run["results"]:
+        if "error" in record or "insert_vectors_per_second" not in record:
+            continue
+        rate = record["insert_vectors_per_second"]
+        graph = sum(record.get("seal_seconds", [])) or record.get("ann_index_seconds")
+        lines.append(
+            f"| {record['contender']} | {rate:,.0f} | {record['insert_batch']:,} | {format_number(graph, ',.1f')} | "
+            f"{'yes' if rate >= TARGET_INSERT_PER_SECOND else 'no'} |"
+        )
+    return lines if len(lines) > 2 else []
+
+
+def plot_run(run: dict[str, Any], path: Path) -> bool:
+    """Draw recall@10 against p99 latency for every swept (ef) contender; return whether a PNG was written."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is not installed: no recall/latency plot (it is in the bench extra)")
+        return False
+    figure, axes = plt.subplots(figsize=(8, 5.5))
+    drawn = 0
+    for record in run["results"]:
+        curves: dict[str, list[dict[str, Any]]] = {}
+        for config in record.get("configs", []):
+            if config.get("ef") is not None and not config["per_symbol"]:
+                curves.setdefault(config.get("curve") or "", []).append(config)
+        for curve, points in curves.items():
+            points.sort(key=lambda config: config["ef"])
+            recalls = [config["recall_at_10"] for config in points]
+            latencies = [config["p99_ms"] for config in points]
+            name = record["contender"] + (f" ({curve})" if curve else "")
+            (line,) = axes.plot(recalls, latencies, marker="o", label=name)
+            for config in (points[0], points[-1]):
+                text = f"ef={config['ef']}"
+                axes.annotate(text, (config["recall_at_10"], config["p99_ms"]), fontsize=7, color=line.get_color())
+            drawn += 1
+    if not drawn:
+        plt.close(figure)
+        return False
+    axes.set_yscale("log")
+    axes.set_xlabel(f"recall@{NEIGHBOURS}")
+    axes.set_ylabel("p99 latency of one query (ms, log scale)")
+    axes.set_title(f"{run['dataset']}, {run['size']:,} vectors, {run['queries']} queries: ef swept {EF_SWEEP}")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return True
 
 
 def check_targets(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -890,14 +921,18 @@ def check_targets(run: dict[str, Any]) -> list[dict[str, Any]]:
     def verdict(target: str, meant_for: str, met: bool | None, figure: str) -> None:
         verdicts.append({"target": target, "meant_for": meant_for, "met": met, "figure": figure})
 
-    hnsw = records.get("store_hnsw")
-    if hnsw is not None:
-        global_points = [config for config in hnsw["configs"] if not config["per_symbol"]]
+    hnsw_configs = records["store_hnsw"]["configs"] if "store_hnsw" in records else []
+    # The sealed graph is the steady state the targets are meant for; an unsealed segment gets its own verdict.
+    for curve in ("sealed", "unsealed", None):
+        global_points = [config for config in hnsw_configs if not config["per_symbol"] and config.get("curve") == curve]
+        if not global_points:
+            continue
+        state = {None: "", "sealed": " (sealed)", "unsealed": f" (last {INSERT_ROWS:,} unsealed)"}[curve]
         good = [config for config in global_points if config["recall_at_10"] >= TARGET_HNSW_RECALL]
         if not good:
             best = max(global_points, key=lambda config: config["recall_at_10"])
             verdict(
-                f"store HNSW p99 <= {TARGET_HNSW_P99_MS} ms at recall@10 >= {TARGET_HNSW_RECALL}",
+                f"store HNSW{state} p99 <= {TARGET_HNSW_P99_MS} ms at recall@10 >= {TARGET_HNSW_RECALL}",
                 "1,000,000",
                 False,
                 f"recall@10 never reaches {TARGET_HNSW_RECALL} (best {best['recall_at_10']:.3f} at {best['config']})",
@@ -905,18 +940,18 @@ def check_targets(run: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             chosen = min(good, key=lambda config: config["p99_ms"])
             verdict(
-                f"store HNSW p99 <= {TARGET_HNSW_P99_MS} ms at recall@10 >= {TARGET_HNSW_RECALL}",
+                f"store HNSW{state} p99 <= {TARGET_HNSW_P99_MS} ms at recall@10 >= {TARGET_HNSW_RECALL}",
                 "1,000,000",
                 chosen["p99_ms"] <= TARGET_HNSW_P99_MS,
                 f"p99 {chosen['p99_ms']:.3f} ms at recall@10 {chosen['recall_at_10']:.3f} ({chosen['config']})",
             )
             peer = records.get("hnswlib")
-            if peer is not None:
+            if peer is not None and curve != "unsealed":
                 for statistic in ("p99_ms", "p50_ms"):
-                    curve = [(config["recall_at_10"], config[statistic]) for config in peer["configs"]]
-                    reference = interpolate_latency(curve, chosen["recall_at_10"])
+                    peer_points = [(config["recall_at_10"], config[statistic]) for config in peer["configs"]]
+                    reference = interpolate_latency(peer_points, chosen["recall_at_10"])
                     name = statistic.split("_")[0]
-                    target = f"store HNSW {name} within {TARGET_HNSW_RATIO}x of hnswlib's at the same recall"
+                    target = f"store HNSW{state} {name} within {TARGET_HNSW_RATIO}x of hnswlib's at the same recall"
                     if reference is None:
                         verdict(target, "1,000,000", None, "hnswlib's sweep never reaches that recall")
                         continue
@@ -963,6 +998,11 @@ def print_run(run: dict[str, Any]) -> None:
     print(f"\n### {run['dataset']}, {run['size']:,} vectors, {run['queries']} queries, k={NEIGHBOURS}\n")
     print(run["description"] + "\n")
     print("\n".join(table_lines(run)))
+    if run.get("plot"):
+        print(f"\n![recall@{NEIGHBOURS} against p99 latency, every ef sweep]({run['plot']})")
+    inserts = insert_lines(run)
+    if inserts:
+        print("\ndurable inserts:\n\n" + "\n".join(inserts))
     notes = notes_lines(run)
     if notes:
         print("\n" + "\n".join(notes))
@@ -1036,6 +1076,12 @@ def main() -> None:
                     if "error" in record:
                         log(f"{dataset} {size:,}: {name} failed: {record['error']}")
                 run["targets"] = check_targets(run)
+                # Beside the JSON, so that the Markdown printed below can name it by its file name.
+                plot = arguments.out.parent / f"vectors-{dataset}-{size}.png"
+                if plot_run(run, plot):
+                    run["plot"] = plot.name
+                    log(f"{dataset} {size:,}: recall/latency plot in {plot}")
+                arguments.out.write_text(json.dumps(report, indent=1))
                 print_run(run)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)

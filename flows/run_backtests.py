@@ -18,6 +18,7 @@ from tasks.backtest import StrategySpec, backtest_symbol
 from tasks.database import prepare_database
 from tasks.embed import list_symbols
 from tasks.runs import current_run_id, finish_run, start_run
+from tasks.strategy_context import cache_figures, cache_statistics
 
 #: The strategies the platform ships, with their default parameters.
 BASE_STRATEGIES = ("sma_cross", "mean_reversion", "momentum", "neural", "memory_vote")
@@ -56,8 +57,12 @@ def run_backtests(
     A strategy that fails on one symbol (too little history for its model, no market memory yet) does
     not stop the others; the run then fails at the end, naming every failure. A strategy that needs more
     history than a symbol has is skipped for it, with the reason in the summary.
+
+    The summary's ``cache`` holds what the process's L1 cache of memory reads did during this run (hits,
+    misses, hit_rate, entries: `tasks.strategy_context.cache_figures`), which `neuraltrade memory stats` shows.
     """
     url = call(prepare_database, database_url)
+    cache_before = cache_statistics()
     config = BacktestConfig(cash=cash, commission=commission)
     limits = RiskLimits(**(DEFAULT_RISK if risk is None else risk))
     sizer = VolatilityTarget(**(DEFAULT_SIZING if sizing is None else sizing))
@@ -101,6 +106,7 @@ def run_backtests(
         "backtest_config_digest": config.digest,
         "commission": config.commission,
         "sizing": {"kind": "volatility_target", **vars(sizer)},
+        "cache": cache_figures(cache_before),
     }
     call(finish_run, url, run_id, "failed" if failures else "completed", summary)
     if failures:

@@ -137,6 +137,17 @@ class HnswIndex:
     def __len__(self) -> int:
         return len(self._live)
 
+    def ids(self) -> np.ndarray:
+        """Return the ids of every live vector (int64, in no set order)."""
+        with self._lock:
+            return np.fromiter(self._live, dtype=np.int64, count=len(self._live))
+
+    def reserve(self, count: int) -> None:
+        """Make room for `count` vectors at least, so that adding them does not resize the graph piecemeal."""
+        with self._lock:
+            if count > self.capacity:
+                self._index.resize_index(count)
+
     def __contains__(self, id: object) -> bool:
         return id in self._live
 

@@ -118,7 +118,8 @@ def get_engine(database_url: str | None = None) -> Engine:
 def dispose_engines() -> None:
     """Close every shared engine (tests and forked workers call this)."""
     with _engines_lock:
-        for engine in _engines.values():
+        for url, engine in _engines.items():
+            dialect_for(url).release(engine)
             engine.dispose()
         _engines.clear()
 

@@ -22,16 +22,15 @@ from sqlalchemy.orm import Session
 
 from models.base import stored_microseconds, table_of
 from models.bulk import execute_many
-from models.dialects import json_kind, json_kind_names
-from models.tables import CollectionRecord, MemoryItemRecord, MemoryVectorRecord
-from neuraltrade.memory.collection import Filter
+from models.dialects import json_kind, json_kind_names, vector_backend_for
+from models.tables import CollectionRecord, MemoryItemRecord
+from neuraltrade.memory.collection import CollectionSpec, Filter
 
 #: Ids per statement: SQLite binds at most 32,766 variables.
 IDS_PER_STATEMENT = 10_000
 _ID_MASK = (1 << 63) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _ITEMS = table_of(MemoryItemRecord)
-_VECTORS = table_of(MemoryVectorRecord)
 
 
 def item_id(collection_id: int, key: str) -> int:
@@ -72,16 +71,46 @@ def insert_rows(session: Session, columns: dict[str, list[Any]]) -> None:
     execute_many(session, insert(_ITEMS), _ITEMS, columns)
 
 
-def insert_vectors(session: Session, ids: Sequence[int], matrix: np.ndarray) -> None:
-    """Insert the full-precision vectors (float32 rows of `matrix`) of items `ids`."""
-    execute_many(session, insert(_VECTORS), _VECTORS, {"id": list(ids), "vector": [row.tobytes() for row in matrix]})
-
-
 def delete_rows(session: Session, ids: Sequence[int]) -> None:
-    """Delete the item rows `ids` and their full-precision vectors."""
+    """Delete the item rows `ids` (their vectors go through the vector backend)."""
     for chunk in chunks(ids):
-        session.execute(delete(MemoryVectorRecord).where(MemoryVectorRecord.id.in_(chunk)))
         session.execute(delete(MemoryItemRecord).where(MemoryItemRecord.id.in_(chunk)))
+
+
+def item_ids(session: Session, collection_id: int) -> np.ndarray:
+    """Return the id of every item of the collection (int64)."""
+    query = select(MemoryItemRecord.id).where(MemoryItemRecord.collection_id == collection_id)
+    return np.fromiter(session.scalars(query), dtype=np.int64)
+
+
+def segment(session: Session, collection_id: int, after_version: int, partition: str | None = None) -> dict[int, int]:
+    """Return the written version of every item of the collection (of `partition`, when given) written
+    after `after_version`, by id."""
+    query = select(MemoryItemRecord.id, MemoryItemRecord.written_version).where(
+        MemoryItemRecord.collection_id == collection_id, MemoryItemRecord.written_version > after_version
+    )
+    if partition is not None:
+        query = query.where(MemoryItemRecord.partition == partition)
+    return {int(row[0]): int(row[1]) for row in session.execute(query)}
+
+
+def partition_ids(session: Session, collection_id: int, partition: str) -> np.ndarray:
+    """Return the id of every item of the collection's `partition` (int64)."""
+    query = select(MemoryItemRecord.id).where(
+        MemoryItemRecord.collection_id == collection_id, MemoryItemRecord.partition == partition
+    )
+    return np.fromiter(session.scalars(query), dtype=np.int64)
+
+
+def partitions(session: Session, collection_id: int) -> list[str]:
+    """Return every partition value the collection's items hold, sorted."""
+    query = (
+        select(MemoryItemRecord.partition)
+        .where(MemoryItemRecord.collection_id == collection_id, MemoryItemRecord.partition.is_not(None))
+        .distinct()
+        .order_by(MemoryItemRecord.partition)
+    )
+    return [str(value) for value in session.scalars(query)]
 
 
 def condition(
@@ -159,43 +188,33 @@ def count(
     return int(session.scalar(query) or 0)
 
 
-def full_vectors(session: Session, ids: Sequence[int], dimension: int) -> tuple[np.ndarray, np.ndarray]:
+def full_vectors(session: Session, spec: CollectionSpec, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Return (ids, float32 matrix) of the full-precision vectors of `ids` (those stored)."""
-    found_ids: list[int] = []
-    blobs: list[bytes] = []
-    query = select(MemoryVectorRecord.id, MemoryVectorRecord.vector)
-    for chunk in chunks(ids):
-        for row in session.execute(query.where(MemoryVectorRecord.id.in_(chunk))):
-            found_ids.append(int(row[0]))
-            blobs.append(row[1])
-    matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dimension)
-    return np.asarray(found_ids, dtype=np.int64), matrix
+    return vector_backend_for(session).full_vectors(session.connection(), spec, ids)
 
 
 def scan_full_vectors(
     session: Session,
     collection_id: int,
-    dimension: int,
+    spec: CollectionSpec,
     *,
     partitions: Sequence[str] | None = None,
     extra: ColumnElement[bool] | None = None,
     batch: int = 20_000,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (ids, float32 matrix) batches of the full-precision vectors of matching items."""
-    query = (
-        select(MemoryVectorRecord.id, MemoryVectorRecord.vector)
-        .join(MemoryItemRecord, MemoryItemRecord.id == MemoryVectorRecord.id)
-        .where(MemoryItemRecord.collection_id == collection_id)
-    )
+    backend = vector_backend_for(session)
+    if partitions is None and extra is None:
+        yield from backend.scan_full(session.connection(), spec, batch=batch)
+        return
+    query = select(MemoryItemRecord.id).where(MemoryItemRecord.collection_id == collection_id)
     if partitions is not None:
         query = query.where(MemoryItemRecord.partition.in_(partitions))
     if extra is not None:
         query = query.where(extra)
-    result = session.execute(query.execution_options(yield_per=batch))
-    for rows in result.partitions(batch):
-        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), dimension)
-        yield ids, matrix
+    ids = [int(value) for value in session.scalars(query)]
+    for chunk in chunks(ids, batch):
+        yield backend.full_vectors(session.connection(), spec, chunk)
 
 
 def filter_ids(session: Session, ids: Sequence[int], extra: ColumnElement[bool]) -> set[int]:

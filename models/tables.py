@@ -1,6 +1,6 @@
 """ORM models: bars, observations, vector collections and their items, quarantined rows, run summaries.
 
-The searched vectors live in one sqlite-vec ``vec0`` virtual table per collection (see
+Every vector lives once, in one sqlite-vec ``vec0`` virtual table per collection (see
 `models.vector_store`); each `MemoryItemRecord` shares its id with its vector's rowid there.
 """
 
@@ -17,7 +17,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -91,9 +90,10 @@ class CollectionRecord(Base):
 class MemoryItemRecord(Base):
     """One item of a vector collection: its key, metadata and timestamp.
 
-    `id` is derived from (collection, key) and is also the rowid of the item's vector in the
-    collection's vector table and of its full-precision vector in `memory_vectors`. `timestamp` is when
-    the item came to be (a market state: its bar's time); searches with ``as_of`` see only earlier items.
+    `id` is derived from (collection, key) and is also the rowid of the item's vectors in the
+    collection's vector table. `timestamp` is when the item came to be (a market state: its bar's time);
+    searches with ``as_of`` see only earlier items. `written_version` is the collection version of the
+    write that stored it: the items written after an ANN graph was built form its unsealed segment.
     """
 
     __tablename__ = "memory_items"
@@ -102,6 +102,7 @@ class MemoryItemRecord(Base):
     __table_args__ = (
         Index(None, "collection_id", "partition", "timestamp"),
         Index(None, "observation_id"),
+        Index(None, "collection_id", "written_version"),
     )
 
     id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
@@ -113,23 +114,7 @@ class MemoryItemRecord(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
     fingerprint_digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
-
-
-class MemoryVectorRecord(Base):
-    """The full-precision float32 vector of one item, for exact filtered search and re-scoring.
-
-    A table of its own, not a column of `memory_items`: filters scan item rows, and 2 KiB vectors
-    inline would make every such scan read every vector.
-    """
-
-    __tablename__ = "memory_vectors"
-
-    id: Mapped[int] = mapped_column(
-        ROW_ID,
-        ForeignKey("memory_items.id", ondelete="CASCADE"),
-        primary_key=True,
-    )
-    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    written_version: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class QuarantinedRow(Base):

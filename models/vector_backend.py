@@ -1,7 +1,8 @@
-"""Where a collection's searched vectors live: the seam between the vector store and one kind of database.
+"""Where a collection's vectors live: the seam between the vector store and one kind of database.
 
-`VectorDB` keeps items, metadata and full-precision vectors in portable tables (`models.memory_items`);
-the vectors it searches by nearest neighbour live in storage only one kind of database provides
+`VectorDB` keeps items and metadata in a portable table (`models.memory_items`); every vector, the
+searched one and (for a quantized collection) its full-precision original, lives once, in storage only
+one kind of database provides
 (sqlite-vec's ``vec0`` tables today, `models.dialects.sqlite_vec`). Every statement on that storage
 is a method here, so a PostgreSQL backend (pgvector) slots in as one more subclass, returned by its
 dialect's `DialectComponents.vector_backend` (`models.dialects.vector_backend_for`), without touching a
@@ -11,7 +12,7 @@ caller.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 # Only for annotations: the engine imports this seam, and numpy and the memory rules cost it seconds.
@@ -62,9 +63,24 @@ class VectorBackend(ABC):
         ids: Sequence[int],
         partitions: Sequence[str] | None,
         payloads: np.ndarray,
+        full: np.ndarray | None = None,
     ) -> None:
         """Store one searched vector per id: rows of `payloads` are float32, int8 or packed bits, as the
-        collection's quantization says; `partitions` holds each id's partition value (None: unpartitioned)."""
+        collection's quantization says; `partitions` holds each id's partition value (None: unpartitioned).
+        A quantized collection also stores each id's full-precision vector (rows of `full`, float32);
+        an unquantized one's payload is its full-precision vector."""
+
+    @abstractmethod
+    def full_vectors(
+        self, connection: Connection, spec: CollectionSpec, ids: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return (ids, float32 matrix) of the full-precision vectors of those of `ids` that are stored."""
+
+    @abstractmethod
+    def scan_full(
+        self, connection: Connection, spec: CollectionSpec, *, batch: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids, float32 matrix) batches of at most `batch` of every full-precision vector."""
 
     @abstractmethod
     def delete(self, connection: Connection, collection: str, ids: Sequence[int]) -> None:

@@ -1,32 +1,82 @@
-"""A collection's HNSW index in this process: loaded from its file, kept in step, known fresh or stale.
+"""A collection's HNSW graph in this process, and the unsealed segment of items written since it was built.
 
-The index file (``<db>.indexes/<name>.hnsw``) records the collection version it reflects. An index is
-*fresh* while that version equals the stored one: this process's own writes keep it so, a write by
-anyone else makes it *stale*, and a stale or missing index is never searched (the exact path answers).
-Maintenance rebuilds the file; a process holding a stale index picks up a fresh file by itself.
+Writes never touch the graph: they only store rows (`models.vector_store`). The graph covers every item
+written up to its *sealed* version (the collection version it was built or last merged at, recorded in
+its file ``<db>.indexes/<name>.hnsw``); the items written after it (``memory_items.written_version`` above
+the sealed version) form the *unsealed segment*. Every search asks the graph and scans the segment
+exactly, and merges the two answers, the way Lucene and Milvus treat unsealed segments: so a search sees
+every committed item at once, from this process or another, and never a stale graph's answer alone.
+
+The segment is read from the database when the collection's version changes (its ids and written
+versions, then only the vectors not already held). hnswlib cannot add to a graph while it is searched
+(nmslib/hnswlib#562), so when the segment reaches `MERGE_THRESHOLD` items a background thread builds a
+*delta graph* of every item written since the main graph was sealed, beside it; once complete it answers
+with the others and the segment shrinks to what came after. `VectorDB.seal` (and maintenance, and closing
+a store that wrote) merges everything into the main graph and saves it with its new sealed version.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from models.ann_index import HnswConfig, HnswIndex
 from neuraltrade.errors import IndexFileError
+from neuraltrade.memory.collection import distance_metric
 
 logger = logging.getLogger(__name__)
 
-#: Seconds between looks for a newer index file while the one in memory is stale or missing.
-RELOAD_INTERVAL_SECONDS = 5.0
+#: Segment size at which a search starts building a delta graph of the unsealed items in the background.
+#: A segment of 5,000 x 512 float32 is scanned in about 0.5 ms.
+MERGE_THRESHOLD = 5_000
+#: Past this many unsealed items a search goes to the exact path and only `seal` (maintenance) merges:
+#: scanning or merging that many in a searching process would stall it for seconds.
+SEGMENT_LIMIT = 100_000
+
+#: Vectors added per call (and per hold of the graph's lock) when sealing: large, so that hnswlib's
+#: threads stay busy; a search in the sealing process waits for the call it arrived during.
+SEAL_STEP = 50_000
+
+#: Reads the collection's segment: (ids and written versions after a version) and (vectors of ids).
+SegmentList = Callable[[int], dict[int, int]]
+VectorReader = Callable[[Sequence[int]], tuple[np.ndarray, np.ndarray]]
+
+
+class _Either:
+    """Membership in either of two collections of ids, without building their union."""
+
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self.first, self.second = first, second
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.first or item in self.second
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The unsealed items as of collection `version`: ids, written versions and full vectors."""
+
+    version: int
+    ids: np.ndarray
+    written: dict[int, int]
+    matrix: np.ndarray
+    #: Unit rows for the angular metrics (cosine), so a search is one matrix-vector product.
+    unit: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 class IndexKeeper:
-    """Holds one collection's HNSW index for a `VectorDB`, and the version it reflects."""
+    """Holds one collection's HNSW graph and unsealed segment for a `VectorDB`."""
 
     def __init__(
         self,
@@ -38,7 +88,8 @@ class IndexKeeper:
         dimension: int,
         metric: str,
         config: HnswConfig,
-        clock: Callable[[], float] = time.monotonic,
+        segment_list: SegmentList,
+        vectors_of: VectorReader,
     ) -> None:
         self.path = path
         self._collection = collection
@@ -46,144 +97,317 @@ class IndexKeeper:
         self._dimension = dimension
         self._metric = metric
         self._config = config
-        self._clock = clock
+        self._segment_list = segment_list
+        self._vectors_of = vectors_of
         self._lock = threading.RLock()
         self._index: HnswIndex | None = None
-        self._version = -1
-        self._looked_at = -float("inf")
+        self._sealed = -1
+        self._segment: Segment | None = None
+        # The delta graph: items written after the main graph was sealed, up to `_delta_version`.
+        self._delta: HnswIndex | None = None
+        self._delta_version = -1
+        self._delta_ids: frozenset[int] = frozenset()
+        self._building: threading.Thread | None = None
         self._dirty = False
 
-    def open(self, stored_version: int, *, stored_count: int) -> None:
-        """Load the index file; without one, start an empty index if the collection is empty.
+    # -- the graph ------------------------------------------------------------------------------
 
-        A file that claims the stored version but holds another number of vectors is refused: an index
+    def open(self, stored_version: int, *, stored_count: int) -> None:
+        """Load the graph file if it is usable; without one the graph starts empty at version -1 and
+        every item is in the segment until a merge.
+
+        A graph holding fewer vectors than the items written up to its sealed version is refused: a graph
         that is "fresh" and wrong (AgentDB's silently empty index) would answer every query with nothing.
         """
         with self._lock:
-            if self._load() and self._version == stored_version and len(self._index or ()) != stored_count:
-                logger.warning(
-                    "HNSW index file %s holds %d vectors, the collection %d; searching exactly until a rebuild",
-                    self.path,
-                    len(self._index or ()),
-                    stored_count,
-                )
-                self._index, self._version = None, -1
-            if self._index is not None or stored_count:
-                if self._index is not None and self._version != stored_version:
-                    logger.warning("HNSW index of %r is stale; searching exactly until it is rebuilt", self._collection)
-                return
-            # An empty collection starts a fresh, empty index that then follows every write.
-            self._index = HnswIndex(dimension=self._dimension, metric=self._metric, config=self._config)
-            self._version = stored_version
+            if self._load(stored_version) and self._index is not None:
+                sealed_items = stored_count - len(self._segment_list(self._sealed))
+                if len(self._index) < sealed_items:
+                    logger.warning(
+                        "HNSW graph file %s holds %d vectors for the %d items sealed in it; not used",
+                        self.path,
+                        len(self._index),
+                        sealed_items,
+                    )
+                    self._index = None
+            if self._index is None:
+                self._index = HnswIndex(dimension=self._dimension, metric=self._metric, config=self._config)
+                self._sealed = -1
 
-    def _load(self) -> bool:
-        self._looked_at = self._clock()
+    def _load(self, stored_version: int) -> bool:
         if self.path is None or not self.path.exists():
             return False
         try:
             index, state = HnswIndex.load(self.path)
         except IndexFileError as error:
-            logger.warning(
-                "HNSW index of %r is unusable; searching exactly until a rebuild: %s", self._collection, error
-            )
+            logger.warning("HNSW graph of %r is unusable; rebuilding from the segment: %s", self._collection, error)
             return False
         if any(state.get(name) != value for name, value in self._state.items()):
-            logger.warning("HNSW index file %s belongs to another collection or embedder; ignored", self.path)
+            logger.warning("HNSW graph file %s belongs to another collection or embedder; ignored", self.path)
             return False
-        self._index = index
-        self._version = int(state.get("version", -1))
+        sealed = int(state.get("version", -1))
+        if sealed > stored_version:
+            # Built from a database state this one never reached (a restored backup): it may hold items
+            # that are not stored, so it is not used.
+            logger.warning(
+                "HNSW graph file %s was sealed at version %d, past the collection's %d; ignored",
+                self.path,
+                sealed,
+                stored_version,
+            )
+            return False
+        self._index, self._sealed, self._segment = index, sealed, None
+        self._delta, self._delta_version, self._delta_ids = None, -1, frozenset()
         return True
 
+    @property
+    def sealed_version(self) -> int:
+        """The collection version up to which the graph holds every item (-1: none yet)."""
+        return self._sealed
+
     def status(self, stored_version: int) -> str:
-        """``"fresh"``, ``"stale"`` or ``"missing"``."""
+        """``"fresh"`` (sealed at the stored version: the graph holds every item and nothing else),
+        ``"behind"`` (written to since: new items are searched in the segment, deleted ones are filtered
+        out) or ``"missing"`` (no graph yet, and the collection has been written to)."""
         with self._lock:
-            if self._index is None:
-                return "missing"
-            return "fresh" if self._version == stored_version else "stale"
+            if self._sealed >= stored_version or stored_version == 0:
+                return "fresh"
+            return "behind" if self._index is not None and len(self._index) else "missing"
 
-    def search(
-        self, vector: np.ndarray, k: int, ef: int | None, stored_version: int
-    ) -> tuple[HnswIndex, np.ndarray, np.ndarray] | None:
-        """Return (index, ids, distances) of the `k` nearest, or None if the index is not fresh."""
+    def size(self) -> int | None:
+        """How many vectors the graph holds (None without a graph)."""
         with self._lock:
-            fresh = self._version == stored_version and self._index is not None
-            waited = self._clock() - self._looked_at >= RELOAD_INTERVAL_SECONDS
-            if not fresh and not (waited and self._reload(stored_version)):
+            return None if self._index is None else len(self._index)
+
+    def segment_size(self, stored_version: int) -> int | None:
+        """How many items the segment holds at `stored_version` (None when it is past `SEGMENT_LIMIT`)."""
+        segment = self._current_segment(stored_version)
+        return None if segment is None else len(segment)
+
+    # -- searching ------------------------------------------------------------------------------
+
+    def search(self, vector: np.ndarray, k: int, ef: int | None, stored_version: int) -> list[tuple[int, float]] | None:
+        """Return the `k` nearest (id, distance) pairs of the graph, the delta graph and the segment
+        merged, or None when the segment is too large to scan (the caller searches exactly).
+
+        A later layer shadows an earlier one: an item written again is answered from where its newest
+        vector is (segment, then delta, then graph), whatever the older layers say of it.
+        """
+        segment = self._current_segment(stored_version)
+        if segment is None:
+            return None
+        with self._lock:
+            index, delta, delta_ids = self._index, self._delta, self._delta_ids
+        newer: Any = segment.written
+        pairs: list[tuple[int, float]] = []
+        if delta is not None and len(delta):
+            pairs.extend(graph_answer(delta, vector, k, ef, newer, len(segment)))
+            newer = _Either(segment.written, delta_ids)
+        if index is not None and len(index):
+            pairs.extend(graph_answer(index, vector, k, ef, newer, len(segment) + len(delta_ids)))
+        if len(segment):
+            pairs.extend(scan_segment(segment, vector, k, self._metric))
+        pairs.sort(key=lambda pair: (pair[1], pair[0]))
+        if len(segment) >= MERGE_THRESHOLD:
+            self._build_delta_in_background()
+        return pairs[:k]
+
+    def _current_segment(self, stored_version: int) -> Segment | None:
+        with self._lock:
+            segment = self._segment
+            if segment is not None and segment.version == stored_version:
+                return segment
+            covered = self._delta_version if self._delta is not None else self._sealed
+            written = self._segment_list(covered)
+            if len(written) > SEGMENT_LIMIT:
+                self._segment = None
                 return None
-            assert self._index is not None
-            ids, values = self._index.search(vector, k, ef=ef)
-            return self._index, ids, values
+            self._segment = refreshed_segment(
+                segment, written, stored_version, self._vectors_of, dimension=self._dimension, metric=self._metric
+            )
+            return self._segment
 
-    def _reload(self, stored_version: int) -> bool:
-        # A newer file (written by maintenance in another process) may match the store again.
-        self._load()
-        return self._index is not None and self._version == stored_version
+    # -- the delta graph, built off to the side ---------------------------------------------------
 
-    def follow(
-        self,
-        version: int,
-        *,
-        added: tuple[np.ndarray, np.ndarray] | None = None,
-        removed: Sequence[int] = (),
-    ) -> None:
-        """Apply this process's committed write, which made the collection `version`."""
+    def _build_delta_in_background(self) -> None:
         with self._lock:
+            if self._building is not None and self._building.is_alive():
+                return
+            thread = threading.Thread(target=self._build_delta, name=f"delta-{self._collection}", daemon=True)
+            self._building = thread
+        thread.start()
+
+    def _build_delta(self) -> None:
+        """Build one graph of every item written since the main graph was sealed, beside it.
+
+        hnswlib cannot add and search one graph at the same time (nmslib/hnswlib#562), so the new items go
+        into a graph of their own that no search sees until it is complete; it then replaces the delta
+        and the segment shrinks to what was written after. `seal` merges it all into the main graph.
+        """
+        try:
+            with self._lock:
+                sealed, segment = self._sealed, self._segment
+            if segment is None:
+                return
+            written = self._segment_list(sealed)
+            if not written or len(written) > SEGMENT_LIMIT:
+                return
+            ids, matrix = self._vectors_of(list(written))
+            delta = HnswIndex(dimension=self._dimension, metric=self._metric, config=self._config, capacity=len(ids))
+            delta.add(ids, matrix)
+            with self._lock:
+                if self._sealed == sealed:
+                    covered = max(written.values())
+                    self._delta, self._delta_version, self._delta_ids = delta, covered, frozenset(ids.tolist())
+                    self._segment = None
+        except Exception:  # a background thread has nobody to raise to: the segment stays searchable
+            logger.exception("building the delta HNSW graph of %r failed", self._collection)
+
+    # -- sealing: everything into the main graph ---------------------------------------------------
+
+    def seal(self, stored_version: int, *, stored_ids: np.ndarray | None = None) -> int:
+        """Merge every item written since the graph was sealed into it now, save it, and return how many
+        items it merged.
+
+        With `stored_ids` (every id the collection holds), graph entries no longer stored (deleted by
+        another process) are removed too.
+        """
+        self._wait_for_delta()
+        with self._lock:
+            written = self._segment_list(self._sealed)
+            ids, matrix = self._vectors_of(list(written)) if written else (np.empty(0, dtype=np.int64), None)
             if self._index is None:
-                return
-            if self._version != version - 1:
-                # Another writer got in between: the index no longer matches the store.
-                self._version = -1
-                return
-            if removed:
-                self._index.remove(removed)
-            if added is not None:
-                self._index.add(*added)
-            self._version = version
-            self._dirty = True
-
-    def forget(self) -> None:
-        """Mark the index stale (a write this process cannot follow, e.g. in a caller's transaction)."""
+                self._index = HnswIndex(dimension=self._dimension, metric=self._metric, config=self._config)
+        merged = self._add(ids, matrix)
         with self._lock:
-            self._version = -1
+            assert self._index is not None
+            if stored_ids is not None:
+                stale = set(self._index.ids().tolist()) - set(stored_ids.tolist())
+                self._index.remove(stale)
+            self._sealed = max(stored_version, max(written.values(), default=-1))
+            self._delta, self._delta_version, self._delta_ids = None, -1, frozenset()
+            self._segment = None
+            self._dirty = True
+        self.save()
+        return merged
+
+    def _add(self, ids: np.ndarray, matrix: np.ndarray | None) -> int:
+        index = self._index
+        if index is None or matrix is None or len(ids) == 0:
+            return 0
+        index.reserve(len(index) + len(ids))
+        for start in range(0, len(ids), SEAL_STEP):
+            index.add(ids[start : start + SEAL_STEP], matrix[start : start + SEAL_STEP])
+        return len(ids)
+
+    def _wait_for_delta(self) -> None:
+        building = self._building
+        if building is not None:
+            building.join()
+
+    def remove(self, ids: Sequence[int]) -> None:
+        """Remove items this process deleted from the graphs (the segment drops them at its next read)."""
+        with self._lock:
+            for graph in (self._index, self._delta):
+                if graph is not None and ids:
+                    graph.remove(ids)
+            self._dirty = True
 
     def replace(self, index: HnswIndex, version: int) -> None:
-        """Adopt a newly built `index` of collection `version` and save it."""
+        """Adopt `index`, built from every item stored at collection `version`, and save it."""
+        self._wait_for_delta()
         with self._lock:
-            self._index = index
-            self._version = version
-            self._dirty = True
+            self._index, self._sealed, self._segment, self._dirty = index, version, None, True
+            self._delta, self._delta_version, self._delta_ids = None, -1, frozenset()
         self.save()
 
     def save(self) -> None:
-        """Write the index beside the database, atomically (nothing without a file or a fresh index).
+        """Write the graph beside the database with its sealed version, atomically (nothing without a file).
 
         Raises
         ------
         IndexFileError
-            If the file cannot be written (the index in memory is kept).
+            If the file cannot be written (the graph in memory is kept).
         """
         with self._lock:
-            if self.path is None or self._index is None or self._version < 0:
+            if self.path is None or self._index is None or self._sealed < 0:
                 return
             try:
-                self._index.save(self.path, state={**self._state, "version": self._version})
+                self._index.save(self.path, state={**self._state, "version": self._sealed})
             except OSError as error:  # e.g. its folder cannot be made, or the disk is full
                 raise IndexFileError(str(self.path), f"cannot be written: {error}") from error
             self._dirty = False
 
     def save_if_changed(self) -> None:
-        """Save the index if this process changed it since it was loaded or saved."""
+        """Save the graph if this process changed it since it was loaded or saved."""
         with self._lock:
             if self._dirty:
                 self.save()
 
-    def size(self) -> int | None:
-        """Return how many vectors the index holds, or None without an index."""
-        with self._lock:
-            return None if self._index is None else len(self._index)
-
     def close(self) -> None:
-        """Drop the index from memory."""
+        """Drop the graph and the segment from memory."""
+        self._wait_for_delta()
         with self._lock:
-            self._index = None
-            self._version = -1
+            self._index, self._segment, self._sealed = None, None, -1
+            self._delta, self._delta_version, self._delta_ids = None, -1, frozenset()
+
+
+def graph_answer(
+    graph: HnswIndex, vector: np.ndarray, k: int, ef: int | None, newer: Any, shadowing: int
+) -> list[tuple[int, float]]:
+    """The graph's `k` nearest that no newer layer holds (`newer`: ids that shadow the graph's)."""
+    # Answers shadowed by a newer layer are dropped: ask for as many more as could be shadowed.
+    ids, values = graph.search(vector, k + min(shadowing, 3 * k), ef=ef)
+    return [(i, d) for i, d in zip(ids.tolist(), values.tolist(), strict=True) if i not in newer]
+
+
+def scan_segment(segment: Segment, vector: np.ndarray, k: int, metric: str) -> list[tuple[int, float]]:
+    """The `k` nearest items of `segment`, measured exactly as the store measures."""
+    query = np.asarray(vector, dtype=np.float32)
+    if segment.unit is not None:
+        norm = float(np.linalg.norm(query))
+        values = 1.0 - (segment.unit @ (query / norm)).astype(np.float64) if norm > 0 else np.ones(len(segment))
+    elif metric == "inner_product":
+        values = 1.0 - (segment.matrix @ query).astype(np.float64)
+    else:
+        values = np.sqrt(np.maximum(np.einsum("ij,ij->i", segment.matrix - query, segment.matrix - query), 0.0))
+    count = min(k, len(values))
+    nearest = np.argpartition(values, count - 1)[:count] if len(values) > count else np.arange(len(values))
+    return [(int(segment.ids[i]), float(values[i])) for i in nearest]
+
+
+def refreshed_segment(
+    old: Segment | None,
+    written: dict[int, int],
+    version: int,
+    vectors_of: VectorReader,
+    *,
+    dimension: int,
+    metric: str,
+) -> Segment:
+    """The segment of `written` (written version by id) at collection `version`, reusing the vectors of
+    `old` whose written version is unchanged and reading the others with `vectors_of`."""
+    keep_rows: list[int] = []
+    kept_ids: set[int] = set()
+    if old is not None:
+        for row, number in enumerate(old.ids.tolist()):
+            if written.get(number) == old.written[number]:
+                keep_rows.append(row)
+                kept_ids.add(number)
+    missing = [number for number in written if number not in kept_ids]
+    new_ids, new_matrix = vectors_of(missing) if missing else (np.empty(0, dtype=np.int64), None)
+    parts_ids = [old.ids[keep_rows]] if old is not None else []
+    parts = [old.matrix[keep_rows]] if old is not None else []
+    if new_matrix is not None:
+        parts_ids.append(new_ids)
+        parts.append(np.asarray(new_matrix, dtype=np.float32))
+    ids = np.concatenate(parts_ids) if parts_ids else np.empty(0, dtype=np.int64)
+    matrix = np.concatenate(parts) if parts else np.empty((0, dimension), dtype=np.float32)
+    # An id listed but without a vector was deleted between the two reads: it is simply left out.
+    present = set(ids.tolist())
+    written = {number: value for number, value in written.items() if number in present}
+    unit = None
+    if distance_metric(metric).geometry == "angular":
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        unit = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+    return Segment(version=version, ids=ids, written=written, matrix=matrix, unit=unit)

@@ -78,7 +78,8 @@ class PruneReport:
 
 @dataclass(frozen=True, kw_only=True)
 class IndexRefresh:
-    """What the HNSW refresh found (`status_before`) and did: ``"rebuilt"``, ``"skipped"`` or ``"none"``."""
+    """What the HNSW refresh found (`status_before`) and did: ``"merged"`` (the segment went into the
+    graph), ``"rebuilt"``, ``"skipped"`` or ``"none"``."""
 
     collection: str
     status_before: str
@@ -121,7 +122,7 @@ def is_indexed(database_url: str, collection: str, config: MaintenanceConfig) ->
 
 def saved_index_status(database_url: str, collection: str) -> str:
     """Return the status of the saved index file without loading it: ``"none"`` (no file), ``"fresh"``,
-    ``"stale"`` or ``"unusable"`` (unreadable, or written for another collection or embedder)."""
+    ``"behind"`` or ``"unusable"`` (unreadable, or written for another collection or embedder)."""
     path = index_path(database_url, collection)
     if path is None or not path.exists():
         return "none"
@@ -134,7 +135,7 @@ def saved_index_status(database_url: str, collection: str) -> str:
     state = sidecar.get("state", {})
     if (state.get("collection_id"), state.get("fingerprint")) != identity[:2]:
         return "unusable"
-    return "fresh" if state.get("version") == identity[2] else "stale"
+    return "fresh" if state.get("version") == identity[2] else "behind"
 
 
 def _sidecar(path: Path) -> dict[str, Any] | None:
@@ -235,7 +236,7 @@ def _check_saved_index(
     if (state.get("collection_id"), state.get("fingerprint")) != (record.id, record.fingerprint_digest):
         return "unusable", None
     if state.get("version") != version:
-        return "stale", len(index)
+        return "behind", len(index)
     absent = sum(1 for number in item_ids.tolist() if number not in index)
     if len(index) != len(item_ids) or absent:
         problems.append(
@@ -292,7 +293,8 @@ def prune(database_url: str, collection: str, retention_days: int | None, now: d
 
 
 def refresh_index(database_url: str, collection: str, config: MaintenanceConfig) -> IndexRefresh:
-    """Rebuild the collection's HNSW index when it is missing or stale; skip it when fresh.
+    """Bring the collection's HNSW graph up to date: merge what was written since it was sealed (and drop
+    what was deleted) when it is behind, build it when it is missing, skip it when fresh.
 
     A rebuild keeps the parameters of the saved index (default `HnswConfig` for a new one) and writes
     the file atomically beside the database. Collections without an index are left alone.
@@ -310,6 +312,7 @@ def refresh_index(database_url: str, collection: str, config: MaintenanceConfig)
     db = VectorDB.open(collection, database_url=database_url, index_type="hnsw", hnsw=hnsw)
     status = db.index_status
     if status == "fresh" and path.exists():
+        db.close()
         return IndexRefresh(
             collection=collection,
             status_before=status,
@@ -320,17 +323,23 @@ def refresh_index(database_url: str, collection: str, config: MaintenanceConfig)
     with session_scope(database_url) as session:
         record = get_collection(session, collection)
         before = (record.version, memory_items.count(session, record.id))
-    size = db.rebuild_index()
+    # A graph that is behind takes only what was written since it was sealed; without one it is built.
+    action = "merged" if status == "behind" and path.exists() else "rebuilt"
+    if action == "merged":
+        db.seal()
+        size = db.index_size or 0
+    else:
+        size = db.rebuild_index()
     with session_scope(database_url) as session:
         record = get_collection(session, collection)
         after = (record.version, memory_items.count(session, record.id))
     if before == after and size != after[1]:
         raise MemoryIntegrityError(
-            collection, [f"its rebuilt HNSW index holds {size:,} vectors for {after[1]:,} items"]
+            collection, [f"its {action} HNSW index holds {size:,} vectors for {after[1]:,} items"]
         )
     db.close()
     return IndexRefresh(
-        collection=collection, status_before=status, action="rebuilt", size=size, seconds=time.perf_counter() - started
+        collection=collection, status_before=status, action=action, size=size, seconds=time.perf_counter() - started
     )
 
 
@@ -398,7 +407,7 @@ def check_recall(report: RecallReport, threshold: float) -> None:
 
 def _vectors_of(db: VectorDB, session: Session, ids: list[int]) -> np.ndarray:
     """Return the full-precision vectors of items `ids`, in the order of `ids` (missing ones left out)."""
-    found, matrix = memory_items.full_vectors(session, ids, db.spec.dimension)
+    found, matrix = memory_items.full_vectors(session, db.spec, ids)
     row_of = {int(number): row for row, number in enumerate(found.tolist())}
     return matrix[[row_of[number] for number in ids if number in row_of]].reshape(-1, db.spec.dimension)
 

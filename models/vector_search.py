@@ -1,8 +1,9 @@
-"""How `VectorDB` answers a query: HNSW when fresh, else exact in the vector backend, else exact in numpy.
+"""How `VectorDB` answers a query: HNSW and its unsealed segment, else exact in the vector backend or numpy.
 
 The paths, in the order they are tried:
 
-1. no filter, no ``as_of``: the HNSW index, when the store has a fresh one;
+1. no filter, no ``as_of``: the HNSW graph merged with an exact scan of the items not in it yet (the
+   unsealed segment, `models.vector_index`), when the store has an index;
 2. a filter on the partition key only: the vector backend's KNN within those partitions (on the hot
    reader);
 3. any other filter or ``as_of``: the matching items' full vectors ranked with numpy when at most
@@ -167,7 +168,7 @@ class VectorSearch:
         if not quantized:
             return pairs[:wanted]
         with self._reader() as session:
-            ids, matrix = memory_items.full_vectors(session, [number for number, _ in pairs], self.spec.dimension)
+            ids, matrix = memory_items.full_vectors(session, self.spec, [number for number, _ in pairs])
         return top_k(ids.tolist(), distances(self.spec.metric, query.vector, matrix), wanted)
 
     def _query_payload(self, vector: np.ndarray) -> np.ndarray:
@@ -180,29 +181,32 @@ class VectorSearch:
     ) -> list[tuple[int, float]]:
         best: list[tuple[int, float]] = []
         for ids, matrix in memory_items.scan_full_vectors(
-            session, self._collection_id, self.spec.dimension, partitions=partitions, extra=extra
+            session, self._collection_id, self.spec, partitions=partitions, extra=extra
         ):
             values = distances(self.spec.metric, query.vector, matrix)
             merged = best + top_k(ids.tolist(), values, query.k)
             best = sorted(merged, key=lambda pair: (pair[1], pair[0]))[: query.k]
         return best
 
-    def _index_search(self, session: Session | None, query: Query, extra: Any) -> list[tuple[int, float]] | None:
+    def _index_search(
+        self, session: Session | None, query: Query, extra: Any, *, fetch: int | None = None
+    ) -> list[tuple[int, float]] | None:
+        """The `fetch` (default `query.k`) nearest of the HNSW graph and the unsealed segment, merged;
+        post-filtered by `extra`, widened until `k` pass (None: no index, or a segment too large to scan,
+        or a filter too narrow for the graph)."""
         if self._keeper is None:
             return None
         version = self._hot.version(self._collection_id)
-        fetch = query.k if extra is None else query.k * FILTER_OVERSAMPLE
+        fetch = fetch or (query.k if extra is None else query.k * FILTER_OVERSAMPLE)
         while True:
-            found = self._keeper.search(query.vector, fetch, query.ef, version)
-            if found is None:
+            pairs = self._keeper.search(query.vector, fetch, query.ef, version)
+            if pairs is None:
                 return None
-            index, ids, values = found
-            pairs = list(zip(ids.tolist(), values.tolist(), strict=True))
             if extra is None or session is None:
-                return pairs[: query.k]
+                return pairs
             allowed = memory_items.filter_ids(session, [number for number, _ in pairs], extra)
             kept = [pair for pair in pairs if pair[0] in allowed]
-            if len(kept) >= query.k or fetch >= len(index):
+            if len(kept) >= query.k or len(pairs) < fetch:
                 return kept[: query.k]
             if fetch >= self._vectors.max_k:
                 return None

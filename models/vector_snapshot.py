@@ -1,7 +1,7 @@
 """Load a point-in-time `MemorySnapshot` of a stored vector collection (or one of its partitions).
 
-One read transaction, one statement for the items and their full-precision vectors: the snapshot is
-what the collection held at one moment, and every later search bounds itself with its own ``as_of``.
+One read transaction, one statement for the items and one for their full-precision vectors: the
+snapshot is what the collection held at one moment, and every later search bounds itself with its own ``as_of``.
 """
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import select
 
+from models import memory_items
 from models.base import stored_microseconds
 from models.collections import get_collection, spec_of
 from models.engine import session_scope
-from models.tables import MemoryItemRecord, MemoryVectorRecord
+from models.tables import MemoryItemRecord
 from neuraltrade.errors import ConfigError, StorageError
 from neuraltrade.memory.snapshot import MemorySnapshot
 
@@ -38,29 +39,25 @@ def snapshot(database_url: str, collection: str, partition: str | None = None) -
         spec = spec_of(record)
         if partition is not None and spec.partition_key is None:
             raise ConfigError(f"collection {collection!r} has no partition key, was asked for partition {partition!r}")
-        statement = (
-            select(
-                MemoryItemRecord.id,
-                MemoryItemRecord.key,
-                MemoryItemRecord.metadata_,
-                stored_microseconds(MemoryItemRecord.timestamp),
-                MemoryVectorRecord.vector,
-            )
-            .join(MemoryVectorRecord, MemoryVectorRecord.id == MemoryItemRecord.id)
-            .where(MemoryItemRecord.collection_id == record.id)
-        )
+        statement = select(
+            MemoryItemRecord.id,
+            MemoryItemRecord.key,
+            MemoryItemRecord.metadata_,
+            stored_microseconds(MemoryItemRecord.timestamp),
+        ).where(MemoryItemRecord.collection_id == record.id)
         if partition is not None:
             statement = statement.where(MemoryItemRecord.partition == partition)
-        rows = session.execute(statement).all()
+        items = session.execute(statement).all()
+        found, matrix = memory_items.full_vectors(session, spec, [row[0] for row in items])
         version = int(record.version)
-    width = spec.dimension * np.dtype(np.float32).itemsize
-    for row in rows:
-        if len(row[4]) != width:
-            raise StorageError(
-                f"item {row[1]!r} of collection {collection!r} has a {len(row[4])}-byte vector, "
-                f"expected {width} ({spec.dimension} float32 values)"
-            )
-    vectors = np.frombuffer(b"".join(row[4] for row in rows), dtype=np.float32).reshape(len(rows), spec.dimension)
+    row_of = {int(number): position for position, number in enumerate(found.tolist())}
+    missing = [row[1] for row in items if int(row[0]) not in row_of]
+    if missing:
+        raise StorageError(
+            f"{len(missing)} item(s) of collection {collection!r} have no stored vector, the first {missing[0]!r}"
+        )
+    rows = items
+    vectors = matrix[[row_of[int(row[0])] for row in items]].reshape(len(items), spec.dimension)
     return MemorySnapshot(
         keys=[row[1] for row in rows],
         vectors=vectors,

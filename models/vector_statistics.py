@@ -12,7 +12,7 @@ from models import memory_items
 from models.collections import get_collection, index_path
 from models.dialects import vector_backend_for
 from models.engine import session_scope
-from models.tables import MemoryItemRecord, MemoryVectorRecord, RunSummary
+from models.tables import MemoryItemRecord, RunSummary
 from models.vector_maintenance import RUN_KIND, RUNS_LOOKED_BACK, collection_names, saved_index_status
 from neuraltrade.canonical import format_timestamp
 
@@ -50,15 +50,13 @@ def collection_statistics(database_url: str) -> list[CollectionStatistics]:
                 cast(MemoryItemRecord.metadata_, LargeBinary)
             )
             item_bytes = session.scalar(select(func.coalesce(func.sum(payload), 0)).where(column))
-            full_vector_bytes = session.scalar(
-                select(func.coalesce(func.sum(func.length(MemoryVectorRecord.vector)), 0))
-                .join(MemoryItemRecord, MemoryItemRecord.id == MemoryVectorRecord.id)
-                .where(column)
-            )
+            stored_vectors = vectors.count(connection, name)
+            # Every vector is stored once, beside its searched form (which, unquantized, it is): float32 each.
+            full_vector_bytes = stored_vectors * record.dimension * 4
             statistics = CollectionStatistics(
                 collection=name,
                 items=memory_items.count(session, record.id),
-                vectors=vectors.count(connection, name),
+                vectors=stored_vectors,
                 dimension=record.dimension,
                 metric=record.metric,
                 quantization=record.quantization,

@@ -10,6 +10,7 @@ when it is fresh; when it is missing or stale, the exact path answers instead.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,6 +39,7 @@ from models.collections import (
 from models.dialects import vector_backend_for
 from models.engine import get_engine, resolve_database_url, session_scope
 from models.migrations import database_errors, ensure_schema, guard_database_errors
+from models.partition_index import PartitionGraphs
 from models.tables import CollectionRecord
 from models.vector_index import IndexKeeper
 from models.vector_search import VectorSearch
@@ -168,6 +170,8 @@ class VectorDB(VectorSearch):
             self._int8_scale = record.int8_scale
             version = record.version
         self._keeper: IndexKeeper | None = None
+        self._partition_graphs: PartitionGraphs | None = None
+        self._wrote = False
         if index_type == "hnsw":
             self._keeper = IndexKeeper(
                 path=index_path(self.database_url, self.name),
@@ -177,8 +181,32 @@ class VectorDB(VectorSearch):
                 dimension=self.spec.dimension,
                 metric=self.spec.metric,
                 config=self.hnsw,
+                segment_list=self._segment_list,
+                vectors_of=self._vectors_of,
             )
             self._keeper.open(version, stored_count=self.count())
+            if self.spec.partition_key is not None:
+                self._partition_graphs = PartitionGraphs(
+                    folder=None if self._keeper.path is None else self._keeper.path.with_suffix(".hnsw.parts"),
+                    state={"collection_id": self._collection_id, "fingerprint": self.spec.fingerprint.digest},
+                    dimension=self.spec.dimension,
+                    metric=self.spec.metric,
+                    config=self.hnsw,
+                    partition_list=self._partition_list,
+                    vectors_of=self._vectors_of,
+                )
+
+    def _partition_list(self, after_version: int, partition: str) -> dict[int, int]:
+        with self._reader() as session:
+            return memory_items.segment(session, self._collection_id, after_version, partition)
+
+    def _segment_list(self, after_version: int) -> dict[int, int]:
+        with self._reader() as session:
+            return memory_items.segment(session, self._collection_id, after_version)
+
+    def _vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        with self._reader() as session:
+            return memory_items.full_vectors(session, self.spec, ids)
 
     @classmethod
     def open(cls, name: str, *, database_url: str | None = None, **options: Any) -> VectorDB:
@@ -286,8 +314,8 @@ class VectorDB(VectorSearch):
             if not stored:
                 return 0
             remove_items(session, self.name, stored)
-            version = bump_version(session, self._collection_id)
-        self._after_write(keys, version, removed=stored)
+            bump_version(session, self._collection_id)
+        self._after_write(keys, removed=stored)
         return len(stored)
 
     def _write(
@@ -329,6 +357,7 @@ class VectorDB(VectorSearch):
             if stored:
                 self._check_stored(stored, numbers, keys, replace=replace)
                 remove_items(writer, self.name, list(stored))
+            version = bump_version(writer, self._collection_id)
             memory_items.insert_rows(
                 writer,
                 {
@@ -343,18 +372,22 @@ class VectorDB(VectorSearch):
                     "metadata": [metas[i] for i in order],
                     "fingerprint_digest": [self.spec.fingerprint.digest] * count,
                     "created_at": [to_microseconds(self._clock.now())] * count,
+                    "written_version": [version] * count,
                 },
             )
-            memory_items.insert_vectors(writer, ordered_ids, ordered)
+            full = None if self.spec.quantization == "none" else ordered
             self._vectors.insert(
-                writer.connection(), self.spec, ordered_ids, ordered_partitions, self._payloads(writer, ordered)
+                writer.connection(),
+                self.spec,
+                ordered_ids,
+                ordered_partitions,
+                self._payloads(writer, ordered),
+                full,
             )
-            version = bump_version(writer, self._collection_id)
-        if session is None:
-            self._after_write(keys, version, added=(np.asarray(numbers, dtype=np.int64), matrix))
-        else:
-            # The caller's transaction may still roll back: forget what this process holds.
-            self._forget(keys)
+        # Also when the write joined a caller's transaction that may still roll back: the cache then only
+        # loses entries. The graph is not touched: a replaced item's new version is in the segment, which
+        # shadows the graph's entry.
+        self._after_write(keys)
         return count
 
     @contextmanager
@@ -409,24 +442,14 @@ class VectorDB(VectorSearch):
             self._int8_scale = float(scale)
         return quantize_int8(matrix, self._int8_scale)
 
-    def _after_write(
-        self,
-        keys: Sequence[str],
-        version: int,
-        *,
-        added: tuple[np.ndarray, np.ndarray] | None = None,
-        removed: Sequence[int] = (),
-    ) -> None:
+    def _after_write(self, keys: Sequence[str], *, removed: Sequence[int] = ()) -> None:
+        self._wrote = True
         if self.cache is not None:
             self.cache.invalidate(self._cache_name, keys)
-        if self._keeper is not None:
-            self._keeper.follow(version, added=added, removed=removed)
-
-    def _forget(self, keys: Sequence[str]) -> None:
-        if self.cache is not None:
-            self.cache.invalidate(self._cache_name, keys)
-        if self._keeper is not None:
-            self._keeper.forget()
+        if self._keeper is not None and removed:
+            self._keeper.remove(removed)
+        if self._partition_graphs is not None and removed:
+            self._partition_graphs.remove(removed)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -442,7 +465,9 @@ class VectorDB(VectorSearch):
         if number not in described or described[number][0] != key:
             return None
         with self._reader() as session:
-            _, matrix = memory_items.full_vectors(session, [number], self.spec.dimension)
+            _, matrix = memory_items.full_vectors(session, self.spec, [number])
+        if len(matrix) == 0:  # deleted between the two reads
+            return None
         vector = matrix[0].copy()
         # A cached item is handed to every caller: nothing in it may change (the metadata is read-only).
         vector.setflags(write=False)
@@ -472,22 +497,63 @@ class VectorDB(VectorSearch):
             cached = self.cache.get_results(self._cache_name, query.cache_key)
             if cached is not None:
                 return cached
-        pairs = None
-        if query.where is None and query.as_of is None and not query.exact:
-            pairs = self._index_search(None, query, None)
-        if pairs is None:
-            pairs = self._partition_search(query)
+        if query.as_of is None and not query.exact:
+            results = self._graph_results(query)
+            if results is not None:
+                if self.cache is not None:
+                    self.cache.put_results(self._cache_name, query.cache_key, results)
+                return results
+        pairs = self._partition_search(query)
         if pairs is None:
             with self._reader() as session:
                 pairs = self._nearest(session, query)
+        results = self._described(pairs)
+        if self.cache is not None:
+            self.cache.put_results(self._cache_name, query.cache_key, results)
+        return results
+
+    def _graph_results(self, query: Query) -> list[SearchResult] | None:
+        """The answer of the graphs and their unsealed segments, described, for a query without a filter
+        or filtered on the partition key only (None for any other, or when no graph can answer); widened
+        when items another process deleted since a graph was sealed (still in it, no longer described)
+        leave fewer than `k`."""
+        if query.where is None:
+            search = self._index_search
+        else:
+            partitions, rest = self._split(query.where)
+            if rest is not None or partitions is None or self._partition_graphs is None:
+                return None
+            search = functools.partial(self._partitions_search, partitions)
+        fetch = query.k
+        while True:
+            pairs = search(None, query, None, fetch=fetch)
+            if pairs is None:
+                return None
+            results = self._described(pairs)
+            if len(results) >= query.k or len(pairs) < fetch or fetch >= self._vectors.max_k:
+                return results[: query.k]
+            fetch = min(4 * fetch, self._vectors.max_k)
+
+    def _partitions_search(
+        self, partitions: list[str], _session: None, query: Query, _extra: None, *, fetch: int
+    ) -> list[tuple[int, float]] | None:
+        assert self._partition_graphs is not None
+        version = self._hot.version(self._collection_id)
+        pairs: list[tuple[int, float]] = []
+        for partition in partitions:
+            found = self._partition_graphs.search(query.vector, fetch, query.ef, partition, version)
+            if found is None:
+                return None
+            pairs.extend(found)
+        return sorted(pairs, key=lambda pair: (pair[1], pair[0]))[:fetch]
+
+    def _described(self, pairs: list[tuple[int, float]]) -> list[SearchResult]:
         described = self._hot.describe([number for number, _ in pairs])
         results = []
         for number, distance in pairs:
             found = described.get(number)
             if found is not None:  # deleted between the search and this read
                 results.append(SearchResult(found[0], distance, found[1], from_microseconds(found[2])))
-        if self.cache is not None:
-            self.cache.put_results(self._cache_name, query.cache_key, results)
         return results
 
     @property
@@ -497,20 +563,45 @@ class VectorDB(VectorSearch):
 
     @property
     def index_status(self) -> str:
-        """``"exact"`` (no index asked for), ``"fresh"``, ``"stale"`` or ``"missing"``."""
+        """``"exact"`` (no index asked for), ``"fresh"`` (the graph holds every item), ``"behind"`` (items
+        written since it was sealed are searched exactly beside it) or ``"missing"`` (no graph yet)."""
         if self._keeper is None:
             return "exact"
         return self._keeper.status(self._hot.version(self._collection_id))
 
     @property
     def index_size(self) -> int | None:
-        """How many vectors the HNSW index in memory holds (None without one)."""
+        """How many vectors the HNSW graph in memory holds (None without one)."""
         return None if self._keeper is None else self._keeper.size()
 
-    def rebuild_index(self) -> int:
-        """Build the HNSW index from every stored vector, save it atomically, return its size."""
+    @property
+    def segment_size(self) -> int | None:
+        """How many items are not in the HNSW graph yet (searched exactly beside it); None without an
+        index, or when there are too many to scan (`models.vector_index.SEGMENT_LIMIT`)."""
         if self._keeper is None:
-            raise ConfigError(f"collection {self.name!r} was opened with index_type='exact'; it has no index")
+            return None
+        return self._keeper.segment_size(self._hot.version(self._collection_id))
+
+    def seal(self) -> int:
+        """Merge every item not yet in the HNSW graph into it, drop what is no longer stored, save the
+        graph beside the database, and return how many items were merged."""
+        keeper = self._require_index()
+        with self._reader() as session:
+            version = self._stored_version(session)
+            stored = memory_items.item_ids(session, self._collection_id)
+            partitions = memory_items.partitions(session, self._collection_id)
+        merged = keeper.seal(version, stored_ids=stored)
+        if self._partition_graphs is not None:
+            self._partition_graphs.seal(partitions, version, self._partition_ids)
+        return merged
+
+    def _partition_ids(self, partition: str) -> np.ndarray:
+        with self._reader() as session:
+            return memory_items.partition_ids(session, self._collection_id, partition)
+
+    def rebuild_index(self) -> int:
+        """Build the HNSW graph from every stored vector, save it atomically, return its size."""
+        keeper = self._require_index()
         with self._reader() as session:
             version = self._stored_version(session)
             total = memory_items.count(session, self._collection_id)
@@ -519,8 +610,13 @@ class VectorDB(VectorSearch):
             )
             for ids, matrix in self.full_vector_batches(session):
                 index.add(ids, matrix)
-        self._keeper.replace(index, version)
+        keeper.replace(index, version)
         return len(index)
+
+    def _require_index(self) -> IndexKeeper:
+        if self._keeper is None:
+            raise ConfigError(f"collection {self.name!r} was opened with index_type='exact'; it has no index")
+        return self._keeper
 
     def save_index(self) -> None:
         """Write the HNSW index beside the database, atomically (nothing without a file or a fresh index)."""
@@ -529,19 +625,24 @@ class VectorDB(VectorSearch):
 
     def full_vector_batches(self, session: Session) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (ids, float32 matrix) batches of every stored full-precision vector."""
-        yield from memory_items.scan_full_vectors(session, self._collection_id, self.spec.dimension)
+        yield from memory_items.scan_full_vectors(session, self._collection_id, self.spec)
 
     def close(self) -> None:
-        """Save the HNSW index if this store changed it, then drop it and the cached entries.
+        """Seal the HNSW graph if this store wrote (`seal`: the items written go into the graph, which is
+        saved), else save it if a background merge changed it; then drop it and the cached entries.
 
         The database stays open for other users. Also called on leaving a ``with VectorDB(...)`` block.
         """
         try:
-            if self._keeper is not None:
+            if self._keeper is not None and self._wrote:
+                self.seal()
+            elif self._keeper is not None:
                 self._keeper.save_if_changed()
         finally:
             if self._keeper is not None:
                 self._keeper.close()
+            if self._partition_graphs is not None:
+                self._partition_graphs.close()
             if self.cache is not None:
                 self.cache.invalidate(self._cache_name)
 

@@ -75,7 +75,7 @@ def optimize_database(database_url: str) -> dict[str, Any]:
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
 def refresh_index(database_url: str, collection: str, config: MaintenanceConfig) -> dict[str, Any]:
-    """Rebuild the collection's HNSW index if it is missing or stale."""
+    """Rebuild the collection's HNSW index if it is missing, or merge what was written since it was sealed."""
     return asdict(vector_maintenance.refresh_index(database_url, collection, config))
 
 

@@ -52,6 +52,9 @@ class DialectComponents(ABC):
             If the driver is not installed or the database's location cannot be prepared.
         """
 
+    def release(self, engine: Engine) -> None:  # noqa: B027 (a hook most databases leave empty)
+        """Stop what the engine runs beside its connections (called before it is disposed)."""
+
     @abstractmethod
     def insert(self, table: Table) -> Any:
         """Return an INSERT of `table` that takes ``on_conflict_do_update`` and ``on_conflict_do_nothing``."""

@@ -1,23 +1,33 @@
 """sqlite-vec's own SQL: the vector backend of a SQLite database.
 
 Each collection owns one ``vec0`` virtual table, ``vec_<name>``: the item id as rowid, the partition
-value (when the collection has a partition key) and the searched vector (float32, int8 or bit).
+value (when the collection has a partition key), the searched vector (float32, int8 or bit) and, for a
+quantized collection, the full-precision float32 vector (``full``). It is the one place a vector is
+stored: an unquantized collection's searched vector is its full-precision one.
 Every statement here binds its values; table names come from validated collection names only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection
 
 from models.vector_backend import VECTOR_TABLE_PREFIX, RowReader, VectorBackend
+from neuraltrade.errors import StorageError
 from neuraltrade.memory.collection import CollectionSpec, distance_metric
 
 #: Vectors per sqlite-vec chunk. Each partition allocates whole chunks, so a smaller chunk wastes
-#: less space on short histories; 1,024 x 512 float32 is a 2 MiB blob.
-CHUNK_SIZE = 1_024
+#: less space on short histories; and sqlite-vec writes each vector into its chunk's blob, which costs
+#: more the larger the blob: 100,000 x 512 float32 over 50 partitions go in at 37,000/s with chunks of
+#: 1,024 and 79,000/s with chunks of 128 (docs/benchmarks.md), whose exact search is as fast.
+CHUNK_SIZE = 128
+#: A bulk read of full vectors by id scans the whole table instead of looking ids up one by one when
+#: it asks for more than this share of the collection (a scan reads 220,000 vectors/s, a lookup 70,000).
+SCAN_SHARE = 0.25
 #: sqlite-vec 0.1.9 refuses a KNN query for more neighbours than this.
 MAX_K = 4_096
 _ELEMENT_TYPES = {"none": "float", "int8": "int8", "binary": "bit"}
@@ -48,10 +58,12 @@ class SqliteVecBackend(VectorBackend):
         geometry = distance_metric(spec.metric).geometry
         declared = _DISTANCES.get(geometry, _UNRANKED_DISTANCE)
         distance = "" if spec.quantization == "binary" else f" distance_metric={declared}"
+        full = "" if spec.quantization == "none" else f"full float[{spec.dimension}], "
         connection.exec_driver_sql(
             f"CREATE VIRTUAL TABLE IF NOT EXISTS {table_name(spec.name)} USING vec0("
             f"item_id integer primary key, {partition}"
-            f"embedding {_ELEMENT_TYPES[spec.quantization]}[{spec.dimension}]{distance}, chunk_size={CHUNK_SIZE})"
+            f"embedding {_ELEMENT_TYPES[spec.quantization]}[{spec.dimension}]{distance}, {full}"
+            f"chunk_size={CHUNK_SIZE})"
         )
 
     def drop_collection(self, connection: Connection, collection: str) -> None:
@@ -65,18 +77,29 @@ class SqliteVecBackend(VectorBackend):
         ids: Sequence[int],
         partitions: Sequence[str] | None,
         payloads: np.ndarray,
+        full: np.ndarray | None = None,
     ) -> None:
-        value = _WRAPPERS[spec.quantization]
-        if partitions is None:
-            connection.exec_driver_sql(
-                f"INSERT INTO {table_name(spec.name)} (item_id, embedding) VALUES (?, {value})",
-                [(ids[i], payloads[i]) for i in range(len(ids))],
-            )
-        else:
-            connection.exec_driver_sql(
-                f"INSERT INTO {table_name(spec.name)} (item_id, partition_value, embedding) VALUES (?, ?, {value})",
-                [(ids[i], partitions[i], payloads[i]) for i in range(len(ids))],
-            )
+        columns, values = ["item_id"], ["?"]
+        parts: list[Sequence[object] | np.ndarray] = [ids]
+        if partitions is not None:
+            columns.append("partition_value")
+            values.append("?")
+            parts.append(partitions)
+        columns.append("embedding")
+        values.append(_WRAPPERS[spec.quantization])
+        parts.append(payloads)
+        if spec.quantization != "none":
+            if full is None:
+                raise StorageError(
+                    f"collection {spec.name!r} is {spec.quantization}: its full-precision vectors are stored too"
+                )
+            columns.append("full")
+            values.append("?")
+            parts.append(full)
+        connection.exec_driver_sql(
+            f"INSERT INTO {table_name(spec.name)} ({', '.join(columns)}) VALUES ({', '.join(values)})",
+            list(zip(*parts, strict=True)),
+        )
 
     def delete(self, connection: Connection, collection: str, ids: Sequence[int]) -> None:
         """One id per statement: sqlite-vec takes ``DELETE ... WHERE item_id = ?`` at about 25,000 rows/s,
@@ -98,6 +121,36 @@ class SqliteVecBackend(VectorBackend):
     ) -> list[tuple[int, float]]:
         sql, parameters = nearest_statement(spec.name, spec.quantization, payload, k, partition=partition)
         return [(int(row[0]), float(row[1])) for row in rows(sql, parameters)]
+
+    def full_vectors(
+        self, connection: Connection, spec: CollectionSpec, ids: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """By id (``json_each`` joined to the table's rowid: sqlite-vec's own ``item_id IN (...)`` loses
+        ids more than 2**31 apart), or by one scan when `ids` are a large share of the collection."""
+        column = _full_column(spec)
+        if not ids:
+            return np.empty(0, dtype=np.int64), np.empty((0, spec.dimension), dtype=np.float32)
+        if len(ids) > SCAN_SHARE * self.count(connection, spec.name):
+            wanted = np.asarray(ids, dtype=np.int64)
+            found_ids, found = [], []
+            for batch_ids, matrix in self.scan_full(connection, spec, batch=20_000):
+                keep = np.isin(batch_ids, wanted)
+                found_ids.append(batch_ids[keep])
+                found.append(matrix[keep])
+            return np.concatenate(found_ids), np.concatenate(found).reshape(-1, spec.dimension)
+        rows = connection.exec_driver_sql(
+            f"SELECT v.item_id, v.{column} FROM json_each(?) AS j JOIN {table_name(spec.name)} AS v "
+            "ON v.item_id = j.value",
+            (json.dumps([int(value) for value in ids]),),
+        ).all()
+        return _matrix(rows, spec.dimension)
+
+    def scan_full(
+        self, connection: Connection, spec: CollectionSpec, *, batch: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        rows = connection.exec_driver_sql(f"SELECT item_id, {_full_column(spec)} FROM {table_name(spec.name)}")
+        for chunk in rows.partitions(batch):
+            yield _matrix(chunk, spec.dimension)
 
     def count(self, connection: Connection, collection: str) -> int:
         return int(connection.exec_driver_sql(f"SELECT count(*) FROM {table_name(collection)}").scalar_one())
@@ -124,22 +177,37 @@ class SqliteVecBackend(VectorBackend):
         go back grouped by partition."""
         copy = f"temp._rebuild_{spec.name}"  # the name is a validated collection name
         partition = "partition_value" if spec.partition_key is not None else "NULL"
+        full = "NULL" if spec.quantization == "none" else "full"
         connection.exec_driver_sql(f"DROP TABLE IF EXISTS {copy}")
         connection.exec_driver_sql(
-            f"CREATE TABLE {copy} AS SELECT item_id AS id, {partition} AS part, embedding AS v "
+            f"CREATE TABLE {copy} AS SELECT item_id AS id, {partition} AS part, embedding AS v, {full} AS f "
             f"FROM {table_name(spec.name)}"
         )
         self.drop_collection(connection, spec.name)
         self.create_collection(connection, spec)
         copied = 0
-        rows = connection.exec_driver_sql(f"SELECT id, part, v FROM {copy} ORDER BY part, id")
+        rows = connection.exec_driver_sql(f"SELECT id, part, v, f FROM {copy} ORDER BY part, id")
         for chunk in rows.partitions(batch):
             payloads = np.frombuffer(b"".join(row[2] for row in chunk), dtype=np.uint8).reshape(len(chunk), -1)
             parts = None if spec.partition_key is None else [row[1] for row in chunk]
-            self.insert(connection, spec, [row[0] for row in chunk], parts, payloads)
+            full_vectors = None
+            if spec.quantization != "none":
+                full_vectors = np.frombuffer(b"".join(row[3] for row in chunk), dtype=np.float32)
+                full_vectors = full_vectors.reshape(len(chunk), spec.dimension)
+            self.insert(connection, spec, [row[0] for row in chunk], parts, payloads, full_vectors)
             copied += len(chunk)
         connection.exec_driver_sql(f"DROP TABLE {copy}")
         return copied
+
+
+def _full_column(spec: CollectionSpec) -> str:
+    return "embedding" if spec.quantization == "none" else "full"
+
+
+def _matrix(rows: Sequence[Any], dimension: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), dimension)
+    return ids, matrix
 
 
 def table_name(collection: str) -> str:

@@ -7,6 +7,7 @@ pgvector) lives in `models.vector_store`; queries and filters in `neuraltrade.me
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import uuid
@@ -20,7 +21,7 @@ import numpy as np
 
 from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, InvalidItemId, InvalidVector
 from neuraltrade.memory.embedding import EmbedderFingerprint
-from neuraltrade.memory.query import Filter, Item, Query, SearchResult, check_field_name
+from neuraltrade.memory.query import FIELD_NAME, Filter, Item, Query, SearchResult, check_field_name
 from neuraltrade.timestamps import microseconds_of, to_microseconds
 
 __all__ = [
@@ -163,9 +164,14 @@ def check_timestamps(
     """
     if timestamps is None:
         return [to_microseconds(now)] * count
-    values = list(timestamps)
+    if isinstance(timestamps, np.ndarray) and np.issubdtype(timestamps.dtype, np.integer) and timestamps.ndim == 1:
+        values: list[Any] = timestamps.tolist()
+    else:
+        values = list(timestamps)
     if len(values) != count:
         raise ConfigError(f"{count} ids and {len(values)} timestamps do not pair up")
+    if all(type(value) is int for value in values):  # the common case, checked at C speed
+        return values
     return [microseconds_of("timestamp", value, error=ConfigError) for value in values]
 
 
@@ -213,6 +219,12 @@ def check_vectors(spec: CollectionSpec, fingerprint: EmbedderFingerprint, vector
     return matrix
 
 
+@functools.lru_cache(maxsize=4_096)
+def _is_field_name(name: str) -> bool:
+    # Memoised: most writes repeat a handful of field names millions of times.
+    return FIELD_NAME.fullmatch(name) is not None
+
+
 def check_metadata(spec: CollectionSpec, item_id: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     """Return `metadata` as a plain dict if `spec` may store it with item `item_id`.
 
@@ -230,7 +242,12 @@ def check_metadata(spec: CollectionSpec, item_id: str, metadata: Mapping[str, An
         raise ConfigError(f"metadata of item {item_id!r} must be a mapping, was {type(metadata).__name__}")
     plain: dict[str, Any] = {}
     for key, value in metadata.items():
-        check_field_name(key, f"metadata of item {item_id!r}:")
+        if type(key) is not str or not _is_field_name(key):
+            check_field_name(key, f"metadata of item {item_id!r}:")
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None:
+            plain[key] = value
+            continue
         if isinstance(value, np.generic):
             value = value.item()
         if value is not None and not isinstance(value, str | bool | int | float):

@@ -10,6 +10,11 @@ The time to live counts from the `put`; reading an entry refreshes its recency, 
 
 A `SessionMemory` may be shared between threads: one lock guards every read and write (a hit still costs well
 under two microseconds), because even a hit reorders the recency list.
+
+Whole reads that cost seconds (a partition's snapshot, a strategy's learning memory) go through
+`SessionMemory.get_or_load`: one lookup, and on a miss one load, which other threads asking for the same key
+wait for instead of loading it again. Such a key names what makes the value (the collection's version among
+them), so that a write makes a new key and the old entry is never asked for again.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from neuraltrade.errors import ConfigError, ValidationError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +91,36 @@ class CacheStatistics:
         """Hits per lookup; 0.0 when nothing was asked."""
         lookups = self.hits + self.misses
         return self.hits / lookups if lookups else 0.0
+
+    @property
+    def entries(self) -> int:
+        """Entries held now, items and results together."""
+        return self.items + self.results
+
+    def since(self, earlier: CacheStatistics) -> CacheStatistics:
+        """The counters counted after `earlier` (statistics of the same memory, taken before), with the entries
+        held now: what one run did with a memory that outlives it."""
+        return CacheStatistics(
+            hits=self.hits - earlier.hits,
+            misses=self.misses - earlier.misses,
+            evictions=self.evictions - earlier.evictions,
+            expirations=self.expirations - earlier.expirations,
+            invalidations=self.invalidations - earlier.invalidations,
+            items=self.items,
+            results=self.results,
+        )
+
+    def figures(self) -> dict[str, int | float]:
+        """The counters, the hit rate and the entries held, JSON-ready (as a run summary records them)."""
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": self.hit_rate,
+            "entries": self.entries,
+            "evictions": self.evictions,
+            "expirations": self.expirations,
+            "invalidations": self.invalidations,
+        }
 
 
 class _Region:
@@ -187,6 +224,8 @@ class SessionMemory:
         self._lock = threading.Lock()
         self._items = _Region(self.config.max_items, self.config.ttl_seconds, clock, self._lock)
         self._results = _Region(self.config.max_results, self.config.ttl_seconds, clock, self._lock)
+        # Result keys being looked up through `get_or_load`: their lock and how many callers hold or wait for it.
+        self._loading: dict[tuple[str, Hashable], tuple[threading.Lock, list[int]]] = {}
 
     def get_item(self, collection: str, item_id: str) -> Any | None:
         """Return the cached item `item_id` of `collection`, or None if it is absent or expired."""
@@ -203,6 +242,37 @@ class SessionMemory:
     def put_results(self, collection: str, key: Hashable, value: Any) -> None:
         """Cache `value` (never None) as the result of query `key` on `collection`."""
         self._results.put(collection, key, value)
+
+    def get_or_load(self, collection: str, key: Hashable, load: Callable[[], T]) -> T:
+        """Return the cached result of `key` on `collection`, or load it with `load`, cache it and return it.
+
+        One lookup is counted (a hit or a miss). Callers asking for the same key at once are served one
+        at a time: the first misses and loads, the others then find its value and count a hit, so a value
+        is never loaded twice. Callers asking for other keys are not held up. `load` may itself call
+        `get_or_load` for another key, never for its own. Nothing is cached if `load` raises.
+
+        Raises
+        ------
+        ValidationError
+            If `load` returns None (which a lookup could not tell from a miss).
+        """
+        full_key = (collection, key)
+        with self._lock:
+            lock, waiting = self._loading.setdefault(full_key, (threading.Lock(), [0]))
+            waiting[0] += 1
+        try:
+            with lock:
+                found = self._results.get(collection, key)
+                if found is not None:
+                    return cast(T, found)
+                value = load()
+                self._results.put(collection, key, value)
+                return value
+        finally:
+            with self._lock:
+                waiting[0] -= 1
+                if not waiting[0]:
+                    del self._loading[full_key]
 
     def invalidate(self, collection: str, item_ids: Iterable[str] | None = None) -> None:
         """Forget what a write to `collection` may have changed.

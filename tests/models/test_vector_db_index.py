@@ -91,7 +91,9 @@ def overlap_at_10(first: Sequence[SearchResult], second: Sequence[SearchResult])
     return len({result.id for result in first} & {result.id for result in second}) / 10
 
 
-def test_inserts_keep_a_new_hnsw_index_fresh_and_it_agrees_with_exact_search(database_url: str, hnsw_data: Any) -> None:
+def test_inserts_are_searchable_at_once_and_a_sealed_graph_agrees_with_exact_search(
+    database_url: str, hnsw_data: Any
+) -> None:
     keys, vectors, metadata, stamps, queries = hnsw_data
     db = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
     assert db.index_status == "fresh"
@@ -102,9 +104,15 @@ def test_inserts_keep_a_new_hnsw_index_fresh_and_it_agrees_with_exact_search(dat
             metadata[start : start + 400],
             timestamps=stamps[start : start + 400],
         )
-        assert db.index_status == "fresh"
+        # Nothing is in the graph yet: every item is in the unsealed segment, searched exactly.
+        assert (db.index_status, db.segment_size, db.index_size) == ("missing", start + 400, 0)
+        newest = start + 399
+        assert db.search(Query(vectors[newest], k=1))[0].id == keys[newest]
+
+    assert db.seal() == HNSW_COUNT
+    assert (db.index_status, db.segment_size, db.index_size) == ("fresh", 0, HNSW_COUNT)
     db.insert("single", queries[0], {"symbol": "AAPL"}, timestamp=moment(HNSW_COUNT))
-    assert db.index_status == "fresh"
+    assert (db.index_status, db.segment_size) == ("behind", 1)
 
     agreement = np.mean(
         [overlap_at_10(db.search(Query(query, k=10)), db.search(Query(query, k=10, exact=True))) for query in queries]
@@ -125,7 +133,11 @@ def test_inserts_keep_a_new_hnsw_index_fresh_and_it_agrees_with_exact_search(dat
 def test_the_hnsw_index_measures_distances_as_the_store_does(database_url: str, metric: str) -> None:
     vectors = random_vectors(500, seed=31)
     db = VectorDB(DIMENSION, metric=metric, index_type="hnsw", database_url=database_url)
-    db.insert_many([f"m{row}" for row in range(500)], vectors, aapl(500))
+    db.insert_many([f"m{row}" for row in range(250)], vectors[:250], aapl(250))
+    db.seal()
+    # Half in the graph, half in the segment: both measure as the exact path does.
+    db.insert_many([f"m{row}" for row in range(250, 500)], vectors[250:], aapl(250))
+    assert (db.index_size, db.segment_size) == (250, 250)
     for query in random_vectors(5, seed=32):
         approximate = db.search(Query(query, k=10))
         exact = db.search(Query(query, k=10, exact=True))
@@ -143,11 +155,14 @@ def test_deletes_and_upserts_keep_the_hnsw_index_fresh_and_correct(database_url:
     keys, vectors, metadata, stamps, _ = hnsw_data
     db = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
     db.insert_many(keys[:800], vectors[:800], metadata[:800], timestamps=stamps[:800])
+    db.seal()
 
     assert db.delete(keys[:10]) == 10
     db.upsert(keys[20], -vectors[20], {"symbol": "AAPL"})
 
-    assert db.index_status == "fresh"
+    # The graph no longer holds the deleted items; the upserted one's new vector is in the segment and
+    # shadows its old one in the graph.
+    assert (db.index_status, db.index_size, db.segment_size) == ("behind", 790, 1)
     for row in range(10):
         assert not {result.id for result in db.search(Query(vectors[row], k=10))} & set(keys[:10])
     replaced = db.search(Query(-vectors[20], k=1))[0]
@@ -155,36 +170,47 @@ def test_deletes_and_upserts_keep_the_hnsw_index_fresh_and_correct(database_url:
     assert keys[20] not in {result.id for result in db.search(Query(vectors[20], k=10))}
 
 
-def test_a_write_by_another_store_makes_the_index_stale_and_searches_fall_back_to_exact(
-    database_url: str, hnsw_data: Any
-) -> None:
+def test_a_write_by_another_store_is_searched_at_once_beside_the_graph(database_url: str, hnsw_data: Any) -> None:
     keys, vectors, metadata, stamps, queries = hnsw_data
     mine = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
     mine.insert_many(keys[:1_500], vectors[:1_500], metadata[:1_500], timestamps=stamps[:1_500])
+    mine.seal()
     assert mine.index_status == "fresh"
 
     theirs = VectorDB.open("default", database_url=database_url)
     theirs.insert_many(keys[1_500:], vectors[1_500:], metadata[1_500:], timestamps=stamps[1_500:])
 
-    assert mine.index_status == "stale"
-    everything = np.ones(HNSW_COUNT, dtype=bool)
-    for query in [*queries[:10], vectors[1_700], vectors[1_999]]:
-        assert_brute_force_top_k(mine.search(Query(query, k=10)), "cosine", query, keys, vectors, everything, 10)
-    assert mine.search(Query(vectors[1_700], k=1))[0].id == keys[1_700]
+    assert (mine.index_status, mine.segment_size) == ("behind", HNSW_COUNT - 1_500)
+    for row in (1_500, 1_700, 1_999):
+        assert mine.search(Query(vectors[row], k=1))[0].id == keys[row]
+    agreement = np.mean(
+        [overlap_at_10(mine.search(Query(q, k=10)), mine.search(Query(q, k=10, exact=True))) for q in queries]
+    )
+    assert agreement >= 0.95
 
-    # Its own next write does not make a stale index fresh again.
     mine.insert("mine-again", queries[2], {"symbol": "AAPL"})
-    assert mine.index_status == "stale"
     assert mine.search(Query(queries[2], k=1))[0].id == "mine-again"
+    # Sealing takes in both stores' items.
+    assert mine.seal() == HNSW_COUNT - 1_500 + 1
+    assert (mine.index_status, mine.index_size, mine.segment_size) == ("fresh", HNSW_COUNT + 1, 0)
 
 
-def test_a_delete_by_another_store_is_never_answered_from_the_stale_index(database_url: str, hnsw_data: Any) -> None:
+def test_a_delete_by_another_store_is_never_answered_and_k_results_still_come(
+    database_url: str, hnsw_data: Any
+) -> None:
     keys, vectors, metadata, stamps, _ = hnsw_data
     mine = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
     mine.insert_many(keys[:300], vectors[:300], metadata[:300], timestamps=stamps[:300])
+    mine.seal()
     VectorDB.open("default", database_url=database_url).delete(keys[:150])
-    assert mine.index_status == "stale"
-    assert {result.id for result in mine.search(Query(vectors[5], k=10))} <= set(keys[150:300])
+    assert mine.index_status == "behind"
+    for row in (5, 100, 149, 200):
+        results = mine.search(Query(vectors[row], k=10))
+        assert len(results) == 10
+        assert {result.id for result in results} <= set(keys[150:300])
+    # Sealing drops what is no longer stored from the graph.
+    mine.seal()
+    assert (mine.index_status, mine.index_size) == ("fresh", 150)
 
 
 def test_rebuilding_the_index_makes_it_fresh_and_writes_its_file_atomically(database_url: str, hnsw_data: Any) -> None:
@@ -213,14 +239,14 @@ def test_rebuilding_the_index_makes_it_fresh_and_writes_its_file_atomically(data
     assert overlap_at_10(reopened.search(Query(queries[0], k=10)), db.search(Query(queries[0], k=10))) == 1.0
 
 
-def test_a_saved_index_older_than_the_store_opens_stale(database_url: str, hnsw_data: Any) -> None:
+def test_a_saved_graph_older_than_the_store_opens_behind(database_url: str, hnsw_data: Any) -> None:
     keys, vectors, metadata, stamps, _ = hnsw_data
     db = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
     db.insert_many(keys[:500], vectors[:500], metadata[:500], timestamps=stamps[:500])
-    db.save_index()
+    db.seal()
     VectorDB.open("default", database_url=database_url).insert("late", vectors[600], {"symbol": "MSFT"})
     reopened = VectorDB.open("default", database_url=database_url, index_type="hnsw")
-    assert reopened.index_status == "stale"
+    assert (reopened.index_status, reopened.index_size, reopened.segment_size) == ("behind", 500, 1)
     assert reopened.search(Query(vectors[600], k=1))[0].id == "late"
 
 
@@ -259,6 +285,7 @@ def test_an_hnsw_search_with_a_filter_returns_only_matching_items(database_url: 
     keys, vectors, metadata, stamps, queries = hnsw_data
     db = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
     db.insert_many(keys, vectors, metadata, timestamps=stamps)
+    db.seal()
     for where in (Filter.lt("volume", 20), Filter.ge("volume", 500), Filter.eq("volume", 999)):
         allowed = np.array([picks(where, meta) for meta in metadata])
         for query in queries[:5]:
@@ -271,6 +298,7 @@ def test_as_of_holds_on_the_hnsw_path_with_and_without_a_filter(database_url: st
     keys, vectors, metadata, stamps, queries = hnsw_data
     db = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
     db.insert_many(keys, vectors, metadata, timestamps=stamps)
+    db.seal()
     assert db.index_status == "fresh"
     for cut in (5, 700, 1_999):
         as_of = moment(cut)

@@ -154,7 +154,7 @@ def test_a_stored_vector_holding_nan_fails_the_check(database_url: str) -> None:
     fill(database_url, "packed", clustered(50), quantization="int8")
     poisoned = np.full(DIMENSION, np.nan, dtype=np.float32).tobytes()
     number = item_number(database_url, "packed", "k1")
-    execute(database_url, "UPDATE memory_vectors SET vector = :vector WHERE id = :id", vector=poisoned, id=number)
+    execute(database_url, "UPDATE vec_packed SET full = :vector WHERE item_id = :id", vector=poisoned, id=number)
 
     with pytest.raises(MemoryIntegrityError, match=r"'packed' .* 1 stored vectors hold NaN or infinity"):
         vector_maintenance.check_integrity(database_url, "packed")
@@ -174,16 +174,21 @@ def test_a_fresh_but_empty_hnsw_index_fails_the_check_and_the_store_refuses_it(d
         vector_maintenance.check_integrity(database_url, "graph")
 
 
-def test_a_stale_index_is_not_an_integrity_failure_but_is_rebuilt_by_the_refresh(database_url: str) -> None:
+def test_an_index_behind_is_not_an_integrity_failure_and_the_refresh_merges_what_was_written(
+    database_url: str,
+) -> None:
     db = fill(database_url, "graph", clustered(200), index_type="hnsw")
     db.rebuild_index()
-    VectorDB.open("graph", database_url=database_url).upsert("k0", clustered(1, seed=3)[0], {"symbol": "AAA"})
+    writer = VectorDB.open("graph", database_url=database_url)
+    writer.upsert("k0", clustered(1, seed=3)[0], {"symbol": "AAA"})
+    writer.delete("k1")
 
-    assert vector_maintenance.check_integrity(database_url, "graph").index_status == "stale"
+    assert vector_maintenance.check_integrity(database_url, "graph").index_status == "behind"
     refresh = vector_maintenance.refresh_index(database_url, "graph", MaintenanceConfig())
     again = vector_maintenance.refresh_index(database_url, "graph", MaintenanceConfig())
 
-    assert (refresh.status_before, refresh.action, refresh.size) == ("stale", "rebuilt", 200)
+    # The upserted item is merged in place, the deleted one leaves the graph: no rebuild.
+    assert (refresh.status_before, refresh.action, refresh.size) == ("behind", "merged", 199)
     assert (again.status_before, again.action) == ("fresh", "skipped")
     assert vector_maintenance.check_integrity(database_url, "graph").index_status == "fresh"
 

@@ -232,6 +232,100 @@ def test_resetting_the_statistics_zeroes_the_counters_and_keeps_the_entries() ->
     assert memory.get_item("bars", "id-2") == "item"
 
 
+def test_statistics_since_an_earlier_reading_count_only_what_came_after_it() -> None:
+    memory = make_memory(FakeClock(), max_results=1)
+    memory.put_results("bars", "a", 1)
+    memory.get_results("bars", "a")
+    memory.get_results("bars", "absent")
+    before = memory.statistics
+    memory.get_results("bars", "a")
+    memory.get_results("bars", "a")
+    memory.get_results("bars", "absent")
+    memory.put_results("bars", "b", 2)  # evicts "a"
+    memory.put_item("bars", "id-1", "item")
+    since = memory.statistics.since(before)
+    assert since == CacheStatistics(hits=2, misses=1, evictions=1, expirations=0, invalidations=0, items=1, results=1)
+    assert since.entries == 2
+    assert since.figures() == {
+        "hits": 2,
+        "misses": 1,
+        "hit_rate": 2 / 3,
+        "entries": 2,
+        "evictions": 1,
+        "expirations": 0,
+        "invalidations": 0,
+    }
+
+
+# Loading through the cache
+
+
+def test_get_or_load_loads_on_a_miss_and_answers_the_same_key_from_the_cache() -> None:
+    memory = make_memory(FakeClock())
+    loads: list[str] = []
+
+    def load(name: str) -> Any:
+        def loaded() -> list[str]:
+            loads.append(name)
+            return [name]
+
+        return loaded
+
+    first = memory.get_or_load("market_state", ("db", "NVDA", 7), load("NVDA@7"))
+    again = memory.get_or_load("market_state", ("db", "NVDA", 7), load("NVDA@7 again"))
+    newer = memory.get_or_load("market_state", ("db", "NVDA", 8), load("NVDA@8"))
+    assert again is first and newer == ["NVDA@8"]
+    assert loads == ["NVDA@7", "NVDA@8"]
+    assert (memory.statistics.hits, memory.statistics.misses, memory.statistics.results) == (1, 2, 2)
+    # What it loaded is an ordinary cached result.
+    assert memory.get_results("market_state", ("db", "NVDA", 7)) is first
+
+
+def test_get_or_load_caches_nothing_when_the_load_fails_or_returns_none() -> None:
+    memory = make_memory(FakeClock())
+
+    def fail() -> Any:
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        memory.get_or_load("market_state", "key", fail)
+    with pytest.raises(ValidationError, match="None"):
+        memory.get_or_load("market_state", "key", lambda: None)
+    assert memory.get_or_load("market_state", "key", lambda: "loaded") == "loaded"
+    assert (memory.statistics.hits, memory.statistics.misses, memory.statistics.results) == (0, 3, 1)
+
+
+def test_threads_asking_for_the_same_key_at_once_load_it_once_and_the_others_hit() -> None:
+    memory = make_memory(FakeClock())
+    started, release = threading.Event(), threading.Event()
+    loads: list[int] = []
+    answers: list[Any] = []
+
+    def slow_load() -> list[int]:
+        started.set()
+        assert release.wait(10)
+        loads.append(1)
+        return [len(loads)]
+
+    def ask() -> None:
+        answers.append(memory.get_or_load("reflections", ("db", "strategy", 3), slow_load))
+
+    first = threading.Thread(target=ask)
+    first.start()
+    assert started.wait(10)
+    others = [threading.Thread(target=ask) for _ in range(3)]
+    for thread in others:
+        thread.start()
+    # Another key is not held up by the load in progress.
+    assert memory.get_or_load("reflections", ("db", "other", 3), lambda: "other") == "other"
+    release.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    assert loads == [1] and len(answers) == 4 and all(answer is answers[0] for answer in answers)
+    assert (memory.statistics.hits, memory.statistics.misses) == (3, 2)
+    assert memory._loading == {}  # no lock is kept for a key nobody is asking for
+
+
 # Configuration
 
 

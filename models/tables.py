@@ -97,15 +97,18 @@ class MemoryItemRecord(Base):
     """
 
     __tablename__ = "memory_items"
-    # No unique index on (collection_id, key): the id is derived from exactly that pair, so the primary
-    # key already refuses a second row of one key, and each index costs ~15% of bulk insert speed.
+    # No unique index on (collection_id, key): the id is derived from exactly that pair, so its unique
+    # index already refuses a second row of one key, and each index costs ~15% of bulk insert speed.
+    # Rows are keyed by `sequence`, the order they were written in: keyed by the derived id (a hash),
+    # each write of 10,000 items touched as many random pages of the table (revision 0007).
     __table_args__ = (
         Index(None, "collection_id", "partition", "timestamp"),
         Index(None, "observation_id"),
         Index(None, "collection_id", "written_version"),
     )
 
-    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    sequence: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(ROW_ID, unique=True, autoincrement=False)
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(256))
     partition: Mapped[str | None] = mapped_column(String(64))

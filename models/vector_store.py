@@ -77,6 +77,8 @@ INDEX_TYPES = ("exact", "hnsw")
 #: Candidates re-scored per wanted result, by quantization. One bit per dimension ranks far more
 #: coarsely than int8, so binary needs a wider net for the same recall (docs/benchmarks.md).
 DEFAULT_OVERSAMPLE = {"none": 1, "int8": 4, "binary": 16}
+#: Item descriptions (key, metadata, timestamp) a store keeps between searches at one collection version.
+DESCRIPTIONS_HELD = 200_000
 
 
 @guard_database_errors
@@ -172,6 +174,8 @@ class VectorDB(VectorSearch):
         self._keeper: IndexKeeper | None = None
         self._partition_graphs: PartitionGraphs | None = None
         self._wrote = False
+        self._descriptions: dict[int, tuple[str, Mapping[str, Any], int]] = {}
+        self._descriptions_version = -1
         if index_type == "hnsw":
             self._keeper = IndexKeeper(
                 path=index_path(self.database_url, self.name),
@@ -195,6 +199,7 @@ class VectorDB(VectorSearch):
                     partition_list=self._partition_list,
                     vectors_of=self._vectors_of,
                 )
+                self._partition_graphs.preload()
 
     def _partition_list(self, after_version: int, partition: str) -> dict[int, int]:
         with self._reader() as session:
@@ -529,7 +534,7 @@ class VectorDB(VectorSearch):
             pairs = search(None, query, None, fetch=fetch)
             if pairs is None:
                 return None
-            results = self._described(pairs)
+            results = self._described(pairs, remember=True)
             if len(results) >= query.k or len(pairs) < fetch or fetch >= self._vectors.max_k:
                 return results[: query.k]
             fetch = min(4 * fetch, self._vectors.max_k)
@@ -547,13 +552,31 @@ class VectorDB(VectorSearch):
             pairs.extend(found)
         return sorted(pairs, key=lambda pair: (pair[1], pair[0]))[:fetch]
 
-    def _described(self, pairs: list[tuple[int, float]]) -> list[SearchResult]:
-        described = self._hot.describe([number for number, _ in pairs])
+    def _described(self, pairs: list[tuple[int, float]], *, remember: bool = False) -> list[SearchResult]:
+        """`pairs` as results, each item's key, metadata and timestamp read from the database, or (with
+        `remember`, on the graph paths) from what this store read of them at the collection's current
+        version: reading ten rows cost 0.1 ms of a 0.4 ms search (measured). Any write, by any process,
+        moves the version and empties that memory."""
+        ids = [number for number, _ in pairs]
+        if not remember:
+            described = self._hot.describe(ids)
+        else:
+            version = self._hot.version(self._collection_id)
+            described = self._descriptions
+            if self._descriptions_version != version:
+                described.clear()
+                self._descriptions_version = version
+            missing = [number for number in ids if number not in described]
+            if missing:
+                read = self._hot.describe(missing)
+                if len(described) + len(read) > DESCRIPTIONS_HELD:
+                    described.clear()
+                described.update(read)
         results = []
         for number, distance in pairs:
-            found = described.get(number)
-            if found is not None:  # deleted between the search and this read
-                results.append(SearchResult(found[0], distance, found[1], from_microseconds(found[2])))
+            item = described.get(number)
+            if item is not None:  # deleted between the search and this read
+                results.append(SearchResult(item[0], distance, item[1], from_microseconds(item[2])))
         return results
 
     @property

@@ -13,9 +13,12 @@ Each vector table is rebuilt (sqlite-vec tables cannot be altered) by way of a p
 chunks of 128 vectors (faster bulk writes, less space lost per partition), grouped by partition. The
 copy's row count is checked against the item rows before anything is dropped, so no vector is lost.
 
-`memory_items.written_version` is the collection version of the write that stored the item (the items
-written after an HNSW graph was sealed are searched exactly beside it); existing items get their
-collection's current version.
+`memory_items` is rebuilt: its rows are keyed by `sequence`, the order they were written in, and the
+derived 63-bit item id becomes a unique column. A derived id is a hash, so keyed by it every write of
+10,000 items landed on as many random pages of a table holding a million (0.145 s per write in a
+million-row table, against 0.065 s in write order, measured). `written_version` is the collection version
+of the write that stored the item (the items written after an HNSW graph was sealed are searched exactly
+beside it); existing items get their collection's current version.
 
 Downgrade restores `memory_vectors` from the vector tables and the old table layout.
 """
@@ -68,26 +71,82 @@ def _check_count(bind: sa.Connection, collection_id: int, name: str) -> None:
         )
 
 
-def _add_written_version() -> None:
-    # After `memory_vectors` is gone: were SQLite's batch mode to rebuild `memory_items`, dropping the old
-    # table would cascade to the vectors' rows.
-    with op.batch_alter_table("memory_items", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("written_version", sa.BigInteger(), server_default="0", nullable=False))
-        batch_op.create_index(
-            batch_op.f("ix_memory_items_collection_id_written_version"),
+def _item_table(name: str, *, sequenced: bool) -> None:
+    """`memory_items` as `sequenced` (this revision: rows in write order, the derived id unique) or not."""
+    identity = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    columns = [sa.Column("sequence", identity, autoincrement=True, nullable=False)] if sequenced else []
+    op.create_table(
+        name,
+        *columns,
+        sa.Column("id", identity, autoincrement=False, nullable=False),
+        sa.Column("collection_id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(length=256), nullable=False),
+        sa.Column("partition", sa.String(length=64), nullable=True),
+        sa.Column("observation_id", sa.Uuid(), nullable=True),
+        sa.Column("timestamp", sa.BigInteger(), nullable=False),
+        sa.Column("metadata", sa.JSON(), nullable=False),
+        sa.Column("fingerprint_digest", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        *([sa.Column("written_version", sa.BigInteger(), server_default="0", nullable=False)] if sequenced else []),
+        sa.ForeignKeyConstraint(
+            ["collection_id"],
+            ["collections.id"],
+            name=op.f("fk_memory_items_collection_id_collections"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["observation_id"],
+            ["observations.id"],
+            name=op.f("fk_memory_items_observation_id_observations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("sequence" if sequenced else "id", name=op.f("pk_memory_items")),
+        *([sa.UniqueConstraint("id", name=op.f("uq_memory_items_id"))] if sequenced else []),
+    )
+
+
+_ITEM_COLUMNS = "id, collection_id, key, partition, observation_id, timestamp, metadata, fingerprint_digest, created_at"
+
+
+def _rebuild_items(*, sequenced: bool) -> None:
+    """Copy `memory_items` into its other layout: rows grouped as a write stores them (collection,
+    partition, time), each with its collection's current version as the version that wrote it."""
+    op.drop_index(op.f("ix_memory_items_collection_id_partition_timestamp"), table_name="memory_items")
+    op.drop_index(op.f("ix_memory_items_observation_id"), table_name="memory_items")
+    if not sequenced:
+        op.drop_index(op.f("ix_memory_items_collection_id_written_version"), table_name="memory_items")
+    op.rename_table("memory_items", "_memory_items_old")
+    _item_table("memory_items", sequenced=sequenced)
+    written = (
+        ", (SELECT version FROM collections WHERE collections.id = _memory_items_old.collection_id)"
+        if sequenced
+        else ""
+    )
+    op.execute(
+        f"INSERT INTO memory_items ({_ITEM_COLUMNS}{', written_version' if sequenced else ''}) "
+        f"SELECT {_ITEM_COLUMNS}{written} FROM _memory_items_old ORDER BY collection_id, partition, timestamp"
+    )
+    op.drop_table("_memory_items_old")
+    op.create_index(
+        op.f("ix_memory_items_collection_id_partition_timestamp"),
+        "memory_items",
+        ["collection_id", "partition", "timestamp"],
+        unique=False,
+    )
+    op.create_index(op.f("ix_memory_items_observation_id"), "memory_items", ["observation_id"], unique=False)
+    if sequenced:
+        op.create_index(
+            op.f("ix_memory_items_collection_id_written_version"),
+            "memory_items",
             ["collection_id", "written_version"],
             unique=False,
         )
-    op.execute(
-        "UPDATE memory_items SET written_version = "
-        "(SELECT version FROM collections WHERE collections.id = memory_items.collection_id)"
-    )
 
 
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
-        _add_written_version()
+        _rebuild_items(sequenced=True)
         return
     for collection_id, name, dimension, metric, quantization, partition_key in _collections(bind):
         partitioned = partition_key is not None
@@ -110,16 +169,15 @@ def upgrade() -> None:
             f"INSERT INTO vec_{name} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {_COPY}"
         )
         op.execute(f"DROP TABLE {_COPY}")
+    # After `memory_vectors` is gone: its rows would go with the old item table (ON DELETE CASCADE).
     op.drop_table("memory_vectors")
-    _add_written_version()
+    _rebuild_items(sequenced=True)
 
 
 def downgrade() -> None:
     bind = op.get_bind()
-    # First, for the same reason as in `_add_written_version`: `memory_vectors` does not exist yet.
-    with op.batch_alter_table("memory_items", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_memory_items_collection_id_written_version"))
-        batch_op.drop_column("written_version")
+    # First, while `memory_vectors` does not exist yet (its rows would go with the old item table).
+    _rebuild_items(sequenced=False)
     if bind.dialect.name == "sqlite":
         op.create_table(
             "memory_vectors",

@@ -685,8 +685,13 @@ def contender_store(name: str, workload: Workload, workdir: Path) -> dict[str, A
         label = f"{point.label}, per-symbol filter"
         configs.append(measure_queries(per_symbol, workload.symbol_truth, label, True))
     search_peak = peak_rss_mib()
-    disk_files = file_sizes_mib(folder)
     database.close()
+    # Measured once the last connection is closed: SQLite then checkpoints the WAL into the database
+    # and removes it, so what remains is what the store keeps (a live WAL is bounded by the checkpointer).
+    from models.engine import dispose_engines
+
+    dispose_engines()
+    disk_files = file_sizes_mib(folder)
     extra: dict[str, Any] = {
         "disk_files_mib": disk_files,
         "insert_seconds": insert_seconds,

@@ -46,8 +46,15 @@ def case_neuraltrade(symbols: int, bars: int, workdir: str) -> dict[str, float]:
     from models.migrations import upgrade_database
     from neuraltrade.clock import SystemClock
     from neuraltrade.memory.embedding import WindowEmbedderConfig
+    from neuraltrade.provenance.keys import KEY_ENVIRONMENT_VARIABLE, SigningKey, write_key_file
     from tasks.embed import embed_symbol
 
+    # Every stored record is signed (docs/provenance.md): a key of the run's own, as `neuraltrade init`
+    # would make, unless one is named.
+    if KEY_ENVIRONMENT_VARIABLE not in os.environ:
+        key_path = Path(workdir) / "signing.key"
+        write_key_file(key_path, SigningKey.generate())
+        os.environ[KEY_ENVIRONMENT_VARIABLE] = str(key_path)
     url = f"sqlite:///{workdir}/bench.db"
     upgrade_database(url)
     frame = _market(symbols, bars)

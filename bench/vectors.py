@@ -686,11 +686,13 @@ def contender_store(name: str, workload: Workload, workdir: Path) -> dict[str, A
         configs.append(measure_queries(per_symbol, workload.symbol_truth, label, True))
     search_peak = peak_rss_mib()
     database.close()
-    # Measured once the last connection is closed: SQLite then checkpoints the WAL into the database
-    # and removes it, so what remains is what the store keeps (a live WAL is bounded by the checkpointer).
-    from models.engine import dispose_engines
+    # Measured once the WAL is copied into the database and truncated (what the background checkpointer
+    # does while the store runs; SQLite also does it when the last connection closes), so that what is
+    # counted is what the store keeps.
+    from models.engine import get_engine
 
-    dispose_engines()
+    with get_engine(url).connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     disk_files = file_sizes_mib(folder)
     extra: dict[str, Any] = {
         "disk_files_mib": disk_files,

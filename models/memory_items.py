@@ -60,9 +60,12 @@ def chunks(values: Sequence[Any], size: int = IDS_PER_STATEMENT) -> Iterator[Seq
 def stored_keys(session: Session, ids: Sequence[int]) -> dict[int, str]:
     """Return the key of every one of `ids` that is stored, by id."""
     found: dict[int, str] = {}
-    query = select(MemoryItemRecord.id, MemoryItemRecord.key)
+    # One expanding parameter: a literal list would be coerced and named value by value (2 us an id).
+    query = select(MemoryItemRecord.id, MemoryItemRecord.key).where(
+        MemoryItemRecord.id.in_(bindparam("ids", expanding=True))
+    )
     for chunk in chunks(ids):
-        found.update((int(row[0]), row[1]) for row in session.execute(query.where(MemoryItemRecord.id.in_(chunk))))
+        found.update((int(row[0]), row[1]) for row in session.execute(query, {"ids": list(chunk)}))
     return found
 
 

@@ -154,7 +154,8 @@ LABELS = {
 # Targets of the issue, checked on the real workload.
 TARGET_HNSW_P99_MS = 1.0
 TARGET_HNSW_RECALL = 0.95
-TARGET_HNSW_RATIO = 1.5
+TARGET_HNSW_RATIO = 1.2  # p99 against the raw library's on the same graph parameters, at 100,000
+TARGET_TAIL_RATIO = 2.5  # p99 over p50: no multi-millisecond outliers
 TARGET_PER_SYMBOL_P99_MS = 3.0
 TARGET_INSERT_PER_SECOND = 50_000
 TARGET_INT8_RSS_MIB = 1024.0  # "1 GB", read as 1 GiB
@@ -952,24 +953,40 @@ def check_targets(run: dict[str, Any]) -> list[dict[str, Any]]:
                 chosen["p99_ms"] <= TARGET_HNSW_P99_MS,
                 f"p99 {chosen['p99_ms']:.3f} ms at recall@10 {chosen['recall_at_10']:.3f} ({chosen['config']})",
             )
+            tail = chosen["p99_ms"] / chosen["p50_ms"]
+            verdict(
+                f"store HNSW{state} p99 <= {TARGET_TAIL_RATIO}x its p50",
+                "1,000,000",
+                tail <= TARGET_TAIL_RATIO,
+                f"{tail:.2f}x: p99 {chosen['p99_ms']:.3f} ms, p50 {chosen['p50_ms']:.3f} ms ({chosen['config']})",
+            )
             peer = records.get("hnswlib")
             if peer is not None and curve != "unsealed":
-                for statistic in ("p99_ms", "p50_ms"):
+                for statistic in ("p99_ms",):
                     peer_points = [(config["recall_at_10"], config[statistic]) for config in peer["configs"]]
                     reference = interpolate_latency(peer_points, chosen["recall_at_10"])
                     name = statistic.split("_")[0]
                     target = f"store HNSW{state} {name} within {TARGET_HNSW_RATIO}x of hnswlib's at the same recall"
                     if reference is None:
-                        verdict(target, "1,000,000", None, "hnswlib's sweep never reaches that recall")
+                        verdict(target, "100,000", None, "hnswlib's sweep never reaches that recall")
                         continue
                     ratio = chosen[statistic] / reference
                     verdict(
                         target,
-                        "1,000,000",
+                        "100,000",
                         ratio <= TARGET_HNSW_RATIO,
                         f"{ratio:.2f}x: {chosen[statistic]:.3f} ms against hnswlib's {reference:.3f} ms, linearly "
                         f"interpolated in recall between its sweep points at recall@10 {chosen['recall_at_10']:.3f}",
                     )
+    for config in hnsw_configs:
+        if config["per_symbol"]:
+            verdict(
+                f"store HNSW per-symbol search (one of 50 symbols) p99 <= {TARGET_PER_SYMBOL_P99_MS} ms at recall@10 "
+                f">= {TARGET_HNSW_RECALL}",
+                "1,000,000",
+                config["p99_ms"] <= TARGET_PER_SYMBOL_P99_MS and config["recall_at_10"] >= TARGET_HNSW_RECALL,
+                f"p99 {config['p99_ms']:.3f} ms, recall@10 {config['recall_at_10']:.3f} ({config['config']})",
+            )
     exact = records.get("store_exact")
     if exact is not None:
         for config in exact["configs"]:

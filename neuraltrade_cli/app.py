@@ -255,8 +255,8 @@ def _collection_table(collections: list[Any], recalls: dict[str, dict[str, Any]]
         ("partition key", lambda entry: entry.partition_key or "-"),
         ("partitions", lambda entry: f"{entry.partitions:,}"),
         ("vector table", lambda entry: _size(entry.vector_bytes)),
+        ("  of which full precision", lambda entry: _size(entry.full_vector_bytes)),
         ("item rows (key, metadata)", lambda entry: _size(entry.item_bytes)),
-        ("full-precision vectors", lambda entry: _size(entry.full_vector_bytes)),
         ("HNSW index file", lambda entry: _size(entry.index_bytes)),
         ("index status", lambda entry: entry.index_status),
     ]

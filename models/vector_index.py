@@ -160,11 +160,6 @@ class IndexKeeper:
         self._delta, self._delta_version, self._delta_ids = None, -1, frozenset()
         return True
 
-    @property
-    def sealed_version(self) -> int:
-        """The collection version up to which the graph holds every item (-1: none yet)."""
-        return self._sealed
-
     def status(self, stored_version: int) -> str:
         """``"fresh"`` (sealed at the stored version: the graph holds every item and nothing else),
         ``"behind"`` (written to since: new items are searched in the segment, deleted ones are filtered

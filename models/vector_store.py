@@ -185,7 +185,7 @@ class VectorDB(VectorSearch):
                 dimension=self.spec.dimension,
                 metric=self.spec.metric,
                 config=self.hnsw,
-                segment_list=self._segment_list,
+                segment_list=self._written_since,
                 vectors_of=self._vectors_of,
             )
             self._keeper.open(version, stored_count=self.count())
@@ -196,18 +196,15 @@ class VectorDB(VectorSearch):
                     dimension=self.spec.dimension,
                     metric=self.spec.metric,
                     config=self.hnsw,
-                    partition_list=self._partition_list,
+                    partition_list=self._written_since,
                     vectors_of=self._vectors_of,
                 )
                 self._partition_graphs.preload()
 
-    def _partition_list(self, after_version: int, partition: str) -> dict[int, int]:
+    def _written_since(self, after_version: int, partition: str | None = None) -> dict[int, int]:
+        """The written version of every item (of `partition`) written after `after_version`, by id."""
         with self._reader() as session:
             return memory_items.segment(session, self._collection_id, after_version, partition)
-
-    def _segment_list(self, after_version: int) -> dict[int, int]:
-        with self._reader() as session:
-            return memory_items.segment(session, self._collection_id, after_version)
 
     def _vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         with self._reader() as session:

@@ -103,38 +103,54 @@ def contender_faiss_flat(workload: Workload, workdir: Path) -> dict[str, Any]:
     )
 
 
-def contender_hnswlib(workload: Workload, workdir: Path) -> dict[str, Any]:
+def contender_hnswlib(workload: Workload, workdir: Path, *, subspace: bool = False) -> dict[str, Any]:
+    """hnswlib over the vectors, or (`subspace`) over their coordinates in the exact span the store's graph
+    finds (`neuraltrade.memory.subspace`, from the first batch): the raw library on the store's graph.
+    A query's projection is part of its measured time."""
     import hnswlib
 
+    from neuraltrade.memory.subspace import Subspace
+
     count = len(workload.vectors)
-    index = hnswlib.Index(space="ip", dim=DIMENSION)
-    index.init_index(max_elements=count, M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, random_seed=100)
+    name = "hnswlib_subspace" if subspace else "hnswlib"
+    span: Subspace | None = None
+    index: Any = None
     build_seconds = 0.0
     for start, batch in workload.vectors.batches(READ_ROWS):
         started = time.perf_counter()
-        index.add_items(batch, np.arange(start, start + len(batch)), num_threads=BUILD_THREADS)
+        if index is None:
+            span = Subspace.find(batch) if subspace else None
+            if subspace and span is None:
+                raise SystemExit(f"{name}: the vectors span no subspace worth searching in")
+            index = hnswlib.Index(space="ip", dim=DIMENSION if span is None else span.rows)
+            index.init_index(max_elements=count, M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, random_seed=100)
+        rows = batch if span is None else span.project(batch)
+        index.add_items(rows, np.arange(start, start + len(batch)), num_threads=BUILD_THREADS)
         build_seconds += time.perf_counter() - started
-        log(f"  hnswlib: {start + len(batch):,} of {count:,} added ({build_seconds:.0f} s)")
+        log(f"  {name}: {start + len(batch):,} of {count:,} added ({build_seconds:.0f} s)")
     path = workdir / "hnswlib.bin"
     index.save_index(str(path))
     build_peak, _ = start_search_phase()
+    queries: np.ndarray = np.asarray(workload.queries, dtype=np.float32)
     configs = []
     for ef in EF_SWEEP:
         index.set_ef(ef)
 
         def search(number: int) -> np.ndarray:
-            rows, _ = index.knn_query(workload.queries[number], k=NEIGHBOURS, num_threads=1)
+            query = queries[number] if span is None else span.project(queries[number : number + 1])
+            rows, _ = index.knn_query(query, k=NEIGHBOURS, num_threads=1)
             return np.asarray(rows[0])
 
         configs.append(measure_queries(search, workload.truth, f"ef={ef}") | {"ef": ef})
     return result_record(
-        "hnswlib",
+        name,
         vectors=count,
         build_seconds=build_seconds,
         configs=configs,
         disk_mib=path.stat().st_size / 2**20,
         build_peak_mib=build_peak,
         search_peak_mib=peak_rss_mib(),
+        extra={} if span is None else {"subspace_rank": span.rank, "subspace_rows": span.rows},
     )
 
 
@@ -392,6 +408,7 @@ PEERS: dict[str, Callable[[Workload, Path], dict[str, Any]]] = {
     "numpy": contender_numpy,
     "faiss_flat": contender_faiss_flat,
     "hnswlib": contender_hnswlib,
+    "hnswlib_subspace": partial(contender_hnswlib, subspace=True),
     "usearch": contender_usearch,
     "chroma": contender_chroma,
     "lancedb": contender_lancedb,

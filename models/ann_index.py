@@ -3,6 +3,11 @@
 hnswlib was chosen by measurement: at equal recall it answered single queries in about half the time of usearch.
 Distances are the store's own: cosine ``1 - cos(q, x)``, l2 the Euclidean distance, inner_product ``1 - q·x``.
 Every change and search holds one lock, so an index may be shared between threads; they then run one at a time.
+
+When the first vectors added to an empty graph lie in a span much smaller than their dimension (the default
+embedder's 512-d vectors span 107 dimensions), the graph holds their coordinates in that span instead
+(`neuraltrade.memory.subspace`): the same distances, computed in a fifth of the time. A vector added later
+off that span turns the graph back into one of full vectors before it goes in.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ import numpy as np
 from neuraltrade.canonical import digest, to_plain
 from neuraltrade.errors import ConfigError, DimensionMismatch, IndexFileError, InvalidItemId, InvalidVector
 from neuraltrade.memory.collection import distance_metric
+from neuraltrade.memory.subspace import Subspace
 
-FORMAT_VERSION = 1
+#: Version 2 adds the graph's subspace to the sidecar; a version 1 file has none, and loads as before.
+FORMAT_VERSION = 2
+_READABLE_FORMATS = (1, 2)
 # hnswlib's names of the spaces it searches, by the geometry of `neuraltrade.memory.collection`'s metrics.
 _SPACES = {"angular": "cosine", "euclidean": "l2", "dot": "ip"}
 _MAX_ID = 2**63 - 1
@@ -88,7 +96,7 @@ class HnswIndex:
         self._index.set_ef(config.ef_search)
         self._index.set_num_threads(config.threads)
 
-    def _prepare(self, dimension: int, metric: str, config: HnswConfig) -> None:
+    def _prepare(self, dimension: int, metric: str, config: HnswConfig, subspace: Subspace | None = None) -> None:
         if not _is_int(dimension) or dimension < 1:
             raise ConfigError(f"hnsw dimension must be a positive integer, was {dimension!r}")
         geometry = distance_metric(metric, what="hnsw metric").geometry
@@ -99,7 +107,10 @@ class HnswIndex:
         self._config = config
         self._lock = threading.RLock()
         self._geometry = geometry
-        self._index = hnswlib.Index(space=_SPACES[geometry], dim=self._dimension)
+        if subspace is not None and subspace.dimension != self._dimension:
+            raise ConfigError(f"a subspace of {subspace.dimension}-d vectors cannot serve a {dimension}-d hnsw index")
+        self._subspace = subspace
+        self._index = hnswlib.Index(space=_SPACES[geometry], dim=self._graph_dimension)
         # hnswlib has no cheap "is this label live" query, so the live ids are kept here.
         self._live: set[int] = set()
 
@@ -118,6 +129,15 @@ class HnswIndex:
     def dimension(self) -> int:
         """The dimension of every vector."""
         return self._dimension
+
+    @property
+    def subspace(self) -> Subspace | None:
+        """The span whose coordinates the graph holds, or None when it holds the vectors themselves."""
+        return self._subspace
+
+    @property
+    def _graph_dimension(self) -> int:
+        return self._dimension if self._subspace is None else self._subspace.rows
 
     @property
     def metric(self) -> str:
@@ -161,6 +181,7 @@ class HnswIndex:
         keep = np.sort(len(labels) - 1 - reversed_unique)
         labels, matrix = labels[keep], matrix[keep]
         with self._lock:
+            matrix = self._coordinates(matrix)
             present = np.fromiter((label in self._live for label in labels.tolist()), dtype=bool, count=len(labels))
             vacant = self._index.element_count - len(self._live)
             # A deleted id must be revived in its own slot: hnswlib would otherwise put it in any free slot
@@ -187,6 +208,43 @@ class HnswIndex:
                     matrix[fresh], labels[fresh], num_threads=self._config.threads, replace_deleted=True
                 )
                 self._live.update(labels[fresh].tolist())
+
+    def _coordinates(self, matrix: np.ndarray) -> np.ndarray:
+        """What the graph stores for `matrix`: the vectors, or their coordinates in its subspace. The first
+        vectors of an empty graph decide whether it has a subspace; one off the subspace ends it."""
+        if self._subspace is None and self._index.element_count == 0:
+            found = Subspace.find(matrix)
+            if found is not None:
+                self._reshape(found, np.empty(0, dtype=np.int64), np.empty((0, found.rows), dtype=np.float32))
+        if self._subspace is None:
+            return matrix
+        coordinates = self._subspace.project(matrix)
+        if not self._subspace.outside(matrix, coordinates).any():
+            return coordinates
+        live = self.ids()
+        stored = np.empty((0, self._subspace.rows), dtype=np.float32)
+        if len(live):
+            stored = np.asarray(self._index.get_items(live), dtype=np.float32)
+        self._reshape(None, live, self._subspace.lift(stored))
+        return matrix
+
+    def _reshape(self, subspace: Subspace | None, labels: np.ndarray, stored: np.ndarray) -> None:
+        """Replace the graph by an empty one over `subspace`'s coordinates (None: full vectors) of the same
+        capacity, holding `stored` under `labels`; deleted slots are not carried over."""
+        capacity = self.capacity
+        self._subspace = subspace
+        self._index = hnswlib.Index(space=_SPACES[self._geometry], dim=self._graph_dimension)
+        self._index.init_index(
+            max_elements=capacity,
+            M=self._config.m,
+            ef_construction=self._config.ef_construction,
+            random_seed=_SEED,
+            allow_replace_deleted=True,
+        )
+        self._index.set_ef(self._config.ef_search)
+        self._index.set_num_threads(self._config.threads)
+        if len(labels):
+            self._index.add_items(stored, labels, num_threads=self._config.threads)
 
     def remove(self, ids: Iterable[int]) -> int:
         """Mark `ids` deleted, ignoring those not present; return how many were removed."""
@@ -272,6 +330,7 @@ class HnswIndex:
                     "live_count": len(self._live),
                     "element_count": int(self._index.element_count),
                     "deleted_ids": sorted(set(self._index.get_ids_list()) - self._live),
+                    "subspace": None if self._subspace is None else self._subspace.to_plain(),
                     "index_bytes": size,
                     "index_blake2b": check,
                     "state": plain_state,
@@ -304,9 +363,9 @@ class HnswIndex:
             sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise IndexFileError(str(path), f"sidecar {sidecar_path.name} is not valid JSON: {error}") from error
-        if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT_VERSION:
+        if not isinstance(sidecar, dict) or sidecar.get("format") not in _READABLE_FORMATS:
             found = sidecar.get("format") if isinstance(sidecar, dict) else type(sidecar).__name__
-            raise IndexFileError(str(path), f"sidecar format is {found!r}, expected {FORMAT_VERSION}")
+            raise IndexFileError(str(path), f"sidecar format is {found!r}, expected one of {_READABLE_FORMATS}")
         try:
             config = HnswConfig(**sidecar["config"])
             if config.digest != sidecar["config_digest"]:
@@ -315,7 +374,9 @@ class HnswIndex:
                 raise IndexFileError(str(path), "index file does not match its sidecar (truncated or replaced)")
             # Not through __init__: hnswlib warns on stderr when an initialised index is loaded over.
             index = cls.__new__(cls)
-            index._prepare(sidecar["dimension"], sidecar["metric"], config)
+            described = sidecar.get("subspace")
+            subspace = None if described is None else Subspace.from_plain(described)
+            index._prepare(sidecar["dimension"], sidecar["metric"], config, subspace)
             index._index.load_index(str(path), allow_replace_deleted=True)
             index._index.set_ef(config.ef_search)
             index._index.set_num_threads(config.threads)
@@ -396,8 +457,13 @@ class HnswIndex:
     def _knn(self, matrix: np.ndarray, k: int, breadth: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
         if self._index.ef != breadth:
             self._index.set_ef(breadth)
-        labels, raw = self._index.knn_query(matrix, k=k, num_threads=threads)
-        distances = raw.astype(np.float64)
+        if self._subspace is None:
+            labels, raw = self._index.knn_query(matrix, k=k, num_threads=threads)
+            distances = raw.astype(np.float64)
+        else:
+            coordinates = self._subspace.project(matrix)
+            labels, raw = self._index.knn_query(coordinates, k=k, num_threads=threads)
+            distances = self._subspace.corrected(self._geometry, raw.astype(np.float64), matrix, coordinates)
         if self._geometry == "euclidean":
             # hnswlib's l2 space returns squared distances; the store measures Euclidean ones.
             distances = np.sqrt(np.maximum(distances, 0.0))

@@ -174,6 +174,12 @@ class IndexKeeper:
         with self._lock:
             return None if self._index is None else len(self._index)
 
+    def subspace_rank(self) -> int | None:
+        """The rank of the span the main graph searches in (None without one: it holds whole vectors)."""
+        with self._lock:
+            subspace = None if self._index is None else self._index.subspace
+        return None if subspace is None else subspace.rank
+
     def segment_size(self, stored_version: int) -> int | None:
         """How many items the segment holds at `stored_version` (None when it is past `SEGMENT_LIMIT`)."""
         segment = self._current_segment(stored_version)

@@ -138,6 +138,16 @@ def saved_index_status(database_url: str, collection: str) -> str:
     return "fresh" if state.get("version") == identity[2] else "behind"
 
 
+def saved_index_subspace_rank(database_url: str, collection: str) -> int | None:
+    """Return the rank of the span the saved index's graph searches in (`models.ann_index`), None when
+    it searches whole vectors or there is no readable file."""
+    path = index_path(database_url, collection)
+    sidecar = None if path is None or not path.exists() else _sidecar(path)
+    subspace = None if sidecar is None else sidecar.get("subspace")
+    rank = subspace.get("rank") if isinstance(subspace, dict) else None
+    return rank if isinstance(rank, int) else None
+
+
 def _sidecar(path: Path) -> dict[str, Any] | None:
     # `HnswIndex.save` describes the index in JSON beside it, at path + ".json".
     try:

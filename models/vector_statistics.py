@@ -13,7 +13,13 @@ from models.collections import get_collection, index_path
 from models.dialects import vector_backend_for
 from models.engine import session_scope
 from models.tables import MemoryItemRecord, RunSummary
-from models.vector_maintenance import RUN_KIND, RUNS_LOOKED_BACK, collection_names, saved_index_status
+from models.vector_maintenance import (
+    RUN_KIND,
+    RUNS_LOOKED_BACK,
+    collection_names,
+    saved_index_status,
+    saved_index_subspace_rank,
+)
 from neuraltrade.canonical import format_timestamp
 
 
@@ -34,6 +40,8 @@ class CollectionStatistics:
     full_vector_bytes: int
     index_bytes: int | None
     index_status: str
+    #: The rank of the span the saved graph searches in (None: whole vectors, or no graph).
+    index_subspace_rank: int | None = None
 
 
 def collection_statistics(database_url: str) -> list[CollectionStatistics]:
@@ -67,6 +75,7 @@ def collection_statistics(database_url: str) -> list[CollectionStatistics]:
                 full_vector_bytes=int(full_vector_bytes or 0),
                 index_bytes=_index_bytes(database_url, name),
                 index_status="",
+                index_subspace_rank=saved_index_subspace_rank(database_url, name),
             )
         found.append(_with_status(statistics, saved_index_status(database_url, name)))
     return found

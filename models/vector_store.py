@@ -595,6 +595,12 @@ class VectorDB(VectorSearch):
         return None if self._keeper is None else self._keeper.size()
 
     @property
+    def index_subspace_rank(self) -> int | None:
+        """The dimension of the exact subspace the HNSW graph searches in, when the stored vectors span one
+        much smaller than theirs (`models.ann_index`); None when it searches whole vectors or has no graph."""
+        return None if self._keeper is None else self._keeper.subspace_rank()
+
+    @property
     def segment_size(self) -> int | None:
         """How many items are not in the HNSW graph yet (searched exactly beside it); None without an
         index, or when there are too many to scan (`models.vector_index.SEGMENT_LIMIT`)."""

@@ -259,6 +259,7 @@ def _collection_table(collections: list[Any], recalls: dict[str, dict[str, Any]]
         ("item rows (key, metadata)", lambda entry: _size(entry.item_bytes)),
         ("HNSW index file", lambda entry: _size(entry.index_bytes)),
         ("index status", lambda entry: entry.index_status),
+        ("graph searches", _graph_space),
     ]
     for label, shown in fields:
         table.add_row(label, *(shown(entry) for entry in collections))
@@ -281,6 +282,14 @@ def _collection_table(collections: list[Any], recalls: dict[str, dict[str, Any]]
         ),
     )
     return table
+
+
+def _graph_space(entry: Any) -> str:
+    if entry.index_bytes is None:
+        return "-"
+    if entry.index_subspace_rank is None:
+        return "whole vectors"
+    return f"a {entry.index_subspace_rank}-d span of {entry.dimension}"
 
 
 def _size(value: int | None) -> str:

@@ -280,7 +280,11 @@ def int8_scale(vectors: np.ndarray) -> float:
 
 def quantize_int8(vectors: np.ndarray, scale: float) -> np.ndarray:
     """Return `vectors` scaled by `scale`, rounded and clipped to int8."""
-    return np.clip(np.rint(vectors * np.float32(scale)), -127, 127).astype(np.int8)
+    # In place on one float32 temporary: three passes over the matrix instead of four allocations.
+    scaled = np.multiply(vectors, np.float32(scale), dtype=np.float32)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, -127, 127, out=scaled)
+    return scaled.astype(np.int8)
 
 
 def quantize_binary(vectors: np.ndarray) -> np.ndarray:

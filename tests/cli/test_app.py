@@ -223,6 +223,30 @@ def test_memory_stats_shows_each_collection_and_says_what_was_never_measured(dat
     assert (entry["collection"], entry["dimension"], entry["last_recall"]) == ("notes", 8, None)
 
 
+def test_memory_stats_says_whether_a_graph_searches_whole_vectors_or_their_span(database_url: str) -> None:
+    import json
+
+    import numpy as np
+
+    from models.vector_store import VectorDB
+
+    generator = np.random.default_rng(4)
+    low_rank = (generator.normal(size=(1_500, 20)) @ generator.normal(size=(20, 64))).astype(np.float32)
+    for name, vectors in (("span", low_rank), ("whole", generator.normal(size=(1_500, 64)).astype(np.float32))):
+        with VectorDB(64, name=name, database_url=database_url, index_type="hnsw", partition_key=None) as db:
+            db.insert_many([f"{name}{i}" for i in range(1_500)], vectors)
+    VectorDB(64, name="plain", database_url=database_url)
+
+    shown = runner.invoke(app, ["memory", "stats", "--db", database_url])
+    as_json = runner.invoke(app, ["memory", "stats", "--db", database_url, "--json"])
+
+    assert shown.exit_code == 0, shown.output
+    [row] = [line.split("│")[2:-1] for line in shown.output.splitlines() if "graph searches" in line]
+    assert [cell.strip() for cell in row] == ["-", "a 20-d span of 64", "whole vectors"]
+    ranks = {entry["collection"]: entry["index_subspace_rank"] for entry in json.loads(as_json.output)["collections"]}
+    assert ranks == {"plain": None, "span": 20, "whole": None}
+
+
 def test_memory_maintain_refuses_a_threshold_out_of_range_in_one_line(database_url: str) -> None:
     result = runner.invoke(app, ["memory", "maintain", "--db", database_url, "--recall-threshold", "1.5"])
 

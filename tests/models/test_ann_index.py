@@ -350,3 +350,76 @@ def test_a_graph_too_sparse_to_reach_every_live_vector_still_answers_with_live_i
     assert batch_ids.shape == (20, 60)
     found = batch_ids != -1
     assert set(batch_ids[found].tolist()) <= live and np.all(np.isinf(batch_distances[~found]))
+
+
+# -- graphs over an exact subspace ---------------------------------------------------------------------
+
+
+def low_rank_vectors(count: int, seed: int, *, rank: int = 24, dimension: int = DIMENSION * 2) -> np.ndarray:
+    """Unit vectors spanning `rank` of `dimension` dimensions, as a linear embedder makes them."""
+    mixing = np.random.default_rng(99).standard_normal((rank, dimension))
+    vectors = (np.random.default_rng(seed).standard_normal((count, rank)) @ mixing).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_a_graph_of_low_rank_vectors_searches_their_span_and_returns_exact_distances(metric: str) -> None:
+    vectors = low_rank_vectors(2_000, seed=1)
+    index = HnswIndex.build(np.arange(2_000), vectors, metric=metric, config=CONFIG)
+    assert index.subspace is not None and (index.subspace.rank, index.subspace.rows) == (24, 32)
+    assert index.dimension == DIMENSION * 2
+    # Queries off the span, of any length: the distances are still the exact ones.
+    queries = 3.0 * np.random.default_rng(2).standard_normal((20, DIMENSION * 2)).astype(np.float32)
+    found, distances = index.search_many(queries, 10)
+    truth = brute_force_distances(metric, queries, vectors)
+    assert np.allclose(distances, np.take_along_axis(truth, found, axis=1), atol=1e-4)
+    recall = np.mean([len(set(row) & set(np.argsort(t)[:10])) / 10 for row, t in zip(found, truth, strict=True)])
+    assert recall >= 0.95
+    ids, single = index.search(queries[0], 5)
+    assert np.array_equal(ids, found[0, :5]) and np.allclose(single, distances[0, :5])
+
+
+def test_a_vector_off_the_span_turns_the_graph_back_into_one_of_full_vectors_losing_nothing() -> None:
+    vectors = low_rank_vectors(2_000, seed=3)
+    index = HnswIndex.build(np.arange(2_000), vectors, metric="cosine", config=CONFIG)
+    index.remove([5, 6])
+    assert index.subspace is not None
+    stray = unit_vectors(1, seed=4, dimension=DIMENSION * 2)
+    index.add(np.array([10_000]), stray)
+    assert index.subspace is None and len(index) == 1_999
+    for label in (0, 1_999, 10_000):
+        query = stray[0] if label == 10_000 else vectors[label]
+        ids, distances = index.search(query, 1)
+        assert ids.tolist() == [label] and distances[0] == pytest.approx(0.0, abs=1e-5)
+    assert 5 not in index and 5 not in index.search_many(vectors[5:7], 10)[0]
+
+
+def test_a_graph_over_a_subspace_is_saved_and_loaded_with_it(tmp_path: Path) -> None:
+    vectors = low_rank_vectors(2_000, seed=5)
+    index = HnswIndex.build(np.arange(2_000), vectors, metric="l2", config=CONFIG)
+    index.save(tmp_path / "low.hnsw", state={})
+    loaded, _ = HnswIndex.load(tmp_path / "low.hnsw")
+    assert loaded.subspace is not None and np.array_equal(loaded.subspace.basis, index.subspace.basis)
+    first, second = index.search_many(vectors[:20], 10), loaded.search_many(vectors[:20], 10)
+    assert np.array_equal(first[0], second[0]) and np.allclose(first[1], second[1])
+
+
+def test_a_graph_file_of_format_1_loads_as_one_of_full_vectors(tmp_path: Path) -> None:
+    index, vectors = small_index()
+    index.save(tmp_path / "old.hnsw", state={"version": 3})
+    sidecar = tmp_path / "old.hnsw.json"
+    described = json.loads(sidecar.read_text())
+    described["format"] = 1
+    del described["subspace"]
+    sidecar.write_text(json.dumps(described))
+    loaded, state = HnswIndex.load(tmp_path / "old.hnsw")
+    assert loaded.subspace is None and state == {"version": 3}
+    assert loaded.search(vectors[7], 1)[0].tolist() == [7]
+
+
+def test_a_graph_over_a_subspace_emptied_by_removals_takes_a_vector_off_its_span() -> None:
+    index = HnswIndex.build(np.arange(2_000), low_rank_vectors(2_000, seed=6), metric="l2", config=CONFIG)
+    index.remove(range(2_000))
+    stray = unit_vectors(1, seed=7, dimension=DIMENSION * 2)
+    index.add(np.array([3]), stray)
+    assert index.subspace is None and index.search(stray[0], 1)[0].tolist() == [3]

@@ -189,14 +189,21 @@ class VectorSearch:
         return best
 
     def _index_search(
-        self, session: Session | None, query: Query, extra: Any, *, fetch: int | None = None
+        self,
+        session: Session | None,
+        query: Query,
+        extra: Any,
+        *,
+        fetch: int | None = None,
+        version: int | None = None,
     ) -> list[tuple[int, float]] | None:
         """The `fetch` (default `query.k`) nearest of the HNSW graph and the unsealed segment, merged;
         post-filtered by `extra`, widened until `k` pass (None: no index, or a segment too large to scan,
         or a filter too narrow for the graph)."""
         if self._keeper is None:
             return None
-        version = self._hot.version(self._collection_id)
+        if version is None:
+            version = self._hot.version(self._collection_id)
         fetch = fetch or (query.k if extra is None else query.k * FILTER_OVERSAMPLE)
         while True:
             pairs = self._keeper.search(query.vector, fetch, query.ef, version)

@@ -15,6 +15,8 @@ added later is checked against it, so a vector off the span is noticed, never si
 from __future__ import annotations
 
 import base64
+import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +54,10 @@ class Subspace:
             raise ConfigError(f"a subspace basis is a 2-d float32 matrix, was {type(basis).__name__}")
         if not 1 <= self.rank <= basis.shape[0] <= basis.shape[1]:
             raise ConfigError(f"a subspace of rank {self.rank} cannot have a basis of shape {basis.shape}")
+
+    @functools.cached_property
+    def _transposed(self) -> np.ndarray:
+        return np.ascontiguousarray(self.basis.T)
 
     @property
     def rows(self) -> int:
@@ -104,7 +110,8 @@ class Subspace:
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
         """Return the coordinates of `vectors` (rows, float32) in the subspace."""
-        return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32) @ self.basis.T)
+        # A float32 product of C-ordered operands is C-ordered already: no copy on the per-query path.
+        return np.asarray(vectors, dtype=np.float32) @ self._transposed
 
     def lift(self, coordinates: np.ndarray) -> np.ndarray:
         """Return the vectors of the full dimension that `coordinates` stand for."""
@@ -131,6 +138,13 @@ class Subspace:
             raise ConfigError(f"a subspace corrects {', '.join(_GEOMETRIES)} distances, not {geometry!r}")
         if geometry == "dot":
             return distances
+        if len(queries) == 1:
+            # One query (every store search): plain floats cost a tenth of the array arithmetic below.
+            query_norm, coordinate_norm = float(queries[0] @ queries[0]), float(coordinates[0] @ coordinates[0])
+            if geometry == "euclidean":
+                return np.maximum(distances + max(query_norm - coordinate_norm, 0.0), 0.0)
+            scale = min(math.sqrt(coordinate_norm / query_norm), 1.0) if query_norm > 0 else 0.0
+            return 1.0 - (1.0 - distances) * scale
         query_norms = np.einsum("ij,ij->i", queries, queries).astype(np.float64)
         coordinate_norms = np.einsum("ij,ij->i", coordinates, coordinates).astype(np.float64)
         if geometry == "euclidean":

@@ -98,6 +98,10 @@ def test_distances_measured_between_coordinates_are_corrected_to_the_exact_ones(
     between = exact(geometry, coordinates, subspace.project(vectors[:50]))
     corrected = subspace.corrected(geometry, between, queries, coordinates)
     assert np.allclose(corrected, exact(geometry, queries, vectors[:50]), atol=1e-5)
+    # One query at a time (the store's searches) gives the same distances.
+    for row in range(len(queries)):
+        alone = subspace.corrected(geometry, between[row : row + 1], queries[row : row + 1], coordinates[row : row + 1])
+        assert np.allclose(alone, corrected[row : row + 1], atol=1e-9)
     # The ranking of each query stands.
     assert (np.argsort(corrected, axis=1, kind="stable") == np.argsort(between, axis=1, kind="stable")).all()
 

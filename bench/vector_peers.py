@@ -25,7 +25,7 @@ from vectors import (
     NEIGHBOURS,
     READ_ROWS,
     Workload,
-    file_sizes_mib,
+    grouped_sizes,
     log,
     measure_queries,
     peak_rss_mib,
@@ -188,15 +188,6 @@ def contender_usearch(workload: Workload, workdir: Path) -> dict[str, Any]:
         build_peak_mib=build_peak,
         search_peak_mib=peak_rss_mib(),
     )
-
-
-def grouped_sizes(folder: Path, group: Callable[[str], str]) -> dict[str, float]:
-    """Sum the sizes of the files under `folder` (MiB) by `group(relative path)`."""
-    sizes: dict[str, float] = {}
-    for name, size in file_sizes_mib(folder).items():
-        key = group(name)
-        sizes[key] = sizes.get(key, 0.0) + size
-    return sizes
 
 
 def symbol_metadata(workload: Workload, symbol_of_rows: np.ndarray | None, first: int, rows: int) -> list[str] | None:

@@ -17,6 +17,9 @@ peers are in ``bench/vector_peers.py``, the store's configurations here:
 - ``numpy``: brute force over the memory-mapped matrix (matmul + argpartition);
 - ``faiss_flat``: faiss ``IndexFlatIP`` (exact);
 - ``hnswlib`` and ``usearch``: HNSW with M=16, ef_construction=200, float32, ef_search swept;
+- ``hnswlib_subspace``: hnswlib over the vectors' coordinates in their exact span
+  (`neuraltrade.memory.subspace`, found from the first 50,000), which is the graph the store builds on
+  such data: the raw library on the store's own graph (fails on data of full rank, such as ``hard``);
 - ``chroma``: Chroma's embedded ``PersistentClient`` on a fresh directory, one collection configured
   (chromadb 1.x ``configuration={"hnsw": ...}``) with cosine space, max_neighbors=16,
   ef_construction=200, 2 build threads. Filled in batches of 10,000 (timed per 10,000, like the store),
@@ -199,6 +202,15 @@ def file_sizes_mib(folder: Path) -> dict[str, float]:
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
+
+
+def grouped_sizes(folder: Path, group: Callable[[str], str]) -> dict[str, float]:
+    """Sum the sizes of the files under `folder` (MiB) by `group(relative path)`."""
+    sizes: dict[str, float] = {}
+    for name, size in file_sizes_mib(folder).items():
+        key = group(name)
+        sizes[key] = sizes.get(key, 0.0) + size
+    return sizes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -698,7 +710,8 @@ def contender_store(name: str, workload: Workload, workdir: Path) -> dict[str, A
 
     with get_engine(url).connect() as connection:
         connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    disk_files = file_sizes_mib(folder)
+    # The per-partition graphs (one file and sidecar each) count as one entry.
+    disk_files = grouped_sizes(folder, lambda name: name.split(".parts/")[0] + ".parts/" if ".parts/" in name else name)
     extra: dict[str, Any] = {
         "disk_files_mib": disk_files,
         "insert_seconds": insert_seconds,

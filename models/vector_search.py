@@ -25,6 +25,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import memory_items
+from models.ann_index import HnswConfig
 from models.tables import CollectionRecord
 from models.vector_backend import RowReader, VectorBackend
 from models.vector_index import IndexKeeper
@@ -56,6 +57,7 @@ class VectorSearch:
 
     spec: CollectionSpec
     oversample: int
+    hnsw: HnswConfig
     _collection_id: int
     _int8_scale: float | None
     _keeper: IndexKeeper | None
@@ -206,7 +208,7 @@ class VectorSearch:
             version = self._hot.version(self._collection_id)
         fetch = fetch or (query.k if extra is None else query.k * FILTER_OVERSAMPLE)
         while True:
-            pairs = self._keeper.search(query.vector, fetch, query.ef, version)
+            pairs = self._keeper.search(query.vector, fetch, self._breadth(query), version)
             if pairs is None:
                 return None
             if extra is None or session is None:
@@ -218,6 +220,11 @@ class VectorSearch:
             if fetch >= self._vectors.max_k:
                 return None
             fetch *= FILTER_OVERSAMPLE
+
+    def _breadth(self, query: Query) -> int:
+        """The query's search breadth, else this store's: a graph saved with another `ef_search` is
+        searched as the store that opened it says."""
+        return query.ef if query.ef is not None else self.hnsw.ef_search
 
     def _stored_version(self, session: Session) -> int:
         return int(session.execute(_VERSION, {"id": self._collection_id}).scalar_one())

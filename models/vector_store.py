@@ -544,7 +544,7 @@ class VectorDB(VectorSearch):
         assert self._partition_graphs is not None
         pairs: list[tuple[int, float]] = []
         for partition in partitions:
-            found = self._partition_graphs.search(query.vector, fetch, query.ef, partition, version)
+            found = self._partition_graphs.search(query.vector, fetch, self._breadth(query), partition, version)
             if found is None:
                 return None
             pairs.extend(found)

@@ -129,6 +129,31 @@ def test_inserts_are_searchable_at_once_and_a_sealed_graph_agrees_with_exact_sea
             )
 
 
+def test_a_saved_graph_is_searched_with_the_breadth_of_the_store_that_opened_it(
+    database_url: str, hnsw_data: Any
+) -> None:
+    from models.ann_index import HnswConfig
+
+    keys, vectors, metadata, stamps, queries = hnsw_data
+    narrow = HnswConfig(m=4, ef_construction=16, ef_search=1)
+    with VectorDB(DIMENSION, index_type="hnsw", hnsw=narrow, database_url=database_url) as db:
+        db.insert_many(keys, vectors, metadata, timestamps=stamps)
+    dispose_engines()
+
+    def agreement(db: VectorDB) -> float:
+        return float(
+            np.mean([overlap_at_10(db.search(Query(q, k=10)), db.search(Query(q, k=10, exact=True))) for q in queries])
+        )
+
+    # The file says ef_search=1; each store searches it with its own breadth.
+    reopened = VectorDB(DIMENSION, index_type="hnsw", hnsw=narrow, database_url=database_url)
+    wide = VectorDB(DIMENSION, index_type="hnsw", hnsw=HnswConfig(m=4, ef_construction=16), database_url=database_url)
+    assert reopened.index_status == wide.index_status == "fresh"
+    assert HnswConfig().ef_search == 256
+    assert agreement(wide) >= 0.95 > agreement(reopened)
+    assert agreement(VectorDB.open("default", database_url=database_url)) >= 0.95  # the default breadth, 256
+
+
 @pytest.mark.parametrize("metric", ["l2", "inner_product"])
 def test_the_hnsw_index_measures_distances_as_the_store_does(database_url: str, metric: str) -> None:
     vectors = random_vectors(500, seed=31)

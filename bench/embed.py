@@ -113,7 +113,8 @@ def case_sqlite_vec_raw(symbols: int, bars: int, workdir: str) -> dict[str, floa
         for number in range(symbols):
             vectors = generator.standard_normal((per_symbol, 512), dtype=np.float32)
             ids = [number * per_symbol + row + 1 for row in range(per_symbol)]
-            backend.insert(connection, spec, ids, [f"S{number:03d}"] * per_symbol, vectors)
+            # No item rows here: each vector is keyed by its id, as if it were its item row's sequence.
+            backend.insert(connection, spec, ids, [f"S{number:03d}"] * per_symbol, vectors, sequences=ids)
     return {"vectors": bars, "seconds": time.perf_counter() - started, "peak_rss_mib": _peak_rss_mib()}
 
 

@@ -97,6 +97,14 @@ def segment(session: Session, collection_id: int, after_version: int, partition:
     return {int(row[0]): int(row[1]) for row in session.execute(query)}
 
 
+def next_sequence(session: Session) -> int:
+    """Return the first free item-row `sequence`: a write numbers its rows itself from there, so that
+    it knows them without reading them back (a read of 10,000 rows cost 5% of the write). Safe while the
+    writer holds the database's write lock, as every store write does (``BEGIN IMMEDIATE``); without it
+    a concurrent writer's rows collide on the primary key and the later commit fails, losing nothing."""
+    return int(session.scalar(select(func.coalesce(func.max(MemoryItemRecord.sequence), 0))) or 0) + 1
+
+
 def partition_ids(session: Session, collection_id: int, partition: str) -> np.ndarray:
     """Return the id of every item of the collection's `partition` (int64)."""
     query = select(MemoryItemRecord.id).where(

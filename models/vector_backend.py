@@ -64,11 +64,14 @@ class VectorBackend(ABC):
         partitions: Sequence[str] | None,
         payloads: np.ndarray,
         full: np.ndarray | None = None,
+        *,
+        sequences: Sequence[int],
     ) -> None:
         """Store one searched vector per id: rows of `payloads` are float32, int8 or packed bits, as the
         collection's quantization says; `partitions` holds each id's partition value (None: unpartitioned).
         A quantized collection also stores each id's full-precision vector (rows of `full`, float32);
-        an unquantized one's payload is its full-precision vector."""
+        an unquantized one's payload is its full-precision vector. `sequences` holds each id's item-row
+        `sequence` (the rows are written first), which a backend may key its storage by."""
 
     @abstractmethod
     def full_vectors(
@@ -105,7 +108,8 @@ class VectorBackend(ABC):
 
     @abstractmethod
     def ids(self, connection: Connection, collection: str) -> np.ndarray:
-        """Return the ids of every vector the collection's storage holds (int64, in no set order)."""
+        """Return the ids of every vector the collection's storage holds whose item row exists (int64, in
+        no set order); `count` minus their number is how many vectors have lost their item row."""
 
     @abstractmethod
     def size_bytes(self, connection: Connection, collection: str) -> int | None:

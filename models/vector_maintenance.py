@@ -194,7 +194,8 @@ def inspect_integrity(database_url: str, collection: str) -> IntegrityReport:
             non_finite += int((~np.isfinite(matrix).all(axis=1)).sum())
             scanned += len(ids)
     without_vector = np.setdiff1d(item_ids, vector_ids).size
-    without_item = np.setdiff1d(vector_ids, item_ids).size
+    # A vector whose item row is gone has no id to show: `ids` leaves it out, so count it from the total.
+    without_item = vectors - len(vector_ids) + np.setdiff1d(vector_ids, item_ids).size
     if vectors != items or without_vector or without_item:
         problems.append(
             f"{vectors:,} vectors in {backend.storage_name(collection)} but {items:,} item rows "

@@ -360,9 +360,12 @@ class VectorDB(VectorSearch):
                 self._check_stored(stored, numbers, keys, replace=replace)
                 remove_items(writer, self.name, list(stored))
             version = bump_version(writer, self._collection_id)
+            first = memory_items.next_sequence(writer)
+            sequences = list(range(first, first + count))
             memory_items.insert_rows(
                 writer,
                 {
+                    "sequence": sequences,
                     "id": ordered_ids,
                     "collection_id": [self._collection_id] * count,
                     "key": [keys[i] for i in order],
@@ -385,6 +388,7 @@ class VectorDB(VectorSearch):
                 ordered_partitions,
                 self._payloads(writer, ordered),
                 full,
+                sequences=sequences,
             )
         # Also when the write joined a caller's transaction that may still roll back: the cache then only
         # loses entries. The graph is not touched: a replaced item's new version is in the segment, which

@@ -1,10 +1,14 @@
 """sqlite-vec's own SQL: the vector backend of a SQLite database.
 
-Each collection owns one ``vec0`` virtual table, ``vec_<name>``: the item id as rowid, the partition
-value (when the collection has a partition key), the searched vector (float32, int8 or bit) and, for a
-quantized collection, the full-precision float32 vector (``full``). It is the one place a vector is
-stored: an unquantized collection's searched vector is its full-precision one.
-Every statement here binds its values; table names come from validated collection names only.
+Each collection owns one ``vec0`` virtual table, ``vec_<name>``: the item row's `sequence` as rowid
+(``item_sequence``), the partition value (when the collection has a partition key), the searched vector
+(float32, int8 or bit) and, for a quantized collection, the full-precision float32 vector (``full``). It
+is the one place a vector is stored: an unquantized collection's searched vector is its full-precision
+one. Every statement here binds its values; table names come from validated collection names only.
+
+Keyed by the sequence, rows arrive in write order: each write of 10,000 appends to the rowid table
+instead of dirtying pages all over it, as derived ids (hashes) did (revision 0008). The interface still
+speaks item ids: each statement joins `memory_items` on the sequence.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ _WRAPPERS = {"none": "?", "int8": "vec_int8(?)", "binary": "vec_bit(?)"}
 # their tables are declared L2, a distance never used to rank.
 _DISTANCES = {"angular": "cosine", "euclidean": "L2"}
 _UNRANKED_DISTANCE = "L2"
+#: The item table (`models.tables.MemoryItemRecord`), whose `sequence` keys the vector rows. Named here:
+#: the dialects load before the ORM tables.
+ITEM_TABLE = "memory_items"
 
 
 class SqliteVecBackend(VectorBackend):
@@ -61,7 +68,7 @@ class SqliteVecBackend(VectorBackend):
         full = "" if spec.quantization == "none" else f"full float[{spec.dimension}], "
         connection.exec_driver_sql(
             f"CREATE VIRTUAL TABLE IF NOT EXISTS {table_name(spec.name)} USING vec0("
-            f"item_id integer primary key, {partition}"
+            f"item_sequence integer primary key, {partition}"
             f"embedding {_ELEMENT_TYPES[spec.quantization]}[{spec.dimension}]{distance}, {full}"
             f"chunk_size={CHUNK_SIZE})"
         )
@@ -78,9 +85,11 @@ class SqliteVecBackend(VectorBackend):
         partitions: Sequence[str] | None,
         payloads: np.ndarray,
         full: np.ndarray | None = None,
+        *,
+        sequences: Sequence[int],
     ) -> None:
-        columns, values = ["item_id"], ["?"]
-        parts: list[Sequence[object] | np.ndarray] = [ids]
+        columns, values = ["item_sequence"], ["?"]
+        parts: list[Sequence[object] | np.ndarray] = [sequences]
         if partitions is not None:
             columns.append("partition_value")
             values.append("?")
@@ -96,18 +105,22 @@ class SqliteVecBackend(VectorBackend):
             columns.append("full")
             values.append("?")
             parts.append(full)
+        if len(sequences) != len(ids):
+            raise StorageError(f"collection {spec.name!r}: {len(ids)} ids but {len(sequences)} item sequences")
         connection.exec_driver_sql(
             f"INSERT INTO {table_name(spec.name)} ({', '.join(columns)}) VALUES ({', '.join(values)})",
             list(zip(*parts, strict=True)),
         )
 
     def delete(self, connection: Connection, collection: str, ids: Sequence[int]) -> None:
-        """One id per statement: sqlite-vec takes ``DELETE ... WHERE item_id = ?`` at about 25,000 rows/s,
-        while ``WHERE item_id IN (SELECT ...)`` over 20,000 rows had not finished after 12 minutes
-        (docs/benchmarks.md)."""
+        """One id per statement, before the item rows go: sqlite-vec takes ``DELETE ... WHERE
+        item_sequence = ?`` at about 25,000 rows/s, while ``WHERE ... IN (SELECT ...)`` over 20,000 rows
+        had not finished after 12 minutes (docs/benchmarks.md)."""
         if ids:
             connection.exec_driver_sql(
-                f"DELETE FROM {table_name(collection)} WHERE item_id = ?", [(int(value),) for value in ids]
+                f"DELETE FROM {table_name(collection)} WHERE item_sequence = "
+                f"(SELECT sequence FROM {ITEM_TABLE} WHERE id = ?)",
+                [(int(value),) for value in ids],
             )
 
     def nearest(
@@ -125,8 +138,8 @@ class SqliteVecBackend(VectorBackend):
     def full_vectors(
         self, connection: Connection, spec: CollectionSpec, ids: Sequence[int]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """By id (``json_each`` joined to the table's rowid: sqlite-vec's own ``item_id IN (...)`` loses
-        ids more than 2**31 apart), or by one scan when `ids` are a large share of the collection."""
+        """By id (``json_each`` joined to the item rows, then to the table's rowid), or by one scan when
+        `ids` are a large share of the collection."""
         column = _full_column(spec)
         if not ids:
             return np.empty(0, dtype=np.int64), np.empty((0, spec.dimension), dtype=np.float32)
@@ -139,8 +152,8 @@ class SqliteVecBackend(VectorBackend):
                 found.append(matrix[keep])
             return np.concatenate(found_ids), np.concatenate(found).reshape(-1, spec.dimension)
         rows = connection.exec_driver_sql(
-            f"SELECT v.item_id, v.{column} FROM json_each(?) AS j JOIN {table_name(spec.name)} AS v "
-            "ON v.item_id = j.value",
+            f"SELECT m.id, v.{column} FROM json_each(?) AS j JOIN {ITEM_TABLE} AS m ON m.id = j.value "
+            f"JOIN {table_name(spec.name)} AS v ON v.item_sequence = m.sequence",
             (json.dumps([int(value) for value in ids]),),
         ).all()
         return _matrix(rows, spec.dimension)
@@ -148,7 +161,10 @@ class SqliteVecBackend(VectorBackend):
     def scan_full(
         self, connection: Connection, spec: CollectionSpec, *, batch: int
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        rows = connection.exec_driver_sql(f"SELECT item_id, {_full_column(spec)} FROM {table_name(spec.name)}")
+        rows = connection.exec_driver_sql(
+            f"SELECT m.id, v.{_full_column(spec)} FROM {table_name(spec.name)} AS v "
+            f"JOIN {ITEM_TABLE} AS m ON m.sequence = v.item_sequence"
+        )
         for chunk in rows.partitions(batch):
             yield _matrix(chunk, spec.dimension)
 
@@ -156,8 +172,10 @@ class SqliteVecBackend(VectorBackend):
         return int(connection.exec_driver_sql(f"SELECT count(*) FROM {table_name(collection)}").scalar_one())
 
     def ids(self, connection: Connection, collection: str) -> np.ndarray:
-        # Reads the rowids only (0.13 s per 100,000 vectors).
-        rows = connection.exec_driver_sql(f"SELECT item_id FROM {table_name(collection)}")
+        # Reads the rowids only, each joined to its item row by the primary key.
+        rows = connection.exec_driver_sql(
+            f"SELECT m.id FROM {table_name(collection)} AS v JOIN {ITEM_TABLE} AS m ON m.sequence = v.item_sequence"
+        )
         return np.fromiter((row[0] for row in rows), dtype=np.int64)
 
     def size_bytes(self, connection: Connection, collection: str) -> int | None:
@@ -180,7 +198,7 @@ class SqliteVecBackend(VectorBackend):
         full = "NULL" if spec.quantization == "none" else "full"
         connection.exec_driver_sql(f"DROP TABLE IF EXISTS {copy}")
         connection.exec_driver_sql(
-            f"CREATE TABLE {copy} AS SELECT item_id AS id, {partition} AS part, embedding AS v, {full} AS f "
+            f"CREATE TABLE {copy} AS SELECT item_sequence AS id, {partition} AS part, embedding AS v, {full} AS f "
             f"FROM {table_name(spec.name)}"
         )
         self.drop_collection(connection, spec.name)
@@ -194,7 +212,8 @@ class SqliteVecBackend(VectorBackend):
             if spec.quantization != "none":
                 full_vectors = np.frombuffer(b"".join(row[3] for row in chunk), dtype=np.float32)
                 full_vectors = full_vectors.reshape(len(chunk), spec.dimension)
-            self.insert(connection, spec, [row[0] for row in chunk], parts, payloads, full_vectors)
+            sequences = [row[0] for row in chunk]
+            self.insert(connection, spec, sequences, parts, payloads, full_vectors, sequences=sequences)
             copied += len(chunk)
         connection.exec_driver_sql(f"DROP TABLE {copy}")
         return copied
@@ -225,15 +244,19 @@ def nearest_statement(
 ) -> tuple[str, tuple[object, ...]]:
     """Return the driver SQL and parameters of a KNN query of at most `MAX_K` neighbours.
 
-    No id constraint: sqlite-vec's own ``item_id IN (...)`` loses ids that differ by more than 2**31,
-    which derived 63-bit ids always do, so the search path filters candidates itself.
+    Each neighbour's item id comes from its item row, joined on the sequence after the KNN has ranked.
+    No id constraint: the search path filters candidates itself.
     """
     clauses = [f"embedding MATCH {_WRAPPERS[quantization]}", "k = ?"]
     parameters: list[object] = [payload, min(k, MAX_K)]
     if partition is not None:
         clauses.append("partition_value = ?")
         parameters.append(partition)
-    sql = f"SELECT item_id, distance FROM {table_name(collection)} WHERE {' AND '.join(clauses)} ORDER BY distance"
+    sql = (
+        f"SELECT m.id, k.distance FROM (SELECT item_sequence, distance FROM {table_name(collection)} "
+        f"WHERE {' AND '.join(clauses)} ORDER BY distance) AS k "
+        f"JOIN {ITEM_TABLE} AS m ON m.sequence = k.item_sequence ORDER BY k.distance"
+    )
     return sql, tuple(parameters)
 
 

@@ -2,7 +2,8 @@
 
 The vendored database of revision 0003 is taken to 0006, the last layout with `memory_vectors`, and given
 an int8 collection as that layout stored it (searched int8 vectors in its vec0 table, full vectors in
-`memory_vectors`); then it is upgraded to the head and every vector is compared byte for byte.
+`memory_vectors`); then it is upgraded to 0007 and every vector is compared byte for byte
+(test_migration_0008 takes it on from there).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 from models import memory_items
 from models.engine import dispose_engines, get_engine
-from models.migrations import current_revision, downgrade_database, head_revision, upgrade_database
+from models.migrations import current_revision, downgrade_database, upgrade_database
 from models.vector_store import VectorDB
 from neuraltrade.memory.collection import quantize_int8
 from neuraltrade.memory.query import Filter, Query
@@ -38,15 +39,20 @@ def execute(url: str, sql: str, parameters: Any = ()) -> None:
         connection.exec_driver_sql(sql, parameters)
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> Iterator[str]:
-    target = tmp_path / "previous.db"
+def database_at_0006(folder: Path) -> str:
+    """The vendored database taken to 0006 in `folder`, with an int8 collection of that layout; its URL."""
+    target = folder / "previous.db"
     with gzip.open(PREVIOUS, "rb") as source, target.open("wb") as copy:
         shutil.copyfileobj(source, copy)
     database_url = f"sqlite:///{target}"
     upgrade_database(database_url, "0006")
     add_old_int8_collection(database_url)
-    yield database_url
+    return database_url
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> Iterator[str]:
+    yield database_at_0006(tmp_path)
     dispose_engines()
 
 
@@ -101,9 +107,9 @@ def test_upgrading_keeps_every_vector_once_and_drops_the_second_copy(url: str) -
     plain, quantized = old_vectors(url, "market_state"), old_vectors(url, "quantized")
     assert (len(plain), len(quantized)) == (569, 60)
 
-    upgrade_database(url)
+    upgrade_database(url, "0007")
 
-    assert current_revision(url) == head_revision()
+    assert current_revision(url) == "0007"
     assert rows(url, "SELECT name FROM sqlite_master WHERE name = 'memory_vectors'") == []
     # Unquantized: the searched vector is the full one, byte for byte.
     moved = {row[0]: row[1] for row in rows(url, "SELECT item_id, embedding FROM vec_market_state")}
@@ -138,9 +144,9 @@ def test_the_upgraded_collections_answer_with_their_full_vectors(url: str) -> No
 
 def test_a_downgrade_restores_the_second_copy_and_upgrades_again_the_same(url: str) -> None:
     plain, quantized = old_vectors(url, "market_state"), old_vectors(url, "quantized")
-    upgrade_database(url)
+    upgrade_database(url, "0007")
     downgrade_database(url, "0006")
     assert (old_vectors(url, "market_state"), old_vectors(url, "quantized")) == (plain, quantized)
-    upgrade_database(url)
+    upgrade_database(url, "0007")
     moved = {row[0]: row[1] for row in rows(url, "SELECT item_id, embedding FROM vec_market_state")}
     assert moved == {number: full for number, (full, _) in plain.items()}

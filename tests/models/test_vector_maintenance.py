@@ -105,7 +105,11 @@ def test_a_healthy_store_passes_its_integrity_check_with_its_figures(database_ur
 
 def test_a_vector_deleted_behind_the_stores_back_fails_the_check_naming_both_counts(database_url: str) -> None:
     fill(database_url, "plain", clustered(50))
-    execute(database_url, "DELETE FROM vec_plain WHERE item_id = :id", id=item_number(database_url, "plain", "k3"))
+    execute(
+        database_url,
+        "DELETE FROM vec_plain WHERE item_sequence = (SELECT sequence FROM memory_items WHERE id = :id)",
+        id=item_number(database_url, "plain", "k3"),
+    )
 
     with pytest.raises(
         MemoryIntegrityError,
@@ -121,7 +125,8 @@ def test_a_vector_under_another_id_fails_the_check_though_the_counts_agree(datab
     with session_scope(database_url, write=True) as session:
         backend = vector_backend_for(session)
         backend.delete(session.connection(), "plain", [number])
-        backend.insert(session.connection(), spec, [number + 1], ["AAA"], vectors[3:4])
+        # Keyed by a sequence no item row has: the vector belongs to no item.
+        backend.insert(session.connection(), spec, [number + 1], ["AAA"], vectors[3:4], sequences=[10**9])
 
     with pytest.raises(MemoryIntegrityError, match=r"1 items without a vector, 1 vectors without an item"):
         vector_maintenance.check_integrity(database_url, "plain")
@@ -154,7 +159,12 @@ def test_a_stored_vector_holding_nan_fails_the_check(database_url: str) -> None:
     fill(database_url, "packed", clustered(50), quantization="int8")
     poisoned = np.full(DIMENSION, np.nan, dtype=np.float32).tobytes()
     number = item_number(database_url, "packed", "k1")
-    execute(database_url, "UPDATE vec_packed SET full = :vector WHERE item_id = :id", vector=poisoned, id=number)
+    execute(
+        database_url,
+        "UPDATE vec_packed SET full = :vector WHERE item_sequence = (SELECT sequence FROM memory_items WHERE id = :id)",
+        vector=poisoned,
+        id=number,
+    )
 
     with pytest.raises(MemoryIntegrityError, match=r"'packed' .* 1 stored vectors hold NaN or infinity"):
         vector_maintenance.check_integrity(database_url, "packed")

@@ -130,7 +130,13 @@ def counts(url: str, name: str = SPEC.name) -> tuple[int, int]:
 
 def stored_vector(url: str, item: int, name: str = SPEC.name) -> np.ndarray:
     with session_scope(url) as session:
-        blob = session.execute(text(f"SELECT embedding FROM vec_{name} WHERE item_id = :id"), {"id": item}).scalar_one()
+        blob = session.execute(
+            text(
+                f"SELECT embedding FROM vec_{name} "
+                "WHERE item_sequence = (SELECT sequence FROM memory_items WHERE id = :id)"
+            ),
+            {"id": item},
+        ).scalar_one()
     return np.frombuffer(blob, dtype=np.float32)
 
 

@@ -63,7 +63,10 @@ def stored_vector(url: str, observation_id: Any) -> np.ndarray:
     with session_scope(url) as session:
         collection = collections.get_collection(session, MARKET_STATE_COLLECTION)
         blob = session.execute(
-            text(f"SELECT embedding FROM vec_{MARKET_STATE_COLLECTION} WHERE item_id = :id"),
+            text(
+                f"SELECT embedding FROM vec_{MARKET_STATE_COLLECTION} "
+                "WHERE item_sequence = (SELECT sequence FROM memory_items WHERE id = :id)"
+            ),
             {"id": memory_items.item_id(collection.id, str(observation_id))},
         ).scalar_one()
     return np.frombuffer(blob, dtype=np.float32)

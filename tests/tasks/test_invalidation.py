@@ -36,7 +36,10 @@ def ingest(url: str, frame: pd.DataFrame, path: Path) -> dict[str, int]:
 def vectors_by_observation(url: str) -> dict[str, np.ndarray]:
     with session_scope(url) as session:
         rows = session.execute(
-            text("SELECT e.observation_id, v.embedding FROM memory_items e JOIN vec_market_state v ON v.item_id = e.id")
+            text(
+                "SELECT e.observation_id, v.embedding FROM memory_items e "
+                "JOIN vec_market_state v ON v.item_sequence = e.sequence"
+            )
         ).all()
     return {str(observation): np.frombuffer(blob, dtype=np.float32) for observation, blob in rows}
 

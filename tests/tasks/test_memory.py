@@ -68,7 +68,10 @@ def test_every_task_returns_plain_json_ready_values(
 def test_the_integrity_task_raises_the_error_naming_the_collection(database_url: str, store: VectorDB) -> None:
     with session_scope(database_url, write=True) as session:
         number = session.execute(text("SELECT id FROM memory_items WHERE key = 'k0'")).scalar_one()
-        session.execute(text("DELETE FROM vec_plain WHERE item_id = :id"), {"id": number})
+        session.execute(
+            text("DELETE FROM vec_plain WHERE item_sequence = (SELECT sequence FROM memory_items WHERE id = :id)"),
+            {"id": number},
+        )
 
     with pytest.raises(MemoryIntegrityError, match="collection 'plain'"):
         memory.check_integrity.fn(database_url, "plain")

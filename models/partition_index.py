@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from models.ann_index import HnswConfig, HnswIndex
-from models.vector_index import Segment, VectorReader, graph_answer, refreshed_segment, scan_segment
+from models.vector_index import graph_answer
+from models.vector_segment import Segment, VectorReader, refreshed_segment, scan_segment
 from neuraltrade.errors import IndexFileError
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class PartitionGraphs:
         graph, sealed = self._graph(partition)
         if graph is None:
             return None
-        segment = self._segment(partition, sealed, stored_version)
+        segment = self._segment(partition, sealed, stored_version, graph)
         if segment is None:
             return None
         pairs: list[tuple[int, float]] = []
@@ -85,7 +86,7 @@ class PartitionGraphs:
         pairs.sort(key=lambda pair: (pair[1], pair[0]))
         return pairs[:k]
 
-    def _segment(self, partition: str, sealed: int, stored_version: int) -> Segment | None:
+    def _segment(self, partition: str, sealed: int, stored_version: int, graph: HnswIndex) -> Segment | None:
         with self._lock:
             old = self._segments.get(partition)
             if old is not None and old.version == stored_version:
@@ -95,7 +96,13 @@ class PartitionGraphs:
                 self._segments.pop(partition, None)
                 return None
             segment = refreshed_segment(
-                old, written, stored_version, self._vectors_of, dimension=self._dimension, metric=self._metric
+                old,
+                written,
+                stored_version,
+                self._vectors_of,
+                dimension=self._dimension,
+                metric=self._metric,
+                subspace=graph.subspace,
             )
             self._segments[partition] = segment
             return segment

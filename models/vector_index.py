@@ -20,15 +20,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from models.ann_index import HnswConfig, HnswIndex
+from models.vector_segment import Segment, VectorReader, refreshed_segment, scan_segment
 from neuraltrade.errors import IndexFileError
-from neuraltrade.memory.collection import distance_metric
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +42,8 @@ SEGMENT_LIMIT = 100_000
 #: threads stay busy; a search in the sealing process waits for the call it arrived during.
 SEAL_STEP = 50_000
 
-#: Reads the collection's segment: (ids and written versions after a version) and (vectors of ids).
+#: Reads the collection's segment: ids and written versions after a version.
 SegmentList = Callable[[int], dict[int, int]]
-VectorReader = Callable[[Sequence[int]], tuple[np.ndarray, np.ndarray]]
 
 
 class _Either:
@@ -58,21 +56,6 @@ class _Either:
 
     def __contains__(self, item: object) -> bool:
         return item in self.first or item in self.second
-
-
-@dataclass(frozen=True)
-class Segment:
-    """The unsealed items as of collection `version`: ids, written versions and full vectors."""
-
-    version: int
-    ids: np.ndarray
-    written: dict[int, int]
-    matrix: np.ndarray
-    #: Unit rows for the angular metrics (cosine), so a search is one matrix-vector product.
-    unit: np.ndarray | None
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 class IndexKeeper:
@@ -224,7 +207,13 @@ class IndexKeeper:
                 self._segment = None
                 return None
             self._segment = refreshed_segment(
-                segment, written, stored_version, self._vectors_of, dimension=self._dimension, metric=self._metric
+                segment,
+                written,
+                stored_version,
+                self._vectors_of,
+                dimension=self._dimension,
+                metric=self._metric,
+                subspace=None if self._index is None else self._index.subspace,
             )
             return self._segment
 
@@ -360,55 +349,3 @@ def graph_answer(
     # Answers shadowed by a newer layer are dropped: ask for as many more as could be shadowed.
     ids, values = graph.search(vector, k + min(shadowing, 3 * k), ef=ef)
     return [(i, d) for i, d in zip(ids.tolist(), values.tolist(), strict=True) if i not in newer]
-
-
-def scan_segment(segment: Segment, vector: np.ndarray, k: int, metric: str) -> list[tuple[int, float]]:
-    """The `k` nearest items of `segment`, measured exactly as the store measures."""
-    query = np.asarray(vector, dtype=np.float32)
-    if segment.unit is not None:
-        norm = float(np.linalg.norm(query))
-        values = 1.0 - (segment.unit @ (query / norm)).astype(np.float64) if norm > 0 else np.ones(len(segment))
-    elif metric == "inner_product":
-        values = 1.0 - (segment.matrix @ query).astype(np.float64)
-    else:
-        values = np.sqrt(np.maximum(np.einsum("ij,ij->i", segment.matrix - query, segment.matrix - query), 0.0))
-    count = min(k, len(values))
-    nearest = np.argpartition(values, count - 1)[:count] if len(values) > count else np.arange(len(values))
-    return [(int(segment.ids[i]), float(values[i])) for i in nearest]
-
-
-def refreshed_segment(
-    old: Segment | None,
-    written: dict[int, int],
-    version: int,
-    vectors_of: VectorReader,
-    *,
-    dimension: int,
-    metric: str,
-) -> Segment:
-    """The segment of `written` (written version by id) at collection `version`, reusing the vectors of
-    `old` whose written version is unchanged and reading the others with `vectors_of`."""
-    keep_rows: list[int] = []
-    kept_ids: set[int] = set()
-    if old is not None:
-        for row, number in enumerate(old.ids.tolist()):
-            if written.get(number) == old.written[number]:
-                keep_rows.append(row)
-                kept_ids.add(number)
-    missing = [number for number in written if number not in kept_ids]
-    new_ids, new_matrix = vectors_of(missing) if missing else (np.empty(0, dtype=np.int64), None)
-    parts_ids = [old.ids[keep_rows]] if old is not None else []
-    parts = [old.matrix[keep_rows]] if old is not None else []
-    if new_matrix is not None:
-        parts_ids.append(new_ids)
-        parts.append(np.asarray(new_matrix, dtype=np.float32))
-    ids = np.concatenate(parts_ids) if parts_ids else np.empty(0, dtype=np.int64)
-    matrix = np.concatenate(parts) if parts else np.empty((0, dimension), dtype=np.float32)
-    # An id listed but without a vector was deleted between the two reads: it is simply left out.
-    present = set(ids.tolist())
-    written = {number: value for number, value in written.items() if number in present}
-    unit = None
-    if distance_metric(metric).geometry == "angular":
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        unit = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
-    return Segment(version=version, ids=ids, written=written, matrix=matrix, unit=unit)

@@ -1,149 +1,118 @@
-"""Specification of the unsealed segment (issue 13, point 3): every committed item is searchable at once,
-from this process or another, beside an HNSW graph that catches up off the write path."""
+"""The unsealed segment scanned in its graph's span (`models.vector_segment`)."""
 
 from __future__ import annotations
 
-import json
-import multiprocessing
-import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from models import partition_index, vector_index
+from models.ann_index import HnswConfig
+from models.migrations import upgrade_database
+from models.vector_segment import Segment, refreshed_segment, scan_segment
 from models.vector_store import VectorDB
-from neuraltrade.memory.collection import Filter, Query
-from tests.models.vector_support import DIMENSION, aapl, random_vectors
+from neuraltrade.memory.collection import Query, distance_matrix
+from neuraltrade.memory.subspace import Subspace
+from tests.domain.memory.test_subspace import DIMENSION, low_rank
 
-CHILD_ITEMS = 40
-PATIENCE = 120
-
-
-def child_writer(database_url: str, vectors: np.ndarray, written: Any, go: Any) -> None:
-    """Another process: one item per committed write, each announced only after its commit returned."""
-    db = VectorDB(DIMENSION, database_url=database_url)
-    go.wait(PATIENCE)
-    for row, vector in enumerate(vectors):
-        db.insert(f"child-{row}", vector, {"symbol": "AAPL"})
-        written.put(row)
-    db.close()
+SPAN = Subspace.find(low_rank(2_000))
 
 
-def test_items_another_process_commits_are_found_by_the_next_search(database_url: str) -> None:
-    mine = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
-    mine.insert_many([f"base-{row}" for row in range(500)], random_vectors(500, seed=1), aapl(500))
-    mine.seal()
-    assert mine.index_status == "fresh"
-    theirs = random_vectors(CHILD_ITEMS, seed=2)
-    context = multiprocessing.get_context("spawn")
-    written, go = context.Queue(), context.Event()
-    child = context.Process(target=child_writer, args=(database_url, theirs, written, go))
-    child.start()
-    try:
-        go.set()
-        for _ in range(CHILD_ITEMS):
-            row = written.get(timeout=PATIENCE)
-            # The very next search, with nothing rebuilt or reloaded, finds the item just committed.
-            found = mine.search(Query(theirs[row], k=1))
-            assert (found[0].id, found[0].distance) == (f"child-{row}", pytest.approx(0.0, abs=1e-5))
-        child.join(PATIENCE)
-        assert child.exitcode == 0
-    finally:
-        if child.is_alive():
-            child.kill()
-    assert (mine.index_status, mine.segment_size, mine.index_size) == ("behind", CHILD_ITEMS, 500)
+def span() -> Subspace:
+    assert SPAN is not None
+    return SPAN
 
 
-def test_a_large_segment_becomes_a_delta_graph_in_the_background_and_closing_seals_it(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(vector_index, "MERGE_THRESHOLD", 100)
-    vectors = random_vectors(300, seed=3)
-    db = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
-    db.insert_many([f"m{row}" for row in range(200)], vectors[:200], aapl(200))
-    db.seal()
-    db.insert_many([f"m{row}" for row in range(200, 300)], vectors[200:], aapl(100))
-    assert db.search(Query(vectors[250], k=1))[0].id == "m250"  # this search starts the delta's build
-    deadline = time.monotonic() + PATIENCE
-    while db.segment_size and time.monotonic() < deadline:
-        time.sleep(0.05)
-    # The new items are in the delta graph now, the main graph is as sealed, nothing is scanned exactly.
-    assert (db.index_status, db.index_size, db.segment_size) == ("behind", 200, 0)
-    for row in (0, 199, 200, 299):
-        assert db.search(Query(vectors[row], k=1))[0].id == f"m{row}"
-    # Upserted and deleted after the delta was built: the newest layer answers.
-    db.upsert("m250", -vectors[250], {"symbol": "AAPL"})
-    db.delete(["m260"])
-    assert db.search(Query(-vectors[250], k=1))[0].id == "m250"
-    assert "m260" not in {result.id for result in db.search(Query(vectors[260], k=10))}
-    db.close()  # the store wrote: closing seals everything into the main graph and saves it
-    reopened = VectorDB.open("default", database_url=database_url, index_type="hnsw")
-    assert (reopened.index_status, reopened.index_size, reopened.segment_size) == ("fresh", 299, 0)
-    assert reopened.search(Query(vectors[123], k=1))[0].id == "m123"
+def reader(vectors: dict[int, np.ndarray]):  # type: ignore[no-untyped-def]
+    def read(ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        found = [number for number in ids if number in vectors]
+        matrix = np.array([vectors[number] for number in found], dtype=np.float32).reshape(-1, DIMENSION)
+        return np.asarray(found, dtype=np.int64), matrix
+
+    return read
 
 
-def test_a_graph_file_sealed_past_the_database_is_not_used(database_url: str) -> None:
-    vectors = random_vectors(200, seed=4)
-    db = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
-    db.insert_many([f"f{row}" for row in range(200)], vectors, aapl(200))
-    db.seal()
-    assert db.index_file is not None
-    sidecar = Path(f"{db.index_file}.json")
-    described = json.loads(sidecar.read_text())
-    # As if the database had been restored from a backup older than the graph.
-    described["state"]["version"] += 5
-    sidecar.write_text(json.dumps(described))
-    reopened = VectorDB.open("default", database_url=database_url, index_type="hnsw")
-    assert (reopened.index_status, reopened.index_size, reopened.segment_size) == ("missing", 0, 200)
-    assert reopened.search(Query(vectors[50], k=1))[0].id == "f50"
+def segment_of(vectors: np.ndarray, metric: str, subspace: Subspace | None, old: Segment | None = None) -> Segment:
+    stored = {number: vector for number, vector in enumerate(vectors)}
+    written = dict.fromkeys(stored, 1)
+    return refreshed_segment(old, written, 1, reader(stored), dimension=DIMENSION, metric=metric, subspace=subspace)
 
 
-def test_too_large_a_segment_is_answered_exactly_until_sealed(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(vector_index, "SEGMENT_LIMIT", 50)
-    vectors = random_vectors(120, seed=5)
-    db = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
-    db.insert_many([f"s{row}" for row in range(120)], vectors, aapl(120))
-    assert (db.index_status, db.segment_size) == ("missing", None)
-    assert db.search(Query(vectors[99], k=1))[0].id == "s99"
-    assert db.seal() == 120
-    assert (db.index_status, db.segment_size, db.index_size) == ("fresh", 0, 120)
+def nearest(segment: Segment, query: np.ndarray, metric: str, k: int = 10) -> list[tuple[int, float]]:
+    return sorted(scan_segment(segment, query, k, metric), key=lambda pair: (pair[1], pair[0]))
 
 
-def test_a_query_filtered_to_one_partition_searches_that_partition_s_own_graph(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(partition_index, "GRAPH_MIN_ITEMS", 100)
-    symbols = ("AAPL", "MSFT", "NVDA", "TSLA")
-    vectors = random_vectors(1_200, seed=6)
-    keys = [f"p{row}" for row in range(1_200)]
-    metadata = [{"symbol": symbols[row % 4]} for row in range(1_200)]
-    db = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
-    db.insert_many(keys[:1_000], vectors[:1_000], metadata[:1_000])
-    db.seal()
-    graphs = db._partition_graphs
-    assert graphs is not None
-    assert [graphs.size(symbol) for symbol in symbols] == [250, 250, 250, 250]
-    # Written after sealing: the partition's unsealed segment, merged with its graph's answer.
-    db.insert_many(keys[1_000:], vectors[1_000:], metadata[1_000:])
-    db.delete(["p4"])
-    for row in (0, 8, 999, 1_000, 1_199):
-        symbol = symbols[row % 4]
-        results = db.search(Query(vectors[row], k=10, where=Filter.eq("symbol", symbol)))
-        assert len(results) == 10
-        assert {result.metadata["symbol"] for result in results} == {symbol}
-        assert "p4" not in {result.id for result in results}
-        if row != 4:
-            assert results[0].id == f"p{row}"
-        exact = db.search(Query(vectors[row], k=10, where=Filter.eq("symbol", symbol), exact=True))
-        assert len({r.id for r in results} & {r.id for r in exact}) >= 9
-    # Another store of the collection loads the saved partition graphs.
-    db.close()
-    reopened = VectorDB.open("default", database_url=database_url, index_type="hnsw")
-    assert reopened._partition_graphs is not None
-    assert reopened._partition_graphs.size("MSFT") == 300
-    found = reopened.search(Query(vectors[1_001], k=3, where=Filter.eq("symbol", "MSFT")))
-    assert found[0].id == "p1001"
+@pytest.mark.parametrize("metric", ["cosine", "inner_product"])
+def test_a_segment_in_the_span_scans_coordinates_with_the_distances_of_whole_rows(metric: str) -> None:
+    vectors = low_rank(300, seed=3) * np.linspace(0.5, 2.0, 300, dtype=np.float32)[:, None]
+    in_span, whole = segment_of(vectors, metric, span()), segment_of(vectors, metric, None)
+    assert in_span.coordinates is not None and in_span.coordinates.shape == (300, span().rows)
+    assert whole.coordinates is None
+    # Queries on the span and off it (full-rank noise): the same neighbours and distances.
+    queries = np.vstack([low_rank(5, seed=4), np.random.default_rng(5).standard_normal((5, DIMENSION))])
+    for query in queries.astype(np.float32):
+        found, expected = nearest(in_span, query, metric), nearest(whole, query, metric)
+        assert [number for number, _ in found] == [number for number, _ in expected]
+        truth = distance_matrix(metric, query[None, :].astype(np.float64), vectors.astype(np.float64))[0]
+        assert [distance for _, distance in found] == pytest.approx([truth[n] for n, _ in found], rel=1e-6, abs=2e-6)
+
+
+def test_a_row_off_the_span_keeps_the_segment_on_whole_rows() -> None:
+    vectors = low_rank(100, seed=6)
+    vectors[40] = np.random.default_rng(7).standard_normal(DIMENSION)
+    segment = segment_of(vectors, "cosine", span())
+    assert segment.coordinates is None and segment.subspace is None
+    assert nearest(segment, vectors[40], "cosine", k=1) == [(40, pytest.approx(0.0, abs=1e-6))]
+
+
+def test_euclidean_segments_stay_on_whole_rows_to_keep_small_distances_exact() -> None:
+    vectors = low_rank(100, seed=8)
+    segment = segment_of(vectors, "l2", span())
+    assert segment.coordinates is None
+    assert nearest(segment, vectors[3], "l2", k=1) == [(3, 0.0)]
+
+
+def test_a_refreshed_segment_keeps_the_coordinates_it_had_and_adds_those_of_new_rows() -> None:
+    first = low_rank(50, seed=9)
+    old = segment_of(first, "cosine", span())
+    later = low_rank(20, seed=10)
+    stored = {number: vector for number, vector in enumerate(np.vstack([first, later]))}
+    written = {**dict.fromkeys(range(50), 1), **dict.fromkeys(range(50, 70), 2)}
+    del written[7], stored[7]  # deleted since
+    segment = refreshed_segment(old, written, 2, reader(stored), dimension=DIMENSION, metric="cosine", subspace=span())
+    fresh = segment_of(np.array([stored[n] for n in segment.ids.tolist()]), "cosine", span())
+    assert segment.coordinates is not None and fresh.coordinates is not None
+    assert 7 not in segment.ids.tolist() and len(segment) == 69
+    assert np.allclose(segment.coordinates, fresh.coordinates, atol=1e-6)
+    # A new row off the span takes the whole segment back to whole rows.
+    stored[70] = np.random.default_rng(11).standard_normal(DIMENSION).astype(np.float32)
+    off = refreshed_segment(
+        segment, {**written, 70: 3}, 3, reader(stored), dimension=DIMENSION, metric="cosine", subspace=span()
+    )
+    assert off.coordinates is None and len(off) == 70
+
+
+def test_the_store_answers_unsealed_items_of_a_span_graph_exactly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/segment.db"
+    upgrade_database(url)
+    store = VectorDB(
+        DIMENSION, name="span", database_url=url, index_type="hnsw", partition_key=None, hnsw=HnswConfig(ef_search=64)
+    )
+    sealed = low_rank(1_200, seed=12)
+    store.insert_many([f"s{n}" for n in range(len(sealed))], sealed)
+    store.seal()
+    assert store.index_subspace_rank == span().rank
+    unsealed = low_rank(200, seed=13)
+    store.insert_many([f"u{n}" for n in range(len(unsealed))], unsealed)
+    assert store.segment_size == 200
+    for number in (0, 57, 199):
+        found = store.search(Query(unsealed[number], k=5))
+        exact = store.search(Query(unsealed[number], k=5, exact=True))
+        assert found[0].id == f"u{number}" and found[0].distance == pytest.approx(0.0, abs=1e-6)
+        assert [item.id for item in found] == [item.id for item in exact]
+        assert [item.distance for item in found] == pytest.approx([item.distance for item in exact], abs=2e-6)
+    # The segment those answers came from was scanned in the graph's span.
+    keeper = store._keeper
+    assert keeper is not None and keeper._segment is not None
+    assert keeper._segment.subspace is not None and keeper._segment.subspace.rank == span().rank

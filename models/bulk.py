@@ -8,6 +8,7 @@ The SQL is still SQLAlchemy's, so the same call works on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Table
@@ -17,15 +18,24 @@ from sqlalchemy.orm import Session
 BATCH_ROWS = 50_000
 
 
-def execute_many(session: Session, statement: Any, table: Table, columns: dict[str, list[Any]]) -> int:
-    """Execute `statement` once per row of `columns` (Python values, by column name); return rows changed."""
+def execute_many(
+    session: Session,
+    statement: Any,
+    table: Table,
+    columns: dict[str, list[Any]],
+    *,
+    aliases: Mapping[str, str] | None = None,
+) -> int:
+    """Execute `statement` once per row of `columns` (Python values, by column name); return rows changed.
+    `aliases` names the column of each value bound under a name of its own (an update's matched key,
+    whose column's name its SET clause takes)."""
     connection = session.connection()
     dialect = connection.dialect
     compiled = statement.compile(dialect=dialect, column_keys=list(columns))
     sql = str(compiled)
     converted: dict[str, list[Any]] = {}
     for name, values in columns.items():
-        column_type = table.c[name].type
+        column_type = table.c[(aliases or {}).get(name, name)].type
         processor = column_type.dialect_impl(dialect).bind_processor(dialect)
         converted[name] = values if processor is None else [processor(value) for value in values]
     names = list(compiled.positiontup) if compiled.positional else list(converted)

@@ -13,11 +13,12 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Engine, and_, bindparam, delete, false, func, insert, literal, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, bindparam, delete, false, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.base import stored_microseconds, table_of
@@ -31,6 +32,10 @@ IDS_PER_STATEMENT = 10_000
 _ID_MASK = (1 << 63) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _ITEMS = table_of(MemoryItemRecord)
+#: The name an update binds the matched key to (a column's own name is taken by its SET clause).
+_MATCHED = "matched_sequence"
+#: The columns an update in place keeps (`update_rows`).
+_UNCHANGED = frozenset({"sequence", "id", "key", "collection_id", "partition"})
 
 
 def item_id(collection_id: int, key: str) -> int:
@@ -57,6 +62,37 @@ def chunks(values: Sequence[Any], size: int = IDS_PER_STATEMENT) -> Iterator[Seq
         yield values[start : start + size]
 
 
+@dataclass(frozen=True)
+class StoredRow:
+    """What a write needs of a stored item row: its key, its sequence, its partition, and the indexed
+    fields a replacement may leave as they are (its timestamp in epoch microseconds, its observation)."""
+
+    key: str
+    sequence: int
+    partition: str | None
+    timestamp: int
+    observation_id: uuid.UUID | None
+
+
+def stored_rows(session: Session, ids: Sequence[int]) -> dict[int, StoredRow]:
+    """Return the stored row of every one of `ids` that is stored, by id."""
+    found: dict[int, StoredRow] = {}
+    query = select(
+        MemoryItemRecord.id,
+        MemoryItemRecord.key,
+        MemoryItemRecord.sequence,
+        MemoryItemRecord.partition,
+        stored_microseconds(MemoryItemRecord.timestamp),
+        MemoryItemRecord.observation_id,
+    ).where(MemoryItemRecord.id.in_(bindparam("ids", expanding=True)))
+    for chunk in chunks(ids):
+        for number, key, sequence, partition, moment, observation in session.execute(query, {"ids": list(chunk)}):
+            found[int(number)] = StoredRow(
+                key=key, sequence=int(sequence), partition=partition, timestamp=int(moment), observation_id=observation
+            )
+    return found
+
+
 def stored_keys(session: Session, ids: Sequence[int]) -> dict[int, str]:
     """Return the key of every one of `ids` that is stored, by id."""
     found: dict[int, str] = {}
@@ -72,6 +108,17 @@ def stored_keys(session: Session, ids: Sequence[int]) -> dict[int, str]:
 def insert_rows(session: Session, columns: dict[str, list[Any]]) -> None:
     """Insert item rows given column-wise (names as `memory_items` columns)."""
     execute_many(session, insert(_ITEMS), _ITEMS, columns)
+
+
+def update_rows(session: Session, columns: dict[str, list[Any]]) -> None:
+    """Update stored item rows given column-wise, each matched by its ``sequence`` (the primary key,
+    which spares a lookup of the id's index). Its id, key, collection and partition stay as they are (the
+    id derives from the first two; a write moving an item to another partition writes it anew): set
+    again, each would cost an index entry rewritten."""
+    values: dict[str, Any] = {name: bindparam(name) for name in columns if name not in _UNCHANGED}
+    statement = update(_ITEMS).where(_ITEMS.c.sequence == bindparam(_MATCHED)).values(values)
+    bound = {**{name: columns[name] for name in values}, _MATCHED: columns["sequence"]}
+    execute_many(session, statement, _ITEMS, bound, aliases={_MATCHED: "sequence"})
 
 
 def delete_rows(session: Session, ids: Sequence[int]) -> None:

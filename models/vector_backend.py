@@ -74,6 +74,20 @@ class VectorBackend(ABC):
         `sequence` (the rows are written first), which a backend may key its storage by."""
 
     @abstractmethod
+    def replace(
+        self,
+        connection: Connection,
+        spec: CollectionSpec,
+        partitions: Sequence[str] | None,
+        payloads: np.ndarray,
+        full: np.ndarray | None = None,
+        *,
+        sequences: Sequence[int],
+    ) -> None:
+        """Replace the stored vectors of the items `sequences` (rows as for `insert`), which stay in their
+        `partitions`."""
+
+    @abstractmethod
     def full_vectors(
         self, connection: Connection, spec: CollectionSpec, ids: Sequence[int]
     ) -> tuple[np.ndarray, np.ndarray]:

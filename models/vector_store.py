@@ -38,6 +38,7 @@ from models.collections import (
 )
 from models.dialects import vector_backend_for
 from models.engine import get_engine, resolve_database_url, session_scope
+from models.item_writes import store_items
 from models.migrations import database_errors, ensure_schema, guard_database_errors
 from models.partition_index import PartitionGraphs
 from models.tables import CollectionRecord
@@ -355,41 +356,24 @@ class VectorDB(VectorSearch):
         ordered_ids = [numbers[i] for i in order]
         ordered_partitions = None if partitions is None else [partitions[i] for i in order]
         with self._write_session(session) as writer:
-            stored = memory_items.stored_keys(writer, numbers)
+            stored = memory_items.stored_rows(writer, numbers)
             if stored:
-                self._check_stored(stored, numbers, keys, replace=replace)
-                remove_items(writer, self.name, list(stored))
+                self._check_stored({number: row.key for number, row in stored.items()}, numbers, keys, replace=replace)
             version = bump_version(writer, self._collection_id)
-            first = memory_items.next_sequence(writer)
-            sequences = list(range(first, first + count))
-            memory_items.insert_rows(
-                writer,
-                {
-                    "sequence": sequences,
-                    "id": ordered_ids,
-                    "collection_id": [self._collection_id] * count,
-                    "key": [keys[i] for i in order],
-                    "partition": [None] * count if ordered_partitions is None else ordered_partitions,
-                    "observation_id": [None] * count
-                    if observation_ids is None
-                    else [observation_ids[i] for i in order],
-                    "timestamp": [moments[i] for i in order],
-                    "metadata": [metas[i] for i in order],
-                    "fingerprint_digest": [self.spec.fingerprint.digest] * count,
-                    "created_at": [to_microseconds(self._clock.now())] * count,
-                    "written_version": [version] * count,
-                },
-            )
+            columns: dict[str, list[Any]] = {
+                "id": ordered_ids,
+                "collection_id": [self._collection_id] * count,
+                "key": [keys[i] for i in order],
+                "partition": [None] * count if ordered_partitions is None else ordered_partitions,
+                "observation_id": [None] * count if observation_ids is None else [observation_ids[i] for i in order],
+                "timestamp": [moments[i] for i in order],
+                "metadata": [metas[i] for i in order],
+                "fingerprint_digest": [self.spec.fingerprint.digest] * count,
+                "created_at": [to_microseconds(self._clock.now())] * count,
+                "written_version": [version] * count,
+            }
             full = None if self.spec.quantization == "none" else ordered
-            self._vectors.insert(
-                writer.connection(),
-                self.spec,
-                ordered_ids,
-                ordered_partitions,
-                self._payloads(writer, ordered),
-                full,
-                sequences=sequences,
-            )
+            store_items(writer, self._vectors, self.spec, columns, self._payloads(writer, ordered), full, stored)
         # Also when the write joined a caller's transaction that may still roll back: the cache then only
         # loses entries. The graph is not touched: a replaced item's new version is in the segment, which
         # shadows the graph's entry.

@@ -20,14 +20,11 @@ import json
 import os
 import platform
 import resource
-import subprocess
-import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from processes import run_case
 
 
 def _peak_rss_mib() -> float:
@@ -141,13 +138,8 @@ def main() -> None:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         print(json.dumps(CASES[arguments.case](arguments.symbols, arguments.bars, arguments.workdir)))
         return
-    results = {}
-    for name in CASES:
-        with tempfile.TemporaryDirectory() as workdir:
-            command = [sys.executable, __file__, "--case", name, "--workdir", workdir]
-            command += ["--bars", str(arguments.bars), "--symbols", str(arguments.symbols)]
-            output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
-            results[name] = json.loads(output.strip().splitlines()[-1])
+    options = ["--bars", str(arguments.bars), "--symbols", str(arguments.symbols)]
+    results = {name: run_case(__file__, name, options) for name in CASES}
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"data: {arguments.bars:,} synthetic bars, {arguments.symbols} symbols, 512-d vectors\n")
     print("| case | vectors | seconds | vectors/s | peak RSS (MiB) |")

@@ -14,13 +14,11 @@ import json
 import os
 import platform
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from processes import run_case
 
 
 def _peak_rss_mib() -> float:
@@ -102,15 +100,7 @@ CASES = {"neuraltrade": case_neuraltrade, "stages": case_stages, "pandas_to_sql"
 
 
 def _run_case(name: str, path: str) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as workdir:
-        output = subprocess.run(
-            [sys.executable, __file__, "--case", name, "--path", path, "--workdir", workdir],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return run_case(__file__, name, ["--path", path])
 
 
 def main() -> None:

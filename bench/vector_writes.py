@@ -24,13 +24,10 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from processes import run_case
+
 BATCH = 10_000
 SYMBOLS = 50
 DIMENSION = 512
@@ -89,13 +86,7 @@ def main() -> None:
     if arguments.case:
         print(json.dumps(measure(arguments.case, arguments.count, arguments.workdir)))
         return
-    results = {}
-    for quantization in arguments.quantizations:
-        with tempfile.TemporaryDirectory() as workdir:
-            command = [sys.executable, __file__, "--case", quantization, "--count", str(arguments.count)]
-            command += ["--workdir", workdir]
-            output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
-            results[quantization] = json.loads(output.strip().splitlines()[-1])
+    results = {name: run_case(__file__, name, ["--count", str(arguments.count)]) for name in arguments.quantizations}
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{arguments.count:,} x {DIMENSION} float32 over {SYMBOLS} symbols, committed batches of {BATCH:,}\n")
     print("| quantization | insert_many (vectors/s) | upsert_many, replacing (vectors/s) | ... with new timestamps |")

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,6 +91,24 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     upgrade_database(url)
     yield url
     dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[Any]:
+    """A PostgreSQL server for the whole session (`tests.postgresql`), started on first use."""
+    from tests.postgresql import running_server
+
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgresql_url(postgresql_server: Any) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database of the session's server; its URL (``postgresql+psycopg``)."""
+    from tests.postgresql import fresh_database
+
+    with fresh_database(postgresql_server) as url:
+        yield url
 
 
 @pytest.fixture

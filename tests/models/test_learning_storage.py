@@ -4,12 +4,9 @@ was saved, a second save writes nothing, a run takes its learning records with i
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from models.backtest_runs import run_details, save_backtest
-from models.engine import dispose_engines, session_scope
+from models.engine import session_scope
 from models.learning import CounterfactualRecord, CritiqueRecord, DistillationRecord, EpisodeRecord, PatternRecord
 from models.learning_store import (
     DistillationWithPatterns,
@@ -41,7 +38,6 @@ from models.learning_store import (
     save_verdicts,
     strategies_with_episodes,
 )
-from models.migrations import upgrade_database
 from models.trading import BacktestRunRecord
 from neuraltrade.backtest import BacktestConfig, run_backtest
 from neuraltrade.backtest.result import BacktestResult
@@ -124,21 +120,10 @@ def first_night() -> Night:
     return night()
 
 
-@pytest.fixture(scope="module")
-def migrated_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One database migrated once per module; each test gets a copy."""
-    path = tmp_path_factory.mktemp("learning") / "template.db"
-    upgrade_database(f"sqlite:///{path}")
-    dispose_engines()
-    yield path
-
-
 @pytest.fixture
-def url(migrated_file: Path, tmp_path: Path) -> Iterator[str]:
-    target = tmp_path / "learning.db"
-    shutil.copyfile(migrated_file, target)
-    yield f"sqlite:///{target}"
-    dispose_engines()
+def url(storage_url: str) -> str:
+    """This module's storage runs on SQLite and on PostgreSQL."""
+    return storage_url
 
 
 def store_run(url: str, stored: Night) -> None:

@@ -58,6 +58,12 @@ def upsert(url: str, frame: pd.DataFrame, *, now: datetime = NOW, source: str = 
 # -- bars -------------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def database_url(storage_url: str) -> str:
+    """This module's storage runs on SQLite and on PostgreSQL."""
+    return storage_url
+
+
 def test_upserting_new_bars_counts_every_row_as_changed(database_url: str) -> None:
     assert upsert(database_url, bar_frame(20)) == 20
     assert len(stored_bars(database_url)) == 20

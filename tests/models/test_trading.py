@@ -6,12 +6,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
-import shutil
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,8 +32,7 @@ from models.backtest_runs import (
     save_model_versions,
     save_run,
 )
-from models.engine import dispose_engines, session_scope
-from models.migrations import upgrade_database
+from models.engine import session_scope
 from models.order_records import (
     StoredRejection,
     load_order,
@@ -67,24 +63,6 @@ from tests.models.trade_support import lineage, store_run, trade
 START = datetime(2024, 1, 2, 14, 30, 0, 123_456, tzinfo=UTC)
 RUN_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
 SIGNAL_ID = uuid.UUID("00000000-0000-4000-8000-0000000000aa")
-
-
-@pytest.fixture(scope="module")
-def migrated_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One database migrated once per module; each test gets a copy (a migration costs ~0.25 s)."""
-    path = tmp_path_factory.mktemp("trading") / "template.db"
-    upgrade_database(f"sqlite:///{path}")
-    dispose_engines()
-    yield path
-
-
-@pytest.fixture
-def database_url(migrated_file: Path, tmp_path: Path) -> Iterator[str]:
-    """A fresh SQLite file migrated to the newest schema (a copy of the module's template)."""
-    target = tmp_path / "t.db"
-    shutil.copyfile(migrated_file, target)
-    yield f"sqlite:///{target}"
-    dispose_engines()
 
 
 def run(
@@ -150,6 +128,12 @@ def assert_same_run(loaded: StoredRun, expected: StoredRun) -> None:
 
 
 # -- backtest runs -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def database_url(storage_url: str) -> str:
+    """This module's storage runs on SQLite and on PostgreSQL."""
+    return storage_url
 
 
 def test_a_saved_run_loads_back_with_its_trades_and_equity_curve(database_url: str) -> None:

@@ -270,7 +270,10 @@ def test_status_of_a_missing_database_creates_no_file_or_folder(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("postgresql://trader:secret@localhost/market", "pip install 'neuraltrade[postgres]'"),
+        # A driver that is not installed (psycopg is: the PostgreSQL tests use it).
+        ("postgresql+pg8000://trader:secret@localhost/market", "pip install 'neuraltrade[postgres]'"),
+        # The installed driver, and no server listening.
+        ("postgresql+psycopg://trader:secret@127.0.0.1:9/market", "Connection refused"),
         ("mysql://trader:secret@localhost/market", "mysql is not supported"),
         ("oracle://trader:secret@localhost/market", "oracle is not supported"),
     ],

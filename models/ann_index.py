@@ -89,15 +89,7 @@ class HnswIndex:
         if not _is_int(capacity) or capacity < 1:
             raise ConfigError(f"hnsw capacity must be a positive integer, was {capacity!r}")
         self._prepare(dimension, metric, config)
-        self._index.init_index(
-            max_elements=capacity,
-            M=config.m,
-            ef_construction=config.ef_construction,
-            random_seed=_SEED,
-            allow_replace_deleted=True,
-        )
-        self._index.set_ef(config.ef_search)
-        self._index.set_num_threads(config.threads)
+        self._initialise(capacity)
 
     def _prepare(self, dimension: int, metric: str, config: HnswConfig, subspace: Subspace | None = None) -> None:
         if not _is_int(dimension) or dimension < 1:
@@ -231,12 +223,9 @@ class HnswIndex:
         self._reshape(None, live, self._subspace.lift(stored))
         return matrix
 
-    def _reshape(self, subspace: Subspace | None, labels: np.ndarray, stored: np.ndarray) -> None:
-        """Replace the graph by an empty one over `subspace`'s coordinates (None: full vectors) of the same
-        capacity, holding `stored` under `labels`; deleted slots are not carried over."""
-        capacity = self.capacity
-        self._subspace = subspace
-        self._index = hnswlib.Index(space=_SPACES[self._geometry], dim=self._graph_dimension)
+    def _initialise(self, capacity: int) -> None:
+        """Make the (new, empty) hnswlib graph ready for `capacity` vectors, with the configuration's
+        parameters."""
         self._index.init_index(
             max_elements=capacity,
             M=self._config.m,
@@ -246,6 +235,14 @@ class HnswIndex:
         )
         self._index.set_ef(self._config.ef_search)
         self._index.set_num_threads(self._config.threads)
+
+    def _reshape(self, subspace: Subspace | None, labels: np.ndarray, stored: np.ndarray) -> None:
+        """Replace the graph by an empty one over `subspace`'s coordinates (None: full vectors) of the same
+        capacity, holding `stored` under `labels`; deleted slots are not carried over."""
+        capacity = self.capacity
+        self._subspace = subspace
+        self._index = hnswlib.Index(space=_SPACES[self._geometry], dim=self._graph_dimension)
+        self._initialise(capacity)
         if len(labels):
             self._index.add_items(stored, labels, num_threads=self._config.threads)
 

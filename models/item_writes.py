@@ -69,8 +69,8 @@ def store_items(
             spec,
             rows["id"],
             None if partitions is None else rows["partition"],
-            payloads[fresh],
-            None if full is None else full[fresh],
+            _rows(payloads, fresh),
+            None if full is None else _rows(full, fresh),
             sequences=sequences,
         )
     if in_place:
@@ -81,8 +81,8 @@ def store_items(
             connection,
             spec,
             None if partitions is None else rows["partition"],
-            payloads[in_place],
-            None if full is None else full[in_place],
+            _rows(payloads, in_place),
+            None if full is None else _rows(full, in_place),
             sequences=rows["sequence"],
         )
 
@@ -90,21 +90,27 @@ def store_items(
 def _update_rows(session: Session, rows: dict[str, list[Any]], stored: Mapping[int, memory_items.StoredRow]) -> None:
     """Update the item rows `rows`; those whose timestamp and observation are unchanged (a re-run's)
     leave both alone, which spares the update their index entries."""
-    same = [
-        position
-        for position, number in enumerate(rows["id"])
-        if stored[number].timestamp == rows["timestamp"][position]
-        and stored[number].observation_id == rows["observation_id"][position]
+    unchanged = [
+        stored[number].timestamp == moment and stored[number].observation_id == observation
+        for number, moment, observation in zip(rows["id"], rows["timestamp"], rows["observation_id"], strict=True)
     ]
+    same = [position for position, flag in enumerate(unchanged) if flag]
+    changed = [position for position, flag in enumerate(unchanged) if not flag]
     if same:
         kept = {name: values for name, values in _take(rows, same).items() if name not in _INDEXED_FIELDS}
         memory_items.update_rows(session, kept)
-    if len(same) < len(rows["id"]):
-        same_set = set(same)
-        memory_items.update_rows(session, _take(rows, [p for p in range(len(rows["id"])) if p not in same_set]))
+    if changed:
+        memory_items.update_rows(session, _take(rows, changed))
 
 
 def _take(columns: dict[str, list[Any]], positions: list[int]) -> dict[str, list[Any]]:
+    """The `positions` (ascending) of every column; the columns themselves when that is all of them."""
     if len(positions) == len(next(iter(columns.values()))):
         return columns
     return {name: [values[position] for position in positions] for name, values in columns.items()}
+
+
+def _rows(matrix: np.ndarray, positions: list[int]) -> np.ndarray:
+    """The `positions` (ascending) of `matrix`; the matrix itself, not a copy, when that is all of them
+    (every write of new items: 20 MB a batch of 10,000 x 512)."""
+    return matrix if len(positions) == len(matrix) else matrix[positions]

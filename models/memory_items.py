@@ -93,18 +93,6 @@ def stored_rows(session: Session, ids: Sequence[int]) -> dict[int, StoredRow]:
     return found
 
 
-def stored_keys(session: Session, ids: Sequence[int]) -> dict[int, str]:
-    """Return the key of every one of `ids` that is stored, by id."""
-    found: dict[int, str] = {}
-    # One expanding parameter: a literal list would be coerced and named value by value (2 us an id).
-    query = select(MemoryItemRecord.id, MemoryItemRecord.key).where(
-        MemoryItemRecord.id.in_(bindparam("ids", expanding=True))
-    )
-    for chunk in chunks(ids):
-        found.update((int(row[0]), row[1]) for row in session.execute(query, {"ids": list(chunk)}))
-    return found
-
-
 def insert_rows(session: Session, columns: dict[str, list[Any]]) -> None:
     """Insert item rows given column-wise (names as `memory_items` columns)."""
     execute_many(session, insert(_ITEMS), _ITEMS, columns)

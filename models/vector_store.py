@@ -313,7 +313,7 @@ class VectorDB(VectorSearch):
         keys = self._check_keys([ids] if single else ids, unique=False)
         numbers = [memory_items.item_id(self._collection_id, key) for key in keys]
         with session_scope(self.database_url, write=True) as session:
-            stored = list(memory_items.stored_keys(session, numbers))
+            stored = list(memory_items.stored_rows(session, numbers))
             if not stored:
                 return 0
             remove_items(session, self.name, stored)
@@ -545,10 +545,7 @@ class VectorDB(VectorSearch):
         moves the version and empties that memory."""
         ids = [number for number, _ in pairs]
         if version is None:
-            described = {
-                number: (key, meta, from_microseconds(at))
-                for number, (key, meta, at) in self._hot.describe(ids).items()
-            }
+            described = self._read_descriptions(ids)
         else:
             described = self._descriptions
             if self._descriptions_version != version:
@@ -556,12 +553,10 @@ class VectorDB(VectorSearch):
                 self._descriptions_version = version
             missing = [number for number in ids if number not in described]
             if missing:
-                read = self._hot.describe(missing)
+                read = self._read_descriptions(missing)
                 if len(described) + len(read) > DESCRIPTIONS_HELD:
                     described.clear()
-                described.update(
-                    (number, (key, meta, from_microseconds(at))) for number, (key, meta, at) in read.items()
-                )
+                described.update(read)
         results = []
         for number, distance in pairs:
             item = described.get(number)
@@ -586,6 +581,11 @@ class VectorDB(VectorSearch):
     def index_size(self) -> int | None:
         """How many vectors the HNSW graph in memory holds (None without one)."""
         return None if self._keeper is None else self._keeper.size()
+
+    def _read_descriptions(self, ids: list[int]) -> dict[int, tuple[str, Mapping[str, Any], datetime]]:
+        """Each stored one of `ids`' key, metadata and timestamp, read from the database."""
+        read = self._hot.describe(ids)
+        return {number: (key, meta, from_microseconds(at)) for number, (key, meta, at) in read.items()}
 
     @property
     def index_subspace_rank(self) -> int | None:

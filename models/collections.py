@@ -5,23 +5,31 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from models import memory_items
 from models.base import stored_microseconds
-from models.dialects import vector_backend_for
-from models.engine import database_file
+from models.dialects import dialect_for, vector_backend_for
+from models.engine import database_file, display_url
 from models.tables import CollectionRecord, MemoryItemRecord
 from neuraltrade.errors import CollectionNotFound, ConfigError, DimensionMismatch, FingerprintMismatch
 from neuraltrade.memory.collection import CollectionSpec
 from neuraltrade.memory.embedding import EmbedderFingerprint
 
+#: The folder of the HNSW index files of collections in a server database (`index_path`).
+INDEX_FOLDER_VARIABLE = "NEURALTRADE_INDEX_DIR"
+
 __all__ = [
+    "INDEX_FOLDER_VARIABLE",
     "CollectionNotFound",
     "bump_version",
     "delete_items",
@@ -41,14 +49,24 @@ def external_fingerprint(dimension: int) -> EmbedderFingerprint:
 
 
 def index_path(database_url: str, collection: str) -> Path | None:
-    """Return where collection `collection`'s HNSW index file lives: ``<db>.indexes/<name>.hnsw``.
+    """Return where collection `collection`'s HNSW index file lives.
 
-    None for a database without a file (in memory, or not SQLite): the index then lives in memory only.
+    Beside a SQLite file: ``<db>.indexes/<name>.hnsw``. For a server (PostgreSQL), in the folder
+    ``$NEURALTRADE_INDEX_DIR`` names, one subfolder per database (its name and a digest of its URL
+    without the password, so that two servers' databases of one name do not share files); without that
+    variable, or for an in-memory database, None: the index then lives in memory only and each process
+    builds it when it opens the collection.
     """
     path = database_file(database_url)
-    if path is None:
+    if path is not None:
+        return path.parent / f"{path.name}.indexes" / f"{collection}.hnsw"
+    folder = os.environ.get(INDEX_FOLDER_VARIABLE)
+    if not folder or dialect_for(database_url).name == "sqlite":
         return None
-    return path.parent / f"{path.name}.indexes" / f"{collection}.hnsw"
+    shown = display_url(database_url)
+    digest = hashlib.sha256(shown.encode("utf-8")).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", make_url(database_url).database or "database")
+    return Path(folder).expanduser() / f"{name}-{digest}" / f"{collection}.hnsw"
 
 
 def get_collection(session: Session, name: str) -> CollectionRecord:

@@ -18,12 +18,26 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Engine, and_, bindparam, delete, false, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from models.base import stored_microseconds, table_of
 from models.bulk import execute_many
-from models.dialects import json_kind, json_kind_names, vector_backend_for
+from models.dialects import dialect_for, json_kind, json_kind_names, vector_backend_for
 from models.tables import CollectionRecord, MemoryItemRecord
 from neuraltrade.memory.collection import CollectionSpec, Filter
 
@@ -200,7 +214,9 @@ def _compile(where: Filter, partition_key: str | None) -> ColumnElement[bool]:
         else:
             operators = {"lt": field.__lt__, "le": field.__le__, "gt": field.__gt__, "ge": field.__ge__}
             test = operators[where.operator](same_kind[0])
-        comparisons.append(and_(guard, test))
+        # CASE, not AND: only CASE promises that the test (a cast PostgreSQL refuses on a value of
+        # another kind, such as 5 as a boolean) is evaluated after the guard has held.
+        comparisons.append(case((guard, test), else_=false()))
     return comparisons[0] if len(comparisons) == 1 else or_(*comparisons)
 
 
@@ -294,6 +310,7 @@ class HotReader:
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
             connection = self._engine.raw_connection()
+            dialect_for(self._engine).prepare_reader(connection.driver_connection)
             self._local.connection = connection
             cursor = self._local.cursor = connection.cursor()
         return cursor

@@ -3,10 +3,9 @@
 `VectorDB` keeps items and metadata in a portable table (`models.memory_items`); every vector, the
 searched one and (for a quantized collection) its full-precision original, lives once, in storage only
 one kind of database provides
-(sqlite-vec's ``vec0`` tables today, `models.dialects.sqlite_vec`). Every statement on that storage
-is a method here, so a PostgreSQL backend (pgvector) slots in as one more subclass, returned by its
-dialect's `DialectComponents.vector_backend` (`models.dialects.vector_backend_for`), without touching a
-caller.
+(sqlite-vec's ``vec0`` tables, `models.dialects.sqlite_vec`; pgvector's tables,
+`models.dialects.pgvector`). Every statement on that storage is a method here, each backend returned by
+its dialect's `DialectComponents.vector_backend` (`models.dialects.vector_backend_for`).
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
+
+from neuraltrade.errors import StorageError
 
 # Only for annotations: the engine imports this seam, and numpy and the memory rules cost it seconds.
 if TYPE_CHECKING:
@@ -25,6 +26,33 @@ if TYPE_CHECKING:
 #: Prefix of every table a vector backend creates outside the ORM (``vec_<collection>``, and sqlite-vec's
 #: shadow tables after it); Alembic's autogenerate skips such tables.
 VECTOR_TABLE_PREFIX = "vec_"
+
+#: The item table (`models.tables.MemoryItemRecord`), whose `sequence` keys each backend's vector rows.
+#: Named here: the dialects load before the ORM tables.
+ITEM_TABLE = "memory_items"
+
+
+def vector_table(collection: str) -> str:
+    """Return the vector table of collection `collection` (a name `CollectionSpec` validated)."""
+    return f"{VECTOR_TABLE_PREFIX}{collection}"
+
+
+def check_insert(spec: CollectionSpec, ids: Sequence[int], full: np.ndarray | None, sequences: Sequence[int]) -> None:
+    """Refuse an insert whose ids and item sequences do not pair up, or a quantized collection's
+    insert without the full-precision vectors stored beside the searched ones.
+
+    Raises
+    ------
+    StorageError
+        Naming the collection and what does not match.
+    """
+    if len(sequences) != len(ids):
+        raise StorageError(f"collection {spec.name!r}: {len(ids)} ids but {len(sequences)} item sequences")
+    if spec.quantization != "none" and full is None:
+        raise StorageError(
+            f"collection {spec.name!r} is {spec.quantization}: its full-precision vectors are stored too"
+        )
+
 
 #: Runs one driver statement with its parameters and returns the rows: a session's connection, or the
 #: hot reader's raw connection on the search path (`models.memory_items.HotReader.rows`).
@@ -43,13 +71,17 @@ class VectorBackend(ABC):
     def ranks(self, metric: str) -> bool:
         """Return whether `nearest` ranks by `metric`; exact searches of other metrics rank with numpy."""
 
-    @abstractmethod
     def storage_name(self, collection: str) -> str:
         """Return the name of the table (or index) holding the collection's vectors, as messages show it."""
+        return vector_table(collection)
 
     @abstractmethod
     def create_collection(self, connection: Connection, spec: CollectionSpec) -> None:
         """Create the storage of collection `spec` if it does not exist."""
+
+    def ensure_index(self, connection: Connection, spec: CollectionSpec) -> None:  # noqa: B027 (most have none)
+        """Create the backend's own approximate index of collection `spec` if it has one and it does not
+        exist; called when a store that keeps an HNSW index opens the collection."""
 
     @abstractmethod
     def drop_collection(self, connection: Connection, collection: str) -> None:
@@ -112,9 +144,12 @@ class VectorBackend(ABC):
         k: int,
         *,
         partition: str | None = None,
+        breadth: int | None = None,
     ) -> list[tuple[int, float]]:
         """Return the (id, distance) of the at most `k` (capped at `max_k`) stored vectors nearest to
-        `payload` (quantized as the collection's vectors are), within `partition` when it is given."""
+        `payload` (quantized as the collection's vectors are), within `partition` when it is given.
+        Exact, unless `breadth` is given and the backend has an approximate index: it then searches it
+        with that candidate list."""
 
     @abstractmethod
     def count(self, connection: Connection, collection: str) -> int:

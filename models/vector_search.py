@@ -10,7 +10,9 @@ The paths, in the order they are tried:
    `SCAN_LIMIT` match, else a KNN over the vector storage widened until `k` neighbours pass the filter.
 
 A metric the backend does not rank by (`VectorBackend.ranks`), or a `k` past its `max_k`, is answered
-with numpy over the full vectors.
+with numpy over the full vectors. Paths 2 and 3 rank exactly, except on a store with an HNSW index
+whose backend has an approximate index of its own (pgvector's HNSW, searched with iterative scans within
+a partition): a query that does not ask to be exact is then answered by that index.
 
 Every path returns exact distances as `neuraltrade.memory.collection.distances` defines them; quantized candidates
 are re-scored with full-precision vectors.
@@ -85,7 +87,7 @@ class VectorSearch:
             return None
         if partitions == []:
             return []
-        return self._nearest_in_table(self._hot.rows, query, partitions, _all)
+        return self._nearest_in_table(self._hot.rows, query, partitions, _all, breadth=self._approximate(query))
 
     def _split(self, where: Filter | None) -> tuple[list[str] | None, Filter | None]:
         """Separate the conditions on the partition key, which the vector backend applies itself."""
@@ -141,7 +143,9 @@ class VectorSearch:
         multiplier = FILTER_OVERSAMPLE
         while True:
             fetch = query.k * multiplier
-            found = self._nearest_in_table(_session_rows(session), query, partitions, keep, fetch=fetch)
+            found = self._nearest_in_table(
+                _session_rows(session), query, partitions, keep, fetch=fetch, breadth=self._approximate(query)
+            )
             if len(found) >= query.k:
                 return found[: query.k]
             if fetch * (query.oversample or self.oversample) >= self._vectors.max_k:
@@ -156,16 +160,18 @@ class VectorSearch:
         keep: Any,
         *,
         fetch: int | None = None,
+        breadth: int | None = None,
     ) -> list[tuple[int, float]]:
         """KNN in the vector backend over `partitions` (all when None), `keep` applied to the candidates,
-        then re-scored at full precision when the collection is quantized."""
+        then re-scored at full precision when the collection is quantized; approximate with `breadth`
+        where the backend has an index of its own (`VectorBackend.nearest`)."""
         wanted = fetch or query.k
         quantized = self.spec.quantization != "none"
         depth = wanted * (query.oversample or self.oversample) if quantized else wanted
         payload = self._query_payload(query.vector) if quantized else query.vector
         pairs: list[tuple[int, float]] = []
         for partition in partitions or [None]:  # type: ignore[list-item]
-            pairs.extend(self._vectors.nearest(rows, self.spec, payload, depth, partition=partition))
+            pairs.extend(self._vectors.nearest(rows, self.spec, payload, depth, partition=partition, breadth=breadth))
         pairs = keep(sorted(pairs, key=lambda pair: (pair[1], pair[0])))
         if not quantized:
             return pairs[:wanted]
@@ -220,6 +226,11 @@ class VectorSearch:
             if fetch >= self._vectors.max_k:
                 return None
             fetch *= FILTER_OVERSAMPLE
+
+    def _approximate(self, query: Query) -> int | None:
+        """The breadth of a backend's own index search for `query`: only a store with an HNSW index
+        answers a query that does not ask to be exact approximately (None: exact)."""
+        return None if self._keeper is None or query.exact else self._breadth(query)
 
     def _breadth(self, query: Query) -> int:
         """The query's search breadth, else this store's: a graph saved with another `ef_search` is

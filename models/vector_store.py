@@ -166,9 +166,11 @@ class VectorDB(VectorSearch):
         self._cache_name = f"{self.database_url}#{name}"
         with session_scope(self.database_url, write=True) as session:
             record = ensure_collection(session, self.spec, self._clock.now())
-            if index_type == "hnsw" and record.index_type != "hnsw":
-                # Recorded so that maintenance keeps this collection's index file from now on.
-                record.index_type = "hnsw"
+            if index_type == "hnsw":
+                if record.index_type != "hnsw":
+                    # Recorded so that maintenance keeps this collection's index file from now on.
+                    record.index_type = "hnsw"
+                self._vectors.ensure_index(session.connection(), self.spec)
             self._collection_id = record.id
             self._int8_scale = record.int8_scale
             version = record.version

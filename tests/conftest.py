@@ -119,9 +119,16 @@ def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def storage_url(request: pytest.FixtureRequest, tmp_path: Path, migrated_templates: dict[str, Any]) -> Iterator[str]:
-    """A fresh database migrated to the newest schema, once on SQLite and once on PostgreSQL. A test
-    module whose storage runs on both overrides ``database_url`` with it."""
+def storage_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    migrated_templates: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
+    """A fresh database migrated to the newest schema, once on SQLite and once on PostgreSQL (whose
+    collections keep their HNSW index files in the test's folder, as a SQLite file's lie beside it). A
+    test module whose storage runs on both overrides ``database_url`` with it."""
+    from models.collections import INDEX_FOLDER_VARIABLE
     from models.engine import dispose_engines
     from models.migrations import upgrade_database
     from tests.postgresql import fresh_database, migrated_template
@@ -137,6 +144,7 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path, migrated_templat
         dispose_engines()
         return
     server = request.getfixturevalue("postgresql_server")
+    monkeypatch.setenv(INDEX_FOLDER_VARIABLE, str(tmp_path / "indexes"))
     if "postgresql" not in migrated_templates:
         migrated_templates["postgresql"] = migrated_template(server)
     with fresh_database(server, template=migrated_templates["postgresql"]) as url:

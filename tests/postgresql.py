@@ -17,6 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+#: Runs a test of a module whose ``database_url`` is ``storage_url`` on SQLite only: for what only a
+#: database file has (an HNSW index file beside it, SQLite's own locks and messages).
+sqlite_only = pytest.mark.parametrize("storage_url", ["sqlite"], indirect=True)
+
 #: Databases made in this session, numbered so that each test gets a fresh one.
 _numbers = itertools.count(1)
 

@@ -67,6 +67,9 @@ class DialectComponents(ABC):
     def render_json_kind(self, compiler: Any, column: Any, path: Any, key: Any, **options: Any) -> str:
         """Return the SQL naming the JSON type of field `key` (at JSON path `path`) of JSON `column`."""
 
+    def prepare_reader(self, driver_connection: Any) -> None:  # noqa: B027 (a hook most databases leave empty)
+        """Set up a driver connection that `models.memory_items.HotReader` keeps for its reads."""
+
     def database_file(self, database_url: str) -> Path | None:
         """Return the file holding the database of `database_url`, or None (a server, or memory)."""
         return None

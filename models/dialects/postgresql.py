@@ -1,14 +1,17 @@
-"""PostgreSQL (the `postgres` extra): a server the URL names, its advisory lock and its JSON functions.
+"""PostgreSQL (the `postgres` extra): a server the URL names, its advisory locks and its JSON functions.
 
-Vector collections are not stored here yet: `vector_backend` refuses until a pgvector backend exists.
+Vector collections are stored with pgvector (`models.dialects.pgvector`). A write session takes one
+transaction-scoped advisory lock when it begins, as a SQLite writer takes the write lock with BEGIN
+IMMEDIATE: writers of item rows number them from the largest stored sequence
+(`models.memory_items.next_sequence`), which is only safe one writer at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Connection, Engine, Table, text
+from sqlalchemy import Connection, Engine, Table, event, text
 from sqlalchemy import create_engine as sqlalchemy_engine
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
@@ -17,8 +20,15 @@ from sqlalchemy.exc import NoSuchModuleError
 from models.dialects.base import DialectComponents
 from neuraltrade.errors import StorageError
 
+if TYPE_CHECKING:
+    from models.vector_backend import VectorBackend
+
 #: The advisory lock migrations hold (any fixed 64-bit number that nothing else uses).
 SCHEMA_LOCK = 0x6E74_7363_6865_6D61
+#: How long a statement waits for a lock (a writer for the write lock) before it fails as locked.
+BUSY_TIMEOUT_SECONDS = 30.0
+#: The advisory lock every write session holds until it ends (another fixed number).
+WRITE_LOCK = 0x6E74_7772_6974_6572
 
 
 class PostgresqlComponents(DialectComponents):
@@ -30,16 +40,44 @@ class PostgresqlComponents(DialectComponents):
         float: ("number",),
         bool: ("boolean",),
     }
-    connection_lost_messages: ClassVar[tuple[str, ...]] = ("could not connect", "connection reset")
+    locked_messages: ClassVar[tuple[str, ...]] = ("lock timeout",)
+    connection_lost_messages: ClassVar[tuple[str, ...]] = (
+        "could not connect",
+        "connection reset",
+        "connection refused",
+        "server closed the connection",
+        "terminating connection",
+        "the database system is starting up",
+        "the database system is in recovery mode",
+    )
 
     def create_engine(self, url: URL, *, busy_timeout_seconds: float | None = None) -> Engine:
+        # A lock waited for longer than SQLite's busy timeout fails the same way: a locked database.
+        seconds = BUSY_TIMEOUT_SECONDS if busy_timeout_seconds is None else busy_timeout_seconds
+        options = {"options": f"-c lock_timeout={max(1, round(seconds * 1000))}"}
         try:
-            return sqlalchemy_engine(url, pool_pre_ping=True)
+            engine = sqlalchemy_engine(url, pool_pre_ping=True, connect_args=options)
         except (ImportError, NoSuchModuleError) as error:
             raise StorageError(
                 f"database URL {url.render_as_string(hide_password=True)!r} needs a driver that is not installed "
                 f"({error}); for PostgreSQL: pip install 'neuraltrade[postgres]' and write postgresql+psycopg://..."
             ) from error
+        event.listen(engine, "begin", _begin_transaction)
+        event.listen(engine.pool, "checkout", _register_vector_types)
+        return engine
+
+    def prepare_reader(self, driver_connection: Any) -> None:
+        """The hot reader's connection runs each read as its own transaction: a connection left idle in
+        an open transaction would hold its tables' locks against every migration and DROP."""
+        driver_connection.autocommit = True
+        from models.dialects.pgvector import register_types
+
+        register_types(driver_connection)
+
+    def vector_backend(self) -> VectorBackend:
+        from models.dialects.pgvector import PGVECTOR
+
+        return PGVECTOR
 
     def insert(self, table: Table) -> Any:
         return postgresql.insert(table)
@@ -49,3 +87,17 @@ class PostgresqlComponents(DialectComponents):
 
     def render_json_kind(self, compiler: Any, column: Any, path: Any, key: Any, **options: Any) -> str:
         return f"json_typeof(({compiler.process(column, **options)})::json -> {compiler.process(key, **options)})"
+
+
+def _begin_transaction(connection: Connection) -> None:
+    # A writer takes the write lock when it begins (see the module's docstring); a second writer waits.
+    if connection.get_execution_options().get("immediate", False):
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+
+
+def _register_vector_types(driver_connection: Any, _record: Any, _proxy: Any) -> None:
+    # pgvector's types have an id of their own in each database, known once its extension exists: a
+    # connection opened before the first collection was created registers them at a later checkout.
+    from models.dialects.pgvector import register_types
+
+    register_types(driver_connection)

@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
-from models.vector_backend import VECTOR_TABLE_PREFIX, RowReader, VectorBackend
-from neuraltrade.errors import StorageError
+from models.vector_backend import ITEM_TABLE, RowReader, VectorBackend, check_insert, vector_table
 from neuraltrade.memory.collection import CollectionSpec, distance_metric
 
 #: Vectors per sqlite-vec chunk. Each partition allocates whole chunks, so a smaller chunk wastes
@@ -41,9 +40,6 @@ _WRAPPERS = {"none": "?", "int8": "vec_int8(?)", "binary": "vec_bit(?)"}
 # their tables are declared L2, a distance never used to rank.
 _DISTANCES = {"angular": "cosine", "euclidean": "L2"}
 _UNRANKED_DISTANCE = "L2"
-#: The item table (`models.tables.MemoryItemRecord`), whose `sequence` keys the vector rows. Named here:
-#: the dialects load before the ORM tables.
-ITEM_TABLE = "memory_items"
 
 
 class SqliteVecBackend(VectorBackend):
@@ -56,9 +52,6 @@ class SqliteVecBackend(VectorBackend):
     def ranks(self, metric: str) -> bool:
         return distance_metric(metric).geometry in _DISTANCES
 
-    def storage_name(self, collection: str) -> str:
-        return table_name(collection)
-
     def create_collection(self, connection: Connection, spec: CollectionSpec) -> None:
         partition = "partition_value text partition key, " if spec.partition_key is not None else ""
         # Bit vectors have one distance only (Hamming), so they take no distance_metric option.
@@ -67,7 +60,7 @@ class SqliteVecBackend(VectorBackend):
         distance = "" if spec.quantization == "binary" else f" distance_metric={declared}"
         full = "" if spec.quantization == "none" else f"full float[{spec.dimension}], "
         connection.exec_driver_sql(
-            f"CREATE VIRTUAL TABLE IF NOT EXISTS {table_name(spec.name)} USING vec0("
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {vector_table(spec.name)} USING vec0("
             f"item_sequence integer primary key, {partition}"
             f"embedding {_ELEMENT_TYPES[spec.quantization]}[{spec.dimension}]{distance}, {full}"
             f"chunk_size={CHUNK_SIZE})"
@@ -75,7 +68,7 @@ class SqliteVecBackend(VectorBackend):
 
     def drop_collection(self, connection: Connection, collection: str) -> None:
         # sqlite-vec's shadow tables go with the virtual table.
-        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table_name(collection)}")
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {vector_table(collection)}")
 
     def insert(
         self,
@@ -97,18 +90,13 @@ class SqliteVecBackend(VectorBackend):
         columns.append("embedding")
         values.append(_WRAPPERS[spec.quantization])
         parts.append(payloads)
-        if spec.quantization != "none":
-            if full is None:
-                raise StorageError(
-                    f"collection {spec.name!r} is {spec.quantization}: its full-precision vectors are stored too"
-                )
+        check_insert(spec, ids, full, sequences)
+        if full is not None:
             columns.append("full")
             values.append("?")
             parts.append(full)
-        if len(sequences) != len(ids):
-            raise StorageError(f"collection {spec.name!r}: {len(ids)} ids but {len(sequences)} item sequences")
         connection.exec_driver_sql(
-            f"INSERT INTO {table_name(spec.name)} ({', '.join(columns)}) VALUES ({', '.join(values)})",
+            f"INSERT INTO {vector_table(spec.name)} ({', '.join(columns)}) VALUES ({', '.join(values)})",
             list(zip(*parts, strict=True)),
         )
 
@@ -125,7 +113,7 @@ class SqliteVecBackend(VectorBackend):
         """A float32 vector is overwritten where it lies (89,000 rows/s). sqlite-vec 0.1.9 refuses int8 and
         bit vectors in an UPDATE (the subtype `vec_int8()` gives does not reach it), so those rows are
         deleted and inserted again under the same sequence."""
-        table = table_name(spec.name)
+        table = vector_table(spec.name)
         if spec.quantization == "none":
             connection.exec_driver_sql(
                 f"UPDATE {table} SET embedding = ? WHERE item_sequence = ?",
@@ -143,7 +131,7 @@ class SqliteVecBackend(VectorBackend):
         had not finished after 12 minutes (docs/benchmarks.md)."""
         if ids:
             connection.exec_driver_sql(
-                f"DELETE FROM {table_name(collection)} WHERE item_sequence = "
+                f"DELETE FROM {vector_table(collection)} WHERE item_sequence = "
                 f"(SELECT sequence FROM {ITEM_TABLE} WHERE id = ?)",
                 [(int(value),) for value in ids],
             )
@@ -156,7 +144,9 @@ class SqliteVecBackend(VectorBackend):
         k: int,
         *,
         partition: str | None = None,
+        breadth: int | None = None,
     ) -> list[tuple[int, float]]:
+        """Always exact (sqlite-vec has no approximate index): `breadth` is not used."""
         sql, parameters = nearest_statement(spec.name, spec.quantization, payload, k, partition=partition)
         return [(int(row[0]), float(row[1])) for row in rows(sql, parameters)]
 
@@ -178,7 +168,7 @@ class SqliteVecBackend(VectorBackend):
             return np.concatenate(found_ids), np.concatenate(found).reshape(-1, spec.dimension)
         rows = connection.exec_driver_sql(
             f"SELECT m.id, v.{column} FROM json_each(?) AS j JOIN {ITEM_TABLE} AS m ON m.id = j.value "
-            f"JOIN {table_name(spec.name)} AS v ON v.item_sequence = m.sequence",
+            f"JOIN {vector_table(spec.name)} AS v ON v.item_sequence = m.sequence",
             (json.dumps([int(value) for value in ids]),),
         ).all()
         return _matrix(rows, spec.dimension)
@@ -187,19 +177,19 @@ class SqliteVecBackend(VectorBackend):
         self, connection: Connection, spec: CollectionSpec, *, batch: int
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         rows = connection.exec_driver_sql(
-            f"SELECT m.id, v.{_full_column(spec)} FROM {table_name(spec.name)} AS v "
+            f"SELECT m.id, v.{_full_column(spec)} FROM {vector_table(spec.name)} AS v "
             f"JOIN {ITEM_TABLE} AS m ON m.sequence = v.item_sequence"
         )
         for chunk in rows.partitions(batch):
             yield _matrix(chunk, spec.dimension)
 
     def count(self, connection: Connection, collection: str) -> int:
-        return int(connection.exec_driver_sql(f"SELECT count(*) FROM {table_name(collection)}").scalar_one())
+        return int(connection.exec_driver_sql(f"SELECT count(*) FROM {vector_table(collection)}").scalar_one())
 
     def ids(self, connection: Connection, collection: str) -> np.ndarray:
         # Reads the rowids only, each joined to its item row by the primary key.
         rows = connection.exec_driver_sql(
-            f"SELECT m.id FROM {table_name(collection)} AS v JOIN {ITEM_TABLE} AS m ON m.sequence = v.item_sequence"
+            f"SELECT m.id FROM {vector_table(collection)} AS v JOIN {ITEM_TABLE} AS m ON m.sequence = v.item_sequence"
         )
         return np.fromiter((row[0] for row in rows), dtype=np.int64)
 
@@ -208,7 +198,7 @@ class SqliteVecBackend(VectorBackend):
         try:
             value = connection.exec_driver_sql(
                 "SELECT sum(pgsize) FROM dbstat WHERE name LIKE ? ESCAPE '\\'",
-                (table_name(collection).replace("_", "\\_") + "%",),
+                (vector_table(collection).replace("_", "\\_") + "%",),
             ).scalar()
         except Exception:
             return None
@@ -224,7 +214,7 @@ class SqliteVecBackend(VectorBackend):
         connection.exec_driver_sql(f"DROP TABLE IF EXISTS {copy}")
         connection.exec_driver_sql(
             f"CREATE TABLE {copy} AS SELECT item_sequence AS id, {partition} AS part, embedding AS v, {full} AS f "
-            f"FROM {table_name(spec.name)}"
+            f"FROM {vector_table(spec.name)}"
         )
         self.drop_collection(connection, spec.name)
         self.create_collection(connection, spec)
@@ -254,11 +244,6 @@ def _matrix(rows: Sequence[Any], dimension: int) -> tuple[np.ndarray, np.ndarray
     return ids, matrix
 
 
-def table_name(collection: str) -> str:
-    """Return the vector table of collection `collection` (a name `CollectionSpec` validated)."""
-    return f"{VECTOR_TABLE_PREFIX}{collection}"
-
-
 def nearest_statement(
     collection: str,
     quantization: str,
@@ -278,7 +263,7 @@ def nearest_statement(
         clauses.append("partition_value = ?")
         parameters.append(partition)
     sql = (
-        f"SELECT m.id, k.distance FROM (SELECT item_sequence, distance FROM {table_name(collection)} "
+        f"SELECT m.id, k.distance FROM (SELECT item_sequence, distance FROM {vector_table(collection)} "
         f"WHERE {' AND '.join(clauses)} ORDER BY distance) AS k "
         f"JOIN {ITEM_TABLE} AS m ON m.sequence = k.item_sequence ORDER BY k.distance"
     )

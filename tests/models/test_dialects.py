@@ -6,7 +6,16 @@ import pytest
 from sqlalchemy import literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from models.dialects import DIALECTS, dialect_for, insert_statement, json_kind, json_kind_names, vector_backend_for
+from models.dialects import (
+    DIALECTS,
+    DialectComponents,
+    dialect_for,
+    insert_statement,
+    json_kind,
+    json_kind_names,
+    vector_backend_for,
+)
+from models.dialects.pgvector import PgvectorBackend
 from models.dialects.postgresql import PostgresqlComponents
 from models.dialects.sqlite import SqliteComponents
 from models.dialects.sqlite_vec import SqliteVecBackend
@@ -52,9 +61,20 @@ def test_a_json_kind_test_renders_in_each_dialects_own_function() -> None:
     assert json_kind_names(bool) == ("true", "false", "boolean")
 
 
+def test_postgresql_stores_vectors_with_pgvector_ranking_every_metric() -> None:
+    backend = vector_backend_for(POSTGRES_URL)
+
+    assert isinstance(backend, PgvectorBackend)
+    assert all(backend.ranks(metric) for metric in METRICS)
+    assert backend.max_k >= MAX_AUDIT_K
+
+
 def test_a_database_without_a_vector_backend_refuses_collections_naming_its_kind() -> None:
-    with pytest.raises(StorageError, match="postgresql database yet"):
-        vector_backend_for(POSTGRES_URL)
+    class Elsewhere(SqliteComponents):
+        name = "elsewhere"
+
+    with pytest.raises(StorageError, match="elsewhere database yet"):
+        DialectComponents.vector_backend(Elsewhere())
 
 
 def test_sqlite_stores_vectors_with_sqlite_vec_ranking_every_metric_but_the_inner_product(database_url: str) -> None:

@@ -17,6 +17,12 @@ from neuraltrade.memory.collection import Filter, Query
 from tests.models.vector_support import DIMENSION, random_vectors
 
 
+@pytest.fixture
+def database_url(storage_url: str) -> str:
+    """This module's stores run on SQLite and on PostgreSQL."""
+    return storage_url
+
+
 def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
     with get_engine(url).connect() as connection:
         return [tuple(row) for row in connection.exec_driver_sql(sql)]

@@ -1,8 +1,9 @@
 """Specification of the vector memory under concurrent processes (issue 3, point 6).
 
-SQLite in WAL mode lets one writer in at a time while readers go on reading: four writer processes, each
-with its own `VectorDB` on the same file, must all get their items in, none lost and no batch half-seen,
-while a reader process searches and counts throughout without a single error.
+SQLite in WAL mode lets one writer in at a time while readers go on reading; on PostgreSQL each write
+session holds an advisory lock. Four writer processes, each with its own `VectorDB` on the same database,
+must all get their items in, none lost and no batch half-seen, while a reader process searches and
+counts throughout without a single error.
 """
 
 from __future__ import annotations
@@ -102,6 +103,13 @@ def read(database_url: str, barrier: Any, writers_done: Any, reports: Any) -> No
     except BaseException:
         report["errors"].append(traceback.format_exc())
     reports.put(report)
+
+
+@pytest.fixture
+def database_url(storage_url: str) -> str:
+    """On SQLite (one writer at a time by its write lock) and on PostgreSQL (by the write session's
+    advisory lock)."""
+    return storage_url
 
 
 @pytest.mark.slow

@@ -34,6 +34,12 @@ from tests.models.vector_support import (
 # -- persistence ------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def database_url(storage_url: str) -> str:
+    """This module's stores run on SQLite and on PostgreSQL."""
+    return storage_url
+
+
 def test_a_second_store_opened_by_name_sees_the_items_and_takes_the_stored_settings(database_url: str) -> None:
     vectors = random_vectors(100)
     first = VectorDB(

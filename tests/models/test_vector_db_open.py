@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from models.engine import DEFAULT_DATABASE_URL, dispose_engines, get_engine
+from models.engine import DEFAULT_DATABASE_URL, display_url, dispose_engines, get_engine
 from models.migrations import (
     as_database_error,
     current_revision,
@@ -38,12 +39,19 @@ from neuraltrade.errors import (
 from neuraltrade.memory.collection import Query
 from tasks.retry import is_transient_error
 from tests.models.vector_support import DIMENSION, random_vectors
+from tests.postgresql import sqlite_only
 
 #: Seconds a worker process may take to start and do its part on a loaded two-core machine.
 PATIENCE = 120
 #: Fresh databases the two processes open together, one after the other: each is one race.
 RACES = 3
 AAPL = {"symbol": "AAPL"}
+
+
+@pytest.fixture
+def database_url(storage_url: str) -> str:
+    """This module's stores run on SQLite and on PostgreSQL."""
+    return storage_url
 
 
 @pytest.fixture(autouse=True)
@@ -257,7 +265,7 @@ def test_every_method_refuses_an_id_that_is_not_a_str_int_or_uuid_naming_it_and_
 def assert_names_the_database(error: BaseException, url: str) -> None:
     message = str(error)
     assert isinstance(error, DatabaseUnavailable)
-    assert message.startswith(f"database {url}: ")
+    assert message.startswith(f"database {display_url(url)}: ")
     assert "\n" not in message
 
 
@@ -305,11 +313,12 @@ def test_a_schema_removed_under_an_open_store_is_database_unavailable_on_every_r
         lambda: db.insert("second", random_vectors(1)[0], AAPL),
         lambda: db.delete("first"),
     ):
-        with pytest.raises(DatabaseUnavailable, match="no such table") as raised:
+        with pytest.raises(DatabaseUnavailable, match=r"no such table|does not exist") as raised:
             read_or_write()
         assert_names_the_database(raised.value, database_url)
 
 
+@sqlite_only
 def test_an_index_file_that_cannot_be_written_is_an_index_file_error_and_the_store_still_closes(
     database_url: str,
 ) -> None:
@@ -324,6 +333,7 @@ def test_an_index_file_that_cannot_be_written_is_an_index_file_error_and_the_sto
     assert db.index_size is None
 
 
+@sqlite_only
 def test_a_database_locked_by_another_writer_is_database_locked_which_retries_know_as_transient(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -350,3 +360,34 @@ def test_a_database_locked_by_another_writer_is_database_locked_which_retries_kn
     assert not is_transient_error(DatabaseUnavailable(database_url, "OperationalError: no such table: collections"))
     copied = pickle.loads(pickle.dumps(translated))
     assert type(copied) is DatabaseLocked and str(copied) == str(translated)
+
+
+def test_a_postgresql_writer_waits_for_the_write_lock_and_past_its_timeout_is_database_locked(
+    postgresql_url: str,
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from models.engine import create_database_engine
+
+    upgrade_database(postgresql_url)
+    holder = create_database_engine(postgresql_url).execution_options(immediate=True)
+    waiter = create_database_engine(postgresql_url, busy_timeout_seconds=0.2).execution_options(immediate=True)
+    try:
+        with holder.begin():
+            started = time.perf_counter()
+            with pytest.raises(OperationalError) as raised, waiter.begin():
+                pass
+            waited = time.perf_counter() - started
+        with waiter.begin():  # free again once the holder's transaction ended
+            pass
+    finally:
+        holder.engine.dispose()
+        waiter.engine.dispose()
+
+    translated = as_database_error(postgresql_url, raised.value)
+
+    assert waited >= 0.2
+    assert isinstance(translated, DatabaseLocked)
+    assert "lock timeout" in str(translated)
+    assert_names_the_database(translated, postgresql_url)
+    assert is_transient_error(translated)

@@ -38,6 +38,12 @@ from tests.models.vector_support import (
 # -- the API of the issue ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def database_url(storage_url: str) -> str:
+    """This module's stores run on SQLite and on PostgreSQL."""
+    return storage_url
+
+
 def test_the_api_of_the_issue_works_as_written(database_url: str) -> None:
     vectors = random_vectors(60)
     db = VectorDB(dimension=DIMENSION, index_type="hnsw", quantization="scalar", database_url=database_url)

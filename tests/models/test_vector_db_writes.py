@@ -33,6 +33,12 @@ from tests.models.vector_support import (
 # -- writes -----------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def database_url(storage_url: str) -> str:
+    """This module's stores run on SQLite and on PostgreSQL."""
+    return storage_url
+
+
 def test_inserting_a_stored_id_raises_duplicate_item_naming_it_and_writes_nothing_of_the_batch(
     database_url: str,
 ) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
@@ -22,8 +22,17 @@ from prefect.context import FlowRunContext
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.tasks import Task
 
+from neuraltrade.errors import ConfigError
+
 #: Worker threads per flow: SQLite has one writer at a time, so more threads only queue on its lock.
 MAX_WORKERS = 2
+
+#: Which task runner the flows use (`task_runner`), and the Dask scheduler or local worker count.
+TASK_RUNNER_VARIABLE = "NEURALTRADE_TASK_RUNNER"
+DASK_ADDRESS_VARIABLE = "NEURALTRADE_DASK_ADDRESS"
+DASK_WORKERS_VARIABLE = "NEURALTRADE_DASK_WORKERS"
+#: Worker processes of a local Dask cluster when none is named.
+DASK_WORKERS = 2
 
 #: Set (to any value) by `neuraltrade serve`: every top-level flow run then prints one line when it
 #: starts and one when it ends, on the serving process's terminal (runs inherit its output).
@@ -33,10 +42,42 @@ ANNOUNCE_RUNS_VARIABLE = "NEURALTRADE_ANNOUNCE_RUNS"
 Arguments = tuple[tuple[Any, ...], dict[str, Any]]
 
 
-def task_runner() -> TaskRunner[Any]:
-    """Return the task runner every flow uses: threads, capped at `MAX_WORKERS`."""
-    runner: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=MAX_WORKERS)
-    return runner
+def task_runner(environment: Mapping[str, str] | None = None) -> TaskRunner[Any]:
+    """Return the task runner every flow uses, as `environment` (default: this process's) configures it.
+
+    ``NEURALTRADE_TASK_RUNNER`` is ``threads`` (the default: `MAX_WORKERS` threads) or ``dask``: Prefect's
+    `DaskTaskRunner` (extra ``dask``), on the scheduler ``NEURALTRADE_DASK_ADDRESS`` names
+    (``tcp://host:8786``: a cluster of several machines), else on a local cluster of
+    ``NEURALTRADE_DASK_WORKERS`` worker processes (default 2) that lives as long as the flow run. Flows
+    read it when they are imported, so it is set before a process starts.
+
+    Raises
+    ------
+    ConfigError
+        If the runner is neither, the worker count is not a positive integer, or prefect-dask is missing.
+    """
+    environment = os.environ if environment is None else environment
+    kind = environment.get(TASK_RUNNER_VARIABLE, "threads").strip().lower() or "threads"
+    if kind == "threads":
+        runner: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=MAX_WORKERS)
+        return runner
+    if kind != "dask":
+        raise ConfigError(f"{TASK_RUNNER_VARIABLE}={kind!r} is not a task runner: use threads or dask")
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as error:
+        raise ConfigError(
+            f"{TASK_RUNNER_VARIABLE}=dask needs prefect-dask: pip install 'neuraltrade[dask]' ({error})"
+        ) from error
+    address = environment.get(DASK_ADDRESS_VARIABLE, "").strip()
+    if address:
+        return DaskTaskRunner(address=address)
+    workers = environment.get(DASK_WORKERS_VARIABLE, str(DASK_WORKERS)).strip()
+    if not workers.isdigit() or int(workers) < 1:
+        raise ConfigError(f"{DASK_WORKERS_VARIABLE}={workers!r} is not a positive number of worker processes")
+    # One thread per worker process: the tasks are numpy and database work that holds the GIL between
+    # calls, and processes are what Dask adds over the thread runner.
+    return DaskTaskRunner(cluster_kwargs={"n_workers": int(workers), "processes": True, "threads_per_worker": 1})
 
 
 def in_flow_run() -> bool:

@@ -5,21 +5,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from models import memory_items
 from models.base import stored_microseconds
 from models.dialects import dialect_for, vector_backend_for
-from models.engine import database_file, display_url
+from models.engine import database_file, server_database_folder
 from models.tables import CollectionRecord, MemoryItemRecord
 from neuraltrade.errors import CollectionNotFound, ConfigError, DimensionMismatch, FingerprintMismatch
 from neuraltrade.memory.collection import CollectionSpec
@@ -63,10 +60,7 @@ def index_path(database_url: str, collection: str) -> Path | None:
     folder = os.environ.get(INDEX_FOLDER_VARIABLE)
     if not folder or dialect_for(database_url).name == "sqlite":
         return None
-    shown = display_url(database_url)
-    digest = hashlib.sha256(shown.encode("utf-8")).hexdigest()[:16]
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", make_url(database_url).database or "database")
-    return Path(folder).expanduser() / f"{name}-{digest}" / f"{collection}.hnsw"
+    return Path(folder).expanduser() / server_database_folder(database_url) / f"{collection}.hnsw"
 
 
 def get_collection(session: Session, name: str) -> CollectionRecord:

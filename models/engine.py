@@ -7,7 +7,9 @@ timeout, foreign keys and 16 KiB pages on every connection). Any other URL of a 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,6 +60,19 @@ def display_url(database_url: str) -> str:
         return make_url(database_url).render_as_string(hide_password=True)
     except ArgumentError:
         return database_url
+
+
+def server_database_folder(database_url: str) -> str:
+    """Return a folder name of its own for a server database's local files (HNSW index files,
+    checkpoints): its name and a digest of its URL without the password, so that databases of one
+    name on two servers do not share a folder."""
+    shown = display_url(database_url)
+    digest = hashlib.sha256(shown.encode("utf-8")).hexdigest()[:16]
+    try:
+        name = make_url(database_url).database or "database"
+    except ArgumentError:
+        name = "database"
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{digest}"
 
 
 def database_file(database_url: str) -> Path | None:

@@ -100,13 +100,11 @@ def rebuild_vector_table(database_url: str, collection: str) -> TableRebuild:
     """Rewrite the collection's vector storage densely, grouped by partition, in one transaction.
 
     sqlite-vec never reclaims a partly empty chunk, so a table that lost most of its vectors keeps its
-    size until it is rebuilt (`VectorBackend.compact`). Ids and vectors are unchanged, so the
+    size until it is rebuilt (`VectorBackend.compact`); PostgreSQL reuses the space of deleted rows, and
+    a rebuild gives it back to the file system. Ids and vectors are unchanged, so the
     collection's version (and its HNSW index) stay as they are.
     """
     started = time.perf_counter()
-    if not dialect_for(database_url).compactable:
-        logger.info("vector table of %r not rebuilt: the database is not SQLite", collection)
-        return TableRebuild(collection=collection, vectors=0, bytes_before=None, bytes_after=None, seconds=0.0)
     with session_scope(database_url, write=True) as session:
         spec = spec_of(get_collection(session, collection))
         vectors = vector_backend_for(session)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import LargeBinary, cast, func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from models import memory_items
@@ -54,8 +54,9 @@ def collection_statistics(database_url: str) -> list[CollectionStatistics]:
             vectors = vector_backend_for(session)
             column = MemoryItemRecord.collection_id == record.id
             partitions = session.scalar(select(func.count(MemoryItemRecord.partition.distinct())).where(column))
-            payload = func.length(cast(MemoryItemRecord.key, LargeBinary)) + func.length(
-                cast(MemoryItemRecord.metadata_, LargeBinary)
+            # Bytes of the key and of the metadata's JSON text (octet_length: SQLite 3.43+ and PostgreSQL).
+            payload = func.octet_length(MemoryItemRecord.key) + func.octet_length(
+                cast(MemoryItemRecord.metadata_, Text)
             )
             item_bytes = session.scalar(select(func.coalesce(func.sum(payload), 0)).where(column))
             stored_vectors = vectors.count(connection, name)

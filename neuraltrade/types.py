@@ -48,6 +48,21 @@ def _require_finite(name: str, value: float, *, minimum: float | None = None, st
     return float(value)
 
 
+def _require_text(name: str, value: object, *, empty: bool = True) -> str:
+    """Return `value`; raise `ValidationError` naming `name` unless it is a string a database can store.
+
+    PostgreSQL's text cannot hold U+0000, so no record holds it, on any database: a record stored on one
+    reads back the same from the other.
+    """
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} must be text, was {value!r}")
+    if not empty and not value:
+        raise ValidationError(f"{name} must not be empty")
+    if "\x00" in value:
+        raise ValidationError(f"{name} holds a NUL character (U+0000) at {value.index(chr(0))}, which is not stored")
+    return value
+
+
 def _require_uuid(name: str, value: object) -> None:
     if not isinstance(value, uuid.UUID):
         raise ValidationError(f"{name} must be a UUID, was {value!r}")
@@ -207,10 +222,9 @@ class Signal(Record):
 
     def __post_init__(self) -> None:
         _require_uuid("signal id", self.id)
-        if not self.strategy_id:
-            raise ValidationError("signal strategy_id must not be empty")
-        if not self.symbol:
-            raise ValidationError("signal symbol must not be empty")
+        _require_text("signal strategy_id", self.strategy_id, empty=False)
+        _require_text("signal symbol", self.symbol, empty=False)
+        _require_text("signal reasoning", self.reasoning)
         object.__setattr__(self, "timestamp", require_aware("signal timestamp", self.timestamp))
         if not isinstance(self.direction, Direction):
             raise ValidationError(f"signal direction must be a Direction, was {self.direction!r}")

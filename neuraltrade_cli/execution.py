@@ -40,6 +40,8 @@ EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 SERVER_POLL_SECONDS = 0.05
 #: Prefect's console log level, which the command raises to CRITICAL unless -v.
 CONSOLE_LEVEL_VARIABLE = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+#: The thread that starts Prefect's temporary server.
+SERVER_THREAD = "prefect-temporary-server"
 #: How long a failed server start may take to wind down before the command reports it.
 SERVER_STOP_SECONDS = 5.0
 
@@ -163,7 +165,7 @@ def _start_watching(server: Any, failures: list[BaseException], log: Any) -> Non
     os.dup2(log.fileno(), 2)
     # The command quiets Prefect's console below CRITICAL; the server it starts must still say why it died.
     quiet = os.environ.pop(CONSOLE_LEVEL_VARIABLE, None)
-    thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
+    thread = threading.Thread(target=start, name=SERVER_THREAD, daemon=True)
     try:
         thread.start()
         while thread.is_alive():
@@ -210,3 +212,13 @@ def guarded(command: Callable[[], None]) -> None:
         stop(interrupted.signal_number)
     except KeyboardInterrupt:
         stop(signal.SIGINT)
+    except SystemExit as exiting:
+        if any(thread.name == SERVER_THREAD and thread.is_alive() for thread in threading.enumerate()):
+            # A failed server start still winding down in its daemon thread can hold standard error's
+            # lock when the interpreter shuts down, which then aborts (status -6 instead of 1, seen on
+            # 2 busy cores): the command's answer is written, so it ends here.
+            _stop_temporary_server()  # os._exit skips the exit handlers that would
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exiting.code if isinstance(exiting.code, int) else 1)
+        raise

@@ -1,8 +1,8 @@
 """Provenance tasks: seal the log with a signed checkpoint, verify the database, adopt unlogged records.
 
 The checkpoint directory is `--checkpoint-dir`, else ``$NEURALTRADE_CHECKPOINT_DIR``, else ``checkpoints/``
-beside a SQLite database (``data/checkpoints`` for a server database). The public key list (``keys.json``)
-is published there too, built from the key introductions the log holds.
+beside a SQLite database (``data/checkpoints/<name>-<digest of its URL>`` for a server database). The
+public key list (``keys.json``) is published there too, built from the key introductions the log holds.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from prefect import task
 from sqlalchemy import select
 
-from models.engine import database_file, read_only_url, session_scope
+from models.engine import database_file, read_only_url, server_database_folder, session_scope
 from models.provenance import (
     LogEntryRecord,
     introduce_key,
@@ -61,7 +61,9 @@ def checkpoint_directory(database_url: str, directory: str | os.PathLike[str] | 
     if chosen:
         return Path(chosen)
     database = database_file(database_url)
-    return Path("data") / "checkpoints" if database is None else database.parent / "checkpoints"
+    if database is None:
+        return Path("data") / "checkpoints" / server_database_folder(database_url)
+    return database.parent / "checkpoints"
 
 
 def code_version() -> str:

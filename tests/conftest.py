@@ -126,11 +126,12 @@ def storage_url(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[str]:
     """A fresh database migrated to the newest schema, once on SQLite and once on PostgreSQL (whose
-    collections keep their HNSW index files in the test's folder, as a SQLite file's lie beside it). A
+    HNSW index files and checkpoints go in the test's folder, as a SQLite file's lie beside it). A
     test module whose storage runs on both overrides ``database_url`` with it."""
     from models.collections import INDEX_FOLDER_VARIABLE
     from models.engine import dispose_engines
     from models.migrations import upgrade_database
+    from tasks.provenance import CHECKPOINT_DIRECTORY_VARIABLE
     from tests.postgresql import fresh_database, migrated_template
 
     if request.param == "sqlite":
@@ -145,6 +146,7 @@ def storage_url(
         return
     server = request.getfixturevalue("postgresql_server")
     monkeypatch.setenv(INDEX_FOLDER_VARIABLE, str(tmp_path / "indexes"))
+    monkeypatch.setenv(CHECKPOINT_DIRECTORY_VARIABLE, str(tmp_path / "checkpoints"))
     if "postgresql" not in migrated_templates:
         migrated_templates["postgresql"] = migrated_template(server)
     with fresh_database(server, template=migrated_templates["postgresql"]) as url:

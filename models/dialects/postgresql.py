@@ -64,11 +64,13 @@ class PostgresqlComponents(DialectComponents):
             ) from error
         event.listen(engine, "begin", _begin_transaction)
         event.listen(engine.pool, "checkout", _register_vector_types)
+        event.listen(engine.pool, "checkin", _end_autocommit)
         return engine
 
     def prepare_reader(self, driver_connection: Any) -> None:
         """The hot reader's connection runs each read as its own transaction: a connection left idle in
-        an open transaction would hold its tables' locks against every migration and DROP."""
+        an open transaction would hold its tables' locks against every migration and DROP. (It goes
+        back to the pool, when its thread ends, as it came: `_end_autocommit`.)"""
         driver_connection.autocommit = True
         from models.dialects.pgvector import register_types
 
@@ -101,3 +103,9 @@ def _register_vector_types(driver_connection: Any, _record: Any, _proxy: Any) ->
     from models.dialects.pgvector import register_types
 
     register_types(driver_connection)
+
+
+def _end_autocommit(driver_connection: Any, _record: Any) -> None:
+    # A pooled connection must begin transactions again: savepoints and the write lock need one.
+    if driver_connection is not None and driver_connection.autocommit:
+        driver_connection.autocommit = False

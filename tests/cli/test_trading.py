@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from models.engine import display_url
 from neuraltrade.backtest.config import DEFAULT_COMMISSION
 from neuraltrade.strategies.registry import STRATEGY_NAMES
 from neuraltrade_cli import app
@@ -168,7 +169,8 @@ def test_a_backtest_stores_its_run_and_report_draws_the_id_it_printed(
     found = STORED.search(result.stdout)
     assert found is not None, result.stdout
     run_id, where = found.groups()
-    assert where == database_url and f"neuraltrade report {run_id} --db {database_url}" in result.stdout
+    shown = display_url(database_url)  # a password is never printed
+    assert where == shown and f"neuraltrade report {run_id} --db {shown}" in result.stdout
     with session_scope(database_url) as session:
         run = load_run(session, uuid.UUID(run_id))
         counts = run_summaries.table_counts(session)

@@ -62,6 +62,9 @@ safe_integers = st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTE
 awkward = st.sampled_from(['"', "\\", "\x00", "\x1f", "\x7f", "\u2028", "\ue000", "\uffff", "\U0001f600", "/"])
 texts = st.text(alphabet=st.one_of(st.characters(exclude_categories=["Cs"]), awkward), max_size=12)
 names = texts.filter(bool)
+# What a signal's text fields hold: any of the above but NUL, which no database stores (PostgreSQL's text).
+storable_texts = texts.filter(lambda text: "\x00" not in text)
+storable_names = storable_texts.filter(bool)
 scalars = st.one_of(st.none(), st.booleans(), safe_integers, floats, texts)
 json_values = st.recursive(
     scalars,
@@ -96,13 +99,13 @@ def observations(draw: st.DrawFn) -> Observation:
 def signals(draw: st.DrawFn) -> Signal:
     return Signal(
         id=draw(st.uuids()),
-        strategy_id=draw(names),
+        strategy_id=draw(storable_names),
         timestamp=draw(aware_datetimes),
-        symbol=draw(names),
+        symbol=draw(storable_names),
         direction=draw(st.sampled_from(Direction)),
         confidence=draw(st.floats(min_value=0.0, max_value=1.0) | st.sampled_from([0, 1])),
         features=draw(st.dictionaries(texts, floats, max_size=6)),
-        reasoning=draw(st.text(max_size=40)),
+        reasoning=draw(st.text(st.characters(exclude_characters="\x00"), max_size=40)),
         causal_links=draw(st.lists(links, max_size=5).map(tuple)),
     )
 

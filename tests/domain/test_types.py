@@ -254,6 +254,20 @@ def test_a_signal_feature_that_is_not_a_finite_number_is_refused_naming_the_feat
         a_signal(features={"momentum_5d": value})
 
 
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"reasoning": "crossed\x00over"}, "signal reasoning holds a NUL character (U+0000) at 7"),
+        ({"symbol": "AA\x00PL"}, "signal symbol holds a NUL"),
+        ({"strategy_id": ""}, "signal strategy_id must not be empty"),
+        ({"reasoning": 7}, "signal reasoning must be text, was 7"),
+    ],
+)
+def test_signal_text_no_database_can_store_is_refused_naming_the_field(changes: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(named)):
+        a_signal(**changes)
+
+
 # --- time zones ---------------------------------------------------------------------------------------------
 
 

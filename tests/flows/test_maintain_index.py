@@ -11,6 +11,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from models.ann_index import HnswConfig
+from models.dialects import dialect_for
 from models.engine import session_scope
 from models.tables import RunSummary
 from models.vector_maintenance import RUN_KIND
@@ -61,8 +62,11 @@ def test_maintenance_prunes_compacts_reindexes_audits_and_records_what_stats_the
 
     assert summary["collections"] == ["graph", "plain"]
     assert {name: report["deleted"] for name, report in summary["pruned"].items()} == {"graph": 1400, "plain": 300}
-    assert summary["vacuum"]["plan"]["due"] and "vacuumed_at" in summary["vacuum"]  # never vacuumed, and pruned
-    assert summary["vacuum"]["bytes_after"] < summary["vacuum"]["bytes_before"]
+    if dialect_for(database_url).compactable:
+        assert summary["vacuum"]["plan"]["due"] and "vacuumed_at" in summary["vacuum"]  # never vacuumed, and pruned
+        assert summary["vacuum"]["bytes_after"] < summary["vacuum"]["bytes_before"]
+    else:  # PostgreSQL's autovacuum reclaims the space: the flow says so and does not vacuum
+        assert summary["vacuum"]["plan"]["reason"] == "not SQLite" and "vacuumed_at" not in summary["vacuum"]
     assert summary["index"]["graph"]["action"] == "rebuilt"  # pruning made it stale
     assert summary["index"]["plain"]["action"] == "none"
     assert summary["recall"]["plain"]["recall"] == 1.0 and summary["recall"]["plain"]["path"] == "exact"

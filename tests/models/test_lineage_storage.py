@@ -4,11 +4,8 @@ and `models.lineage.broken_links`, which walks a stored run's chain."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,9 +14,8 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from models.backtest_runs import load_run, save_run
-from models.engine import dispose_engines, session_scope
+from models.engine import session_scope
 from models.lineage import broken_links
-from models.migrations import upgrade_database
 from models.order_records import load_fills, load_rejections, save_fills, save_rejections, save_signals
 from models.trading import BacktestRunRecord, BacktestTradeRecord, FillRecord, SignalRecord
 from models.vector_store import VectorDB
@@ -33,20 +29,10 @@ from tests.models.trade_support import RUN_ID, START, lineage, store_run, trade
 OBSERVED = uuid.UUID(int=7)  # the observation every signal of `trade_support.lineage` links
 
 
-@pytest.fixture(scope="module")
-def migrated_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("lineage") / "template.db"
-    upgrade_database(f"sqlite:///{path}")
-    dispose_engines()
-    yield path
-
-
 @pytest.fixture
-def database_url(migrated_file: Path, tmp_path: Path) -> Iterator[str]:
-    target = tmp_path / "t.db"
-    shutil.copyfile(migrated_file, target)
-    yield f"sqlite:///{target}"
-    dispose_engines()
+def database_url(storage_url: str) -> str:
+    """Lineage, and the memory items it links, on SQLite and on PostgreSQL."""
+    return storage_url
 
 
 def stored_run(url: str, trades: int = 3) -> dict[str, list[Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from models.vector_store import VectorDB
 from neuraltrade.memory.embedding import WindowEmbedder
@@ -12,6 +13,12 @@ from neuraltrade.strategies.memory_vote import MemoryVote, MemoryVoteConfig
 from tests.domain.strategy_support import BruteForceMemory, real_history
 
 CONFIG = MemoryVoteConfig(dimension=32, horizon=4, k=8, min_neighbours=4, min_confidence=0.6)
+
+
+@pytest.fixture
+def database_url(storage_url: str) -> str:
+    """This module's stores run on SQLite and on PostgreSQL."""
+    return storage_url
 
 
 def test_memory_vote_on_the_store_decides_as_on_a_brute_force_memory(database_url: str) -> None:

@@ -19,10 +19,17 @@ from neuraltrade.canonical import format_timestamp
 from neuraltrade.errors import ConfigError, MemoryIntegrityError, RecallBelowThreshold
 from neuraltrade.memory.collection import Query, distance_matrix, distances
 from neuraltrade.memory.maintenance import MaintenanceConfig
+from tests.postgresql import sqlite_only
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 DIMENSION = 32
 SYMBOLS = ("AAA", "BBB", "CCC")
+
+
+@pytest.fixture
+def database_url(storage_url: str) -> str:
+    """This module's stores run on SQLite and on PostgreSQL."""
+    return storage_url
 
 
 def clustered(count: int, dimension: int = DIMENSION, *, seed: int = 7, clusters: int = 20) -> np.ndarray:
@@ -136,9 +143,9 @@ def test_an_item_row_without_a_vector_fails_the_check(database_url: str) -> None
     fill(database_url, "plain", clustered(50))
     execute(
         database_url,
-        "INSERT INTO memory_items (id, collection_id, key, partition, timestamp, metadata, fingerprint_digest, "
-        "created_at) SELECT 12345, collection_id, 'orphan', partition, timestamp, metadata, fingerprint_digest, "
-        "created_at FROM memory_items WHERE key = 'k0'",
+        "INSERT INTO memory_items (sequence, id, collection_id, key, partition, timestamp, metadata, "
+        "fingerprint_digest, created_at) SELECT (SELECT max(sequence) FROM memory_items) + 1, 12345, collection_id, "
+        "'orphan', partition, timestamp, metadata, fingerprint_digest, created_at FROM memory_items WHERE key = 'k0'",
     )
 
     with pytest.raises(
@@ -155,6 +162,8 @@ def test_items_of_a_second_fingerprint_fail_the_check_naming_both(database_url: 
         vector_maintenance.check_integrity(database_url, "plain")
 
 
+# pgvector refuses a NaN in a vector ("NaN not allowed in vector"): only a SQLite file can come to hold one.
+@sqlite_only
 def test_a_stored_vector_holding_nan_fails_the_check(database_url: str) -> None:
     fill(database_url, "packed", clustered(50), quantization="int8")
     poisoned = np.full(DIMENSION, np.nan, dtype=np.float32).tobytes()
@@ -366,6 +375,7 @@ def record_vacuum(url: str, when: datetime) -> None:
         )
 
 
+@sqlite_only
 def test_vacuum_is_due_when_never_done_or_old_and_not_after_a_recent_one(database_url: str) -> None:
     config = MaintenanceConfig(vacuum_every_days=7)
 
@@ -381,6 +391,7 @@ def test_vacuum_is_due_when_never_done_or_old_and_not_after_a_recent_one(databas
     assert recent.last_vacuum == format_timestamp(NOW - timedelta(days=2))
 
 
+@sqlite_only
 def test_vacuum_is_due_when_free_pages_pass_the_ratio_and_reclaims_them(database_url: str) -> None:
     record_vacuum(database_url, NOW)
     fill(database_url, "plain", uniform(4000), partition_key=None).close()
@@ -397,6 +408,7 @@ def test_vacuum_is_due_when_free_pages_pass_the_ratio_and_reclaims_them(database
     assert not vector_compaction.plan_vacuum(database_url, MaintenanceConfig(max_free_page_ratio=0.2), NOW).due
 
 
+@sqlite_only
 def test_optimize_runs_outside_a_transaction_and_skips_other_databases(database_url: str) -> None:
     assert vector_compaction.optimize(database_url).action == "optimized"
     skipped = vector_compaction.optimize("postgresql+psycopg://nobody@localhost/none")

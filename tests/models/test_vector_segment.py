@@ -19,6 +19,12 @@ from tests.domain.memory.test_subspace import DIMENSION, low_rank
 SPAN = Subspace.find(low_rank(2_000))
 
 
+@pytest.fixture
+def database_url(storage_url: str) -> str:
+    """This module's stores run on SQLite and on PostgreSQL."""
+    return storage_url
+
+
 def span() -> Subspace:
     assert SPAN is not None
     return SPAN

@@ -36,6 +36,12 @@ EXTRA_FILTERS = [
 ]
 
 
+@pytest.fixture
+def database_url(storage_url: str) -> str:
+    """This module's stores run on SQLite and on PostgreSQL."""
+    return storage_url
+
+
 def assert_same_results(found: list[SearchResult], expected: list[SearchResult]) -> None:
     """The same items in the same order, each with its metadata and timestamp, at the same distance (1e-6)."""
     assert [result.id for result in found] == [result.id for result in expected]

@@ -190,3 +190,20 @@ def item_metadata(rng: np.random.Generator, row: int) -> dict[str, Any]:
 def aapl(count: int) -> list[dict[str, Any]]:
     """Metadata of `count` AAPL items, numbered."""
     return [{"symbol": "AAPL", "row": row} for row in range(count)]
+
+
+def stored_vectors(url: str, collection: str, ids: list[int] | None = None) -> dict[int, np.ndarray]:
+    """The full-precision vectors the backend stores for `collection` (those of `ids`, else all), by
+    item id, read through the backend as the store reads them, on any kind of database."""
+    from models import collections
+    from models.dialects import vector_backend_for
+    from models.engine import session_scope
+
+    with session_scope(url) as session:
+        spec = collections.spec_of(collections.get_collection(session, collection))
+        backend, connection = vector_backend_for(session), session.connection()
+        if ids is not None:
+            batches = [backend.full_vectors(connection, spec, ids)]
+        else:
+            batches = list(backend.scan_full(connection, spec, batch=10_000))
+    return {int(number): row.copy() for numbers, matrix in batches for number, row in zip(numbers, matrix, strict=True)}

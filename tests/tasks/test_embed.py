@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from models import collections, memory_items, repositories, run_summaries
 from models.dialects import vector_backend_for
@@ -20,6 +20,7 @@ from neuraltrade.memory.embedding import WindowEmbedder, WindowEmbedderConfig
 from neuraltrade.types import Observation
 from tasks.embed import MARKET_STATE_COLLECTION, embed_symbol
 from tasks.ingest import ingest_file
+from tests.models.vector_support import stored_vectors
 
 CONFIG = WindowEmbedderConfig(window=16, dimension=64)
 SYMBOL = "SYN000"
@@ -62,14 +63,8 @@ def stored_counts(url: str) -> tuple[int, int, int]:
 def stored_vector(url: str, observation_id: Any) -> np.ndarray:
     with session_scope(url) as session:
         collection = collections.get_collection(session, MARKET_STATE_COLLECTION)
-        blob = session.execute(
-            text(
-                f"SELECT embedding FROM vec_{MARKET_STATE_COLLECTION} "
-                "WHERE item_sequence = (SELECT sequence FROM memory_items WHERE id = :id)"
-            ),
-            {"id": memory_items.item_id(collection.id, str(observation_id))},
-        ).scalar_one()
-    return np.frombuffer(blob, dtype=np.float32)
+        number = memory_items.item_id(collection.id, str(observation_id))
+    return stored_vectors(url, MARKET_STATE_COLLECTION, [number])[number]
 
 
 def test_embedding_a_symbol_stores_one_vector_per_full_window(early_url: str) -> None:

@@ -10,15 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import text
+from sqlalchemy import select
 
 from models import run_summaries
 from models.engine import dispose_engines, session_scope
 from models.migrations import upgrade_database
+from models.tables import MemoryItemRecord
 from neuraltrade.market.synthetic import MarketConfig, generate_market, write_market_csv
 from neuraltrade.memory.embedding import WindowEmbedderConfig
 from tasks.embed import embed_symbol
 from tasks.ingest import ingest_file
+from tests.models.vector_support import stored_vectors
 
 CONFIG = WindowEmbedderConfig(window=16, dimension=64)
 SYMBOL = "SYN000"
@@ -35,13 +37,11 @@ def ingest(url: str, frame: pd.DataFrame, path: Path) -> dict[str, int]:
 
 def vectors_by_observation(url: str) -> dict[str, np.ndarray]:
     with session_scope(url) as session:
-        rows = session.execute(
-            text(
-                "SELECT e.observation_id, v.embedding FROM memory_items e "
-                "JOIN vec_market_state v ON v.item_sequence = e.sequence"
-            )
-        ).all()
-    return {str(observation): np.frombuffer(blob, dtype=np.float32) for observation, blob in rows}
+        # Typed columns: each database returns its own form of a UUID from raw SQL.
+        query = select(MemoryItemRecord.id, MemoryItemRecord.observation_id)
+        observations = dict(session.execute(query.where(MemoryItemRecord.observation_id.is_not(None))).all())
+    vectors = stored_vectors(url, "market_state")
+    return {str(observations[number]): vector for number, vector in vectors.items()}
 
 
 def embedded_from_scratch(folder: Path, history: pd.DataFrame) -> dict[str, np.ndarray]:

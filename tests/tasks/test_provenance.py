@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import sqlean
-
-from models.engine import dispose_engines
+from models.engine import dispose_engines, get_engine
 from tasks.provenance import adopt_records, seal_log, verify_with
 from tests.conftest import DAILY_DATA
 
@@ -37,13 +35,12 @@ def test_a_corrected_bar_retracts_the_observations_after_it_and_the_log_still_ve
 
     report = verify_with(database_url)
     assert report.ok, report.summary()
-    connection = sqlean.connect(database_url.removeprefix("sqlite:///"))
-    retracted = connection.execute("SELECT count(*) FROM log_entries WHERE kind = 'retraction'").fetchone()[0]
-    relogged = connection.execute(
-        "SELECT count(*) FROM (SELECT record_id FROM log_entries WHERE kind = 'observation' "
-        "GROUP BY record_id HAVING count(*) = 2)"
-    ).fetchone()[0]
-    connection.close()
+    with get_engine(database_url).connect() as connection:
+        retracted = connection.exec_driver_sql("SELECT count(*) FROM log_entries WHERE kind = 'retraction'").scalar()
+        relogged = connection.exec_driver_sql(
+            "SELECT count(*) FROM (SELECT record_id FROM log_entries WHERE kind = 'observation' "
+            "GROUP BY record_id HAVING count(*) = 2) AS twice"
+        ).scalar()
     # Bars 99 to 119 were dropped and embedded again: each retracted once and logged again, as it now is.
     assert retracted == relogged == 21
 
@@ -55,10 +52,8 @@ def test_adopting_signs_what_was_stored_before_provenance_once(database_url: str
     lines = (DAILY_DATA / "NVDA.csv").read_text().splitlines(keepends=True)[:61]
     ingest_bars.fn(paths=[str(_write(tmp_path / "NVDA.csv", lines))], database_url=database_url)
     embed_observations.fn(database_url=database_url)
-    connection = sqlean.connect(database_url.removeprefix("sqlite:///"))
-    connection.execute("DELETE FROM log_entries WHERE kind = 'observation'")  # as a database from before
-    connection.commit()
-    connection.close()
+    with get_engine(database_url).begin() as connection:  # as a database from before provenance
+        connection.exec_driver_sql("DELETE FROM log_entries WHERE kind = 'observation'")
     dispose_engines()
 
     first, again = adopt_records.fn(database_url), adopt_records.fn(database_url)

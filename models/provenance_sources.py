@@ -203,6 +203,12 @@ SOURCES: dict[str, Source] = {
 }
 
 
+def source_kinds() -> list[str]:
+    """The kinds of every record source, in `SOURCES` order (a function: Dask ships a task by value with
+    the globals it names, and `SOURCES` holds classes' methods that cannot be pickled)."""
+    return list(SOURCES)
+
+
 def rows_of(columns: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Column-wise values (as writers hold them) as one mapping per row."""
     names = list(columns)

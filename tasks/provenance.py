@@ -26,7 +26,7 @@ from models.provenance import (
     stored_origin,
 )
 from models.provenance_audit import verify_database
-from models.provenance_sources import SOURCES, records_of, stored_rows
+from models.provenance_sources import records_of, source_kinds, stored_rows
 from neuraltrade.backtest.run_spec import ENGINE_VERSION
 from neuraltrade.clock import Clock, SystemClock
 from neuraltrade.errors import CheckpointInvalid
@@ -87,7 +87,7 @@ def adopt_records(database_url: str) -> dict[str, int]:
     adopted: dict[str, int] = {}
     with session_scope(database_url, write=True) as session:
         log_origin(session)
-        for kind in SOURCES:
+        for kind in source_kinds():
             count = log_records(session, records_of(kind, list(stored_rows(session, kind))))
             if count:
                 adopted[kind] = count

@@ -43,8 +43,7 @@ def start_run(database_url: str, kind: str, config_digest: str, run_id: str) -> 
         run_summaries.start_run(
             session, kind=kind, config_digest=config_digest, now=clock.now(), run_id=uuid.UUID(run_id)
         )
-    with _unfinished_lock:
-        _unfinished[run_id] = database_url
+    _remember_unfinished(run_id, database_url)
     return run_id
 
 
@@ -53,10 +52,22 @@ def finish_run(database_url: str, run_id: str, status: str, details: dict[str, A
     """Record how run `run_id` ended and its figures, then export the metrics (`tasks.metrics`)."""
     with session_scope(database_url, write=True) as session:
         run_summaries.finish_run(session, uuid.UUID(run_id), status=status, details=details, now=clock.now())
-    with _unfinished_lock:
-        _unfinished.pop(run_id, None)
+    _forget_unfinished(run_id)
     with session_scope(database_url) as session:
         export_metrics(session, metrics_path(database_url))
+
+
+# The tasks reach this process's registry through functions, never by naming it: Dask ships a task's
+# function by value, with the module globals it names (a lock cannot be pickled), while a module's
+# function travels by reference and finds the registry of the process it runs in.
+def _remember_unfinished(run_id: str, database_url: str) -> None:
+    with _unfinished_lock:
+        _unfinished[run_id] = database_url
+
+
+def _forget_unfinished(run_id: str) -> None:
+    with _unfinished_lock:
+        _unfinished.pop(run_id, None)
 
 
 def cancel_unfinished(reason: str) -> list[str]:

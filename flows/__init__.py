@@ -23,9 +23,14 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.tasks import Task
 
 from neuraltrade.errors import ConfigError
+from tasks.metrics import count_failures
+from tasks.tracing import configure_tracing
 
 #: Worker threads per flow: SQLite has one writer at a time, so more threads only queue on its lock.
 MAX_WORKERS = 2
+
+# Prefect emits its flow and task spans once a tracer provider is set: before any flow runs.
+configure_tracing()
 
 #: Which task runner the flows use (`task_runner`), and the Dask scheduler or local worker count.
 TASK_RUNNER_VARIABLE = "NEURALTRADE_TASK_RUNNER"
@@ -87,9 +92,13 @@ def in_flow_run() -> bool:
 
 def call(task: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
     """Call `task` once: a task run inside a flow run, its plain function outside one."""
-    if in_flow_run():
-        return task(*args, **kwargs)
-    return task.fn(*args, **kwargs)
+    try:
+        if in_flow_run():
+            return task(*args, **kwargs)
+        return task.fn(*args, **kwargs)
+    except Exception:
+        count_failures(task.name, 1)
+        raise
 
 
 def call_each(task: Task[Any, Any], calls: Sequence[Arguments]) -> list[Any]:
@@ -99,15 +108,17 @@ def call_each(task: Task[Any, Any], calls: Sequence[Arguments]) -> list[Any]:
     Inside a flow run the calls are submitted together to the flow's task runner; outside one they run
     one after another. `KeyboardInterrupt` and `SystemExit` are never captured.
     """
+    outcomes: list[Any] = []
     if in_flow_run():
         futures = [task.submit(*args, **kwargs) for args, kwargs in calls]
-        return [future.result(raise_on_failure=False) for future in futures]
-    outcomes: list[Any] = []
-    for args, kwargs in calls:
-        try:
-            outcomes.append(task.fn(*args, **kwargs))
-        except Exception as error:
-            outcomes.append(error)
+        outcomes = [future.result(raise_on_failure=False) for future in futures]
+    else:
+        for args, kwargs in calls:
+            try:
+                outcomes.append(task.fn(*args, **kwargs))
+            except Exception as error:
+                outcomes.append(error)
+    count_failures(task.name, sum(isinstance(outcome, BaseException) for outcome in outcomes))
     return outcomes
 
 

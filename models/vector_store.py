@@ -10,11 +10,13 @@ when it is fresh; when it is missing or stale, the exact path answers instead.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,15 @@ from neuraltrade.timestamps import from_microseconds, to_microseconds
 __all__ = ["CollectionNotFound", "VectorDB"]
 
 logger = logging.getLogger(__name__)
+
+#: Functions told the collection and seconds of every search (`tasks.metrics` records a histogram); the
+#: store knows nothing of what they do. Empty: a search is not timed.
+SEARCH_OBSERVERS: list[Callable[[str, float], None]] = []
+#: Functions that open a span (a context manager) around each search, given the collection and k
+#: (`tasks.tracing` adds one when a tracer provider is set). Empty: no span, not even a no-op one (4 us,
+#: measured, against a 100 us search).
+SEARCH_SPANS: list[Callable[[str, int], AbstractContextManager[Any]]] = []
+
 
 INDEX_TYPES = ("exact", "hnsw")
 #: Candidates re-scored per wanted result, by quantization. One bit per dimension ranks far more
@@ -480,7 +491,21 @@ class VectorDB(VectorSearch):
 
         Results are sorted by distance (ties by id). Unfiltered queries use the HNSW index when it is
         fresh; anything else, and every query when the index is missing or stale, is answered exactly.
+        Each search's seconds go to every function of `SEARCH_OBSERVERS`, inside the spans of `SEARCH_SPANS`.
         """
+        if not SEARCH_OBSERVERS and not SEARCH_SPANS:
+            return self._search(query)
+        with contextlib.ExitStack() as spans:
+            for start_span in SEARCH_SPANS:
+                spans.enter_context(start_span(self.name, query.k))
+            started = time.perf_counter()
+            results = self._search(query)
+            seconds = time.perf_counter() - started
+        for observe in SEARCH_OBSERVERS:
+            observe(self.name, seconds)
+        return results
+
+    def _search(self, query: Query) -> list[SearchResult]:
         if not isinstance(query, Query):
             raise ConfigError(f"search takes a Query, was given {type(query).__name__}")
         if query.vector.shape[0] != self.spec.dimension:

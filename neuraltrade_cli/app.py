@@ -41,6 +41,10 @@ __all__ = [
     "status",
 ]
 
+#: Where `neuraltrade serve` serves /metrics by default (the Prometheus exporter convention of a port of
+#: its own; 9464 is OpenTelemetry's Prometheus exporter's).
+METRICS_PORT = 9464
+
 DatabaseOption = Annotated[
     str | None,
     typer.Option(
@@ -130,10 +134,22 @@ def embed(
 @_reporting_failures
 def serve(
     limit: Annotated[int | None, typer.Option(metavar="RUNS", help="Most flow runs at once.")] = None,
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", metavar="PORT", help="Serve /metrics on this port (0: do not).")
+    ] = METRICS_PORT,
+    metrics_address: Annotated[
+        str, typer.Option("--metrics-address", metavar="HOST", help="Address /metrics listens on.")
+    ] = "127.0.0.1",
 ) -> None:
-    """Serve every deployment (the nightly one on its schedule) to a Prefect server."""
+    """Serve every deployment (the nightly one on its schedule) to a Prefect server, and the metrics of
+    the database the deployments run on ($NEURALTRADE_DB)."""
     from deployments import serve_deployments
+    from models.engine import resolve_database_url
+    from tasks.metrics import serve_metrics
 
+    if metrics_port:
+        server = _run(lambda: serve_metrics(resolve_database_url(None), metrics_port, metrics_address))
+        console.print(f"metrics on http://{metrics_address}:{server.server_port}/metrics")
     _run(lambda: serve_deployments(limit=limit))
 
 

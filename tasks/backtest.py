@@ -30,6 +30,7 @@ from neuraltrade.trading.risk import RiskLimits
 from tasks import progress
 from tasks.backtesting import StrategySpec, run_and_store
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
+from tasks.tracing import traced
 
 __all__ = ["StrategySpec", "backtest_symbol", "clock", "load_market", "report_data"]
 
@@ -52,6 +53,7 @@ def load_market(database_url: str, symbol: str) -> MarketData:
 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
+@traced("backtest", "strategy", "symbol")
 def backtest_symbol(
     database_url: str,
     symbol: str,

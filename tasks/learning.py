@@ -60,6 +60,7 @@ from neuraltrade.memory.embedding import WindowEmbedder
 from neuraltrade.strategies.indicators import market_state_vectors
 from tasks import progress
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
+from tasks.tracing import traced
 
 
 def reflections(database_url: str) -> VectorDB:
@@ -176,6 +177,7 @@ def checkpoints(first: datetime, last: datetime, months: int = CHECKPOINT_MONTHS
 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
+@traced("distill", "strategy_id")
 def distill_strategy(database_url: str, strategy_id: str) -> dict[str, Any]:
     """Distil the episodes of `strategy_id` at every checkpoint of its history; store each distillation.
 

@@ -49,6 +49,7 @@ from neuraltrade.provenance.keys import (
 )
 from neuraltrade.provenance.log import LeafTree
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
+from tasks.tracing import traced
 
 CHECKPOINT_DIRECTORY_VARIABLE = "NEURALTRADE_CHECKPOINT_DIR"
 #: When checkpoints are made (injected: tests set a fixed clock).
@@ -169,6 +170,7 @@ def verify_with(
 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=is_transient)
+@traced("verify")
 def verify_log(database_url: str, directory: str | None = None) -> dict[str, Any]:
     """Verify the database against its checkpoint directory; return the report as plain data."""
     return verify_with(database_url, directory=directory).to_plain()

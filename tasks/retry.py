@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from models.dialects import transient_messages
+from tasks.metrics import count_retry
 
 #: What every supported driver says of a locked database or a lost connection.
 _TRANSIENT_MESSAGES = tuple(fragment for fragments in transient_messages() for fragment in fragments)
@@ -31,4 +32,7 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
         error = state.result(raise_on_failure=False)
     except Exception as raised:  # the state may hold the exception only by raising it
         error = raised
-    return isinstance(error, BaseException) and is_transient_error(error)
+    retried = isinstance(error, BaseException) and is_transient_error(error)
+    if retried:
+        count_retry(getattr(task, "name", "unknown"))
+    return retried

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from models import run_summaries
 from models.engine import create_database_engine, interrupt_statements, session_scope
 from neuraltrade.clock import Clock, SystemClock
-from tasks.metrics import export_metrics, metrics_path
+from tasks.metrics import begin_batch, export_metrics, metrics_path
 from tasks.retry import RETRY_DELAYS_SECONDS, is_transient
 
 clock: Clock = SystemClock()
@@ -44,6 +44,7 @@ def start_run(database_url: str, kind: str, config_digest: str, run_id: str) -> 
             session, kind=kind, config_digest=config_digest, now=clock.now(), run_id=uuid.UUID(run_id)
         )
     _remember_unfinished(run_id, database_url)
+    begin_batch()
     return run_id
 
 

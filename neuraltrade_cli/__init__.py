@@ -1,6 +1,7 @@
 """The `neuraltrade` command line (it imports flows, so it lives outside the pure `neuraltrade` package)."""
 
 from neuraltrade_cli import (  # noqa: F401  (they register their commands)
+    backups,
     ingestion,
     learning,
     pipeline,

@@ -98,13 +98,13 @@ def init(
     """Create the database (or migrate it to the newest schema) and the signing key (if absent, mode 0600, at
     $NEURALTRADE_SIGNING_KEY or ~/.config/neuraltrade/signing.key); sign and log records stored before
     provenance; publish the public key list."""
-    from models.engine import resolve_database_url
+    from models.engine import display_url, resolve_database_url
     from models.migrations import current_revision, upgrade_database
     from tasks.provenance import initialise
 
     url = _run(lambda: resolve_database_url(db))
     _run(lambda: upgrade_database(url))
-    console.print(f"database {url} is at schema revision {current_revision(url)}")
+    console.print(f"database {display_url(url)} is at schema revision {current_revision(url)}")
     done = _run(lambda: initialise(url, checkpoint_dir))
     made = "created" if done["created"] else "found"
     console.print(f"signing key {done['key_id']} {made} at {done['key_path']}", highlight=False, soft_wrap=True)

@@ -94,6 +94,17 @@ class DialectComponents(ABC):
         """Refresh the query planner's statistics; return the file size in bytes before and after."""
         raise StorageError(f"a {self.name} database is not optimized by neuraltrade")
 
+    #: The file name of a backup of this kind of database (`models.backups`).
+    backup_file: ClassVar[str] = "database.backup"
+
+    def dump(self, database_url: str, target: Path) -> None:
+        """Write a consistent copy of the database to `target` (`models.backups`)."""
+        raise StorageError(f"a {self.name} database is not backed up by neuraltrade")
+
+    def load(self, source: Path, database_url: str) -> None:
+        """Restore the copy `source` (written by `dump`) into the empty database `database_url`."""
+        raise StorageError(f"a {self.name} database is not restored by neuraltrade")
+
     def vector_backend(self) -> VectorBackend:
         """Return the backend that stores this database's vector collections.
 

@@ -8,13 +8,17 @@ IMMEDIATE: writers of item rows number them from the largest stored sequence
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Connection, Engine, Table, event, text
 from sqlalchemy import create_engine as sqlalchemy_engine
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import NoSuchModuleError
 
 from models.dialects.base import DialectComponents
@@ -76,6 +80,15 @@ class PostgresqlComponents(DialectComponents):
 
         register_types(driver_connection)
 
+    backup_file: ClassVar[str] = "database.pgdump"
+
+    def dump(self, database_url: str, target: Path) -> None:
+        _run_tool("pg_dump", ["--format=custom", "--no-owner", f"--file={target}"], database_url)
+
+    def load(self, source: Path, database_url: str) -> None:
+        name = make_url(database_url).database or ""
+        _run_tool("pg_restore", ["--no-owner", "--exit-on-error", f"--dbname={name}", str(source)], database_url)
+
     def vector_backend(self) -> VectorBackend:
         from models.dialects.pgvector import PGVECTOR
 
@@ -109,3 +122,27 @@ def _end_autocommit(driver_connection: Any, _record: Any) -> None:
     # A pooled connection must begin transactions again: savepoints and the write lock need one.
     if driver_connection is not None and driver_connection.autocommit:
         driver_connection.autocommit = False
+
+
+#: The folder of PostgreSQL's client tools (pg_dump, pg_restore); else they are found on the PATH.
+PG_BIN_VARIABLE = "NEURALTRADE_PG_BIN"
+
+
+def _run_tool(name: str, arguments: list[str], database_url: str) -> None:
+    folder = os.environ.get(PG_BIN_VARIABLE)
+    program = str(Path(folder) / name) if folder else shutil.which(name)
+    if program is None or not Path(program).exists():
+        raise StorageError(f"{name} is not installed (or set {PG_BIN_VARIABLE} to the folder that holds it)")
+    url = make_url(database_url)
+    environment = {**os.environ, "PGDATABASE": url.database or ""}
+    for variable, value in (("PGUSER", url.username), ("PGPASSWORD", url.password), ("PGPORT", url.port)):
+        if value is not None:
+            environment[variable] = str(value)
+    host = url.host or url.query.get("host")
+    if host:
+        environment["PGHOST"] = str(host if isinstance(host, str) else host[0])
+    finished = subprocess.run([program, *arguments], env=environment, capture_output=True, text=True, check=False)
+    if finished.returncode != 0:
+        last = (finished.stderr.strip().splitlines() or ["no message"])[-1]
+        shown = url.render_as_string(hide_password=True)
+        raise StorageError(f"{name} of {shown} failed: {last}")

@@ -164,6 +164,20 @@ class SqliteComponents(DialectComponents):
         """Run ``PRAGMA optimize``, which refreshes the planner's statistics where they are stale."""
         return _outside_transaction(engine, ("PRAGMA optimize",))
 
+    backup_file: ClassVar[str] = "database.sqlite"
+
+    def dump(self, database_url: str, target: Path) -> None:
+        _sqlite_copy(self._file(database_url), target)
+
+    def load(self, source: Path, database_url: str) -> None:
+        _sqlite_copy(source, self._file(database_url))
+
+    def _file(self, database_url: str) -> Path:
+        path = self.database_file(database_url)
+        if path is None:
+            raise StorageError(f"database {make_url(database_url).render_as_string(hide_password=True)} is not a file")
+        return path
+
     def vector_backend(self) -> VectorBackend:
         from models.dialects.sqlite_vec import SQLITE_VEC
 
@@ -315,3 +329,20 @@ def _file_bytes(cursor: Any) -> int:
     pages = cursor.execute("PRAGMA page_count").fetchone()[0]
     size = cursor.execute("PRAGMA page_size").fetchone()[0]
     return int(pages) * int(size)
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    """Copy with SQLite's online backup API: a consistent copy even while another process writes."""
+    import sqlean
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    reader = sqlean.connect(f"file:{source}?mode=ro", uri=True)
+    writer = sqlean.connect(str(target))
+    try:
+        reader.backup(writer)
+        checked = writer.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        writer.close()
+        reader.close()
+    if checked != "ok":
+        raise StorageError(f"the copy of {str(source)!r} fails SQLite's integrity check: {checked}")

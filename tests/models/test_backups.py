@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from models import run_summaries
-from models.backups import PG_BIN_VARIABLE, back_up, restore
+from models.backups import back_up, restore
+from models.dialects.postgresql import PG_BIN_VARIABLE
 from models.engine import dispose_engines, session_scope
 from models.vector_store import VectorDB
 from neuraltrade.errors import StorageError

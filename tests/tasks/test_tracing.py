@@ -15,17 +15,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from neuraltrade.errors import ConfigError
 from tasks.tracing import EXPORTER_VARIABLE, configure_tracing
 from tests.postgresql import sqlite_only
-
-#: One exporter for the process: a tracer provider is set once per process.
-EXPORTER = InMemorySpanExporter()
+from tests.tracing_support import recording_spans
 
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    configure_tracing(exporter=EXPORTER)
-    EXPORTER.clear()
-    yield EXPORTER
-    EXPORTER.clear()
+    exporter = recording_spans()
+    yield exporter
+    exporter.clear()
 
 
 def test_no_exporter_by_default_and_an_unknown_one_is_a_config_error_naming_it() -> None:

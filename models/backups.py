@@ -50,9 +50,10 @@ def back_up(database_url: str, folder: Path, checkpoints: Path | None, now: date
         raise StorageError(f"database {display_url(database_url)} has no schema: nothing to back up")
     folder.mkdir(parents=True, exist_ok=True)
     dialect = dialect_for(database_url)
-    with session_scope(database_url) as session:
+    copied = dialect.dump(database_url, folder / dialect.backup_file)
+    with session_scope(copied) as session:
         counts = run_summaries.table_counts(session)
-    dialect.dump(database_url, folder / dialect.backup_file)
+    dispose_engines()  # no engine keeps the copy open
     if checkpoints is not None and checkpoints.is_dir():
         shutil.copytree(checkpoints, folder / "checkpoints")
     manifest = {
@@ -119,5 +120,6 @@ def _digests(folder: Path) -> dict[str, str]:
     found = {}
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.name != MANIFEST:
-            found[path.relative_to(folder).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+            with path.open("rb") as handle:  # in blocks: a database copy may not fit in memory
+                found[path.relative_to(folder).as_posix()] = hashlib.file_digest(handle, "sha256").hexdigest()
     return found

@@ -97,8 +97,9 @@ class DialectComponents(ABC):
     #: The file name of a backup of this kind of database (`models.backups`).
     backup_file: ClassVar[str] = "database.backup"
 
-    def dump(self, database_url: str, target: Path) -> None:
-        """Write a consistent copy of the database to `target` (`models.backups`)."""
+    def dump(self, database_url: str, target: Path) -> str:
+        """Write a consistent copy of the database to `target` (`models.backups`); return the URL of a
+        database whose rows are the copy's, to count them."""
         raise StorageError(f"a {self.name} database is not backed up by neuraltrade")
 
     def load(self, source: Path, database_url: str) -> None:

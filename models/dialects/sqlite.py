@@ -166,8 +166,10 @@ class SqliteComponents(DialectComponents):
 
     backup_file: ClassVar[str] = "database.sqlite"
 
-    def dump(self, database_url: str, target: Path) -> None:
+    def dump(self, database_url: str, target: Path) -> str:
+        # The copy itself, read only: the source may have been written to since it was taken.
         _sqlite_copy(self._file(database_url), target)
+        return self.read_only_url(f"sqlite:///{target}")
 
     def load(self, source: Path, database_url: str) -> None:
         _sqlite_copy(source, self._file(database_url))

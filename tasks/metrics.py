@@ -224,12 +224,18 @@ def _learning_metrics(session: Session, registry: CollectorRegistry) -> None:
         support.labels(strategy=strategy).set(figures["pattern_support_median"][strategy])
 
 
+def run_metrics(session: Session) -> CollectorRegistry:
+    """Return the database's metrics (`collect_metrics`) with this process's batch measurements."""
+    registry = collect_metrics(session)
+    registry.register(_Measured(current_batch().registry))
+    return registry
+
+
 def export_metrics(session: Session, path: Path) -> Path:
     """Write the database's metrics and this process's batch measurements to `path` atomically (a
     temporary file renamed over it), and push them when ``$NEURALTRADE_PUSHGATEWAY`` is set; return the
     path."""
-    registry = collect_metrics(session)
-    registry.register(_Measured(current_batch().registry))
+    registry = run_metrics(session)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)
     gateway = os.environ.get(PUSHGATEWAY_VARIABLE, "").strip()
@@ -259,9 +265,8 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         with session_scope(self._database_url) as session:
-            families = list(collect_metrics(session).collect())
+            families = list(run_metrics(session).collect())
         yield from families
-        yield from current_batch().registry.collect()
 
 
 def serve_metrics(database_url: str, port: int, address: str = "127.0.0.1") -> Any:

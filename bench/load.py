@@ -37,6 +37,10 @@ COLLECTION = "load"
 DIMENSION = 128
 BATCH = 200
 WRITER_PAUSE_SECONDS = 0.05
+#: The writer seals its graph every this many items; the searchers take up the file.
+SEAL_EVERY = 5_000
+#: ef_search values of plain pgvector tried to match the store's recall.
+PLAIN_EF_SWEEP = (40, 64, 100, 200, 400, 1000)
 K = 10
 
 
@@ -64,12 +68,13 @@ def preload(url: str, items: int) -> None:
     graph.close()
 
 
-def search_loop(url: str, seconds: float, seed: int, plain: bool, barrier: Any, results: Any) -> None:
+def search_loop(url: str, seconds: float, seed: int, plain: int, barrier: Any, results: Any) -> None:
+    """Search until `seconds` have passed; `plain` is pgvector's ef_search for plain pgvector, 0 for the store."""
     report: dict[str, Any] = {"latencies": [], "errors": []}
     try:
         queries = vectors(2_000, seed=100 + seed)
         if plain:
-            search = plain_pgvector(url)
+            search = plain_pgvector(url, ef_search=plain)
         else:
             from models.vector_store import VectorDB
             from neuraltrade.memory.collection import Query
@@ -92,6 +97,8 @@ def search_loop(url: str, seconds: float, seed: int, plain: bool, barrier: Any, 
                 report["errors"].append(traceback.format_exc(limit=3))
             report["latencies"].append(time.perf_counter() - started)
             row += 1
+        if not plain:
+            store.close()
     except Exception:
         report["errors"].append(traceback.format_exc())
     results.put(report)
@@ -119,9 +126,12 @@ def plain_pgvector(url: str, ef_search: int = 64) -> Any:
 
 
 def write_loop(
-    url: str, seconds: float, batch: int, pause: float, plain_phase: bool, barrier: Any, results: Any
+    url: str, seconds: float, writer: tuple[int, float, int], plain_phase: int, barrier: Any, results: Any
 ) -> None:
-    report: dict[str, Any] = {"stored": 0, "errors": []}
+    """Append batches; seal the graph every `seal_every` items (the one process that seals: searchers take
+    up its graph file instead of each scanning and indexing the unsealed items)."""
+    batch, pause, seal_every = writer
+    report: dict[str, Any] = {"stored": 0, "errors": [], "seals": 0, "seal_seconds": 0.0}
     try:
         from models.vector_store import VectorDB
 
@@ -129,11 +139,18 @@ def write_loop(
         data = vectors(200_000, seed=7)
         barrier.wait(300)
         end = time.perf_counter() + seconds
-        row = 0
+        row = unsealed = 0
         while time.perf_counter() < end and row + batch <= len(data):
             keys = [f"new-{plain_phase}-{row + offset}" for offset in range(batch)]
             try:
                 report["stored"] += store.insert_many(keys, data[row : row + batch], [{} for _ in keys])
+                unsealed += batch
+                if seal_every and unsealed >= seal_every:
+                    started = time.perf_counter()
+                    store.seal()
+                    report["seals"] += 1
+                    report["seal_seconds"] += time.perf_counter() - started
+                    unsealed = 0
             except Exception:
                 report["errors"].append(traceback.format_exc(limit=3))
             row += batch
@@ -143,7 +160,9 @@ def write_loop(
     results.put(report)
 
 
-def phase(url: str, searchers: int, seconds: float, *, plain: bool, writer: tuple[int, float] | None) -> dict[str, Any]:
+def phase(
+    url: str, searchers: int, seconds: float, *, plain: int, writer: tuple[int, float, int] | None
+) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(searchers + (1 if writer is not None else 0))
     results = context.Queue()
@@ -152,8 +171,7 @@ def phase(url: str, searchers: int, seconds: float, *, plain: bool, writer: tupl
         for seed in range(searchers)
     ]
     if writer is not None:
-        batch, pause = writer
-        arguments = (url, seconds, batch, pause, plain, barrier, results)
+        arguments = (url, seconds, writer, plain, barrier, results)
         processes.append(context.Process(target=write_loop, args=arguments))
     for process in processes:
         process.start()
@@ -163,7 +181,11 @@ def phase(url: str, searchers: int, seconds: float, *, plain: bool, writer: tupl
     latencies = np.array([value for report in reports for value in report.get("latencies", [])])
     errors = [error for report in reports for error in report["errors"]]
     stored = sum(report.get("stored", 0) for report in reports)
+    seals = sum(report.get("seals", 0) for report in reports)
+    seal_seconds = sum(report.get("seal_seconds", 0.0) for report in reports)
     return {
+        "seals": seals,
+        "mean_seal_seconds": round(seal_seconds / seals, 3) if seals else None,
         "searches_per_second": round(len(latencies) / seconds, 1),
         "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 3) if len(latencies) else None,
         "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 3) if len(latencies) else None,
@@ -173,13 +195,13 @@ def phase(url: str, searchers: int, seconds: float, *, plain: bool, writer: tupl
     }
 
 
-def recall(url: str, plain: bool, queries: int = 200) -> float:
+def recall(url: str, plain: int, queries: int = 200) -> float:
     from models.vector_store import VectorDB
     from neuraltrade.memory.collection import Query
 
     store = VectorDB.open(COLLECTION, database_url=url, index_type="hnsw")
     sample = vectors(queries, seed=999)
-    search = plain_pgvector(url) if plain else None
+    search = plain_pgvector(url, ef_search=plain) if plain else None
     hits = 0
     for query in sample:
         exact = {result.id for result in store.search(Query(query, k=K, exact=True))}
@@ -211,6 +233,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--writer-batch", type=int, default=BATCH, help="Items per write.")
     parser.add_argument("--writer-pause", type=float, default=WRITER_PAUSE_SECONDS, help="Seconds between writes.")
+    parser.add_argument(
+        "--seal-every", type=int, default=SEAL_EVERY, help="Items between the writer's seals (0: never)."
+    )
     arguments = parser.parse_args()
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="neuraltrade-load-")))
@@ -236,18 +261,28 @@ def main() -> None:
             "preload_seconds": round(time.perf_counter() - started, 1),
             "cores": os.cpu_count(),
         }
-        writer = (arguments.writer_batch, arguments.writer_pause)
-        result["writer"] = {"batch": arguments.writer_batch, "pause_seconds": arguments.writer_pause}
-        result["store"] = phase(url, arguments.searchers, arguments.seconds, plain=False, writer=writer)
+        writer = (arguments.writer_batch, arguments.writer_pause, arguments.seal_every)
+        result["writer"] = {
+            "batch": arguments.writer_batch,
+            "pause_seconds": arguments.writer_pause,
+            "seal_every": arguments.seal_every,
+        }
+        result["store"] = phase(url, arguments.searchers, arguments.seconds, plain=0, writer=writer)
         from models.vector_store import VectorDB
 
         counted = VectorDB.open(COLLECTION, database_url=url).count()
         result["store"]["final_count"] = counted
         result["store"]["counts_exact"] = counted == arguments.items + result["store"]["written"]
-        result["store"]["recall_at_10"] = recall(url, plain=False)
+        result["store"]["recall_at_10"] = recall(url, plain=0)
         if arguments.database == "postgresql":
-            result["plain_pgvector"] = phase(url, arguments.searchers, arguments.seconds, plain=True, writer=writer)
-            result["plain_pgvector"]["recall_at_10"] = recall(url, plain=True)
+            # At equal recall: the smallest ef_search whose recall reaches the store's (pgvector allows 1,000).
+            sweep = {ef: recall(url, plain=ef) for ef in PLAIN_EF_SWEEP}
+            result["plain_pgvector_recall_by_ef"] = sweep
+            matched = next((ef for ef, found in sweep.items() if found >= result["store"]["recall_at_10"]), None)
+            chosen = matched or PLAIN_EF_SWEEP[-1]
+            result["plain_pgvector"] = phase(url, arguments.searchers, arguments.seconds, plain=chosen, writer=writer)
+            result["plain_pgvector"].update(ef_search=chosen, recall_reached=matched is not None)
+            result["plain_pgvector"]["recall_at_10"] = recall(url, plain=chosen)
         print(json.dumps(result))
 
 

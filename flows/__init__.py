@@ -78,7 +78,8 @@ def task_runner(environment: Mapping[str, str] | None = None) -> TaskRunner[Any]
     if address:
         return DaskTaskRunner(address=address)
     workers = environment.get(DASK_WORKERS_VARIABLE, str(DASK_WORKERS)).strip()
-    if not workers.isdigit() or int(workers) < 1:
+    # isdecimal, not isdigit: '²' is a digit that int() refuses.
+    if not workers.isdecimal() or int(workers) < 1:
         raise ConfigError(f"{DASK_WORKERS_VARIABLE}={workers!r} is not a positive number of worker processes")
     # One thread per worker process: the tasks are numpy and database work that holds the GIL between
     # calls, and processes are what Dask adds over the thread runner.

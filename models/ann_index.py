@@ -12,10 +12,12 @@ off that span turns the graph back into one of full vectors before it goes in.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import operator
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -26,6 +28,7 @@ from typing import Any
 import hnswlib
 import numpy as np
 
+from models.kill_points import kill_point
 from neuraltrade.canonical import digest, to_plain
 from neuraltrade.errors import ConfigError, DimensionMismatch, IndexFileError, InvalidItemId, InvalidVector
 from neuraltrade.memory.collection import distance_metric
@@ -42,6 +45,8 @@ _CHECKED_BYTES = 1 << 20
 # hnswlib draws node levels from this seed; fixing it makes a build from the same input reproducible.
 _SEED = 100
 _NAME = "hnsw index"
+# Names the temporary files of saves, with the process id (`remove_leftovers`); no dots, which part names.
+_HOST = socket.gethostname().replace(".", "_").replace("/", "_") or "host"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -338,11 +343,13 @@ class HnswIndex:
                 sidecar_temporary.write_text(json.dumps(sidecar, indent=1, sort_keys=True), encoding="utf-8")
                 _fsync(sidecar_temporary)
                 os.replace(index_temporary, path)
+                kill_point("index_file")
                 os.replace(sidecar_temporary, _sidecar(path))
                 _fsync(path.parent)
             finally:
                 index_temporary.unlink(missing_ok=True)
                 sidecar_temporary.unlink(missing_ok=True)
+            remove_leftovers(path)
 
     @classmethod
     def load(cls, path: Path) -> tuple[HnswIndex, dict[str, Any]]:
@@ -484,14 +491,45 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
+def sidecar_path(path: Path) -> Path:
+    """The sidecar of the graph file `path`: written last by a save, so its change marks a new graph."""
+    return _sidecar(path)
+
+
 def _sidecar(path: Path) -> Path:
     return path.with_suffix(path.suffix + ".json")
 
 
 def _temporary(path: Path) -> Path:
     # Same folder as the target, so os.replace is a rename within one file system and therefore atomic;
-    # not mkstemp, whose 0600 mode would keep the saved index from a worker running as another user.
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    # not mkstemp, whose 0600 mode would keep the saved index from a worker running as another user. The
+    # host and process that write it are in its name, so that a later save can tell a leftover of a killed
+    # process from a file another process is writing now.
+    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+
+def remove_leftovers(path: Path) -> list[Path]:
+    """Delete the temporary files of saves of `path` (graph and sidecar) by processes of this host that
+    died before they finished (a crash, SIGKILL); return them. A graph's temporary file is as large as the
+    graph, so each crash would otherwise leave one behind for good."""
+    removed = []
+    for target in (path, _sidecar(path)):
+        for leftover in target.parent.glob(f".{glob.escape(target.name)}.{glob.escape(_HOST)}.*.tmp"):
+            pid = leftover.name[len(f".{target.name}.{_HOST}.") :].split(".", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def _fsync(path: Path) -> None:

@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from models import memory_items
 from models.base import stored_microseconds
 from models.dialects import dialect_for, vector_backend_for
 from models.engine import database_file, server_database_folder
-from models.tables import CollectionRecord, MemoryItemRecord
+from models.tables import CollectionRecord, CollectionVersionRecord, MemoryItemRecord
 from neuraltrade.errors import CollectionNotFound, ConfigError, DimensionMismatch, FingerprintMismatch
 from neuraltrade.memory.collection import CollectionSpec
 from neuraltrade.memory.embedding import EmbedderFingerprint
@@ -35,8 +36,10 @@ __all__ = [
     "external_fingerprint",
     "get_collection",
     "index_path",
+    "random_token",
     "remove_items",
     "spec_of",
+    "version_token",
 ]
 
 
@@ -60,7 +63,11 @@ def index_path(database_url: str, collection: str) -> Path | None:
     folder = os.environ.get(INDEX_FOLDER_VARIABLE)
     if not folder or dialect_for(database_url).name == "sqlite":
         return None
-    return Path(folder).expanduser() / server_database_folder(database_url) / f"{collection}.hnsw"
+    try:
+        base = Path(folder).expanduser()
+    except RuntimeError as error:  # "~someone" of a user this machine does not have
+        raise ConfigError(f"{INDEX_FOLDER_VARIABLE}={folder!r} cannot be expanded: {error}") from error
+    return base / server_database_folder(database_url) / f"{collection}.hnsw"
 
 
 def get_collection(session: Session, name: str) -> CollectionRecord:
@@ -129,15 +136,33 @@ def ensure_collection(session: Session, spec: CollectionSpec, now: datetime) -> 
     return record
 
 
-def bump_version(session: Session, collection_id: int) -> int:
-    """Record a write to the collection; return its new version."""
+def random_token() -> str:
+    """A token no other write has: 128 random bits, as 32 hex digits."""
+    return uuid.uuid4().hex
+
+
+def bump_version(session: Session, collection_id: int, *, new_token: Callable[[], str] = random_token) -> int:
+    """Record a write to the collection, with a token of its own (`CollectionVersionRecord`); return its
+    new version."""
     statement = (
         update(CollectionRecord)
         .where(CollectionRecord.id == collection_id)
         .values(version=CollectionRecord.version + 1)
         .returning(CollectionRecord.version)
     )
-    return int(session.execute(statement).scalar_one())
+    version = int(session.execute(statement).scalar_one())
+    session.add(CollectionVersionRecord(collection_id=collection_id, version=version, token=new_token()))
+    session.flush()
+    return version
+
+
+def version_token(session: Session, collection_id: int, version: int) -> str | None:
+    """The token of the collection's write `version` in this database (None if it made no such write)."""
+    return session.scalar(
+        select(CollectionVersionRecord.token).where(
+            CollectionVersionRecord.collection_id == collection_id, CollectionVersionRecord.version == version
+        )
+    )
 
 
 def remove_items(session: Session, collection: str, ids: Sequence[int]) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.dialects import DIALECTS, all_dialects, dialect_for
+from models.kill_points import kill_point
 from neuraltrade.errors import StorageError
 
 DATABASE_ENVIRONMENT_VARIABLE = "NEURALTRADE_DB"
@@ -41,13 +42,15 @@ def resolve_database_url(database_url: str | None = None) -> str:
         If the URL is malformed or names a database kind neuraltrade does not run on.
     """
     url = database_url or os.environ.get(DATABASE_ENVIRONMENT_VARIABLE) or DEFAULT_DATABASE_URL
+    # A URL nobody typed on the command line is named with where it came from.
+    source = f" (from ${DATABASE_ENVIRONMENT_VARIABLE})" if not database_url and url != DEFAULT_DATABASE_URL else ""
     try:
         backend = make_url(url).get_backend_name()
-    except ArgumentError as error:
-        raise StorageError(f"database URL {url!r} is not a SQLAlchemy URL: {error}") from error
+    except (ArgumentError, ValueError) as error:  # ValueError: a port that is no number, as in x://h:port/
+        raise StorageError(f"database URL {url!r}{source} is not a SQLAlchemy URL: {error}") from error
     if backend not in SUPPORTED_BACKENDS:
         raise StorageError(
-            f"database URL {display_url(url)!r}: {backend} is not supported; use a SQLite file "
+            f"database URL {display_url(url)!r}{source}: {backend} is not supported; use a SQLite file "
             "(sqlite:///path/to/file.db) or PostgreSQL (postgresql+psycopg://user@host/name, "
             "pip install 'neuraltrade[postgres]')"
         )
@@ -58,7 +61,7 @@ def display_url(database_url: str) -> str:
     """Return `database_url` as it may be shown: its password hidden."""
     try:
         return make_url(database_url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return database_url
 
 
@@ -70,7 +73,7 @@ def server_database_folder(database_url: str) -> str:
     digest = hashlib.sha256(shown.encode("utf-8")).hexdigest()[:16]
     try:
         name = make_url(database_url).database or "database"
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         name = "database"
     return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{digest}"
 
@@ -151,7 +154,12 @@ def session_scope(database_url: str | None = None, *, write: bool = False) -> It
     session = factory()
     try:
         yield session
+        if write:
+            session.flush()
+            kill_point("before_commit")
         session.commit()
+        if write:
+            kill_point("commit")
     except BaseException:
         session.rollback()
         raise

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from models.ann_index import HnswConfig, HnswIndex
-from models.vector_index import graph_answer
+from models.vector_index import VersionToken, graph_answer, same_history
 from models.vector_segment import Segment, VectorReader, refreshed_segment, scan_segment
 from neuraltrade.errors import IndexFileError
 
@@ -54,6 +54,7 @@ class PartitionGraphs:
         config: HnswConfig,
         partition_list: PartitionList,
         vectors_of: VectorReader,
+        version_token: VersionToken,
     ) -> None:
         self._folder = folder
         self._state = state
@@ -62,6 +63,7 @@ class PartitionGraphs:
         self._config = config
         self._partition_list = partition_list
         self._vectors_of = vectors_of
+        self._version_token = version_token
         self._lock = threading.RLock()
         # partition -> (graph or None, the version it was sealed at; -1 without a graph)
         self._graphs: dict[str, tuple[HnswIndex | None, int]] = {}
@@ -144,6 +146,8 @@ class PartitionGraphs:
         if any(state.get(name) != value for name, value in expected.items()):
             logger.warning("HNSW graph file %s belongs to another collection or partition; ignored", path)
             return None, -1
+        if not same_history(state, self._version_token, path):
+            return None, -1
         return graph, int(state.get("version", -1))
 
     def path(self, partition: str) -> Path | None:
@@ -184,7 +188,13 @@ class PartitionGraphs:
             graph.remove(set(graph.ids().tolist()) - set(ids_now.tolist()))
             path = self.path(partition)
             if path is not None:
-                graph.save(path, state={**self._state, "partition": partition, "version": stored_version})
+                state = {
+                    **self._state,
+                    "partition": partition,
+                    "version": stored_version,
+                    "token": self._version_token(stored_version),
+                }
+                graph.save(path, state=state)
             with self._lock:
                 self._graphs[partition] = (graph, stored_version)
                 self._segments.pop(partition, None)

@@ -87,6 +87,24 @@ class CollectionRecord(Base):
     created_at: Mapped[datetime]
 
 
+class CollectionVersionRecord(Base):
+    """One write to a collection: its version, and a random token no other write of any database has.
+
+    An HNSW graph file records the token of the version it was sealed at. A version alone does not say
+    which history it belongs to: a database restored from an older backup and written to again reaches the
+    graph's version with other items. The token of that version then differs (or is missing, when the
+    database is behind the graph), and the graph is not used (`models.vector_index`).
+    """
+
+    __tablename__ = "collection_versions"
+
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    token: Mapped[str] = mapped_column(String(32))
+
+
 class MemoryItemRecord(Base):
     """One item of a vector collection: its key, metadata and timestamp.
 

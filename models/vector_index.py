@@ -17,15 +17,18 @@ a store that wrote) merges everything into the main graph and saves it with its 
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.ann_index import HnswConfig, HnswIndex
+from models.ann_index import HnswConfig, HnswIndex, sidecar_path
 from models.vector_segment import Segment, VectorReader, refreshed_segment, scan_segment
 from neuraltrade.errors import IndexFileError
 
@@ -42,8 +45,29 @@ SEGMENT_LIMIT = 100_000
 #: threads stay busy; a search in the sealing process waits for the call it arrived during.
 SEAL_STEP = 50_000
 
+#: Graph builds and loads running in the background. A process that exits while hnswlib's threads build
+#: a graph is aborted by the C++ runtime ("terminate called without an active exception", status 134),
+#: so exiting waits for them.
+_BACKGROUND: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+@atexit.register
+def _wait_for_background() -> None:
+    for thread in list(_BACKGROUND):
+        thread.join()
+
+
+def _start_background(target: Callable[[], None], name: str) -> threading.Thread:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    _BACKGROUND.add(thread)
+    thread.start()
+    return thread
+
+
 #: Reads the collection's segment: ids and written versions after a version.
 SegmentList = Callable[[int], dict[int, int]]
+#: Reads the token of one of the collection's versions in the database (None if it has no such version).
+VersionToken = Callable[[int], "str | None"]
 
 
 class _Either:
@@ -73,6 +97,7 @@ class IndexKeeper:
         config: HnswConfig,
         segment_list: SegmentList,
         vectors_of: VectorReader,
+        version_token: VersionToken,
     ) -> None:
         self.path = path
         self._collection = collection
@@ -82,6 +107,7 @@ class IndexKeeper:
         self._config = config
         self._segment_list = segment_list
         self._vectors_of = vectors_of
+        self._version_token = version_token
         self._lock = threading.RLock()
         self._index: HnswIndex | None = None
         self._sealed = -1
@@ -92,6 +118,10 @@ class IndexKeeper:
         self._delta_ids: frozenset[int] = frozenset()
         self._building: threading.Thread | None = None
         self._dirty = False
+        # The (mtime, size) of the graph's sidecar when this process last read or wrote it, and the thread
+        # loading a graph another process sealed since (`_adopt_sealed_file`).
+        self._file_seen: tuple[int, int] | None = None
+        self._adopting: threading.Thread | None = None
 
     # -- the graph ------------------------------------------------------------------------------
 
@@ -120,6 +150,7 @@ class IndexKeeper:
     def _load(self, stored_version: int) -> bool:
         if self.path is None or not self.path.exists():
             return False
+        self._file_seen = _file_state(self.path)
         try:
             index, state = HnswIndex.load(self.path)
         except IndexFileError as error:
@@ -138,6 +169,8 @@ class IndexKeeper:
                 sealed,
                 stored_version,
             )
+            return False
+        if not same_history(state, self._version_token, self.path):
             return False
         self._index, self._sealed, self._segment = index, sealed, None
         self._delta, self._delta_version, self._delta_ids = None, -1, frozenset()
@@ -201,6 +234,7 @@ class IndexKeeper:
             segment = self._segment
             if segment is not None and segment.version == stored_version:
                 return segment
+            self._watch_sealed_file()
             covered = self._delta_version if self._delta is not None else self._sealed
             written = self._segment_list(covered)
             if len(written) > SEGMENT_LIMIT:
@@ -217,15 +251,46 @@ class IndexKeeper:
             )
             return self._segment
 
+    # -- a graph sealed by another process ---------------------------------------------------------
+
+    def _watch_sealed_file(self) -> None:
+        """Start loading the graph file if another process saved it since this one last read or wrote it.
+
+        A process that seals (the writer, or maintenance) saves its graph; searching processes then take
+        it instead of each scanning the growing segment and building delta graphs of their own. Called
+        when the collection's version changes, under the lock; costs one stat.
+        """
+        if self.path is None or self._dirty or (self._adopting is not None and self._adopting.is_alive()):
+            return
+        seen = _file_state(self.path)
+        if seen is None or seen == self._file_seen:
+            return
+        self._file_seen = seen
+        self._adopting = _start_background(self._adopt_sealed_file, f"adopt-{self._collection}")
+
+    def _adopt_sealed_file(self) -> None:
+        assert self.path is not None
+        try:
+            index, state = HnswIndex.load(self.path)
+        except IndexFileError:
+            return  # being replaced as it was read: its next change is read again
+        if any(state.get(name) != value for name, value in self._state.items()):
+            return
+        sealed = int(state.get("version", -1))
+        if not same_history(state, self._version_token, self.path):
+            return
+        with self._lock:
+            if sealed > self._sealed and not self._dirty:
+                self._index, self._sealed, self._segment = index, sealed, None
+                self._delta, self._delta_version, self._delta_ids = None, -1, frozenset()
+
     # -- the delta graph, built off to the side ---------------------------------------------------
 
     def _build_delta_in_background(self) -> None:
         with self._lock:
             if self._building is not None and self._building.is_alive():
                 return
-            thread = threading.Thread(target=self._build_delta, name=f"delta-{self._collection}", daemon=True)
-            self._building = thread
-        thread.start()
+            self._building = _start_background(self._build_delta, f"delta-{self._collection}")
 
     def _build_delta(self) -> None:
         """Build one graph of every item written since the main graph was sealed, beside it.
@@ -323,10 +388,12 @@ class IndexKeeper:
             if self.path is None or self._index is None or self._sealed < 0:
                 return
             try:
-                self._index.save(self.path, state={**self._state, "version": self._sealed})
+                state = {**self._state, "version": self._sealed, "token": self._version_token(self._sealed)}
+                self._index.save(self.path, state=state)
             except OSError as error:  # e.g. its folder cannot be made, or the disk is full
                 raise IndexFileError(str(self.path), f"cannot be written: {error}") from error
             self._dirty = False
+            self._file_seen = _file_state(self.path)
 
     def save_if_changed(self) -> None:
         """Save the graph if this process changed it since it was loaded or saved."""
@@ -337,9 +404,40 @@ class IndexKeeper:
     def close(self) -> None:
         """Drop the graph and the segment from memory."""
         self._wait_for_delta()
+        if self._adopting is not None:
+            self._adopting.join()
         with self._lock:
             self._index, self._segment, self._sealed = None, None, -1
             self._delta, self._delta_version, self._delta_ids = None, -1, frozenset()
+
+
+def _file_state(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(sidecar_path(path))
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size
+
+
+def same_history(state: dict[str, Any], version_token: VersionToken, path: Path | None) -> bool:
+    """Whether the database made the write a graph file was sealed at: its version holds the token the
+    file recorded. A file of another history (a database restored from a backup and written to again) is
+    not used, even at a version the database has reached. A file that records no token (written before
+    revision 0009) is judged by its version alone.
+    """
+    if "token" not in state:
+        return True
+    sealed = int(state.get("version", -1))
+    found = version_token(sealed)
+    if found == state["token"]:
+        return True
+    logger.warning(
+        "HNSW graph file %s was sealed at version %d of another history of this database (restored from a "
+        "backup, or written by another copy); it is not used and is rebuilt at the next seal",
+        path,
+        sealed,
+    )
+    return False
 
 
 def graph_answer(

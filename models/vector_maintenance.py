@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from models import memory_items
 from models.ann_index import HnswConfig, HnswIndex
 from models.base import stored_microseconds
-from models.collections import delete_items, get_collection, index_path
+from models.collections import delete_items, get_collection, index_path, version_token
 from models.dialects import vector_backend_for
 from models.engine import session_scope
 from models.tables import CollectionRecord, MemoryItemRecord
@@ -127,15 +127,25 @@ def saved_index_status(database_url: str, collection: str) -> str:
     if path is None or not path.exists():
         return "none"
     sidecar = _sidecar(path)
-    with session_scope(database_url) as session:
-        record = get_collection(session, collection)
-        identity = (record.id, record.fingerprint_digest, record.version)
     if sidecar is None:
         return "unusable"
     state = sidecar.get("state", {})
-    if (state.get("collection_id"), state.get("fingerprint")) != identity[:2]:
-        return "unusable"
-    return "fresh" if state.get("version") == identity[2] else "behind"
+    with session_scope(database_url) as session:
+        record = get_collection(session, collection)
+        if (state.get("collection_id"), state.get("fingerprint")) != (record.id, record.fingerprint_digest):
+            return "unusable"
+        if not _same_history(session, record, state):
+            return "unusable"
+        return "fresh" if state.get("version") == record.version else "behind"
+
+
+def _same_history(session: Session, record: CollectionRecord, state: dict[str, Any]) -> bool:
+    """Whether a graph file's sealed version is one this database reached, by the token it recorded
+    (`models.vector_index.same_history`; a file without a token is judged by its version alone)."""
+    sealed = state.get("version")
+    if not isinstance(sealed, int) or sealed > record.version:
+        return False
+    return "token" not in state or version_token(session, record.id, sealed) == state["token"]
 
 
 def saved_index_subspace_rank(database_url: str, collection: str) -> int | None:
@@ -246,6 +256,9 @@ def _check_saved_index(
         return "unusable", None
     if (state.get("collection_id"), state.get("fingerprint")) != (record.id, record.fingerprint_digest):
         return "unusable", None
+    with session_scope(database_url) as session:
+        if not _same_history(session, record, state):
+            return "unusable", None
     if state.get("version") != version:
         return "behind", len(index)
     absent = sum(1 for number in item_ids.tolist() if number not in index)

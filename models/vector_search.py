@@ -182,7 +182,13 @@ class VectorSearch:
     def _query_payload(self, vector: np.ndarray) -> np.ndarray:
         if self.spec.quantization == "binary":
             return quantize_binary(vector)[0]
-        return quantize_int8(vector, self._int8_scale or 127.0)
+        scale = self._int8_scale or 127.0
+        peak = float(np.abs(vector).max())
+        if self.spec.metric == "cosine" and peak > 0:
+            # Cosine reads direction only: the query's code spans the whole int8 range, so a query much
+            # shorter than the stored vectors does not round to zero, whose cosine is undefined.
+            scale = 127.0 / peak
+        return quantize_int8(vector, scale)
 
     def _scan_search(
         self, session: Session, query: Query, partitions: list[str] | None, extra: Any

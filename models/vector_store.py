@@ -37,6 +37,7 @@ from models.collections import (
     index_path,
     remove_items,
     spec_of,
+    version_token,
 )
 from models.dialects import vector_backend_for
 from models.engine import get_engine, resolve_database_url, session_scope
@@ -61,6 +62,7 @@ from neuraltrade.memory.collection import (
     Query,
     SearchResult,
     check_metadata,
+    check_query_vector,
     check_timestamps,
     check_vectors,
     int8_scale,
@@ -69,6 +71,7 @@ from neuraltrade.memory.collection import (
     quantize_int8,
 )
 from neuraltrade.memory.embedding import EmbedderFingerprint
+from neuraltrade.memory.query import flat_vector
 from neuraltrade.memory.session import SessionMemory
 from neuraltrade.timestamps import from_microseconds, to_microseconds
 
@@ -201,6 +204,7 @@ class VectorDB(VectorSearch):
                 config=self.hnsw,
                 segment_list=self._written_since,
                 vectors_of=self._vectors_of,
+                version_token=self._version_token,
             )
             self._keeper.open(version, stored_count=self.count())
             if self.spec.partition_key is not None:
@@ -212,6 +216,7 @@ class VectorDB(VectorSearch):
                     config=self.hnsw,
                     partition_list=self._written_since,
                     vectors_of=self._vectors_of,
+                    version_token=self._version_token,
                 )
                 self._partition_graphs.preload()
 
@@ -219,6 +224,10 @@ class VectorDB(VectorSearch):
         """The written version of every item (of `partition`) written after `after_version`, by id."""
         with self._reader() as session:
             return memory_items.segment(session, self._collection_id, after_version, partition)
+
+    def _version_token(self, version: int) -> str | None:
+        with self._reader() as session:
+            return version_token(session, self._collection_id, version)
 
     def _vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         with self._reader() as session:
@@ -270,7 +279,12 @@ class VectorDB(VectorSearch):
         timestamp: datetime | None = None,
     ) -> None:
         """Store one item; raise `DuplicateItem` if `id` is already stored (use `upsert` to replace)."""
-        self.insert_many([id], np.asarray(vector).reshape(1, -1), [metadata], timestamps=_one(timestamp))
+        self.insert_many(
+            [id],
+            flat_vector(vector, f"the vector of item {id!r}").reshape(1, -1),
+            [metadata],
+            timestamps=_one(timestamp),
+        )
 
     def upsert(
         self,
@@ -281,7 +295,12 @@ class VectorDB(VectorSearch):
         timestamp: datetime | None = None,
     ) -> None:
         """Store one item, replacing any stored item of the same `id`."""
-        self.upsert_many([id], np.asarray(vector).reshape(1, -1), [metadata], timestamps=_one(timestamp))
+        self.upsert_many(
+            [id],
+            flat_vector(vector, f"the vector of item {id!r}").reshape(1, -1),
+            [metadata],
+            timestamps=_one(timestamp),
+        )
 
     def insert_many(
         self,
@@ -510,6 +529,7 @@ class VectorDB(VectorSearch):
             raise ConfigError(f"search takes a Query, was given {type(query).__name__}")
         if query.vector.shape[0] != self.spec.dimension:
             raise DimensionMismatch(self.name, self.spec.dimension, int(query.vector.shape[0]))
+        check_query_vector(self.spec, query.vector)
         if self.cache is not None:
             cached = self.cache.get_results(self._cache_name, query.cache_key)
             if cached is not None:

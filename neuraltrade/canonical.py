@@ -229,21 +229,41 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _parse_integer(text: str) -> int | float:
     # A JSON number is a double: an integral double beyond 2**53 (canonical JSON writes 2.0**60 as
     # 1152921504606847000) reads back as that double.
+    if len(text) > _MOST_INTEGER_DIGITS:  # no double has more digits; int() would refuse past 4300
+        return _parse_float(text)
     number = int(text)
-    return number if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER else float(text)
+    return number if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER else _parse_float(text)
+
+
+#: Digits of the largest double's integer part (1.8e308), and a sign.
+_MOST_INTEGER_DIGITS = 310
+
+
+def _parse_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise SerializationError(f"JSON number {text[:40]!r} lies beyond the range of a double")
+    return number
 
 
 def parse_json(data: bytes | str) -> Any:
     """Read JSON strictly, numbers as RFC 8785 reads them (doubles; integers inside ±(2**53 - 1) as ints).
 
-    Malformed text, a repeated key, NaN or Infinity raise `SerializationError`.
+    Malformed text, a repeated key, NaN or Infinity (also written as a number too large for a double, such
+    as ``1e999``) and nesting deeper than Python's recursion limit raise `SerializationError`.
     """
     try:
         return json.loads(
-            data, parse_int=_parse_integer, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates
+            data,
+            parse_int=_parse_integer,
+            parse_float=_parse_float,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_refuse_duplicates,
         )
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SerializationError(f"JSON is malformed: {error}") from error
+    except RecursionError as error:
+        raise SerializationError("JSON is malformed: it nests arrays or objects deeper than can be read") from error
 
 
 def recanonicalise(data: bytes | str) -> bytes:

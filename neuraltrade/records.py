@@ -139,7 +139,8 @@ class Record:
             )
         try:
             return cls.from_fields(plain)
-        except (KeyError, TypeError, ValueError) as error:
+        # AttributeError: a field of the wrong JSON type, such as a number where a UUID's text belongs.
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise SerializationError(f"{cls.KIND} record is malformed: {error!r}") from error
 
     from_json = from_canonical

@@ -76,7 +76,10 @@ def parse_timestamp(text: str) -> datetime:
         raise SerializationError(f"timestamp {text!r} is not ISO 8601") from error
     if moment.tzinfo is None:
         raise SerializationError(f"timestamp {text!r} has no time zone")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as overflow:  # 0001-01-01T00:00+01:00 is a year before 1 in UTC
+        raise SerializationError(f"timestamp {text!r} lies outside the years 1-9999 in UTC") from overflow
 
 
 def format_microseconds(values: Sequence[int]) -> list[str]:

@@ -126,8 +126,11 @@ class Bar:
         plain = parse_json(text)
         if not isinstance(plain, dict):
             raise SerializationError(f"bar JSON must be an object, was {type(plain).__name__}")
-        plain["timestamp"] = parse_timestamp(plain["timestamp"])
-        return cls(**plain)
+        try:
+            plain["timestamp"] = parse_timestamp(plain["timestamp"])
+            return cls(**plain)
+        except (KeyError, TypeError) as error:  # a field missing or unknown
+            raise SerializationError(f"bar JSON is malformed: {error!r}") from error
 
 
 @dataclass(frozen=True, kw_only=True)

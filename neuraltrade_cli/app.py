@@ -11,7 +11,7 @@ from rich.table import Table
 
 from neuraltrade_cli.execution import CONSOLE_LEVEL_VARIABLE, guarded, run_small_flow
 from neuraltrade_cli.output import Failure as _Failure
-from neuraltrade_cli.output import console, errors, progress_bars, safe
+from neuraltrade_cli.output import OneLineUsageErrors, console, errors, progress_bars, safe
 from neuraltrade_cli.output import reporting_failures as _reporting_failures
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineUsageErrors,
     # Docstrings are Markdown: ``code`` renders as code, not as raw reST.
     rich_markup_mode="markdown",
 )

@@ -181,7 +181,9 @@ def learning_report(
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="HTML file to write.")] = Path(
         "learning-report.html"
     ),
-    reps: Annotated[int, typer.Option("--reps", min=100, metavar="COUNT", help="Bootstrap resamples.")] = 2000,
+    reps: Annotated[
+        int, typer.Option("--reps", min=100, max=1_000_000, metavar="COUNT", help="Bootstrap resamples.")
+    ] = 2000,
     db: DatabaseOption = None,
 ) -> None:
     """Write the learning report as HTML: gated against ungated (Sharpe difference and its lower bound, SPA,

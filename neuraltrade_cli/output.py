@@ -21,6 +21,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typer._click import exceptions as click_errors  # typer parses with its own copy of Click
+from typer.core import TyperGroup
+
+from neuraltrade.errors import NeuralTradeError
 
 #: Width of output that goes to a file or a pipe (rich would assume 80 columns and cut the tables' cells).
 PIPED_WIDTH = 160
@@ -60,17 +64,57 @@ def print_failure(message: object) -> None:
 
 
 def reporting_failures(command: Callable[..., None]) -> Callable[..., None]:
-    """Turn a `Failure` raised by `command` into one line on stderr and exit status 1."""
+    """Turn a `Failure` raised by `command`, or a `NeuralTradeError` it let through, into one line on
+    stderr and exit status 1."""
 
     @functools.wraps(command)
     def run(*arguments: Any, **options: Any) -> None:
         try:
             command(*arguments, **options)
-        except Failure as failure:
+        # A NeuralTradeError can also come from an import inside the command: a flow module reads its
+        # environment (NEURALTRADE_TASK_RUNNER, NEURALTRADE_TRACE_EXPORTER) when it is first imported.
+        except (Failure, NeuralTradeError) as failure:
             print_failure(failure)
             raise typer.Exit(code=1) from None
 
     return run
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The command's group: a malformed command line (an unknown command or option, a value of the wrong
+    type, a missing argument) is one line on stderr with exit status 2, not Click's usage block."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        arguments = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode:
+            return super().main(arguments, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            # A process's arguments cannot hold NUL; one given in process would fail deep in a file call.
+            for argument in arguments:
+                if "\x00" in argument:
+                    raise click_errors.UsageError(f"argument {argument!r} holds a NUL character (U+0000)")
+            result = super().main(arguments, prog_name, complete_var, False, windows_expand_args, **extra)
+        except click_errors.NoArgsIsHelpError:
+            return super().main(arguments, prog_name, complete_var, True, windows_expand_args, **extra)
+        except click_errors.ClickException as error:
+            command = (
+                error.ctx.command_path if isinstance(error, click_errors.UsageError) and error.ctx else "neuraltrade"
+            )
+            print_failure(f"{error.format_message()} (see `{command} --help`)")
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            print_failure("aborted")
+            sys.exit(1)
+        # Without standalone mode Click returns the exit status a command gave (typer.Exit), else None.
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 @dataclass

@@ -329,7 +329,11 @@ def runs(
     strategy: Annotated[
         str | None, typer.Option("--strategy", metavar="NAME", help="Only runs of this strategy.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, metavar="COUNT", help="How many runs, newest first.")] = 20,
+    limit: Annotated[
+        int,
+        # At most what a database's 64-bit LIMIT takes.
+        typer.Option("--limit", min=1, max=2**63 - 1, metavar="COUNT", help="How many runs, newest first."),
+    ] = 20,
 ) -> None:
     """List stored backtest runs, newest first, with their headline figures."""
     overviews = _run(lambda: _list_runs(db, strategy, limit))

@@ -236,8 +236,14 @@ def export_metrics(session: Session, path: Path) -> Path:
     temporary file renamed over it), and push them when ``$NEURALTRADE_PUSHGATEWAY`` is set; return the
     path."""
     registry = run_metrics(session)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_to_textfile(str(path), registry)
+    except OSError as error:
+        raise ConfigError(
+            f"metrics file {path} cannot be written ({error.strerror or error}); "
+            f"${METRICS_ENVIRONMENT_VARIABLE} names where it goes"
+        ) from error
     gateway = os.environ.get(PUSHGATEWAY_VARIABLE, "").strip()
     if gateway:
         try:

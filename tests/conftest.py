@@ -52,6 +52,17 @@ def _isolate_prefect() -> None:
 _isolate_prefect()
 
 
+def _no_terminal_size() -> None:
+    # pytest-xdist's workers inherit COLUMNS=80 and LINES=24; the commands would then wrap their tables
+    # as on an 80-column terminal instead of writing them whole, as to a pipe. Tests that want a width
+    # set it themselves.
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
+
+
+_no_terminal_size()
+
+
 def _signing_key() -> None:
     # Every write signs what it stores: one key for the session, made here, where no one else looks.
     from neuraltrade.provenance.keys import KEY_ENVIRONMENT_VARIABLE, SigningKey, write_key_file

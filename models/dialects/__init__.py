@@ -70,7 +70,7 @@ def _dialect_name(bind: Bind) -> str:
         return bind.name
     try:
         return (bind if isinstance(bind, URL) else make_url(bind)).get_backend_name()
-    except ArgumentError as error:
+    except (ArgumentError, ValueError) as error:  # ValueError: a port that is no number
         raise StorageError(f"database URL {bind!r} is not a SQLAlchemy URL: {error}") from error
 
 

@@ -49,6 +49,8 @@ class PostgresqlComponents(DialectComponents):
         "could not connect",
         "connection reset",
         "connection refused",
+        # The socket file of a local server that is down or restarting (after a crash, until it is back).
+        "failed: no such file or directory",
         "server closed the connection",
         "terminating connection",
         "the database system is starting up",
@@ -134,7 +136,8 @@ PG_BIN_VARIABLE = "NEURALTRADE_PG_BIN"
 def _run_tool(name: str, arguments: list[str], database_url: str) -> None:
     folder = os.environ.get(PG_BIN_VARIABLE)
     program = str(Path(folder) / name) if folder else shutil.which(name)
-    if program is None or not Path(program).exists():
+    # os.path.exists, not Path.exists: a name too long for the file system is no tool, not an OSError.
+    if program is None or not os.path.exists(program):
         raise StorageError(f"{name} is not installed (or set {PG_BIN_VARIABLE} to the folder that holds it)")
     url = make_url(database_url)
     environment = {**os.environ, "PGDATABASE": url.database or ""}
@@ -144,7 +147,13 @@ def _run_tool(name: str, arguments: list[str], database_url: str) -> None:
     host = url.host or url.query.get("host")
     if host:
         environment["PGHOST"] = str(host if isinstance(host, str) else host[0])
-    finished = subprocess.run([program, *arguments], env=environment, capture_output=True, text=True, check=False)
+    try:
+        finished = subprocess.run([program, *arguments], env=environment, capture_output=True, text=True, check=False)
+    except OSError as error:  # not executable, or a folder of that name
+        raise StorageError(
+            f"{name} at {program} cannot be run ({error.strerror or error}); set {PG_BIN_VARIABLE} to the folder "
+            "that holds it"
+        ) from error
     if finished.returncode != 0:
         last = (finished.stderr.strip().splitlines() or ["no message"])[-1]
         shown = url.render_as_string(hide_password=True)

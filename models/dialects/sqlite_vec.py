@@ -59,10 +59,13 @@ class SqliteVecBackend(VectorBackend):
         declared = _DISTANCES.get(geometry, _UNRANKED_DISTANCE)
         distance = "" if spec.quantization == "binary" else f" distance_metric={declared}"
         full = "" if spec.quantization == "none" else f"full float[{spec.dimension}], "
+        # A bit vector is stored in whole bytes (`quantize_binary` pads the last with zeros), and sqlite-vec
+        # takes exactly as many bits as declared.
+        width = -(-spec.dimension // 8) * 8 if spec.quantization == "binary" else spec.dimension
         connection.exec_driver_sql(
             f"CREATE VIRTUAL TABLE IF NOT EXISTS {vector_table(spec.name)} USING vec0("
             f"item_sequence integer primary key, {partition}"
-            f"embedding {_ELEMENT_TYPES[spec.quantization]}[{spec.dimension}]{distance}, {full}"
+            f"embedding {_ELEMENT_TYPES[spec.quantization]}[{width}]{distance}, {full}"
             f"chunk_size={CHUNK_SIZE})"
         )
 

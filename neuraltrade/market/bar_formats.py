@@ -243,7 +243,7 @@ def check_date_format(date_format: str | None) -> None:
         raise ConfigError(f"date format {date_format!r} holds no % directive; write it like %d/%m/%Y")
     try:
         pd.to_datetime(pd.Series(["1"]), format=date_format, errors="coerce")
-    except ValueError as error:
+    except (ValueError, re.error) as error:  # re.error: a directive twice, as in %Y%Y
         raise ConfigError(f"date format {date_format!r} is invalid: {error}") from error
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from neuraltrade.errors import ConfigError, DimensionMismatch, FingerprintMismatch, InvalidItemId, InvalidVector
 from neuraltrade.memory.embedding import EmbedderFingerprint
-from neuraltrade.memory.query import FIELD_NAME, Filter, Item, Query, SearchResult, check_field_name
+from neuraltrade.memory.query import FIELD_NAME, Filter, Item, Query, SearchResult, check_field_name, real_numbers
 from neuraltrade.timestamps import microseconds_of, to_microseconds
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Query",
     "SearchResult",
     "check_metadata",
+    "check_query_vector",
     "check_timestamps",
     "check_vectors",
     "distance_matrix",
@@ -85,6 +86,12 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
 ItemId = str | int | np.integer[Any] | uuid.UUID
 #: The longest item id stored (its text form, in characters).
 MAX_ITEM_ID_LENGTH = 256
+#: The largest squared norm of a stored or searched vector: four times it still fits a float32, so every
+#: distance the databases compute in float32 stays finite (|q - x|^2 <= 2|q|^2 + 2|x|^2).
+LARGEST_SQUARED_NORM = float(np.finfo(np.float32).max) / 4
+#: The smallest squared norm of a vector with a cosine direction: below float32's smallest normal number
+#: the norm the databases compute rounds to zero, and every cosine distance to the vector is undefined.
+SMALLEST_SQUARED_NORM = float(np.finfo(np.float32).tiny)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,6 +153,8 @@ def normalise_item_id(value: object) -> str:
         raise InvalidItemId(value, "is not a str, an int or a uuid.UUID")
     if not text:
         raise InvalidItemId(value, "is empty")
+    if "\x00" in text:
+        raise InvalidItemId(value, "holds a NUL character (U+0000), which PostgreSQL cannot store")
     if len(text) > MAX_ITEM_ID_LENGTH:
         raise InvalidItemId(value, f"is longer than {MAX_ITEM_ID_LENGTH} characters ({len(text)})")
     return text
@@ -190,33 +199,52 @@ def check_vectors(spec: CollectionSpec, fingerprint: EmbedderFingerprint, vector
     """
     if fingerprint.digest != spec.fingerprint.digest:
         raise FingerprintMismatch(spec.name, spec.fingerprint.describe(), fingerprint.describe())
-    matrix = np.asarray(vectors)
+    matrix = real_numbers(vectors, f"vectors given to collection {spec.name!r}")
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)
     if matrix.ndim != 2:
         raise InvalidVector(f"collection {spec.name!r} takes a matrix of vectors, was given {matrix.ndim}-d")
     if matrix.shape[1] != spec.dimension:
         raise DimensionMismatch(spec.name, spec.dimension, int(matrix.shape[1]))
-    if not np.issubdtype(matrix.dtype, np.number):
-        raise InvalidVector(f"collection {spec.name!r} takes numbers, was given dtype {matrix.dtype}")
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes infinity, refused just below
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     finite = np.isfinite(matrix).all(axis=1)
     if not finite.all():
         first = int(np.flatnonzero(~finite)[0])
         raise InvalidVector(
-            f"collection {spec.name!r} refuses vector {first} of {len(matrix)}: it holds NaN or infinity"
+            f"collection {spec.name!r} refuses vector {first} of {len(matrix)}: it holds NaN or infinity, or a "
+            "value beyond float32's range (3.4e38)"
         )
+    # One such item would spoil every later search: its distances overflow, or (cosine) are undefined.
+    squared = np.einsum("ij,ij->i", matrix, matrix, dtype=np.float64)
+    refused = squared > LARGEST_SQUARED_NORM
     if spec.metric == "cosine":
-        # A zero vector has no direction: its cosine distance to anything is undefined, and one such item
-        # would make every later exact search of the collection fail.
-        zero = ~matrix.any(axis=1)
-        if zero.any():
-            first = int(np.flatnonzero(zero)[0])
-            raise InvalidVector(
-                f"collection {spec.name!r} refuses vector {first} of {len(matrix)}: it is zero, which has no "
-                "cosine distance"
-            )
+        refused |= squared < SMALLEST_SQUARED_NORM
+    if refused.any():
+        first = int(np.flatnonzero(refused)[0])
+        raise InvalidVector(
+            f"collection {spec.name!r} refuses vector {first} of {len(matrix)}: {_norm_problem(spec, squared[first])}"
+        )
     return matrix
+
+
+def check_query_vector(spec: CollectionSpec, vector: np.ndarray) -> None:
+    """Raise `InvalidVector` unless collection `spec` can measure distances to the query `vector`: its norm
+    fits float32 and, under cosine, it has a direction."""
+    squared = float(np.einsum("i,i->", vector, vector, dtype=np.float64))
+    if squared > LARGEST_SQUARED_NORM or (spec.metric == "cosine" and squared < SMALLEST_SQUARED_NORM):
+        raise InvalidVector(f"collection {spec.name!r} refuses the query vector: {_norm_problem(spec, squared)}")
+
+
+def _norm_problem(spec: CollectionSpec, squared: float) -> str:
+    if squared > LARGEST_SQUARED_NORM:
+        return (
+            f"its norm {math.sqrt(squared):.3g} is too large for distances in float32 "
+            f"(at most {math.sqrt(LARGEST_SQUARED_NORM):.3g})"
+        )
+    if squared == 0:
+        return f"it is zero, which has no {spec.metric} distance"
+    return f"its norm {math.sqrt(squared):.3g} is too small to have a {spec.metric} direction in float32"
 
 
 @functools.lru_cache(maxsize=4_096)
@@ -245,11 +273,17 @@ def check_metadata(spec: CollectionSpec, item_id: str, metadata: Mapping[str, An
         if type(key) is not str or not _is_field_name(key):
             check_field_name(key, f"metadata of item {item_id!r}:")
         kind = type(value)
-        if kind is str or kind is int or kind is bool or value is None:
+        if (kind is str and "\x00" not in value) or kind is int or kind is bool or value is None:
             plain[key] = value
             continue
         if isinstance(value, np.generic):
             value = value.item()
+        if isinstance(value, str) and "\x00" in value:
+            # PostgreSQL's JSON takes it, and then refuses every later query that reads the field.
+            raise ConfigError(
+                f"metadata field {key!r} of item {item_id!r} holds {value!r}, whose NUL character (U+0000) "
+                "no database stores"
+            )
         if value is not None and not isinstance(value, str | bool | int | float):
             raise ConfigError(
                 f"metadata field {key!r} of item {item_id!r} holds {type(value).__name__} {value!r}; "

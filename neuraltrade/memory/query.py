@@ -24,6 +24,11 @@ FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 Scalar = str | int | float | bool
 COMPARISONS = ("lt", "le", "gt", "ge")
+#: What a leaf of a filter does with its field, and how filters combine.
+LEAF_OPERATORS = ("eq", "in", *COMPARISONS)
+COMBINATIONS = ("and", "or")
+#: The integers a database compares: SQLite's INTEGER and PostgreSQL's bigint are 64-bit.
+SMALLEST_INTEGER, LARGEST_INTEGER = -(2**63), 2**63 - 1
 
 
 def check_field_name(name: object, where: str = "filter") -> str:
@@ -37,8 +42,14 @@ def check_field_name(name: object, where: str = "filter") -> str:
 
 
 def check_scalar(value: object, where: str) -> Scalar:
-    """Return `value` if it is a string, a boolean, an integer or a finite float, else raise `ConfigError`."""
-    if isinstance(value, bool | str | int):
+    """Return `value` if it is a string, a boolean, a 64-bit integer or a finite float, else raise `ConfigError`."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ConfigError(f"{where} value {value!r} holds a NUL character (U+0000), which no stored value holds")
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        if not SMALLEST_INTEGER <= value <= LARGEST_INTEGER:
+            raise ConfigError(f"{where} value {value} lies outside the 64-bit integers a database compares")
         return value
     if isinstance(value, float) and math.isfinite(value):
         return value
@@ -59,6 +70,35 @@ class Filter:
     name: str | None = None
     value: Scalar | tuple[Scalar, ...] | None = None
     operands: tuple[Filter, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # The class is public, so a filter built directly is checked as the builders check theirs: no
+        # unchecked field name, value or operator reaches the SQL a store makes of it.
+        if not isinstance(self.operator, str) or self.operator not in (*LEAF_OPERATORS, *COMBINATIONS):
+            raise ConfigError(
+                f"filter operator {self.operator!r} is not one of {', '.join((*LEAF_OPERATORS, *COMBINATIONS))}"
+            )
+        if not isinstance(self.operands, tuple):
+            raise ConfigError(f"a filter's operands are a tuple of filters, was given {self.operands!r}")
+        if self.operator in COMBINATIONS:
+            if self.name is not None or self.value is not None or not self.operands:
+                raise ConfigError(f"a filter {self.operator!r} combines filters only, was given {self!r}")
+            for operand in self.operands:
+                if not isinstance(operand, Filter):
+                    raise ConfigError(f"a filter {self.operator!r} combines filters only, was given {operand!r}")
+            return
+        if self.operands:
+            raise ConfigError(f"a filter {self.operator!r} compares one field, was given operands {self.operands!r}")
+        check_field_name(self.name)
+        where = f"Filter.{'in_' if self.operator == 'in' else self.operator}({self.name!r})"
+        if self.operator == "in":
+            if not isinstance(self.value, tuple) or not self.value:
+                raise ConfigError(f"{where} takes a non-empty tuple of values, was given {self.value!r}")
+            object.__setattr__(self, "value", tuple(check_scalar(value, where) for value in self.value))
+            return
+        object.__setattr__(self, "value", check_scalar(self.value, where))
+        if self.operator in COMPARISONS and isinstance(self.value, bool):
+            raise ConfigError(f"{where} cannot order booleans; use Filter.eq")
 
     @classmethod
     def eq(cls, name: str, value: Scalar) -> Filter:
@@ -133,6 +173,30 @@ class Filter:
         return f"{self.name} {symbols[self.operator]} {self.value!r}"
 
 
+def real_numbers(values: object, what: str) -> np.ndarray:
+    """Return `values` as a numpy array of real numbers; raise `InvalidVector` naming `what` otherwise.
+
+    Booleans, text, objects (integers beyond 64 bits among them), dates and complex numbers are refused:
+    a cast to float32 would drop an imaginary part without a word.
+    """
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError) as error:  # rows of different lengths
+        raise InvalidVector(f"{what} must be an array of numbers, was a ragged sequence: {error}") from error
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise InvalidVector(f"{what} must be an array of real numbers, was given dtype {array.dtype}")
+    return array
+
+
+def flat_vector(values: object, what: str) -> np.ndarray:
+    """Return `values` as a flat array of real numbers (see `real_numbers`); raise `InvalidVector` naming
+    `what` and the shape otherwise (a matrix is never read as one vector)."""
+    vector = real_numbers(values, what)
+    if vector.ndim != 1 or vector.size == 0:
+        raise InvalidVector(f"{what} must be a flat array of numbers, was shape {vector.shape}")
+    return vector
+
+
 def _combine(operator: str, left: object, right: object) -> Filter:
     if not isinstance(left, Filter) or not isinstance(right, Filter):
         raise ConfigError(f"a filter combines only with another filter, was given {right!r}")
@@ -175,13 +239,12 @@ class Query:
     exact: bool = False
 
     def __post_init__(self) -> None:
-        vector = np.asarray(self.vector)
-        if vector.ndim != 1 or vector.size == 0 or not np.issubdtype(vector.dtype, np.number):
-            raise InvalidVector(f"a query vector must be a flat array of numbers, was shape {vector.shape}")
+        vector = flat_vector(self.vector, "a query vector")
         # A private copy: the caller's array stays theirs (and writable).
-        vector = np.array(vector, dtype=np.float32, order="C", copy=True)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes infinity, refused just below
+            vector = np.array(vector, dtype=np.float32, order="C", copy=True)
         if not np.isfinite(vector).all():
-            raise InvalidVector("the query vector holds NaN or infinity")
+            raise InvalidVector("the query vector holds NaN or infinity, or a value beyond float32's range (3.4e38)")
         vector.setflags(write=False)
         object.__setattr__(self, "vector", vector)
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:

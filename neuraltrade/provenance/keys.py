@@ -50,7 +50,13 @@ def default_key_path() -> Path:
 def signing_key_path(path: str | os.PathLike[str] | None = None) -> Path:
     """Return `path`, else ``$NEURALTRADE_SIGNING_KEY``, else `default_key_path`."""
     chosen = path or os.environ.get(KEY_ENVIRONMENT_VARIABLE)
-    return Path(chosen).expanduser() if chosen else default_key_path()
+    if not chosen:
+        return default_key_path()
+    try:
+        return Path(chosen).expanduser()
+    except RuntimeError as error:  # ~name of a user who does not exist
+        source = "" if path else f" (${KEY_ENVIRONMENT_VARIABLE})"
+        raise SigningKeyInvalid(f"signing key path {str(chosen)!r}{source} names no home folder: {error}") from error
 
 
 def key_id_of(public_bytes: bytes) -> str:
@@ -167,8 +173,10 @@ def load_signing_key(path: str | os.PathLike[str] | None = None) -> SigningKey:
     resolved = signing_key_path(path)
     try:
         status = resolved.stat()
-    except FileNotFoundError as error:
+    except (FileNotFoundError, NotADirectoryError) as error:
         raise SigningKeyMissing(str(resolved)) from error
+    except OSError as error:  # a name too long, a folder that may not be searched
+        raise SigningKeyInvalid(f"signing key {resolved} cannot be read: {error.strerror or error}") from error
     if status.st_mode & 0o077:
         raise SigningKeyInvalid(
             f"signing key {resolved} has mode {stat.filemode(status.st_mode)}: others may read it; "
@@ -180,7 +188,11 @@ def load_signing_key(path: str | os.PathLike[str] | None = None) -> SigningKey:
     if cached is not None:
         return cached
     try:
-        private = serialization.load_pem_private_key(resolved.read_bytes(), password=None)
+        content = resolved.read_bytes()
+    except OSError as error:  # a folder, or a file this user may not read
+        raise SigningKeyInvalid(f"signing key {resolved} cannot be read: {error.strerror or error}") from error
+    try:
+        private = serialization.load_pem_private_key(content, password=None)
     except (ValueError, TypeError) as error:
         raise SigningKeyInvalid(f"signing key {resolved} is not an unencrypted PEM private key: {error}") from error
     if not isinstance(private, Ed25519PrivateKey):
@@ -241,6 +253,8 @@ class KeyList:
         if not isinstance(plain, dict) or plain.get("format") != KEY_LIST_FORMAT:
             raise CheckpointInvalid(f"{source} is not a {KEY_LIST_FORMAT} public key list")
         keys: Iterable[Any] = plain.get("keys") or ()
+        if not isinstance(keys, list) or not all(isinstance(key, dict) for key in keys):
+            raise CheckpointInvalid(f"{source}: keys must be a list of objects, was {keys!r}")
         return cls(origin=str(plain.get("origin")), keys=tuple(PublicKey.from_plain(key) for key in keys))
 
     @classmethod

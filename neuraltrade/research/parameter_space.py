@@ -21,6 +21,9 @@ from neuraltrade.errors import ConfigError
 
 Space = Mapping[str, Any]
 Combination = dict[str, Any]
+#: The most combinations a grid expands to or a sample draws: each becomes a backtest, and a million of
+#: them is days of work; past it, expanding alone would exhaust the memory (``fast=1..10**20``).
+MAX_COMBINATIONS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,7 @@ def grid(space: Space) -> list[Combination]:
     grid and raises `ConfigError` (list its values, or use `random_sample`).
     """
     dimensions = _dimensions(space)
-    axes = []
+    sizes = []
     for dimension in dimensions:
         size = dimension.size
         if size is None:
@@ -92,7 +95,15 @@ def grid(space: Space) -> list[Combination]:
                 f"parameter {dimension.name} is the float range ({dimension.low!r}, {dimension.high!r}), "
                 "which has no grid; list its values or sample it with random_sample"
             )
-        axes.append([dimension.value(index) for index in range(size)])
+        sizes.append(size)
+    if math.prod(sizes) > MAX_COMBINATIONS:
+        raise ConfigError(
+            f"the grid holds {math.prod(sizes):,} combinations, more than the {MAX_COMBINATIONS:,} a search "
+            "runs; sample some with random_sample (--random COUNT)"
+        )
+    axes = [
+        [dimension.value(index) for index in range(size)] for dimension, size in zip(dimensions, sizes, strict=True)
+    ]
     names = [dimension.name for dimension in dimensions]
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes)]
 
@@ -108,6 +119,8 @@ def random_sample(
     """
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ConfigError(f"random_sample count must be a positive integer, was {count!r}")
+    if count > MAX_COMBINATIONS:
+        raise ConfigError(f"random_sample count {count:,} is more than the {MAX_COMBINATIONS:,} a search runs")
     if (seed is None) == (rng is None):
         raise ConfigError("random_sample needs exactly one of seed or rng, so that the sample can be drawn again")
     generator = rng if rng is not None else np.random.default_rng(seed)

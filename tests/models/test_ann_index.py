@@ -423,3 +423,33 @@ def test_a_graph_over_a_subspace_emptied_by_removals_takes_a_vector_off_its_span
     stray = unit_vectors(1, seed=7, dimension=DIMENSION * 2)
     index.add(np.array([3]), stray)
     assert index.subspace is None and index.search(stray[0], 1)[0].tolist() == [3]
+
+
+def test_a_save_killed_halfway_leaves_files_that_the_next_save_removes(tmp_path: Path) -> None:
+    """A process killed during a save leaves its temporary graph file (as large as the graph) behind; the
+    next save removes those of dead processes and leaves those of live ones, which may be saving now."""
+    import os
+    import subprocess
+    import sys
+
+    from models import ann_index
+
+    index, _ = small_index(50)
+    path = tmp_path / "index.bin"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    host = ann_index._HOST
+    killed = [
+        tmp_path / f".index.bin.{host}.{dead_pid}.{'a' * 32}.tmp",
+        tmp_path / f".index.bin.json.{host}.{dead_pid}.b.tmp",
+    ]
+    running = tmp_path / f".index.bin.{host}.{os.getpid()}.{'c' * 32}.tmp"
+    other_host = tmp_path / f".index.bin.elsewhere.{dead_pid}.{'d' * 32}.tmp"
+    for leftover in [*killed, running, other_host]:
+        leftover.write_bytes(b"partial graph")
+
+    index.save(path, state={"version": 1})
+
+    assert not any(leftover.exists() for leftover in killed)
+    assert running.exists() and other_host.exists()
+    assert HnswIndex.load(path)[1] == {"version": 1}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +32,7 @@ from tests.models.vector_support import (
     random_vectors,
     reference_distances,
 )
+from tests.postgresql import sqlite_only
 
 # -- persistence ------------------------------------------------------------------------------------
 
@@ -226,6 +229,29 @@ def test_a_write_by_another_store_is_searched_at_once_beside_the_graph(database_
     assert (mine.index_status, mine.index_size, mine.segment_size) == ("fresh", HNSW_COUNT + 1, 0)
 
 
+def test_a_graph_sealed_by_another_store_is_taken_up_by_a_searching_store(database_url: str, hnsw_data: Any) -> None:
+    """One process seals (the writer, maintenance); the searching ones load its graph instead of each
+    scanning the unsealed items and building graphs of them."""
+    keys, vectors, metadata, stamps, _ = hnsw_data
+    writer = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
+    writer.insert_many(keys[:1_000], vectors[:1_000], metadata[:1_000], timestamps=stamps[:1_000])
+    writer.seal()
+    searcher = VectorDB.open("default", database_url=database_url, index_type="hnsw")
+    assert (searcher.index_status, searcher.index_size) == ("fresh", 1_000)
+
+    writer.insert_many(keys[1_000:], vectors[1_000:], metadata[1_000:], timestamps=stamps[1_000:])
+    writer.seal()
+
+    # Answered at once from the segment while the sealed graph loads beside the searches.
+    assert searcher.search(Query(vectors[1_500], k=1))[0].id == keys[1_500]
+    deadline = time.monotonic() + 30
+    while searcher.index_size != HNSW_COUNT and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (searcher.index_status, searcher.index_size, searcher.segment_size) == ("fresh", HNSW_COUNT, 0)
+    assert searcher.search(Query(vectors[1_999], k=1))[0].id == keys[1_999]
+    searcher.close()
+
+
 def test_a_delete_by_another_store_is_never_answered_and_k_results_still_come(
     database_url: str, hnsw_data: Any
 ) -> None:
@@ -279,6 +305,53 @@ def test_a_saved_graph_older_than_the_store_opens_behind(database_url: str, hnsw
     reopened = VectorDB.open("default", database_url=database_url, index_type="hnsw")
     assert (reopened.index_status, reopened.index_size, reopened.segment_size) == ("behind", 500, 1)
     assert reopened.search(Query(vectors[600], k=1))[0].id == "late"
+
+
+def _collection_version(database_url: str) -> int:
+    from models.collections import get_collection
+    from models.engine import session_scope
+
+    with session_scope(database_url) as session:
+        return get_collection(session, "default").version
+
+
+@sqlite_only
+def test_a_graph_of_another_history_is_not_used_even_at_the_version_the_database_reached(
+    database_url: str, hnsw_data: Any
+) -> None:
+    """A database restored from a backup and written to again reaches the graph's version with other
+    items: the graph's token names the write it was sealed at, which this history never made."""
+    from models.vector_maintenance import inspect_integrity, saved_index_status
+
+    keys, vectors, metadata, stamps, _ = hnsw_data
+    path = Path(database_url.removeprefix("sqlite:///"))
+    backup = path.with_name("backup.db")
+    db = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
+    db.insert_many(keys[:500], vectors[:500], metadata[:500], timestamps=stamps[:500])
+    db.close()
+    dispose_engines()
+    shutil.copyfile(path, backup)
+    lost = VectorDB.open("default", database_url=database_url, index_type="hnsw")
+    lost.insert_many(keys[500:1000], vectors[500:1000], metadata[500:1000], timestamps=stamps[500:1000])
+    lost.seal()
+    lost.close()
+    version = _collection_version(database_url)
+    dispose_engines()
+    shutil.copyfile(backup, path)  # the restore; the graph file beside it stays
+    again = VectorDB.open("default", database_url=database_url)
+    again.insert_many(keys[1000:1500], vectors[1000:1500], metadata[1000:1500], timestamps=stamps[1000:1500])
+    assert _collection_version(database_url) == version
+
+    assert saved_index_status(database_url, "default") == "unusable"
+    reopened = VectorDB.open("default", database_url=database_url, index_type="hnsw")
+    assert (reopened.index_status, reopened.index_size) == ("missing", 0)
+    # Every answer is of the stored items: the lost history's items are never answered.
+    allowed = (np.arange(HNSW_COUNT) < 500) | ((np.arange(HNSW_COUNT) >= 1000) & (np.arange(HNSW_COUNT) < 1500))
+    for query in vectors[[3, 700, 1200]]:
+        assert_brute_force_top_k(reopened.search(Query(query, k=10)), "cosine", query, keys, vectors, allowed, 10)
+    reopened.seal()
+    assert inspect_integrity(database_url, "default").index_status == "fresh"
+    assert saved_index_status(database_url, "default") == "fresh"
 
 
 @pytest.mark.parametrize("damage", ["truncate", "empty", "garbage", "delete-sidecar"])

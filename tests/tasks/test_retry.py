@@ -71,6 +71,22 @@ def test_network_failures_are_transient(error: Exception) -> None:
     assert is_transient_error(error)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg://neuraltrade@127.0.0.1:1/night", "postgresql+psycopg://neuraltrade@/night?host={folder}"],
+    ids=["refused-port", "socket-of-a-server-that-is-down"],
+)
+def test_a_postgresql_server_that_is_down_or_restarting_is_transient(url: str, tmp_path: Path) -> None:
+    """What psycopg says when the server is down, restarting after a crash, or not yet listening: the
+    task is retried with backoff instead of failing the night."""
+    engine = create_engine(url.format(folder=tmp_path))
+    with pytest.raises(OperationalError) as raised:
+        engine.connect()
+    engine.dispose()
+
+    assert is_transient_error(raised.value), str(raised.value.orig)
+
+
 def test_prefect_retries_a_task_run_that_failed_on_a_locked_database(impatient_engine: Engine) -> None:
     error = locked_error(impatient_engine, str(impatient_engine.url.database))
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from neuraltrade.errors import InvalidItemId, NeuralTradeError
 from neuraltrade.memory.collection import MAX_ITEM_ID_LENGTH, normalise_item_id
 
-texts = st.text(min_size=1, max_size=MAX_ITEM_ID_LENGTH)
+# PostgreSQL stores no NUL character, so an id holding one is refused (the "nul" case below).
+texts = st.text(alphabet=st.characters(exclude_characters="\x00"), min_size=1, max_size=MAX_ITEM_ID_LENGTH)
 #: Every int whose decimal form fits in an id: up to 255 digits and a sign.
 integers = st.integers(min_value=-(10**255) + 1, max_value=10**256 - 1)
 uuids = st.uuids()
@@ -67,8 +68,9 @@ def test_numpy_integers_and_str_count_as_int_and_str() -> None:
         ("", "is empty"),
         ("x" * (MAX_ITEM_ID_LENGTH + 1), "is longer than 256 characters (257)"),
         (10**MAX_ITEM_ID_LENGTH, "is longer than 256 characters (257)"),
+        ("AAPL\x00-1", "holds a NUL character (U+0000)"),
     ],
-    ids=["float", "bytes", "none", "bool", "numpy-bool", "tuple", "empty", "long-str", "long-int"],
+    ids=["float", "bytes", "none", "bool", "numpy-bool", "tuple", "empty", "long-str", "long-int", "nul"],
 )
 def test_anything_else_is_an_invalid_item_id_naming_the_value_and_its_type(value: object, reason: str) -> None:
     with pytest.raises(InvalidItemId) as raised:

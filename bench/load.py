@@ -4,12 +4,14 @@
     python bench/load.py --database postgresql --seconds 60     # starts a PostgreSQL of its own
 
 Each searcher process opens the collection (HNSW, the store's own graphs) and searches random queries
-(k=10, no filter) in a loop; the writer appends batches of new items and pauses between them, as a night's
-embedding does. Printed: searches/s over all searchers, p50/p99 latency, errors (must be 0), and whether
-the final counts are exact (the items preloaded plus every item the writer reported stored). On
-PostgreSQL the same searchers then query plain pgvector (its HNSW index on the same table, ``ORDER BY
-embedding <=> q LIMIT 10``) without the writer's load being different, and both paths' recall@10 is
-measured on a query sample against exact answers.
+(k=10, no filter) in a loop; the writer appends batches of new items, pauses between them as a night's
+embedding does, and seals the graph every `--seal-every` items (the searchers take up the sealed file).
+Printed: searches/s over all searchers, p50/p99 latency, errors (must be 0), and whether the final counts
+are exact (the items preloaded plus every item the writer reported stored). On PostgreSQL, plain pgvector
+(its HNSW index on the same table, ``ORDER BY embedding <=> q LIMIT 10``) is then swept over
+``hnsw.ef_search`` for recall, and the same searchers and writer run against it at the smallest
+``ef_search`` whose recall@10 reaches the store's (or pgvector's maximum, 1,000): a comparison at equal
+recall.
 
 Synthetic data: clustered unit vectors (`bench.vectors.clustered_unit_vectors`); nothing outside the
 repository is read.

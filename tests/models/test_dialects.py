@@ -90,3 +90,27 @@ def test_only_sqlite_is_compacted_and_postgresql_refuses_to_be() -> None:
     assert [components.name for components in DIALECTS.values() if components.compactable] == ["sqlite"]
     with pytest.raises(StorageError, match="postgresql database is not vacuumed"):
         DIALECTS["postgresql"].vacuum(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("wanted", [100, 2_400], ids=["looked-up-by-id", "read-by-one-scan"])
+def test_full_vectors_by_id_are_the_stored_ones_looked_up_or_scanned(database_url: str, wanted: int) -> None:
+    """A few ids are looked up (counting a vec0 table would read all of it); a large share is one scan."""
+    import numpy as np
+
+    from models import memory_items
+    from models.dialects.sqlite_vec import LOOKUP_ALWAYS_BELOW, SCAN_SHARE
+    from models.vector_store import VectorDB
+
+    vectors = np.random.default_rng(3).standard_normal((2_500, 8)).astype(np.float32)
+    memory = VectorDB(8, name="lookups", database_url=database_url)
+    memory.insert_many([f"k{row}" for row in range(2_500)], vectors, [{"symbol": "NVDA"}] * 2_500)
+    ids = [memory_items.item_id(memory.collection_id, f"k{row}") for row in range(2_500)]
+    assert (wanted < LOOKUP_ALWAYS_BELOW) != (wanted > SCAN_SHARE * 2_500)
+
+    with session_scope(database_url) as session:
+        found_ids, matrix = memory_items.full_vectors(session, memory.spec, ids[:wanted])
+
+    by_id = dict(zip(found_ids.tolist(), matrix, strict=True))
+    assert sorted(by_id) == sorted(ids[:wanted])
+    for row in range(wanted):
+        assert np.array_equal(by_id[ids[row]], vectors[row])

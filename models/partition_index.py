@@ -167,6 +167,7 @@ class PartitionGraphs:
         longer stored, save it. Partitions under `GRAPH_MIN_ITEMS` keep no graph. Return how many
         vectors went into graphs."""
         added = 0
+        token = self._version_token(stored_version)  # one read for every partition sealed at that version
         for partition in partitions:
             graph, sealed = self._graph(partition)
             ids_now = stored_ids(partition)
@@ -192,7 +193,7 @@ class PartitionGraphs:
                     **self._state,
                     "partition": partition,
                     "version": stored_version,
-                    "token": self._version_token(stored_version),
+                    "token": token,
                 }
                 graph.save(path, state=state)
             with self._lock:

@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,11 +156,21 @@ class IndexKeeper:
         except IndexFileError as error:
             logger.warning("HNSW graph of %r is unusable; rebuilding from the segment: %s", self._collection, error)
             return False
+        sealed = self._sealed_version(state, stored_version)
+        if sealed is None:
+            return False
+        self._index, self._sealed, self._segment = index, sealed, None
+        self._delta, self._delta_version, self._delta_ids = None, -1, frozenset()
+        return True
+
+    def _sealed_version(self, state: dict[str, Any], stored_version: int | None) -> int | None:
+        """The version a loaded graph file was sealed at, if it is of this collection and embedder and of
+        this database's history (and, given `stored_version`, not past it); else None, the reason logged."""
         if any(state.get(name) != value for name, value in self._state.items()):
             logger.warning("HNSW graph file %s belongs to another collection or embedder; ignored", self.path)
-            return False
+            return None
         sealed = int(state.get("version", -1))
-        if sealed > stored_version:
+        if stored_version is not None and sealed > stored_version:
             # Built from a database state this one never reached (a restored backup): it may hold items
             # that are not stored, so it is not used.
             logger.warning(
@@ -169,12 +179,8 @@ class IndexKeeper:
                 sealed,
                 stored_version,
             )
-            return False
-        if not same_history(state, self._version_token, self.path):
-            return False
-        self._index, self._sealed, self._segment = index, sealed, None
-        self._delta, self._delta_version, self._delta_ids = None, -1, frozenset()
-        return True
+            return None
+        return sealed if same_history(state, self._version_token, self.path) else None
 
     def status(self, stored_version: int) -> str:
         """``"fresh"`` (sealed at the stored version: the graph holds every item and nothing else),
@@ -274,10 +280,9 @@ class IndexKeeper:
             index, state = HnswIndex.load(self.path)
         except IndexFileError:
             return  # being replaced as it was read: its next change is read again
-        if any(state.get(name) != value for name, value in self._state.items()):
-            return
-        sealed = int(state.get("version", -1))
-        if not same_history(state, self._version_token, self.path):
+        # A file saved by another process records its token, which stands for the version check too.
+        sealed = self._sealed_version(state, None)
+        if sealed is None:
             return
         with self._lock:
             if sealed > self._sealed and not self._dirty:
@@ -419,18 +424,23 @@ def _file_state(path: Path) -> tuple[int, int] | None:
     return found.st_mtime_ns, found.st_size
 
 
+def token_matches(state: Mapping[str, Any], version_token: VersionToken) -> bool:
+    """Whether the token a graph file recorded is the database's token at the file's sealed version (True
+    for a file that records none: written before revision 0009)."""
+    if "token" not in state:
+        return True
+    return version_token(int(state.get("version", -1))) == state["token"]
+
+
 def same_history(state: dict[str, Any], version_token: VersionToken, path: Path | None) -> bool:
     """Whether the database made the write a graph file was sealed at: its version holds the token the
     file recorded. A file of another history (a database restored from a backup and written to again) is
     not used, even at a version the database has reached. A file that records no token (written before
     revision 0009) is judged by its version alone.
     """
-    if "token" not in state:
+    if token_matches(state, version_token):
         return True
     sealed = int(state.get("version", -1))
-    found = version_token(sealed)
-    if found == state["token"]:
-        return True
     logger.warning(
         "HNSW graph file %s was sealed at version %d of another history of this database (restored from a "
         "backup, or written by another copy); it is not used and is rebuilt at the next seal",

@@ -31,6 +31,7 @@ from models.collections import delete_items, get_collection, index_path, version
 from models.dialects import vector_backend_for
 from models.engine import session_scope
 from models.tables import CollectionRecord, MemoryItemRecord
+from models.vector_index import token_matches
 from models.vector_store import VectorDB
 from neuraltrade.canonical import format_timestamp
 from neuraltrade.errors import ConfigError, IndexFileError, MemoryIntegrityError, RecallBelowThreshold
@@ -145,7 +146,7 @@ def _same_history(session: Session, record: CollectionRecord, state: dict[str, A
     sealed = state.get("version")
     if not isinstance(sealed, int) or sealed > record.version:
         return False
-    return "token" not in state or version_token(session, record.id, sealed) == state["token"]
+    return token_matches(state, lambda version: version_token(session, record.id, version))
 
 
 def saved_index_subspace_rank(database_url: str, collection: str) -> int | None:

@@ -7,6 +7,7 @@ timeout, foreign keys and 16 KiB pages on every connection). Any other URL of a 
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
@@ -140,6 +141,12 @@ def dispose_engines() -> None:
             dialect_for(url).release(engine)
             engine.dispose()
         _engines.clear()
+
+
+# A process that leaves without closing its connections leaves its SQLite write-ahead log behind, as large
+# as its largest transaction (145 MB after embedding 45,000 bars): closing the last connection checkpoints
+# it into the database file and removes it, so a finished command leaves one file.
+atexit.register(dispose_engines)
 
 
 @contextmanager

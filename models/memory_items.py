@@ -12,7 +12,7 @@ import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -21,6 +21,7 @@ import numpy as np
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    Select,
     and_,
     bindparam,
     case,
@@ -138,12 +139,33 @@ def item_ids(session: Session, collection_id: int) -> np.ndarray:
 def segment(session: Session, collection_id: int, after_version: int, partition: str | None = None) -> dict[int, int]:
     """Return the written version of every item of the collection (of `partition`, when given) written
     after `after_version`, by id."""
+    return {
+        int(row[0]): int(row[1]) for row in session.execute(_segment_query(collection_id, after_version, partition))
+    }
+
+
+def _segment_query(collection_id: Any, after_version: Any, partition: Any) -> Select[int, int]:
     query = select(MemoryItemRecord.id, MemoryItemRecord.written_version).where(
         MemoryItemRecord.collection_id == collection_id, MemoryItemRecord.written_version > after_version
     )
-    if partition is not None:
-        query = query.where(MemoryItemRecord.partition == partition)
-    return {int(row[0]): int(row[1]) for row in session.execute(query)}
+    return query if partition is None else query.where(MemoryItemRecord.partition == partition)
+
+
+def count_written(
+    session: Session, collection_id: int, after_version: int, through_version: int, partition: str | None = None
+) -> int:
+    """Return how many items of the collection (of `partition`, when given) were written after
+    `after_version` and up to `through_version`."""
+    return int(session.scalar(_count_query(collection_id, after_version, through_version, partition)) or 0)
+
+
+def _count_query(collection_id: Any, after_version: Any, through_version: Any, partition: Any) -> Select[int]:
+    query = select(func.count()).where(
+        MemoryItemRecord.collection_id == collection_id,
+        MemoryItemRecord.written_version > after_version,
+        MemoryItemRecord.written_version <= through_version,
+    )
+    return query if partition is None else query.where(MemoryItemRecord.partition == partition)
 
 
 def next_sequence(session: Session) -> int:
@@ -304,6 +326,7 @@ class HotReader:
         self._version_sql = str(version.compile(dialect=dialect))
         self._positional = bool(version.compile(dialect=dialect).positional)
         self._describe_sql: dict[int, str] = {}
+        self._compiled: dict[tuple[str, bool], Any] = {}
         self._decode = MemoryItemRecord.metadata_.type.result_processor(dialect, None)
 
     def _cursor(self) -> Any:
@@ -326,6 +349,34 @@ class HotReader:
         cursor = self._cursor()
         cursor.execute(self._version_sql, (collection_id,) if self._positional else {"id": collection_id})
         return int(cursor.fetchone()[0])
+
+    def written_since(self, collection_id: int, after_version: int, partition: str | None) -> dict[int, int]:
+        """`segment` at driver speed: a searching process runs it after every write, by any process."""
+        rows = self._run(("segment", partition is None), _segment_query, collection_id, after_version, partition)
+        return {int(row[0]): int(row[1]) for row in rows}
+
+    def count_written(self, collection_id: int, after_version: int, through_version: int, partition: str | None) -> int:
+        """`count_written` at driver speed."""
+        shape = ("count", partition is None)
+        [(count,)] = self._run(shape, _count_query, collection_id, after_version, through_version, partition)
+        return int(count)
+
+    def _run(self, shape: tuple[str, bool], build: Callable[..., Any], *values: Any) -> list[Any]:
+        """Run the statement `build` makes of `values` (the last one a partition or None), compiled once
+        per `shape` with a parameter in place of each value."""
+        compiled = self._compiled.get(shape)
+        names = [f"p{i}" for i in range(len(values))]
+        if compiled is None:
+            parameters: list[Any] = [bindparam(name) for name in names[:-1]]
+            partition: Any = None if values[-1] is None else bindparam(names[-1])
+            compiled = self._compiled[shape] = build(*parameters, partition).compile(dialect=self._engine.dialect)
+        bound = dict(zip(names, values, strict=True))
+        cursor = self._cursor()
+        if compiled.positional:
+            cursor.execute(str(compiled), tuple(bound[name] for name in compiled.positiontup or ()))
+        else:
+            cursor.execute(str(compiled), {name: bound[name] for name in compiled.params})
+        return list(cursor.fetchall())
 
     def describe(self, ids: Sequence[int]) -> dict[int, tuple[str, Mapping[str, Any], int]]:
         """Return (key, metadata, timestamp in epoch microseconds) of each of `ids`, by id."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from models.ann_index import HnswConfig, HnswIndex
 from models.vector_index import VersionToken, graph_answer, same_history
-from models.vector_segment import Segment, VectorReader, refreshed_segment, scan_segment
+from models.vector_segment import Segment, VectorReader, current_segment, scan_segment
 from neuraltrade.errors import IndexFileError
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ GRAPH_MIN_ITEMS = 1_000
 
 #: The written version of a partition's items written after a version: (after, partition) -> {id: version}.
 PartitionList = Callable[[int, str], dict[int, int]]
+#: How many of a partition's items were written after a version, up to another: (after, through, partition).
+PartitionCount = Callable[[int, int, str], int]
 
 
 class PartitionGraphs:
@@ -53,6 +55,7 @@ class PartitionGraphs:
         metric: str,
         config: HnswConfig,
         partition_list: PartitionList,
+        partition_count: PartitionCount,
         vectors_of: VectorReader,
         version_token: VersionToken,
     ) -> None:
@@ -62,6 +65,7 @@ class PartitionGraphs:
         self._metric = metric
         self._config = config
         self._partition_list = partition_list
+        self._partition_count = partition_count
         self._vectors_of = vectors_of
         self._version_token = version_token
         self._lock = threading.RLock()
@@ -93,19 +97,21 @@ class PartitionGraphs:
             old = self._segments.get(partition)
             if old is not None and old.version == stored_version:
                 return old
-            written = self._partition_list(sealed, partition)
-            if len(written) > SCAN_LIMIT:
-                self._segments.pop(partition, None)
-                return None
-            segment = refreshed_segment(
+            segment = current_segment(
                 old,
-                written,
-                stored_version,
-                self._vectors_of,
+                base=sealed,
+                version=stored_version,
+                written_since=lambda after: self._partition_list(after, partition),
+                count_since=lambda after, through: self._partition_count(after, through, partition),
+                vectors_of=self._vectors_of,
                 dimension=self._dimension,
                 metric=self._metric,
                 subspace=graph.subspace,
+                limit=SCAN_LIMIT,
             )
+            if segment is None:
+                self._segments.pop(partition, None)
+                return None
             self._segments[partition] = segment
             return segment
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from models.ann_index import HnswConfig, HnswIndex, sidecar_path
-from models.vector_segment import Segment, VectorReader, refreshed_segment, scan_segment
+from models.vector_segment import CountSince, Segment, VectorReader, WrittenSince, current_segment, scan_segment
 from neuraltrade.errors import IndexFileError
 
 logger = logging.getLogger(__name__)
@@ -64,8 +64,6 @@ def _start_background(target: Callable[[], None], name: str) -> threading.Thread
     return thread
 
 
-#: Reads the collection's segment: ids and written versions after a version.
-SegmentList = Callable[[int], dict[int, int]]
 #: Reads the token of one of the collection's versions in the database (None if it has no such version).
 VersionToken = Callable[[int], "str | None"]
 
@@ -95,7 +93,8 @@ class IndexKeeper:
         dimension: int,
         metric: str,
         config: HnswConfig,
-        segment_list: SegmentList,
+        segment_list: WrittenSince,
+        count_since: CountSince,
         vectors_of: VectorReader,
         version_token: VersionToken,
     ) -> None:
@@ -106,6 +105,7 @@ class IndexKeeper:
         self._metric = metric
         self._config = config
         self._segment_list = segment_list
+        self._count_since = count_since
         self._vectors_of = vectors_of
         self._version_token = version_token
         self._lock = threading.RLock()
@@ -241,19 +241,17 @@ class IndexKeeper:
             if segment is not None and segment.version == stored_version:
                 return segment
             self._watch_sealed_file()
-            covered = self._delta_version if self._delta is not None else self._sealed
-            written = self._segment_list(covered)
-            if len(written) > SEGMENT_LIMIT:
-                self._segment = None
-                return None
-            self._segment = refreshed_segment(
-                segment,
-                written,
-                stored_version,
-                self._vectors_of,
+            self._segment = current_segment(
+                self._segment,
+                base=self._delta_version if self._delta is not None else self._sealed,
+                version=stored_version,
+                written_since=self._segment_list,
+                count_since=self._count_since,
+                vectors_of=self._vectors_of,
                 dimension=self._dimension,
                 metric=self._metric,
                 subspace=None if self._index is None else self._index.subspace,
+                limit=SEGMENT_LIMIT,
             )
             return self._segment
 

@@ -203,6 +203,7 @@ class VectorDB(VectorSearch):
                 metric=self.spec.metric,
                 config=self.hnsw,
                 segment_list=self._written_since,
+                count_since=self._count_written_since,
                 vectors_of=self._vectors_of,
                 version_token=self._version_token,
             )
@@ -215,6 +216,7 @@ class VectorDB(VectorSearch):
                     metric=self.spec.metric,
                     config=self.hnsw,
                     partition_list=self._written_since,
+                    partition_count=self._count_written_since,
                     vectors_of=self._vectors_of,
                     version_token=self._version_token,
                 )
@@ -222,8 +224,11 @@ class VectorDB(VectorSearch):
 
     def _written_since(self, after_version: int, partition: str | None = None) -> dict[int, int]:
         """The written version of every item (of `partition`) written after `after_version`, by id."""
-        with self._reader() as session:
-            return memory_items.segment(session, self._collection_id, after_version, partition)
+        return self._hot.written_since(self._collection_id, after_version, partition)
+
+    def _count_written_since(self, after_version: int, through_version: int, partition: str | None = None) -> int:
+        """How many items (of `partition`) were written after `after_version`, up to `through_version`."""
+        return self._hot.count_written(self._collection_id, after_version, through_version, partition)
 
     def _version_token(self, version: int) -> str | None:
         with self._reader() as session:

@@ -31,8 +31,11 @@ from tasks.provenance import CHECKPOINT_DIRECTORY_VARIABLE, initialise, verify_w
 from tests.conftest import DAILY_DATA
 from tests.crash_trials import COUNT_ONLY, Outcome, copy_folder, fork_server, start_and_end
 
-# One worker runs every trial (pytest-xdist's loadgroup): each backend's reference runs are made once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash_trials")]
+# One worker runs every trial (pytest-xdist's loadscope sends a module to one worker), so each backend's
+# reference runs are made once. The xdist_group mark does not do it: pytest-xdist 3.8 groups by rewriting
+# `item._nodeid`, which pytest 9.2 no longer reads, and the trials ran on both workers, each setting up
+# its `night` again for nearly every trial.
+pytestmark = pytest.mark.slow
 
 #: Bars per symbol: enough for every strategy of the trials to trade and its trades to be judged.
 BARS = 160

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,23 @@ def test_a_database_whose_driver_is_missing_says_what_to_install() -> None:
     with pytest.raises(StorageError, match=r"pip install 'neuraltrade\[postgres\]'") as refused:
         get_engine("postgresql+psycopg2://trader:secret@localhost/market")
     assert "secret" not in str(refused.value)
+
+
+def test_a_process_that_exits_without_closing_leaves_no_write_ahead_log(tmp_path: Path) -> None:
+    # The command line never disposes its engines itself; the write-ahead log must not outlive it.
+    database = tmp_path / "exit.db"
+    script = (
+        "from sqlalchemy import text\n"
+        "from models.engine import session_scope\n"
+        f"with session_scope('sqlite:///{database}', write=True) as session:\n"
+        "    session.execute(text('CREATE TABLE t (x BLOB)'))\n"
+        "    session.execute(text('INSERT INTO t VALUES (zeroblob(1000000))'))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[2])
+
+    assert not database.with_name("exit.db-wal").exists()
+    connection = sqlite3.connect(database)
+    try:
+        assert connection.execute("SELECT length(x) FROM t").fetchall() == [(1_000_000,)]
+    finally:
+        connection.close()

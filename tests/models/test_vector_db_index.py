@@ -270,6 +270,27 @@ def test_a_delete_by_another_store_is_never_answered_and_k_results_still_come(
     assert (mine.index_status, mine.index_size) == ("fresh", 150)
 
 
+def test_writes_and_deletes_by_another_store_reach_a_searchers_warm_segment(database_url: str, hnsw_data: Any) -> None:
+    keys, vectors, metadata, stamps, _ = hnsw_data
+    searcher = VectorDB(DIMENSION, index_type="hnsw", database_url=database_url)
+    searcher.insert_many(keys[:300], vectors[:300], metadata[:300], timestamps=stamps[:300])
+    searcher.seal()
+    other = VectorDB.open("default", database_url=database_url)
+    other.insert_many(keys[300:500], vectors[300:500], metadata[300:500], timestamps=stamps[300:500])
+    assert searcher.search(Query(vectors[320], k=1))[0].id == keys[320]  # the segment is read
+
+    other.delete(keys[300:350])
+    other.upsert_many(keys[350:360], -vectors[350:360], metadata[350:360], timestamps=stamps[350:360])
+    other.insert_many(keys[500:520], vectors[500:520], metadata[500:520], timestamps=stamps[500:520])
+
+    assert searcher.segment_size == 170
+    for row in (300, 320, 349):
+        assert not {result.id for result in searcher.search(Query(vectors[row], k=10))} & set(keys[300:350])
+    rewritten = searcher.search(Query(-vectors[355], k=1))[0]
+    assert (rewritten.id, rewritten.distance) == (keys[355], pytest.approx(0.0, abs=1e-4))
+    assert searcher.search(Query(vectors[510], k=1))[0].id == keys[510]
+
+
 def test_rebuilding_the_index_makes_it_fresh_and_writes_its_file_atomically(database_url: str, hnsw_data: Any) -> None:
     keys, vectors, metadata, stamps, queries = hnsw_data
     VectorDB(DIMENSION, database_url=database_url).insert_many(keys, vectors, metadata, timestamps=stamps)

@@ -10,7 +10,7 @@ import pytest
 
 from models.ann_index import HnswConfig
 from models.migrations import upgrade_database
-from models.vector_segment import Segment, refreshed_segment, scan_segment
+from models.vector_segment import Segment, current_segment, refreshed_segment, scan_segment
 from models.vector_store import VectorDB
 from neuraltrade.memory.collection import Query, distance_matrix
 from neuraltrade.memory.subspace import Subspace
@@ -97,6 +97,151 @@ def test_a_refreshed_segment_keeps_the_coordinates_it_had_and_adds_those_of_new_
         segment, {**written, 70: 3}, 3, reader(stored), dimension=DIMENSION, metric="cosine", subspace=span()
     )
     assert off.coordinates is None and len(off) == 70
+
+
+class Table:
+    """A collection's items as the segment reads them: written version and vector by id, reads counted."""
+
+    def __init__(self, vectors: np.ndarray, version: int = 1) -> None:
+        self.rows = {number: (version, vector) for number, vector in enumerate(vectors)}
+        self.vectors_read: list[int] = []
+        self.rows_listed = 0
+        #: Rows another process writes between this one's listing and its count.
+        self.written_meanwhile: dict[int, tuple[int, np.ndarray]] = {}
+
+    def written_since(self, after: int) -> dict[int, int]:
+        listed = self._since(after)
+        self.rows_listed += len(listed)
+        return listed
+
+    def count_since(self, after: int, through: int) -> int:
+        self.rows.update(self.written_meanwhile)
+        self.written_meanwhile = {}
+        return sum(1 for version in self._since(after).values() if version <= through)
+
+    def _since(self, after: int) -> dict[int, int]:
+        return {number: version for number, (version, _) in self.rows.items() if version > after}
+
+    def vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        self.vectors_read.extend(ids)
+        return reader({number: vector for number, (_, vector) in self.rows.items()})(ids)
+
+    def segment(self, old: Segment | None, version: int, *, base: int = 0, limit: int = 10_000) -> Segment | None:
+        return current_segment(
+            old,
+            base=base,
+            version=version,
+            written_since=self.written_since,
+            count_since=self.count_since,
+            vectors_of=self.vectors_of,
+            dimension=DIMENSION,
+            metric="cosine",
+            subspace=span(),
+            limit=limit,
+        )
+
+
+def same_segment(segment: Segment | None, table: Table) -> None:
+    """`segment` holds exactly the table's items written after its base, with their current vectors."""
+    assert segment is not None
+    expected = table._since(segment.base)
+    assert segment.written == expected
+    assert sorted(segment.ids.tolist()) == sorted(expected)
+    for row, number in enumerate(segment.ids.tolist()):
+        assert np.array_equal(segment.matrix[row], table.rows[number][1])
+    stored = reader({number: vector for number, (_, vector) in table.rows.items()})
+    fresh = refreshed_segment(
+        None, expected, segment.version, stored, dimension=DIMENSION, metric="cosine", subspace=span()
+    )
+    assert segment.coordinates is not None and fresh.coordinates is not None
+    order, fresh_order = np.argsort(segment.ids), np.argsort(fresh.ids)
+    assert np.allclose(segment.coordinates[order], fresh.coordinates[fresh_order], atol=1e-6)
+    assert segment.unit is not None and fresh.unit is not None
+    assert np.allclose(segment.unit[order], fresh.unit[fresh_order], atol=1e-6)
+
+
+def test_a_refresh_after_a_write_reads_only_what_was_written_since() -> None:
+    table = Table(low_rank(1_000, seed=14))
+    old = table.segment(None, 1)
+    assert len(table.vectors_read) == 1_000
+    table.vectors_read.clear()
+    table.rows_listed = 0
+    extra = low_rank(10, seed=15)
+    for offset, vector in enumerate(extra):
+        table.rows[1_000 + offset] = (2, vector)
+    table.rows[3] = (2, extra[0])  # written again: its new vector replaces the old one
+
+    segment = table.segment(old, 2)
+
+    # The 11 rows written since are listed and read; the 999 others are neither.
+    assert (table.rows_listed, sorted(table.vectors_read)) == (11, [3, *range(1_000, 1_010)])
+    same_segment(segment, table)
+    assert segment is not None and len(segment) == 1_010
+    unchanged = table.segment(segment, 3)
+    assert unchanged is not None and unchanged.version == 3 and len(table.vectors_read) == 11
+
+
+def test_a_write_between_the_listing_and_the_count_does_not_force_a_whole_read() -> None:
+    table = Table(low_rank(1_000, seed=20))
+    old = table.segment(None, 1)
+    table.rows[1_000] = (2, low_rank(1, seed=21)[0])
+    table.written_meanwhile = {1_001: (3, low_rank(1, seed=22)[0])}
+    table.rows_listed = 0
+
+    segment = table.segment(old, 2)
+
+    assert table.rows_listed == 1 and segment is not None and len(segment) == 1_001
+    later = table.segment(segment, 3)
+    assert table.rows_listed == 2 and later is not None
+    same_segment(later, table)
+
+
+def test_a_segment_extended_in_place_leaves_the_segment_before_it_as_it_was() -> None:
+    first = low_rank(200, seed=23)
+    table, other = Table(first), Table(first)
+    old = table.segment(None, 1)
+    assert old is not None
+    before = (old.ids.copy(), old.matrix.copy(), old.coordinates.copy() if old.coordinates is not None else None)
+    table.rows[200] = (2, low_rank(1, seed=24)[0])
+    other.rows[200] = (2, low_rank(1, seed=25)[0])  # another history from the same segment
+
+    mine, theirs = table.segment(old, 2), other.segment(old, 2)
+
+    same_segment(mine, table)
+    same_segment(theirs, other)
+    assert np.array_equal(old.ids, before[0]) and np.array_equal(old.matrix, before[1])
+    assert before[2] is not None and old.coordinates is not None and np.array_equal(old.coordinates, before[2])
+    # Only one of them could write into the room after the old rows; the other copied.
+    assert mine is not None and theirs is not None
+    assert np.shares_memory(mine.matrix, old.matrix) != np.shares_memory(theirs.matrix, old.matrix)
+
+
+def test_a_delete_since_the_last_refresh_reads_the_segment_again_and_drops_the_item() -> None:
+    table = Table(low_rank(500, seed=16))
+    old = table.segment(None, 1)
+    del table.rows[42]
+    table.rows[500] = (2, low_rank(1, seed=17)[0])  # a write too, so the count alone matches the old one
+    table.vectors_read.clear()
+
+    segment = table.segment(old, 2)
+
+    assert segment is not None and 42 not in segment.ids.tolist()
+    same_segment(segment, table)
+    # Read again whole: the kept vectors are reused, only the new one is read.
+    assert table.vectors_read == [500]
+
+
+def test_a_segment_of_another_base_or_past_its_limit_is_not_extended() -> None:
+    table = Table(low_rank(300, seed=18))
+    old = table.segment(None, 1)
+    table.rows.update(
+        {number: (2, vector) for number, vector in zip(range(300, 400), low_rank(100, seed=19), strict=True)}
+    )
+    # The graph took in everything up to version 1: the segment starts again after it.
+    rebased = table.segment(old, 2, base=1)
+    assert rebased is not None and rebased.base == 1 and len(rebased) == 100
+    same_segment(rebased, table)
+    assert table.segment(old, 2, limit=399) is None
 
 
 def test_the_store_answers_unsealed_items_of_a_span_graph_exactly(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from models.collections import INDEX_FOLDER_VARIABLE
 from models.engine import dispose_engines, session_scope
@@ -197,12 +198,34 @@ class Night:
         return found
 
 
+_NIGHTS_SET_UP: list[str] = []
+
+
+def _item_differences(reference: State, found: State) -> str:
+    """The memory items only one of two states holds (a few of each), for a failure message: a digest
+    says that two states differ, not how."""
+    statement = text("SELECT key, written_version FROM memory_items")
+    items = []
+    for state in (reference, found):
+        with session_scope(state.url) as session:
+            items.append(dict(session.execute(statement).tuples().all()))
+        dispose_engines()
+    missing, extra = sorted(items[0].keys() - items[1].keys()), sorted(items[1].keys() - items[0].keys())
+    return (
+        f"{len(items[1])} items against {len(items[0])}; missing {missing[:5]}, extra {extra[:5]}; written "
+        f"versions found {sorted(set(items[1].values()))}, in the reference {sorted(set(items[0].values()))}"
+    )
+
+
 @pytest.fixture(scope="module")
 def night(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefect_harness: None
 ) -> Iterator[Night]:
     from prefect.settings import PREFECT_API_URL
 
+    # The references cost most of the trials' time: set up twice, the grouping above has broken.
+    assert request.param not in _NIGHTS_SET_UP, f"the {request.param} night was set up a second time"
+    _NIGHTS_SET_UP.append(request.param)
     root = tmp_path_factory.mktemp(f"crash-{request.param}")
     data = []
     for symbol in SYMBOLS:
@@ -239,8 +262,12 @@ def _kill(night: Night, flow: str, kill: str, rng: random.Random) -> tuple[State
     pytest.fail(f"{flow} finished before every random kill, the last at {delay:.2f} s")
 
 
-# `night` is parametrized by backend (indirectly), so each backend's references are made once.
-@pytest.mark.parametrize("night,flow,kill", TRIALS, ids=["-".join(trial) for trial in TRIALS], indirect=["night"])
+# `night` is parametrized by backend (indirectly) at module scope, and TRIALS are grouped by backend, so
+# each backend's references are made once: without `scope`, a parametrization that is not all indirect
+# is function-scoped and `night` was set up again for every trial (20 times on SQLite).
+@pytest.mark.parametrize(
+    "night,flow,kill", TRIALS, ids=["-".join(trial) for trial in TRIALS], indirect=["night"], scope="module"
+)
 def test_a_flow_killed_at_any_moment_converges_when_run_again(night: Night, flow: str, kill: str) -> None:
     backend = night.databases.backend
     rng = random.Random(f"{SEED}-{backend}-{flow}-{kill}-{TRIALS.index((backend, flow, kill))}")
@@ -255,7 +282,10 @@ def test_a_flow_killed_at_any_moment_converges_when_run_again(night: Night, flow
     differing = sorted(
         name for name in reference.digests.keys() | found.keys() if reference.digests.get(name) != found.get(name)
     )
-    assert differing == [], f"{flow} {what} and run again differs from an uninterrupted run in {differing}"
+    assert differing == [], (
+        f"{flow} {what} and run again differs from an uninterrupted run in {differing}: "
+        f"{_item_differences(reference.state, state)}"
+    )
     report = verify_with(state.url, directory=str(state.checkpoints))
     dispose_engines()
     assert report.ok, f"{flow} {what}: the provenance log does not verify: {report.to_plain()}"

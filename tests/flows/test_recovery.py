@@ -33,9 +33,8 @@ from tests.conftest import DAILY_DATA
 from tests.crash_trials import COUNT_ONLY, Outcome, copy_folder, fork_server, start_and_end
 
 # One worker runs every trial (pytest-xdist's loadscope sends a module to one worker), so each backend's
-# reference runs are made once. The xdist_group mark does not do it: pytest-xdist 3.8 groups by rewriting
-# `item._nodeid`, which pytest 9.2 no longer reads, and the trials ran on both workers, each setting up
-# its `night` again for nearly every trial.
+# reference runs are made once. An xdist_group mark does not do it: pytest-xdist 3.8 groups by rewriting
+# `item._nodeid`, which pytest 9.2 no longer reads.
 pytestmark = pytest.mark.slow
 
 #: Bars per symbol: enough for every strategy of the trials to trade and its trades to be judged.
@@ -58,16 +57,19 @@ SEED = 20261203
 RANDOM_ATTEMPTS = 4
 
 
-def _trials() -> list[tuple[str, str, str]]:
-    return [
-        (backend, flow, kill)
-        for backend, kills in KILLS.items()
-        for flow in FLOWS
-        for kill in (*kills, *EXTRA_KILLS.get(flow, ()))
-    ]
+def _trials(backend: str) -> list[tuple[int, str, str]]:
+    """(number, flow, kill) of every trial on `backend`; the number seeds the trial's draws, so that two
+    random kills of one flow are killed at different moments."""
+    kills = KILLS[backend]
+    chosen = [(flow, kill) for flow in FLOWS for kill in (*kills, *EXTRA_KILLS.get(flow, ()))]
+    return [(number, flow, kill) for number, (flow, kill) in enumerate(chosen)]
 
 
-TRIALS = _trials()
+SQLITE_TRIALS, POSTGRESQL_TRIALS = _trials("sqlite"), _trials("postgresql")
+
+
+def _names(trials: list[tuple[int, str, str]]) -> list[str]:
+    return [f"{flow}-{kill}-{number}" for number, flow, kill in trials]
 
 
 @dataclass(frozen=True)
@@ -198,9 +200,6 @@ class Night:
         return found
 
 
-_NIGHTS_SET_UP: list[str] = []
-
-
 def _item_differences(reference: State, found: State) -> str:
     """The memory items only one of two states holds (a few of each), for a failure message: a digest
     says that two states differ, not how."""
@@ -217,28 +216,36 @@ def _item_differences(reference: State, found: State) -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def night(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefect_harness: None
-) -> Iterator[Night]:
+def _night(backend: str, tmp_path_factory: pytest.TempPathFactory, server: Any) -> Iterator[Night]:
     from prefect.settings import PREFECT_API_URL
 
-    # The references cost most of the trials' time: set up twice, the grouping above has broken.
-    assert request.param not in _NIGHTS_SET_UP, f"the {request.param} night was set up a second time"
-    _NIGHTS_SET_UP.append(request.param)
-    root = tmp_path_factory.mktemp(f"crash-{request.param}")
+    root = tmp_path_factory.mktemp(f"crash-{backend}")
     data = []
     for symbol in SYMBOLS:
         lines = (DAILY_DATA / f"{symbol}.csv").read_text().splitlines(keepends=True)
         target = root / f"{symbol}.csv"
         target.write_text("".join(lines[: BARS + 1]))
         data.append(str(target))
-    server = request.getfixturevalue("postgresql_server") if request.param == "postgresql" else None
-    databases = Databases(request.param, root, server)
+    databases = Databases(backend, root, server)
     try:
         yield Night(databases, data, str(PREFECT_API_URL.value()))
     finally:
         databases.drop_all()
+
+
+# One night per backend for the whole module, so that its reference runs are made once. (A night
+# parametrized indirectly beside direct arguments is function-scoped, and was set up again for every
+# trial; at module scope pytest groups the trials by flow, switching backends back and forth.)
+@pytest.fixture(scope="module")
+def sqlite_night(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[Night]:
+    yield from _night("sqlite", tmp_path_factory, None)
+
+
+@pytest.fixture(scope="module")
+def postgresql_night(
+    tmp_path_factory: pytest.TempPathFactory, prefect_harness: None, postgresql_server: Any
+) -> Iterator[Night]:
+    yield from _night("postgresql", tmp_path_factory, postgresql_server)
 
 
 def _kill(night: Night, flow: str, kill: str, rng: random.Random) -> tuple[State, Outcome, str]:
@@ -262,15 +269,23 @@ def _kill(night: Night, flow: str, kill: str, rng: random.Random) -> tuple[State
     pytest.fail(f"{flow} finished before every random kill, the last at {delay:.2f} s")
 
 
-# `night` is parametrized by backend (indirectly) at module scope, and TRIALS are grouped by backend, so
-# each backend's references are made once: without `scope`, a parametrization that is not all indirect
-# is function-scoped and `night` was set up again for every trial (20 times on SQLite).
-@pytest.mark.parametrize(
-    "night,flow,kill", TRIALS, ids=["-".join(trial) for trial in TRIALS], indirect=["night"], scope="module"
-)
-def test_a_flow_killed_at_any_moment_converges_when_run_again(night: Night, flow: str, kill: str) -> None:
-    backend = night.databases.backend
-    rng = random.Random(f"{SEED}-{backend}-{flow}-{kill}-{TRIALS.index((backend, flow, kill))}")
+@pytest.mark.parametrize("number,flow,kill", SQLITE_TRIALS, ids=_names(SQLITE_TRIALS))
+def test_a_flow_killed_on_sqlite_converges_when_run_again(
+    sqlite_night: Night, number: int, flow: str, kill: str
+) -> None:
+    _trial(sqlite_night, number, flow, kill)
+
+
+@pytest.mark.parametrize("number,flow,kill", POSTGRESQL_TRIALS, ids=_names(POSTGRESQL_TRIALS))
+def test_a_flow_killed_on_postgresql_converges_when_run_again(
+    postgresql_night: Night, number: int, flow: str, kill: str
+) -> None:
+    _trial(postgresql_night, number, flow, kill)
+
+
+def _trial(night: Night, number: int, flow: str, kill: str) -> None:
+    """Kill `flow` (at the named point `kill`, or at a random moment), run it again, and compare."""
+    rng = random.Random(f"{SEED}-{night.databases.backend}-{flow}-{kill}-{number}")
     state, killed, what = _kill(night, flow, kill, rng)
     assert killed.killed, f"{flow} was not killed ({what}): exit {killed.exit_code}"
 

@@ -185,7 +185,9 @@ def test_a_prefect_server_that_cannot_start_is_one_line_in_seconds(tmp_path: Pat
     )
 
     assert finished.returncode == 1, finished.stderr
-    assert time.monotonic() - started < 30, finished.stderr
+    # Well before the 120 s the command would wait for a server that never answers (40 s were seen on a
+    # CI machine whose other core ran the crash trials).
+    assert time.monotonic() - started < 60, finished.stderr
     [line] = _lines(finished.stderr)
     assert line.startswith("error: Prefect's temporary server could not start: it exited with status ")
     assert "unable to open database file" in line  # the server's own last words

@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/mypy neuraltrade models tasks flows deployments neuraltrade_cli bench
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist loadscope
+	$(BIN)/python -m pytest -q -n auto --dist load
 
 ## bench: the benchmarks of docs/benchmarks.md, each beside its peers
 bench: $(STAMP)

@@ -75,9 +75,9 @@ def _signing_key() -> None:
 _signing_key()
 
 
-#: Modules that run for minutes on one worker (`make test` sends a module to one worker): collected
-#: first, so that they start at once beside the rest instead of running alone at the end. The crash
-#: trials took 6.4 min; last, they made the suite 16.6 min.
+#: Modules that run for minutes: collected first, so that pytest-xdist's workers start on them at once
+#: and each runs its share of them in a row (their module-scoped fixtures then set up once per worker),
+#: instead of one worker running them alone at the end (the suite took 16.7 min that way).
 LONG_MODULES = ("tests/flows/test_recovery.py",)
 
 

@@ -32,9 +32,10 @@ from tasks.provenance import CHECKPOINT_DIRECTORY_VARIABLE, initialise, verify_w
 from tests.conftest import DAILY_DATA
 from tests.crash_trials import COUNT_ONLY, Outcome, copy_folder, fork_server, start_and_end
 
-# One worker runs every trial (pytest-xdist's loadscope sends a module to one worker), so each backend's
-# reference runs are made once. An xdist_group mark does not do it: pytest-xdist 3.8 groups by rewriting
-# `item._nodeid`, which pytest 9.2 no longer reads.
+# The trials are collected first (`LONG_MODULES` in tests/conftest.py), so each pytest-xdist worker runs
+# its share of them one after another and sets up each backend's night once. An xdist_group mark would
+# send them all to one worker, but pytest-xdist 3.8 groups by rewriting `item._nodeid`, which pytest 9.2
+# no longer reads; `--dist loadscope` does, and left the suite unbalanced (16.7 min against 10).
 pytestmark = pytest.mark.slow
 
 #: Bars per symbol: enough for every strategy of the trials to trade and its trades to be judged.

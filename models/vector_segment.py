@@ -139,7 +139,8 @@ def current_segment(
     if old is not None and old.base == base:
         changed = written_since(old.version)
         added = sum(1 for number in changed if number not in old.written)
-        through = max([old.version, *old.written.values(), *changed.values()])
+        # A row of `old` written after its version is listed again in `changed` unless it was deleted.
+        through = max([old.version, *changed.values()])
         expected = len(old.written) + added
         if expected <= limit and count_since(base, through) == expected:
             return _extended_segment(old, changed, version, vectors_of, metric=metric, subspace=subspace)

@@ -105,7 +105,9 @@ class _Audit:
         self.context: dict[str, dict[uuid.UUID, Mapping[str, Any]]] = {kind: {} for kind in _CONTEXT_KINDS}
         self.pending: list[tuple[str, uuid.UUID, int, PublicKey, bytes, bytes]] = []
         self.futures: list[Future[list[tuple[str, uuid.UUID, int, str]]]] = []
-        self.pool: ProcessPoolExecutor
+        #: Started with the first full batch: a small database is verified faster here than a spawned
+        #: process can start (a nightly of 120 bars waited about 9 s for one).
+        self.pool: ProcessPoolExecutor | None = None
 
     def fail(self, kind: str, record_id: object, check: str, detail: str) -> None:
         self.findings.append(Finding(kind=kind, record_id=str(record_id), check=check, detail=detail))
@@ -205,23 +207,28 @@ class _Audit:
 
     def check_records(self, origin: str) -> None:
         # Signatures are checked in other processes (Ed25519 is most of a verify's work; threads would
-        # queue on the GIL behind this one), batch by batch, while this process rebuilds the records.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=_SIGNATURE_PROCESSES, mp_context=context) as pool:
-            self.pool = pool
+        # queue on the GIL behind this one), batch by batch, while this process rebuilds the records. Fewer
+        # than a batch are checked here at the end.
+        try:
             for kind, source in SOURCES.items():
                 for row in stored_rows(self.session, kind):
                     self._check_row(origin, kind, source, row)
-            self._flush_signatures()
+            failed = [] if self.pool is not None or not self.pending else failed_signatures(self.pending)
+            if self.pool is not None:
+                self._flush_signatures()
             for future in self.futures:
-                for kind, identifier, position, key_id in future.result():
-                    self.fail(
-                        kind,
-                        identifier,
-                        "signature",
-                        f"entry {position}'s signature does not verify under key {key_id} "
-                        "(replayed from another record, or forged)",
-                    )
+                failed.extend(future.result())
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+        for kind, identifier, position, key_id in failed:
+            self.fail(
+                kind,
+                identifier,
+                "signature",
+                f"entry {position}'s signature does not verify under key {key_id} "
+                "(replayed from another record, or forged)",
+            )
         for (kind, identifier), latest in self.latest.items():
             if kind in SOURCES and (kind, identifier) not in self.stored and latest.position not in self.retracted:
                 self.fail(
@@ -262,9 +269,13 @@ class _Audit:
         self._note(kind, identifier, record if record is not None else plain, row)
 
     def _flush_signatures(self) -> None:
-        if self.pending:
-            self.futures.append(self.pool.submit(failed_signatures, self.pending))
-            self.pending = []
+        if not self.pending:
+            return
+        if self.pool is None:
+            context = multiprocessing.get_context("spawn")
+            self.pool = ProcessPoolExecutor(max_workers=_SIGNATURE_PROCESSES, mp_context=context)
+        self.futures.append(self.pool.submit(failed_signatures, self.pending))
+        self.pending = []
 
     def _scope(self, kind: str, identifier: uuid.UUID, row: Mapping[str, Any], run_column: str | None) -> None:
         if self.run_id is not None and run_column is not None and row.get(run_column) == self.run_id:

@@ -8,6 +8,7 @@ directory, alters the copy as an attacker would, and checks that verification fa
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import sqlean
 
+from models import provenance_audit
 from models.engine import dispose_engines, session_scope
 from models.learning_store import load_episodes, save_distillation
 from models.provenance import save_provenance_records
@@ -198,6 +200,26 @@ def test_a_signature_replayed_onto_another_record_is_named(copy: str) -> None:
     report = verified(copy)
 
     assert named(report, *victim, "signature")
+
+
+def test_a_replayed_signature_is_named_by_the_verifying_processes_too(
+    copy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fewer signatures than a batch are checked in process; small batches send these to the pool.
+    monkeypatch.setattr(provenance_audit, "_SIGNATURE_BATCH", 50)
+    [(signature,)] = rows(copy, "SELECT signature FROM log_entries WHERE position = 5")
+    last = rows(copy, "SELECT max(position) FROM log_entries")[0][0]
+    victims = [entry(copy, position) for position in (6, last)]
+    for position in (6, last):
+        tamper(copy, "UPDATE log_entries SET signature = ? WHERE position = ?", (signature, position))
+    started = len(multiprocessing.active_children())
+
+    report = verified(copy)
+
+    assert report.signatures > 10 * 50
+    assert [named(report, *victim, "signature") for victim in victims] == [True, True]
+    assert sum(finding.check == "signature" for finding in report.findings) == 2
+    assert len(multiprocessing.active_children()) == started
 
 
 def test_a_record_signed_by_an_unknown_key_is_named(copy: str) -> None:

@@ -13,6 +13,11 @@ are exact (the items preloaded plus every item the writer reported stored). On P
 ``ef_search`` whose recall@10 reaches the store's (or pgvector's maximum, 1,000): a comparison at equal
 recall.
 
+Every process runs numpy's BLAS on `--blas-threads` threads (default 1, as in `bench/vectors.py`): nine
+processes on two cores each waking a second BLAS thread for the unsealed segment's matrix-vector product
+spend more on the hand-off than the product takes (one thread: 972 searches/s; OpenBLAS's default: 789).
+docs/operations.md gives the same advice for a deployment of several searching processes.
+
 Synthetic data: clustered unit vectors (`vectors` below: 64 centres, noise 0.6 per component, 128-d),
 nothing outside the repository read. Not `bench.vectors.clustered_unit_vectors`: that is the 512-d hard set
 with its noise scaled by the dimension, and every published load figure is of this set.
@@ -237,9 +242,16 @@ def main() -> None:
     parser.add_argument("--writer-batch", type=int, default=BATCH, help="Items per write.")
     parser.add_argument("--writer-pause", type=float, default=WRITER_PAUSE_SECONDS, help="Seconds between writes.")
     parser.add_argument(
+        "--blas-threads", type=int, default=1, help="BLAS threads of every process (0: the library's default)."
+    )
+    parser.add_argument(
         "--seal-every", type=int, default=SEAL_EVERY, help="Items between the writer's seals (0: never)."
     )
     arguments = parser.parse_args()
+    if arguments.blas_threads:
+        # Read by numpy's BLAS when a spawned process imports it.
+        for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[variable] = str(arguments.blas_threads)
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="neuraltrade-load-")))
         if arguments.database == "sqlite":
@@ -263,6 +275,7 @@ def main() -> None:
             "seconds": arguments.seconds,
             "preload_seconds": round(time.perf_counter() - started, 1),
             "cores": os.cpu_count(),
+            "blas_threads": arguments.blas_threads or "library default",
         }
         writer = (arguments.writer_batch, arguments.writer_pause, arguments.seal_every)
         result["writer"] = {

@@ -300,5 +300,9 @@ class CheckpointInvalid(NeuralTradeError):
     """A checkpoint or public key list file is malformed, or its signature does not verify."""
 
 
+class CheckpointDirectoryTaken(NeuralTradeError):
+    """A log would be sealed into a checkpoint directory that holds another log's checkpoints or key list."""
+
+
 class ProvenanceFailed(NeuralTradeError):
     """`neuraltrade verify` found a record, link, signature or log entry that does not verify."""

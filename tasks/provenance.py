@@ -35,6 +35,7 @@ from neuraltrade.provenance.checkpoint import (
     KEY_LIST_NAME,
     Checkpoint,
     SignedCheckpoint,
+    claim_directory,
     read_checkpoint,
     read_checkpoints,
     write_checkpoint,
@@ -117,6 +118,7 @@ def seal_log(database_url: str, directory: str | None = None, flow_run_id: str |
         created_at=clock.now(),
         key_id=key.key_id,
     )
+    claim_directory(target, origin)
     signed = SignedCheckpoint.sign(checkpoint, key)
     path = write_checkpoint(target, signed)
     write_key_list(target, keys)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from neuraltrade.canonical import canonical_json, parse_json, parse_timestamp
-from neuraltrade.errors import CheckpointInvalid, SerializationError
+from neuraltrade.errors import CheckpointDirectoryTaken, CheckpointInvalid, SerializationError
 from neuraltrade.provenance.files import write_atomically
 from neuraltrade.provenance.keys import KeyList, SigningKey
 from neuraltrade.records import Record
@@ -107,6 +107,34 @@ class SignedCheckpoint:
     @property
     def file_name(self) -> str:
         return f"checkpoint-{self.checkpoint.tree_size:012d}-{self.checkpoint.root_hash[:16]}.json"
+
+
+def claim_directory(directory: Path, origin: str) -> None:
+    """Check that `directory` may hold the checkpoints of log `origin`: it holds none of another log's.
+
+    Two databases in one folder share its default ``checkpoints/``, and so does a database made again
+    where one was deleted. Sealing either log there would overwrite the other's ``keys.json`` and mix
+    their checkpoints, after which neither verifies; the offline proof of the older one would be lost.
+
+    Raises
+    ------
+    CheckpointDirectoryTaken
+        If a checkpoint or the key list in `directory` is of another log (nothing is written).
+    CheckpointInvalid
+        If a file there is not a checkpoint or key list at all.
+    """
+    others = {signed.checkpoint.origin: signed.source for signed in read_checkpoints(directory)}
+    key_file = directory / KEY_LIST_NAME
+    if key_file.is_file():
+        others[KeyList.from_json(key_file.read_bytes(), source=str(key_file)).origin] = str(key_file)
+    others.pop(origin, None)
+    if others:
+        other, source = sorted(others.items())[0]
+        raise CheckpointDirectoryTaken(
+            f"checkpoint directory {directory} holds {source}, of log {other!r}, not of this database's log "
+            f"{origin!r} (another database in the same folder, or one that was there before); nothing was "
+            "written. Move that folder away, or name another with --checkpoint-dir or NEURALTRADE_CHECKPOINT_DIR"
+        )
 
 
 def write_checkpoint(directory: Path, signed: SignedCheckpoint) -> Path:

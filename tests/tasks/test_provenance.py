@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from models.engine import dispose_engines, get_engine
+from neuraltrade.errors import CheckpointDirectoryTaken
 from tasks.provenance import adopt_records, seal_log, verify_with
 from tests.conftest import DAILY_DATA
 
@@ -61,3 +64,29 @@ def test_adopting_signs_what_was_stored_before_provenance_once(database_url: str
 
     assert first == {"observation": 60} and again == {}
     assert verify_with(database_url).ok
+
+
+def test_a_second_database_in_the_folder_cannot_seal_into_the_firsts_checkpoints(tmp_path: Path) -> None:
+    from flows.ingest_bars import ingest_bars
+    from models.migrations import upgrade_database
+
+    sample = _write(tmp_path / "NVDA.csv", (DAILY_DATA / "NVDA.csv").read_text().splitlines(keepends=True)[:31])
+    first, second = f"sqlite:///{tmp_path}/first.db", f"sqlite:///{tmp_path}/second.db"
+    for url in (first, second):
+        upgrade_database(url)
+        ingest_bars.fn(paths=[str(sample)], database_url=url)
+    seal_log.fn(first)
+    folder = tmp_path / "checkpoints"
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+
+    with pytest.raises(
+        CheckpointDirectoryTaken, match=r"checkpoints holds .* of log 'neuraltrade/.*nothing was written"
+    ):
+        seal_log.fn(second)
+
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+    dispose_engines()
+    assert verify_with(first).ok
+    elsewhere = seal_log.fn(second, str(tmp_path / "second-checkpoints"))
+    assert Path(elsewhere["path"]).parent == tmp_path / "second-checkpoints"
+    assert verify_with(second, directory=str(tmp_path / "second-checkpoints")).ok

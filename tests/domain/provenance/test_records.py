@@ -10,13 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from neuraltrade.errors import CheckpointInvalid
+from neuraltrade.errors import CheckpointDirectoryTaken, CheckpointInvalid
 from neuraltrade.provenance.checkpoint import (
     Checkpoint,
     SignedCheckpoint,
+    claim_directory,
     read_checkpoint,
     read_checkpoints,
     write_checkpoint,
+    write_key_list,
 )
 from neuraltrade.provenance.keys import KeyList, SigningKey
 from neuraltrade.provenance.records import KeyIntroduction, Retraction, Retrieval, RetrievedItem, retrievals_of
@@ -112,3 +114,22 @@ def test_a_checkpoint_of_another_log_another_key_or_another_content_does_not_ver
     assert "is of log" in str(signed.problem(KeyList(origin="neuraltrade/other", keys=keys.keys)))
     with pytest.raises(CheckpointInvalid, match="malformed"):
         SignedCheckpoint.from_json(b'{"format": "neuraltrade-checkpoint/1"}')
+
+
+def test_a_checkpoint_directory_is_claimed_only_by_the_log_whose_files_it_holds(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    keys = KeyList(origin="neuraltrade/test").with_key(key.public_key(MOMENT))
+    claim_directory(tmp_path / "absent", "neuraltrade/test")
+    claim_directory(tmp_path, "neuraltrade/other")  # empty
+    write_key_list(tmp_path / "keys-only", keys)
+    write_checkpoint(tmp_path / "checkpoints", SignedCheckpoint.sign(_checkpoint(key), key))
+
+    claim_directory(tmp_path / "keys-only", "neuraltrade/test")
+    claim_directory(tmp_path / "checkpoints", "neuraltrade/test")
+    with pytest.raises(CheckpointDirectoryTaken, match=r"keys-only/keys\.json, of log 'neuraltrade/test'"):
+        claim_directory(tmp_path / "keys-only", "neuraltrade/other")
+    with pytest.raises(CheckpointDirectoryTaken, match=r"checkpoint-000000000003-.*of log 'neuraltrade/test', not"):
+        claim_directory(tmp_path / "checkpoints", "neuraltrade/other")
+    (tmp_path / "checkpoints" / "keys.json").write_text("{}")
+    with pytest.raises(CheckpointInvalid, match=r"keys\.json is not a neuraltrade-keys/1"):
+        claim_directory(tmp_path / "checkpoints", "neuraltrade/test")

@@ -23,10 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from load import DIMENSION, K, vectors
 
+from models.ann_index import HnswConfig
+
 ITEMS = 100_000
 BREADTHS = (32, 64, 128, 256)
-M = 16
-EF_CONSTRUCTION = 200
+#: The store's own graph parameters, so that every library builds the graph the store would.
+M = HnswConfig().m
+EF_CONSTRUCTION = HnswConfig().ef_construction
 
 
 def hnswlib_search(data: np.ndarray) -> Callable[[np.ndarray, int], np.ndarray]:

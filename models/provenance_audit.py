@@ -213,8 +213,10 @@ class _Audit:
             for kind, source in SOURCES.items():
                 for row in stored_rows(self.session, kind):
                     self._check_row(origin, kind, source, row)
-            failed = [] if self.pool is not None or not self.pending else failed_signatures(self.pending)
-            if self.pool is not None:
+            if self.pool is None:
+                failed = failed_signatures(self.pending)
+            else:
+                failed = []
                 self._flush_signatures()
             for future in self.futures:
                 failed.extend(future.result())
